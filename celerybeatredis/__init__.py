@@ -1,0 +1,9 @@
+"""A Celery beat scheduler that keeps the whole schedule in Redis."""
+
+from __future__ import annotations
+
+from .exceptions import CeleryBeatRedisError, EntryNotFound, InvalidDefinition
+
+__version__ = "1.0.0.dev0"
+
+__all__ = ["CeleryBeatRedisError", "EntryNotFound", "InvalidDefinition", "__version__"]

@@ -1,0 +1,45 @@
+"""Errors raised by celerybeat-redis."""
+
+from __future__ import annotations
+
+
+class CeleryBeatRedisError(Exception):
+    """Base class of every error this package raises."""
+
+
+class InvalidDefinition(CeleryBeatRedisError, ValueError):
+    """A schedule definition that cannot be used; names the field at fault.
+
+    Args:
+        field: Dotted path of the field (``interval.period``), ``""`` for the whole document.
+        message: What is wrong with it.
+        entry: Name of the entry, when known.
+    """
+
+    def __init__(self, field: str, message: str, entry: str | None = None) -> None:
+        self.field = field
+        self.message = message
+        self.entry = entry
+        super().__init__(self.reason)
+
+    @property
+    def reason(self) -> str:
+        """The error as stored in ``{T}:invalid`` and logged."""
+        where = f"field {self.field!r}: " if self.field else ""
+        subject = f"entry {self.entry!r}: " if self.entry is not None else ""
+        return f"{subject}{where}{self.message}"
+
+    def for_entry(self, entry: str) -> InvalidDefinition:
+        """The same error, naming ``entry``."""
+        return InvalidDefinition(self.field, self.message, entry)
+
+
+class EntryNotFound(CeleryBeatRedisError, KeyError):
+    """No entry of that name in the schedule."""
+
+    def __str__(self) -> str:
+        return f"no entry named {self.args[0]!r}"
+
+
+class ScriptError(CeleryBeatRedisError):
+    """A Lua script returned an error code."""

@@ -1,0 +1,299 @@
+"""Celery beat glue: ``celery beat -S celerybeatredis.schedulers.RedisScheduler``.
+
+One tick claims a bounded batch of due entries (one Lua call), decides for
+each whether it runs and when it is due next, commits that (one Lua call),
+then publishes the runs that were committed. Commit comes before publish, as
+in Celery's own scheduler: a beat killed between the two loses those runs
+rather than sending them twice (see "Guarantees" in README.rst).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime, timezone
+from typing import Any, Mapping
+
+import redis
+from celery import Celery
+from celery.beat import ScheduleEntry, Scheduler, SchedulingError
+from celery.schedules import crontab
+
+from .codec import Codec, Definition, digest, dump_document, entry_to_document
+from .exceptions import InvalidDefinition
+from .settings import Settings
+from .store import NEVER, Claim, Claimed, Plan, RedisStore, Revert
+
+logger = logging.getLogger(__name__)
+
+STATIC_CHUNK = 500
+MAX_BACKOFF = 5.0
+
+
+class TickClock:
+    """The time of the current tick, taken from Redis so every beat agrees on it."""
+
+    def __init__(self) -> None:
+        self.current = datetime.now(timezone.utc)
+
+    def now(self) -> datetime:
+        """The tick's time (aware, UTC)."""
+        return self.current
+
+    def set(self, timestamp: float) -> datetime:
+        """Move the clock to ``timestamp`` (Unix seconds)."""
+        self.current = datetime.fromtimestamp(timestamp, timezone.utc)
+        return self.current
+
+
+class RedisScheduler(Scheduler):
+    """A Celery beat scheduler whose schedule lives in Redis.
+
+    Settings come from the app's configuration (``redis_scheduler_*``, see
+    README.rst). A lazy instance (the one ``celery beat`` makes for its banner)
+    does no I/O.
+    """
+
+    #: Longest sleep between ticks; entries added meanwhile are seen within it.
+    max_interval = 1.0
+
+    def __init__(self, app: Celery, *args: Any, **kwargs: Any) -> None:
+        self.settings = Settings.from_app(app)
+        self.clock = TickClock()
+        self.codec = Codec(app, nowfun=self.clock.now)
+        self.store: RedisStore | None = None
+        self._statics_synced = False
+        self._next_reconcile = 0.0
+        self._failures = 0
+        super().__init__(app, *args, **kwargs)
+
+    # --- Celery's Scheduler interface ------------------------------------------
+
+    def setup_schedule(self) -> None:
+        """Connect and sync ``beat_schedule`` into Redis (retried by tick if Redis is down)."""
+        self.store = RedisStore.from_settings(self.settings)
+        logger.info("beat: schedule in Redis at %s, keys {%s}:*", self.settings.safe_url, self.settings.tag)
+        try:
+            self.sync_statics()
+        except redis.RedisError as exc:
+            logger.error("beat: cannot reach Redis at %s to sync beat_schedule (%s); will retry", self.settings.safe_url, exc)
+
+    def tick(self, *args: Any, **kwargs: Any) -> float:
+        """Process one batch of due entries; returns seconds to sleep."""
+        try:
+            delay = self._tick()
+        except redis.ResponseError as exc:
+            delay = self._backoff()
+            logger.error("beat: Redis refused a schedule command (%s); retrying in %.1fs", exc, delay)
+            return delay
+        except redis.RedisError as exc:
+            delay = self._backoff()
+            logger.error("beat: Redis unavailable at %s (%s); retrying in %.1fs", self.settings.safe_url, exc, delay)
+            return delay
+        if self._failures:
+            logger.info("beat: Redis is back at %s", self.settings.safe_url)
+            self._failures = 0
+        return delay
+
+    def sync(self) -> None:
+        """Nothing to do: every change is written to Redis when it happens."""
+
+    def close(self) -> None:
+        """Release the Redis connections."""
+        if self.store is not None:
+            self.store.client.close()
+
+    def get_schedule(self) -> dict[str, Any]:
+        """Always empty: the schedule lives in Redis and is never loaded whole."""
+        return {}
+
+    def set_schedule(self, schedule: Mapping[str, Any]) -> None:
+        """Ignored; use ``beat_schedule`` or the store to change the schedule."""
+
+    schedule = property(get_schedule, set_schedule)
+
+    @property
+    def info(self) -> str:
+        """Lines for the ``celery beat`` banner (password masked)."""
+        return f"    . redis -> {self.settings.safe_url}\n    . key tag -> {{{self.settings.tag}}}"
+
+    # --- statics --------------------------------------------------------------------
+
+    def static_documents(self) -> tuple[dict[str, str], set[str]]:
+        """``beat_schedule`` (plus Celery's default entries) as definition JSON.
+
+        Returns:
+            ``(documents, rejected)``: valid entries by name, and names whose
+            config entry is invalid (logged, and left as they are in Redis).
+        """
+        entries = dict(self.app.conf.beat_schedule or {})
+        if self.app.conf.result_expires and not self.app.backend.supports_autoexpire:
+            entries.setdefault(
+                "celery.backend_cleanup",
+                {"task": "celery.backend_cleanup", "schedule": crontab("0", "4", "*"), "options": {"expires": 12 * 3600}},
+            )
+        documents: dict[str, str] = {}
+        rejected: set[str] = set()
+        for name, entry in entries.items():
+            try:
+                doc = entry_to_document(entry)
+                self.codec.from_document(doc)
+                documents[name] = dump_document(doc)
+            except InvalidDefinition as exc:
+                logger.error("beat: beat_schedule %s; entry not synced", exc.for_entry(name).reason)
+                rejected.add(name)
+        return documents, rejected
+
+    def sync_statics(self) -> None:
+        """Upsert ``beat_schedule`` entries and remove statics that left it."""
+        assert self.store is not None
+        documents, rejected = self.static_documents()
+        names = list(documents)
+        written = 0
+        for i in range(0, len(names), STATIC_CHUNK):
+            chunk = {n: documents[n] for n in names[i : i + STATIC_CHUNK]}
+            w, _, skipped = self.store.put_raw(chunk, static=True)
+            written += w
+            for name in skipped:
+                logger.warning(
+                    "beat: beat_schedule entry %r not synced: a dynamic entry of that name exists in Redis", name
+                )
+        stale = [n for n in self.store.iter_static_names() if n not in documents and n not in rejected]
+        for i in range(0, len(stale), STATIC_CHUNK):
+            self.store.remove_names(stale[i : i + STATIC_CHUNK])
+        self._statics_synced = True
+        logger.info("beat: beat_schedule synced: %d entries, %d changed, %d removed", len(documents), written, len(stale))
+
+    # --- the tick -----------------------------------------------------------------
+
+    def _tick(self) -> float:
+        if self.store is None:
+            self.store = RedisStore.from_settings(self.settings)
+        if not self._statics_synced:
+            self.sync_statics()
+        if time.monotonic() >= self._next_reconcile:
+            self.store.reconcile_step(self.settings.reconcile_batch)
+            self._next_reconcile = time.monotonic() + self.settings.reconcile_interval
+        claim = self.store.claim(self.settings.batch_size, self.settings.lease_seconds)
+        publish_failed = self._process(claim) if claim.entries else False
+        if publish_failed:
+            return self.settings.publish_retry_seconds
+        if len(claim.entries) >= self.settings.batch_size:
+            return 0.0
+        if claim.next_score is None:
+            return self.max_interval
+        return max(0.0, min(claim.next_score - claim.now, self.max_interval))
+
+    def _process(self, claim: Claim) -> bool:
+        """Plan, commit and publish one claimed batch; True if a publish failed."""
+        assert self.store is not None
+        now_dt = self.clock.set(claim.now)
+        decisions = [self._decide(entry, claim, now_dt) for entry in claim.entries]
+        committed = self.store.commit([plan for plan, _ in decisions])
+        reverts: list[Revert] = []
+        broker_down = False
+        for (plan, run), ok, claimed in zip(decisions, committed, claim.entries):
+            if not ok or run is None:
+                continue
+            if not broker_down and self._publish(claimed.name, run, now_dt):
+                continue
+            broker_down = True
+            retry = -1.0 if claimed.score < 0 else claim.now + self.settings.publish_retry_seconds
+            reverts.append(Revert(claimed.name, plan.score, retry, claimed.last_run_at))
+        if reverts:
+            self.store.revert(reverts)
+            logger.warning("beat: %d runs not published; they are due again in %.1fs", len(reverts), self.settings.publish_retry_seconds)
+        return broker_down
+
+    def _decide(self, claimed: Claimed, claim: Claim, now: datetime) -> tuple[Plan, tuple[Definition, int] | None]:
+        """What happens to one claimed entry: its plan, and the run to publish if any."""
+        sha = digest(claimed.definition)
+        stored_sha, _, stored_anchor = (claimed.digest or "").partition(" ")
+        same_version = stored_sha == sha and bool(stored_anchor)
+        anchor = float(stored_anchor) if same_version else claim.now
+        digest_value = f"{sha} {anchor:.6f}"
+        try:
+            defn = self.codec.parse(claimed.definition, sha)
+        except InvalidDefinition as exc:
+            reason = exc.for_entry(claimed.name).reason
+            logger.error("beat: %s; entry quarantined in {%s}:invalid", reason, self.settings.tag)
+            return Plan(claimed.name, claim.lease, NEVER, digest=digest_value, invalid_reason=reason), None
+
+        count = claimed.total_run_count
+        seed_count = None
+        if count is None and defn.seed_total_run_count is not None:
+            count = seed_count = defn.seed_total_run_count
+        count = count or 0
+        last_run_at = _parse_time(claimed.last_run_at)
+        seed_last = None
+        if last_run_at is None and defn.seed_last_run_at is not None:
+            last_run_at = defn.seed_last_run_at
+            seed_last = last_run_at.isoformat()
+
+        def plan(score: float, ran: bool = False) -> Plan:
+            return Plan(
+                claimed.name, claim.lease, score, ran, now.isoformat() if ran else "", digest_value, "",
+                seed_count, seed_last,
+            )
+
+        if not defn.enabled or self._finished(defn, count, now):
+            return plan(NEVER), None
+        run_now = claimed.score < 0
+        if not run_now and defn.start_time is not None and now < defn.start_time:
+            return plan(defn.start_time.timestamp()), None
+        try:
+            if run_now:
+                is_due, next_in = True, defn.schedule.is_due(now)[1]
+            else:
+                base = last_run_at or datetime.fromtimestamp(anchor, timezone.utc)
+                is_due, next_in = defn.schedule.is_due(base)
+        except Exception as exc:  # noqa: BLE001 - one entry's schedule must not stop beat
+            reason = f"entry {claimed.name!r}: field {defn.kind!r}: cannot compute the next run: {exc}"
+            logger.error("beat: %s; entry quarantined", reason)
+            return Plan(claimed.name, claim.lease, NEVER, digest=digest_value, invalid_reason=reason), None
+        if not is_due:
+            return plan(claim.now + max(float(next_in), 0.0)), None
+        runs = count + 1
+        next_score = NEVER if self._finished(defn, runs, now) else claim.now + float(next_in)
+        return plan(next_score, ran=True), (defn, runs)
+
+    @staticmethod
+    def _finished(defn: Definition, runs: int, now: datetime) -> bool:
+        if defn.runs_once and runs >= 1:
+            return True
+        if defn.max_run_count is not None and runs >= defn.max_run_count:
+            return True
+        return defn.expires is not None and now >= defn.expires
+
+    def _publish(self, name: str, run: tuple[Definition, int], now: datetime) -> bool:
+        """Send one task as Celery beat would; False if it could not be published."""
+        defn, runs = run
+        options = dict(defn.options)
+        if "headers" in options:
+            options["headers"] = dict(options["headers"])
+        entry = ScheduleEntry(
+            name=name, task=defn.task, last_run_at=now, total_run_count=runs, schedule=defn.schedule,
+            args=defn.args, kwargs=defn.kwargs, options=options, app=self.app,
+        )
+        if logger.isEnabledFor(logging.INFO):
+            logger.info("Scheduler: Sending due task %s (%s)", name, defn.task)
+        try:
+            self.apply_async(entry, producer=self.producer, advance=False)
+        except SchedulingError as exc:
+            logger.error("beat: could not publish %r (%s): %s", name, defn.task, exc)
+            return False
+        return True
+
+    def _backoff(self) -> float:
+        self._failures += 1
+        return min(0.5 * 2 ** (self._failures - 1), MAX_BACKOFF)
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)

@@ -1,0 +1,115 @@
+"""Scheduler settings read from a Celery app's configuration.
+
+Each setting has a lower-case name and, where the old celerybeat-redis had
+one, its upper-case ``CELERY_REDIS_SCHEDULER_*`` name; the lower-case name
+wins when both are set.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+from urllib.parse import urlsplit, urlunsplit
+
+from celery import Celery
+
+DEFAULT_URL = "redis://localhost:6379/0"
+DEFAULT_PREFIX = "tasks:meta:"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the scheduler reads from configuration.
+
+    Attributes:
+        url: Redis URL of the schedule (``redis://``, ``rediss://``, ``unix://``).
+        key_prefix: Prefix whose trailing ``:`` is dropped to make the hash tag.
+        batch_size: Most entries one Lua call claims or commits.
+        lease_seconds: How long a claimed entry stays reserved for the beat
+            that claimed it; after that another beat may claim it again.
+        reconcile_batch: Fields one reconciler step reads from each index.
+        reconcile_interval: Seconds between two reconciler steps.
+        publish_retry_seconds: Delay before a run whose publish failed is tried again.
+        redis_options: Extra keyword arguments for ``redis.Redis.from_url``.
+    """
+
+    url: str = DEFAULT_URL
+    key_prefix: str = DEFAULT_PREFIX
+    batch_size: int = 1000
+    lease_seconds: float = 30.0
+    reconcile_batch: int = 2000
+    reconcile_interval: float = 1.0
+    publish_retry_seconds: float = 5.0
+    redis_options: Mapping[str, Any] | None = None
+
+    @property
+    def tag(self) -> str:
+        """The hash tag of the schedule's keys, e.g. ``tasks:meta``."""
+        return key_tag(self.key_prefix)
+
+    @property
+    def safe_url(self) -> str:
+        """The URL with any password masked, for logs and the banner."""
+        return mask_url(self.url)
+
+    @classmethod
+    def from_app(cls, app: Celery) -> Settings:
+        """Read the settings of ``app``; see README.rst for the table."""
+        conf = app.conf
+
+        def get(name: str, old: str | None = None) -> Any:
+            value = conf.get(name)
+            if value is None and old is not None:
+                value = conf.get(old)
+            return value
+
+        url = get("redis_scheduler_url", "CELERY_REDIS_SCHEDULER_URL")
+        if not url:
+            broker = conf.get("broker_url") or ""
+            url = broker if isinstance(broker, str) and broker.startswith(("redis://", "rediss://")) else DEFAULT_URL
+        prefix = get("redis_scheduler_key_prefix", "CELERY_REDIS_SCHEDULER_KEY_PREFIX")
+        defaults = cls()
+        settings = cls(
+            url=str(url),
+            key_prefix=str(prefix) if prefix else DEFAULT_PREFIX,
+            batch_size=int(get("redis_scheduler_batch_size") or defaults.batch_size),
+            lease_seconds=float(get("redis_scheduler_lease_seconds") or defaults.lease_seconds),
+            reconcile_batch=int(get("redis_scheduler_reconcile_batch") or defaults.reconcile_batch),
+            reconcile_interval=float(get("redis_scheduler_reconcile_interval") or defaults.reconcile_interval),
+            publish_retry_seconds=float(
+                get("redis_scheduler_publish_retry_seconds") or defaults.publish_retry_seconds
+            ),
+            redis_options=get("redis_scheduler_redis_options"),
+        )
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the setting that is out of range."""
+        if not key_tag(self.key_prefix):
+            raise ValueError("redis_scheduler_key_prefix must not be empty")
+        if any(c in self.key_prefix for c in "{}"):
+            raise ValueError("redis_scheduler_key_prefix must not contain '{' or '}' (it becomes a hash tag)")
+        for name in ("batch_size", "reconcile_batch"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"redis_scheduler_{name} must be at least 1")
+        for name in ("lease_seconds", "reconcile_interval", "publish_retry_seconds"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"redis_scheduler_{name} must be greater than 0")
+
+
+def key_tag(prefix: str) -> str:
+    """Turn a key prefix such as ``tasks:meta:`` into the tag ``tasks:meta``."""
+    return prefix.rstrip(":")
+
+
+def mask_url(url: str) -> str:
+    """Replace the password in ``url`` with ``****``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit(parts._replace(netloc=f"{user}:****@{host}"))

@@ -1,0 +1,63 @@
+--[[
+  One bounded step of the reconciler, which finds edits made without the API.
+
+  Scans a slice of {T}:schedule: an entry missing from {T}:due, or whose
+  definition's SHA-1 differs from the one in {T}:digest, gets score 0
+  ("look now"). Scans a slice of {T}:due: a name with no definition left is
+  dropped from every index. The cursors live in {T}:meta, so several beats
+  share one pass.
+
+  KEYS[1]  {T}:schedule         hash
+  KEYS[2]  {T}:due              zset
+  KEYS[3]  {T}:digest           hash
+  KEYS[4]  {T}:meta             hash   reconcile_schedule_cursor, reconcile_due_cursor
+  KEYS[5]  {T}:total_run_count  hash
+  KEYS[6]  {T}:last_run_at      hash
+  KEYS[7]  {T}:invalid          hash
+
+  ARGV[1]  COUNT hint for each scan
+
+  Returns  {definitions seen, entries poked, due names seen, entries dropped,
+            1 if the schedule pass wrapped around else 0}
+]]
+local schedule, due, digest, meta = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local run_count, last_run, invalid = KEYS[5], KEYS[6], KEYS[7]
+local rcall = redis.call
+local count = tonumber(ARGV[1])
+
+local hcursor = rcall('HGET', meta, 'reconcile_schedule_cursor') or '0'
+local zcursor = rcall('HGET', meta, 'reconcile_due_cursor') or '0'
+
+local seen, poked = 0, 0
+local page = rcall('HSCAN', schedule, hcursor, 'COUNT', count)
+for i = 1, #page[2], 2 do
+  local name = page[2][i]
+  seen = seen + 1
+  local score = rcall('ZSCORE', due, name)
+  local stored = rcall('HGET', digest, name)
+  local fresh = stored and string.sub(stored, 1, 40) == redis.sha1hex(page[2][i + 1])
+  if not score or (not fresh and tonumber(score) > 0) then
+    rcall('ZADD', due, 0, name)
+    poked = poked + 1
+  end
+end
+
+local zseen, dropped = 0, 0
+local zpage = rcall('ZSCAN', due, zcursor, 'COUNT', count)
+for i = 1, #zpage[2], 2 do
+  local name = zpage[2][i]
+  zseen = zseen + 1
+  if rcall('HEXISTS', schedule, name) == 0 then
+    rcall('ZREM', due, name)
+    rcall('HDEL', run_count, name)
+    rcall('HDEL', last_run, name)
+    rcall('HDEL', digest, name)
+    rcall('HDEL', invalid, name)
+    dropped = dropped + 1
+  end
+end
+
+rcall('HSET', meta, 'reconcile_schedule_cursor', page[1], 'reconcile_due_cursor', zpage[1])
+local wrapped = 0
+if page[1] == '0' then wrapped = 1 end
+return {seen, poked, zseen, dropped, wrapped}

@@ -1,0 +1,39 @@
+--[[
+  Undo the run of entries whose task could not be published.
+
+  Only entries whose score is still the one commit.lua wrote are touched:
+  the run count goes back down, last_run_at goes back, and the entry is due
+  again at the retry score.
+
+  KEYS[1]  {T}:due              zset
+  KEYS[2]  {T}:total_run_count  hash
+  KEYS[3]  {T}:last_run_at      hash
+
+  ARGV     four values per entry:
+           name, committed score, retry score, previous last_run_at ("" = none)
+
+  Returns  {1 or 0, ...} one per entry: 1 = reverted, 0 = changed meanwhile
+]]
+local due, run_count, last_run = KEYS[1], KEYS[2], KEYS[3]
+local rcall = redis.call
+
+local out = {}
+for i = 1, #ARGV, 4 do
+  local name = ARGV[i]
+  local current = rcall('ZSCORE', due, name)
+  if current and tonumber(current) == tonumber(ARGV[i + 1]) then
+    rcall('ZADD', due, ARGV[i + 2], name)
+    if rcall('HINCRBY', run_count, name, -1) <= 0 then
+      rcall('HDEL', run_count, name)
+    end
+    if ARGV[i + 3] == '' then
+      rcall('HDEL', last_run, name)
+    else
+      rcall('HSET', last_run, name, ARGV[i + 3])
+    end
+    out[#out + 1] = 1
+  else
+    out[#out + 1] = 0
+  end
+end
+return out

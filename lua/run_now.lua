@@ -1,0 +1,22 @@
+--[[
+  Make entries due at once, as a run: score -1 means "dispatch now".
+
+  KEYS[1]  {T}:schedule  hash
+  KEYS[2]  {T}:due       zset
+
+  ARGV     names
+
+  Returns  {1 or 0, ...} one per name: 0 = no such entry
+]]
+local schedule, due = KEYS[1], KEYS[2]
+local rcall = redis.call
+local out = {}
+for i, name in ipairs(ARGV) do
+  if rcall('HEXISTS', schedule, name) == 1 then
+    rcall('ZADD', due, -1, name)
+    out[i] = 1
+  else
+    out[i] = 0
+  end
+end
+return out

@@ -1,0 +1,32 @@
+"""Packaging for celerybeat-redis; the Lua scripts in lua/ ship inside the package."""
+
+from pathlib import Path
+
+from setuptools import setup
+
+HERE = Path(__file__).parent
+
+setup(
+    name="celerybeat-redis",
+    version="1.0.0.dev0",
+    description="A Celery beat scheduler that keeps the whole schedule in Redis, fast at a million entries",
+    long_description=(HERE / "README.rst").read_text(encoding="utf-8"),
+    long_description_content_type="text/x-rst",
+    license="Apache-2.0",
+    python_requires=">=3.9",
+    packages=["celerybeatredis", "celerybeatredis.lua"],
+    package_dir={"celerybeatredis.lua": "lua"},
+    package_data={"celerybeatredis": ["py.typed"], "celerybeatredis.lua": ["*.lua"]},
+    include_package_data=False,
+    install_requires=["celery>=5.3", "redis[hiredis]>=4.5"],
+    extras_require={
+        "solar": ["ephem"],
+        "test": ["pytest>=7", "pytest-timeout", "hypothesis>=6", "ephem", "ruff", "mypy"],
+        "bench": ["celery-redbeat", "matplotlib"],
+    },
+    classifiers=[
+        "Framework :: Celery",
+        "Programming Language :: Python :: 3",
+        "Topic :: System :: Distributed Computing",
+    ],
+)

@@ -1,0 +1,69 @@
+"""Fixtures: a redis-server the suite starts itself, and a fresh schedule per test."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import redis
+from celery import Celery
+
+from celerybeatredis.store import RedisStore
+
+from .redis_server import RedisServer, env_redis_url
+
+_counter = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """Base URL of the suite's Redis: ``REDIS_URL`` if set, else a private redis-server."""
+    given = env_redis_url()
+    if given:
+        yield given.rstrip("/")
+        return
+    server = RedisServer().start()
+    try:
+        yield server.url
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture
+def client(redis_url: str) -> Iterator[redis.Redis]:
+    """A bytes client on the suite's Redis (db 0)."""
+    conn = redis.Redis.from_url(f"{redis_url}/0")
+    yield conn
+    conn.close()
+
+
+@pytest.fixture
+def prefix() -> str:
+    """A key prefix no other test uses, so tests never see each other's keys."""
+    return f"t{os.getpid()}-{next(_counter)}-{uuid.uuid4().hex[:6]}:meta:"
+
+
+@pytest.fixture
+def store(client: redis.Redis, prefix: str) -> Iterator[RedisStore]:
+    """A store for a fresh schedule; its keys are deleted afterwards."""
+    st = RedisStore(client, prefix)
+    yield st
+    for key in client.scan_iter(match=f"{{{st.keys.tag}}}:*", count=1000):
+        client.delete(key)
+
+
+@pytest.fixture
+def app(redis_url: str, prefix: str) -> Celery:
+    """A Celery app configured for the suite's Redis and this test's prefix."""
+    celery_app = Celery("tests", set_as_current=False)
+    celery_app.conf.update(
+        broker_url=f"{redis_url}/1",
+        redis_scheduler_url=f"{redis_url}/0",
+        redis_scheduler_key_prefix=prefix,
+        beat_schedule={},
+        result_expires=None,
+    )
+    return celery_app
