@@ -13,13 +13,14 @@ import hashlib
 import json
 import re
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Mapping
+from typing import Any, Callable
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from celery import Celery
-from celery.schedules import BaseSchedule, crontab, schedule, schedstate, solar
+from celery.schedules import BaseSchedule, crontab, schedstate, schedule, solar
 
 from .exceptions import InvalidDefinition
 
