@@ -214,13 +214,14 @@ def load_document(raw: str | bytes) -> Any:
     Raises:
         InvalidDefinition: with the JSON parser's position when neither works.
     """
-    text = raw.decode("utf-8", errors="strict") if isinstance(raw, bytes) else raw
+    try:
+        text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+    except UnicodeDecodeError as exc:
+        raise InvalidDefinition("", f"not UTF-8 text: {exc}") from None
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         first_error = exc
-    except UnicodeDecodeError as exc:
-        raise InvalidDefinition("", f"not UTF-8 text: {exc}") from None
     try:
         return json.loads(_repair_seed_document(text))
     except json.JSONDecodeError:
