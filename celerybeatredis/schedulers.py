@@ -79,10 +79,14 @@ class RedisScheduler(Scheduler):
         except redis.RedisError as exc:
             logger.error("beat: cannot reach Redis at %s to sync beat_schedule (%s); will retry", self.settings.safe_url, exc)
 
-    def tick(self, *args: Any, **kwargs: Any) -> float:
-        """Process one batch of due entries; returns seconds to sleep."""
+    def tick(self, *args: Any, now: float | None = None, **kwargs: Any) -> float:
+        """Process one batch of due entries; returns seconds to sleep.
+
+        Args:
+            now: Unix time to tick at instead of the Redis server's clock (for tests and tools).
+        """
         try:
-            delay = self._tick()
+            delay = self._tick(now)
         except redis.ResponseError as exc:
             delay = self._backoff()
             logger.error("beat: Redis refused a schedule command (%s); retrying in %.1fs", exc, delay)
@@ -167,7 +171,7 @@ class RedisScheduler(Scheduler):
 
     # --- the tick -----------------------------------------------------------------
 
-    def _tick(self) -> float:
+    def _tick(self, now: float | None) -> float:
         if self.store is None:
             self.store = RedisStore.from_settings(self.settings)
         if not self._statics_synced:
@@ -175,7 +179,7 @@ class RedisScheduler(Scheduler):
         if time.monotonic() >= self._next_reconcile:
             self.store.reconcile_step(self.settings.reconcile_batch)
             self._next_reconcile = time.monotonic() + self.settings.reconcile_interval
-        claim = self.store.claim(self.settings.batch_size, self.settings.lease_seconds)
+        claim = self.store.claim(self.settings.batch_size, self.settings.lease_seconds, now)
         publish_failed = self._process(claim) if claim.entries else False
         if publish_failed:
             return self.settings.publish_retry_seconds

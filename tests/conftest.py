@@ -65,5 +65,6 @@ def app(redis_url: str, prefix: str) -> Celery:
         redis_scheduler_key_prefix=prefix,
         beat_schedule={},
         result_expires=None,
+        task_default_queue=f"q-{prefix}",
     )
     return celery_app
