@@ -126,13 +126,18 @@ def decode_message(raw: bytes) -> Published:
     return Published(headers["task"], headers["id"], args, kwargs, headers, envelope.get("properties", {}))
 
 
+#: kombu's Redis transport keeps each priority step of a queue in its own list.
+PRIORITY_LISTS = ("", "\x06\x163", "\x06\x166", "\x06\x169")
+
+
 def drain_queue(broker: redis.Redis, queue: str = "celery") -> list[Published]:
-    """Pop every message now in ``queue`` (oldest first)."""
+    """Pop every message now in ``queue`` and its priority lists (oldest first within each)."""
     pipe = broker.pipeline()
-    pipe.lrange(queue, 0, -1)
-    pipe.delete(queue)
-    raw, _ = pipe.execute()
-    return [decode_message(m) for m in reversed(raw)]
+    for suffix in PRIORITY_LISTS:
+        pipe.lrange(queue + suffix, 0, -1)
+        pipe.delete(queue + suffix)
+    replies = pipe.execute()
+    return [decode_message(m) for raw in replies[::2] for m in reversed(raw)]
 
 
 def wait_until(condition: Callable[[], Any], timeout: float = 30, interval: float = 0.1, what: str = "condition") -> Any:
