@@ -1,0 +1,35 @@
+"""The wheel carries the Lua scripts, and the package finds them there."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+from celerybeatredis.store import SCRIPT_NAMES
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_wheel_ships_and_finds_the_lua_scripts(tmp_path: Path) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(ROOT)],
+        check=True, capture_output=True,
+    )
+    (wheel,) = tmp_path.glob("celerybeat_redis-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert {f"celerybeatredis/lua/{n}.lua" for n in SCRIPT_NAMES} <= set(names)
+    site = tmp_path / "site"
+    zipfile.ZipFile(wheel).extractall(site)
+    probe = (
+        "import celerybeatredis.store as s, pathlib;"
+        "assert pathlib.Path(s.__file__).is_relative_to(pathlib.Path(r'%s'));"
+        "from importlib import resources;"
+        "assert resources.files('celerybeatredis').joinpath('lua', 'claim.lua').is_file();"
+        "print(len(s.load_script_text('claim')))" % site
+    )
+    out = subprocess.run([sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, r'{site}'); {probe}"],
+                         cwd=tmp_path, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert int(out.stdout) == len((ROOT / "lua" / "claim.lua").read_text())
