@@ -24,10 +24,10 @@ def test_wheel_ships_and_finds_the_lua_scripts(tmp_path: Path) -> None:
     zipfile.ZipFile(wheel).extractall(site)
     probe = (
         "import celerybeatredis.store as s, pathlib;"
-        "assert pathlib.Path(s.__file__).is_relative_to(pathlib.Path(r'%s'));"
+        f"assert pathlib.Path(s.__file__).is_relative_to(pathlib.Path(r'{site}'));"
         "from importlib import resources;"
         "assert resources.files('celerybeatredis').joinpath('lua', 'claim.lua').is_file();"
-        "print(len(s.load_script_text('claim')))" % site
+        "print(len(s.load_script_text('claim')))"
     )
     out = subprocess.run([sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, r'{site}'); {probe}"],
                          cwd=tmp_path, capture_output=True, text=True)
