@@ -64,7 +64,7 @@ class ZonedCrontab(crontab):
         super().__init__(*args, **kwargs)
         self.zone = zone
 
-    @property  # type: ignore[override]
+    @property
     def tz(self) -> Any:
         """The entry's own zone, else the app's."""
         return ZoneInfo(self.zone) if self.zone else self.app.timezone
@@ -317,9 +317,11 @@ def parse_date(value: Any, field_name: str) -> datetime:
         except ValueError:
             raise InvalidDefinition(field_name, f"not an ISO-8601 date and time: {value!r}") from None
     elif isinstance(value, dict) and value.get("__type__") == "datetime":
-        parts = {k: value.get(k, 0) for k in ("year", "month", "day", "hour", "minute", "second", "microsecond")}
         try:
-            parsed = datetime(**{k: int(v) for k, v in parts.items()})
+            year, month, day, hour, minute, second, micro = (
+                int(value.get(k, 0)) for k in ("year", "month", "day", "hour", "minute", "second", "microsecond")
+            )
+            parsed = datetime(year, month, day, hour, minute, second, micro)
         except (TypeError, ValueError) as exc:
             raise InvalidDefinition(field_name, f"invalid date: {exc}") from None
     else:
