@@ -241,9 +241,10 @@ class RedisScheduler(Scheduler):
                 seed_count, seed_last,
             )
 
-        if not defn.enabled or self._finished(defn, count, now):
+        run_now = claimed.score < 0  # an explicit request: runs even if disabled or finished
+        retired = not defn.enabled or self._finished(defn, count, now)
+        if retired and not run_now:
             return plan(NEVER), None
-        run_now = claimed.score < 0
         if not run_now and defn.start_time is not None and now < defn.start_time:
             return plan(defn.start_time.timestamp()), None
         try:
@@ -259,7 +260,7 @@ class RedisScheduler(Scheduler):
         if not is_due:
             return plan(claim.now + max(float(next_in), 0.0)), None
         runs = count + 1
-        next_score = NEVER if self._finished(defn, runs, now) else claim.now + float(next_in)
+        next_score = NEVER if retired or self._finished(defn, runs, now) else claim.now + float(next_in)
         return plan(next_score, ran=True), (defn, runs)
 
     @staticmethod

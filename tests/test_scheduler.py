@@ -126,6 +126,17 @@ def test_run_now_dispatches_at_once_and_counts(scheduler: RedisScheduler, store:
     assert store.due_score("add") == pytest.approx(T0 + 11)
 
 
+def test_run_now_runs_a_disabled_entry_once(scheduler: RedisScheduler, store: RedisStore, broker: redis.Redis,
+                                             app: Celery) -> None:
+    put(store, "off", dict(EVERY_10S, enabled=False))
+    scheduler.tick(now=T0)
+    store.run_now_names(["off"])
+    scheduler.tick(now=T0 + 1)
+    scheduler.tick(now=T0 + 100)
+    assert len(sent(broker, app)) == 1
+    assert store.run_state("off")[0] == 1 and store.due_score("off") == math.inf
+
+
 @pytest.mark.parametrize(
     ("extra", "runs"),
     [({"one_off": True}, 1), ({"max_run_count": 3}, 3), ({"expires": datetime.fromtimestamp(T0 + 35, timezone.utc).isoformat()}, 3)],
