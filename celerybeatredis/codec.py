@@ -313,7 +313,8 @@ def parse_date(value: Any, field_name: str) -> datetime:
     """An ISO-8601 string or the seed's ``{"__type__": "datetime", ...}`` -> aware datetime (naive = UTC)."""
     if isinstance(value, str):
         try:
-            parsed = datetime.fromisoformat(value)
+            # Python before 3.11 does not read the "Z" suffix.
+            parsed = datetime.fromisoformat(value[:-1] + "+00:00" if value[-1:] in ("Z", "z") else value)
         except ValueError:
             raise InvalidDefinition(field_name, f"not an ISO-8601 date and time: {value!r}") from None
     elif isinstance(value, dict) and value.get("__type__") == "datetime":
