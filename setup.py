@@ -19,6 +19,10 @@ setup(
     package_data={"celerybeatredis": ["py.typed"], "celerybeatredis.lua": ["*.lua"]},
     include_package_data=False,
     install_requires=["celery>=5.3", "redis[hiredis]>=4.5"],
+    entry_points={
+        "console_scripts": ["celerybeatredis = celerybeatredis.cli:main"],
+        "celery.commands": ["schedule = celerybeatredis.cli:celery_command"],
+    },
     extras_require={
         "solar": ["ephem"],
         "test": ["pytest>=7", "pytest-timeout", "hypothesis>=6", "ephem", "ruff", "mypy"],

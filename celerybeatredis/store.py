@@ -8,7 +8,7 @@ due index, run state or digests goes through a Lua script in ``lua/``.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
@@ -20,9 +20,24 @@ import redis
 from celery import Celery
 from redis.commands.core import Script
 
+from .codec import Codec, dump_document, load_document
+from .entries import (
+    BulkResult,
+    Entry,
+    InvalidEntry,
+    Page,
+    ScheduleLike,
+    Stats,
+    apply_changes,
+    build_definition,
+    decode,
+    status_of,
+    timestamp_to_datetime,
+)
+from .exceptions import CeleryBeatRedisError, EntryNotFound, InvalidDefinition
 from .settings import Settings, key_tag
 
-SCRIPT_NAMES = ("claim", "commit", "revert", "reconcile", "upsert", "remove", "run_now")
+SCRIPT_NAMES = ("claim", "commit", "revert", "reconcile", "upsert", "remove", "run_now", "replace", "restore_state")
 NEVER = math.inf
 #: Score meaning "look at this entry now" (new, edited, poked).
 LOOK_NOW = 0.0
@@ -94,6 +109,8 @@ class Keys:
                 self.statics,
             ],
             "run_now": [self.schedule, self.due],
+            "replace": [self.schedule, self.due],
+            "restore_state": [self.total_run_count, self.last_run_at],
         }
         return layout[script]
 
@@ -323,3 +340,382 @@ class RedisStore:
         """Names in ``{T}:statics``, scanned incrementally."""
         for name in self.client.sscan_iter(self.keys.statics, count=500):
             yield name.decode()
+
+    # --- managing schedules: the reads and writes the API needs ---------------------
+
+    def replace_raw(self, changes: Sequence[tuple[str, bytes | str, str]]) -> list[int]:
+        """Compare-and-set definitions: ``(name, expected text, new text)`` each.
+
+        Returns:
+            One code per change: 1 replaced, 0 changed meanwhile, -1 no such entry.
+        """
+        args = [value for change in changes for value in change]
+        return [int(code) for code in self._run("replace", args)] if changes else []
+
+    def restore_state(self, states: Sequence[tuple[str, int | None, str | None]]) -> int:
+        """Set ``(name, total_run_count, last_run_at)`` where an entry has no run state yet."""
+        args: list[Any] = []
+        for name, count, last in states:
+            args += [name, "" if count is None else int(count), last or ""]
+        return int(self._run("restore_state", args)) if states else 0
+
+    def exists(self, name: str) -> bool:
+        """Whether an entry of that name exists."""
+        return bool(self.client.hexists(self.keys.schedule, name))
+
+    def entry_states(self, names: Sequence[str]) -> list[StoredEntry | None]:
+        """Definition and state of each name (None where there is no definition), one round trip."""
+        if not names:
+            return []
+        k = self.keys
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hmget(k.schedule, names)
+        pipe.zmscore(k.due, names)
+        pipe.hmget(k.total_run_count, names)
+        pipe.hmget(k.last_run_at, names)
+        pipe.hmget(k.invalid, names)
+        pipe.smismember(k.statics, names)
+        raws, scores, counts, lasts, reasons, statics = pipe.execute()
+        out: list[StoredEntry | None] = []
+        for i, name in enumerate(names):
+            if raws[i] is None:
+                out.append(None)
+                continue
+            out.append(StoredEntry(
+                name=name,
+                raw=raws[i],
+                score=scores[i],
+                total_run_count=int(counts[i]) if counts[i] is not None else 0,
+                last_run_at=lasts[i].decode() if lasts[i] is not None else None,
+                invalid_reason=reasons[i].decode() if reasons[i] is not None else None,
+                static=bool(statics[i]),
+            ))
+        return out
+
+    def scan_definitions(self, cursor: int = 0, count: int = 500, match: str | None = None) -> tuple[int, list[tuple[str, bytes]]]:
+        """One HSCAN page of ``{T}:schedule``: ``(next cursor, [(name, definition)])``; cursor 0 = done."""
+        next_cursor, page = self.client.hscan(self.keys.schedule, cursor, match=match, count=count)
+        return int(next_cursor), [(name.decode(), raw) for name, raw in page.items()]
+
+    def scan_invalid(self, cursor: int = 0, count: int = 500, match: str | None = None) -> tuple[int, list[tuple[str, str]]]:
+        """One HSCAN page of ``{T}:invalid``: ``(next cursor, [(name, reason)])``; cursor 0 = done."""
+        next_cursor, page = self.client.hscan(self.keys.invalid, cursor, match=match, count=count)
+        return int(next_cursor), [(name.decode(), reason.decode()) for name, reason in page.items()]
+
+    def next_due(self, count: int, offset: int = 0) -> list[tuple[str, float]]:
+        """Up to ``count`` entries with a finite score, soonest first (a bounded ZRANGE)."""
+        reply = self.client.zrangebyscore(self.keys.due, "-inf", "(inf", start=offset, num=count, withscores=True)
+        return [(name.decode(), float(score)) for name, score in reply]
+
+    def count_scores(self, low: float | str, high: float | str) -> int:
+        """How many entries have a score in ``[low, high]`` (ZCOUNT syntax for exclusive bounds)."""
+        return int(self.client.zcount(self.keys.due, low, high))
+
+    def invalid_count(self) -> int:
+        """Number of quarantined entries."""
+        return int(self.client.hlen(self.keys.invalid))
+
+    def memory_usage(self) -> dict[str, int]:
+        """Bytes each existing key of the schedule uses (Redis' MEMORY USAGE estimate)."""
+        names = self.all_keys()
+        pipe = self.client.pipeline(transaction=False)
+        for key in names:
+            pipe.memory_usage(key)
+        return {key: int(used) for key, used in zip(names, pipe.execute()) if used is not None}
+
+    def all_keys(self) -> list[str]:
+        """Every key the schedule may use."""
+        k = self.keys
+        return [k.schedule, k.due, k.total_run_count, k.last_run_at, k.statics, k.invalid, k.digest, k.meta]
+
+    def drop(self) -> int:
+        """Delete the whole schedule (every key of it); returns how many keys existed."""
+        return int(self.client.delete(*self.all_keys()))
+
+
+@dataclass(frozen=True)
+class StoredEntry:
+    """An entry's definition and state as Redis holds them."""
+
+    name: str
+    raw: bytes
+    score: float | None
+    total_run_count: int
+    last_run_at: str | None
+    invalid_reason: str | None
+    static: bool
+
+
+class ScheduleStore(RedisStore):
+    """The schedule as users manage it: add, change, inspect and remove entries.
+
+    Every definition is validated before it is written, and every write goes
+    through the Lua scripts, so the due index, digests and run state stay
+    consistent and a running beat sees the change within a second.
+
+    Args:
+        client: A ``redis.Redis`` client (bytes replies).
+        key_prefix: The schedule's key prefix, e.g. ``tasks:meta:``.
+        app: Celery app whose time zone validation uses; a bare app when None.
+    """
+
+    #: Attempts at an edit whose entry keeps changing underneath it.
+    EDIT_ATTEMPTS = 5
+
+    def __init__(self, client: Any, key_prefix: str, app: Celery | None = None) -> None:
+        super().__init__(client, key_prefix)
+        self.codec = Codec(app or Celery("celerybeatredis", set_as_current=False))
+
+    @classmethod
+    def from_url(cls, url: str, key_prefix: str, app: Celery | None = None, **options: Any) -> ScheduleStore:
+        """A store on a new client for ``url``."""
+        return cls(redis.Redis.from_url(url, **options), key_prefix, app)
+
+    @classmethod
+    def from_app(cls, app: Celery) -> ScheduleStore:
+        """The store of the schedule ``app``'s beat uses (same settings as the scheduler)."""
+        settings = Settings.from_app(app)
+        return cls.from_url(settings.url, settings.key_prefix, app, **dict(settings.redis_options or {}))
+
+    # --- writing ----------------------------------------------------------------------
+
+    def add(self, name: str, task: str | Mapping[str, Any], schedule: ScheduleLike | None = None, **fields: Any) -> bool:
+        """Add an entry, or replace the entry of that name (run state is kept).
+
+        ``task`` is a task name with a ``schedule`` and optional fields (``args``,
+        ``kwargs``, ``options``, ``enabled``, ...), or a whole definition in its
+        JSON form.
+
+        Returns:
+            True if the stored definition changed.
+
+        Raises:
+            InvalidDefinition: naming the entry and field, before anything is written.
+        """
+        text = self.validate(name, self._document(task, schedule, fields))
+        written, _, _ = self.put_raw({name: text})
+        return written > 0
+
+    def update(self, name: str, **changes: Any) -> bool:
+        """Change some fields of an entry and keep the rest (``schedule=`` replaces the schedule).
+
+        A value of None drops an optional field. Returns True if the definition changed.
+
+        Raises:
+            EntryNotFound: no entry of that name.
+            InvalidDefinition: the result is not a valid definition; nothing is written.
+        """
+        return self._edit(name, lambda doc: apply_changes(doc, changes))
+
+    def replace(self, name: str, definition: Mapping[str, Any]) -> bool:
+        """Replace an existing entry's definition as a whole; True if it changed.
+
+        Raises:
+            EntryNotFound: no entry of that name.
+            InvalidDefinition: naming the field; nothing is written.
+        """
+        return self._edit(name, lambda doc: dict(definition), need_valid=False)
+
+    def enable(self, name: str) -> bool:
+        """Set ``enabled`` to true (every other field is kept as it is); True if it changed."""
+        return self._edit(name, lambda doc: {**doc, "enabled": True})
+
+    def disable(self, name: str) -> bool:
+        """Set ``enabled`` to false (every other field is kept as it is); True if it changed."""
+        return self._edit(name, lambda doc: {**doc, "enabled": False})
+
+    def remove(self, name: str) -> None:
+        """Remove an entry with its run state.
+
+        Raises:
+            EntryNotFound: no entry of that name.
+        """
+        if not self.remove_names([name]):
+            raise EntryNotFound(name)
+
+    def run_now(self, name: str) -> None:
+        """Have beat dispatch the entry at once (within a second); it counts as a run.
+
+        Raises:
+            EntryNotFound: no entry of that name.
+        """
+        if not self.run_now_names([name])[0]:
+            raise EntryNotFound(name)
+
+    def bulk_add(self, entries: Iterable[tuple[str, Mapping[str, Any]]] | Mapping[str, Mapping[str, Any]],
+                 batch_size: int = 1000) -> BulkResult:
+        """Add or replace many definitions (JSON form), one Lua call per batch.
+
+        Each batch is validated as a whole before it is written, so an invalid
+        definition stops the call with nothing of its batch written (earlier
+        batches stay written).
+
+        Raises:
+            InvalidDefinition: naming the first invalid entry and field.
+        """
+        items = entries.items() if isinstance(entries, Mapping) else entries
+        written = unchanged = 0
+        batch: dict[str, str] = {}
+        for name, definition in items:
+            batch[name] = self.validate(name, definition)
+            if len(batch) >= batch_size:
+                w, u, _ = self.put_raw(batch)
+                written, unchanged, batch = written + w, unchanged + u, {}
+        if batch:
+            w, u, _ = self.put_raw(batch)
+            written, unchanged = written + w, unchanged + u
+        return BulkResult(written, unchanged)
+
+    def bulk_remove(self, names: Iterable[str], batch_size: int = 1000) -> int:
+        """Remove many entries, one Lua call per batch; returns how many existed."""
+        removed = 0
+        batch: list[str] = []
+        for name in names:
+            batch.append(name)
+            if len(batch) >= batch_size:
+                removed, batch = removed + self.remove_names(batch), []
+        return removed + self.remove_names(batch)
+
+    def validate(self, name: str, definition: Mapping[str, Any]) -> str:
+        """Check a definition and return the JSON text to store.
+
+        Raises:
+            InvalidDefinition: naming ``name`` and the field at fault.
+        """
+        if not isinstance(name, str) or not name:
+            raise InvalidDefinition("name", "an entry needs a non-empty name")
+        try:
+            self.codec.from_document(definition)
+            return dump_document(definition)
+        except InvalidDefinition as exc:
+            raise exc.for_entry(name) from None
+
+    # --- reading ----------------------------------------------------------------------
+
+    def get(self, name: str) -> Entry:
+        """The entry's definition, run state, next run and status.
+
+        Raises:
+            EntryNotFound: no entry of that name.
+        """
+        found = self.entry_states([name])[0]
+        if found is None:
+            raise EntryNotFound(name)
+        return self._entry(found)
+
+    def find(self, names: Sequence[str]) -> list[Entry | None]:
+        """Entries for ``names`` in one round trip (None where there is none)."""
+        return [self._entry(s) if s is not None else None for s in self.entry_states(names)]
+
+    def list(self, cursor: int = 0, count: int = 100, match: str | None = None) -> Page:
+        """One page of entries (HSCAN order; ``count`` is a hint); pass ``page.cursor`` back for more.
+
+        ``match`` is a Redis glob on the entry name. An entry may appear twice
+        if the hash is resized during the listing.
+        """
+        next_cursor, page = self.scan_definitions(cursor, count, match)
+        return Page([e for e in self.find([n for n, _ in page]) if e is not None], next_cursor)
+
+    def iter_entries(self, match: str | None = None, page_size: int = 500) -> Iterator[Entry]:
+        """Every entry, fetched a page at a time (never all at once)."""
+        cursor = 0
+        while True:
+            page = self.list(cursor, page_size, match)
+            yield from page.items
+            if page.done:
+                return
+            cursor = page.cursor
+
+    def upcoming(self, count: int = 10, offset: int = 0) -> list[Entry]:
+        """The next ``count`` entries in due order (due-now ones first), from a bounded ZRANGE."""
+        names = [name for name, _ in self.next_due(count, offset)]
+        return [e for e in self.find(names) if e is not None]
+
+    def invalid(self, cursor: int = 0, count: int = 100) -> Page:
+        """One page of quarantined entries (:class:`InvalidEntry`) with beat's reasons."""
+        next_cursor, page = self.scan_invalid(cursor, count)
+        return Page([InvalidEntry(name, reason) for name, reason in page], next_cursor)
+
+    def stats(self, scan: bool = True, overdue_after: float = 60.0) -> Stats:
+        """Counts and memory of the schedule; ``scan`` reads every definition to count enabled ones."""
+        now = self.server_time()
+        enabled = None
+        if scan:
+            enabled = sum(1 for _, raw in self.iter_raw() if _is_enabled(raw))
+        return Stats(
+            entries=self.count(),
+            scheduled=self.count_scores("(0", "(inf"),
+            never=self.count_scores("inf", "inf"),
+            due_now=self.count_scores("-inf", now),
+            overdue=self.count_scores("(0", now - overdue_after),
+            pending=self.count_scores("-inf", 0),
+            invalid=self.invalid_count(),
+            enabled=enabled,
+            memory_bytes=self.memory_usage(),
+            overdue_after=overdue_after,
+        )
+
+    def iter_raw(self, match: str | None = None, page_size: int = 1000) -> Iterator[tuple[str, bytes]]:
+        """Every ``(name, definition text)``, an HSCAN page at a time."""
+        cursor = 0
+        while True:
+            cursor, page = self.scan_definitions(cursor, page_size, match)
+            yield from page
+            if cursor == 0:
+                return
+
+    # --- helpers ------------------------------------------------------------------------
+
+    def _document(self, task: str | Mapping[str, Any], schedule: ScheduleLike | None, fields: Mapping[str, Any]) -> dict[str, Any]:
+        if isinstance(task, Mapping):
+            if schedule is not None or fields:
+                raise InvalidDefinition("schedule", "give either a whole definition or a task with a schedule, not both")
+            return dict(task)
+        if schedule is None:
+            raise InvalidDefinition("schedule", "is required")
+        return build_definition(task, schedule, **fields)
+
+    def _edit(self, name: str, change: Callable[[dict[str, Any]], dict[str, Any]], need_valid: bool = True) -> bool:
+        """Read, change and compare-and-set one definition, retrying if it changes meanwhile."""
+        for _ in range(self.EDIT_ATTEMPTS):
+            raw = self.get_raw(name)
+            if raw is None:
+                raise EntryNotFound(name)
+            _, doc = decode(raw)
+            if doc is None and need_valid:
+                raise InvalidDefinition("", "the stored definition is not a JSON object; replace it as a whole", name)
+            new_doc = change(doc or {})
+            new_text = self.validate(name, new_doc)
+            if new_doc == doc:
+                return False
+            code = self.replace_raw([(name, raw, new_text)])[0]
+            if code == -1:
+                raise EntryNotFound(name)
+            if code == 1:
+                return True
+        raise CeleryBeatRedisError(f"entry {name!r} kept changing while being edited; try again")
+
+    def _entry(self, stored: StoredEntry) -> Entry:
+        text, doc = decode(stored.raw)
+        reason = stored.invalid_reason
+        if reason is None:
+            try:
+                self.validate(stored.name, doc if doc is not None else load_document(text))
+            except InvalidDefinition as exc:
+                reason = exc.reason
+        last = None
+        if stored.last_run_at:
+            try:
+                last = datetime.fromisoformat(stored.last_run_at)
+            except ValueError:
+                last = None
+        return Entry(
+            name=stored.name, raw=text, definition=doc, total_run_count=stored.total_run_count, last_run_at=last,
+            next_run_at=timestamp_to_datetime(stored.score), status=status_of(stored.score, doc, reason),
+            invalid_reason=reason, static=stored.static,
+        )
+
+
+def _is_enabled(raw: bytes) -> bool:
+    _, doc = decode(raw)
+    return doc is not None and doc.get("enabled", True) is not False

@@ -1,0 +1,145 @@
+"""Entries in words for people: schedules, next and last runs, sizes."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from .entries import Entry
+
+_UNITS = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
+_SINGULAR = {"days": "day", "hours": "hour", "minutes": "minute", "seconds": "second", "microseconds": "microsecond"}
+_DAYS = {"0": "Sunday", "1": "Monday", "2": "Tuesday", "3": "Wednesday", "4": "Thursday", "5": "Friday",
+         "6": "Saturday", "7": "Sunday"}
+
+
+def describe_schedule(doc: Mapping[str, Any] | None) -> str:
+    """``every 30 seconds``, ``daily at 07:30``, ``cron 0 7 * * 1``, ``once at ...``, ``at sunset (52.5, 13.4)``."""
+    if not doc:
+        return "?"
+    if isinstance(doc.get("interval"), Mapping):
+        text = _interval(doc["interval"])
+    elif isinstance(doc.get("crontab"), Mapping):
+        text = _crontab(doc["crontab"])
+    elif isinstance(doc.get("solar"), Mapping):
+        spec = doc["solar"]
+        text = f"at {spec.get('event')} ({spec.get('latitude')}, {spec.get('longitude')})"
+    elif doc.get("clocked") is not None:
+        at = doc["clocked"]
+        text = f"once at {at.get('at') if isinstance(at, Mapping) else at}"
+    else:
+        return "?"
+    if doc.get("one_off"):
+        text += ", once"
+    if doc.get("max_run_count"):
+        text += f", at most {doc['max_run_count']} runs"
+    return text
+
+
+def _interval(spec: Mapping[str, Any]) -> str:
+    every, period = spec.get("every"), spec.get("period", "seconds")
+    if every == 1:
+        return f"every {_SINGULAR.get(str(period), period)}"
+    if isinstance(every, float) and every.is_integer():
+        every = int(every)
+    return f"every {every} {period}"
+
+
+def _crontab(spec: Mapping[str, Any]) -> str:
+    fields = [str(spec.get(n, "*")) for n in ("minute", "hour", "day_of_month", "month_of_year", "day_of_week")]
+    minute, hour, dom, month, dow = fields
+    zone = f" ({spec['timezone']})" if spec.get("timezone") else ""
+    if dom == month == "*":
+        if minute.isdigit() and hour.isdigit():
+            at = f"at {int(hour):02d}:{int(minute):02d}"
+            if dow == "*":
+                return f"daily {at}{zone}"
+            if dow in _DAYS:
+                return f"{_DAYS[dow]}s {at}{zone}"
+        if hour == dow == "*":
+            if minute == "*":
+                return f"every minute{zone}"
+            if minute.isdigit():
+                return f"hourly at :{int(minute):02d}{zone}"
+            if minute.startswith("*/") and minute[2:].isdigit():
+                return f"every {int(minute[2:])} minutes{zone}"
+    return f"cron {' '.join(fields)}{zone}"
+
+
+def duration(seconds: float) -> str:
+    """``3m``, ``1h5m``, ``2d3h``: the two largest units."""
+    left = round(abs(seconds))
+    if left == 0:
+        return "0s"
+    parts = []
+    for unit, size in _UNITS:
+        if left >= size:
+            parts.append(f"{left // size}{unit}")
+            left %= size
+        if len(parts) == 2:
+            break
+    return "".join(parts)
+
+
+def relative(when: datetime, now: datetime) -> str:
+    """``in 3m``, ``12s ago`` or ``now``."""
+    delta = (when - now).total_seconds()
+    if abs(delta) < 1:
+        return "now"
+    return f"in {duration(delta)}" if delta > 0 else f"{duration(delta)} ago"
+
+
+def clock(when: datetime, now: datetime) -> str:
+    """Local time: ``14:03:05`` today, else ``2024-05-01 14:03``."""
+    local, today = when.astimezone(), now.astimezone()
+    return local.strftime("%H:%M:%S") if local.date() == today.date() else local.strftime("%Y-%m-%d %H:%M")
+
+
+def next_run(entry: Entry, now: datetime) -> str:
+    """The next run in words, e.g. ``in 3m (14:03:05)``."""
+    if entry.status == "pending":
+        return "now (pending)"
+    if entry.status == "run-now":
+        return "now (run requested)"
+    if entry.next_run_at is None:
+        return "never"
+    late = " overdue" if (now - entry.next_run_at).total_seconds() > 60 else ""
+    return f"{relative(entry.next_run_at, now)} ({clock(entry.next_run_at, now)}){late}"
+
+
+def last_run(entry: Entry, now: datetime) -> str:
+    """The last run in words, e.g. ``12s ago (14:02:53)``, or ``never``."""
+    if entry.last_run_at is None:
+        return "never"
+    return f"{relative(entry.last_run_at, now)} ({clock(entry.last_run_at, now)})"
+
+
+def size(num_bytes: int) -> str:
+    """``1.5 MiB``."""
+    value = float(num_bytes)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{num_bytes} B"
+
+
+def table(headers: list[str], rows: list[list[str]]) -> str:
+    """Rows in aligned columns under a header line."""
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip()]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
+    return "\n".join(lines)
+
+
+LIST_HEADERS = ["NAME", "TASK", "SCHEDULE", "ENABLED", "NEXT RUN", "LAST RUN", "RUNS"]
+
+
+def list_row(entry: Entry, now: datetime) -> list[str]:
+    """One row of the ``list`` view, under :data:`LIST_HEADERS`."""
+    enabled = "yes" if entry.enabled else "no"
+    if entry.status == "invalid":
+        enabled += " (invalid)"
+    return [entry.name, entry.task or "?", describe_schedule(entry.definition), enabled, next_run(entry, now),
+            last_run(entry, now), str(entry.total_run_count)]

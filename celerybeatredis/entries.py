@@ -1,0 +1,254 @@
+"""Entries as the management API shows them, and definitions built from Python objects.
+
+Nothing here talks to Redis: :class:`~celerybeatredis.store.ScheduleStore`
+reads and writes, this module shapes what it returns and what it is given.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any, Union
+
+from celery.schedules import BaseSchedule
+
+from .codec import SCHEDULE_KINDS, load_document, schedule_to_json
+from .exceptions import InvalidDefinition
+
+#: What ``add`` accepts as a schedule: a Celery schedule, a ``timedelta`` or seconds,
+#: a ``datetime`` (one run at that time), or the JSON form ``{"crontab": {...}}``.
+ScheduleLike = Union[BaseSchedule, timedelta, int, float, datetime, Mapping[str, Any]]
+
+#: Optional definition fields ``add`` and ``update`` take as keyword arguments.
+FIELDS = (
+    "args", "kwargs", "options", "enabled", "one_off", "max_run_count", "start_time", "expires",
+    "description", "relative",
+)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One schedule entry: its definition and what beat has done with it.
+
+    Attributes:
+        name: The entry's name (the field in ``{T}:schedule``).
+        raw: The definition text as stored.
+        definition: The decoded definition, or None when the text is not JSON.
+        total_run_count: Runs so far.
+        last_run_at: Time of the last run.
+        next_run_at: When beat runs it next; None when it is due now, never, or not planned yet
+            (see ``status``).
+        status: ``scheduled``, ``pending`` (new or edited: beat plans it on its next tick),
+            ``run-now`` (asked to run at once), ``disabled``, ``finished`` or ``invalid``.
+        invalid_reason: Why beat (or validation now) rejects the definition.
+        static: Whether it came from ``beat_schedule`` (beat rewrites it from the config on start).
+    """
+
+    name: str
+    raw: str
+    definition: dict[str, Any] | None
+    total_run_count: int
+    last_run_at: datetime | None
+    next_run_at: datetime | None
+    status: str
+    invalid_reason: str | None
+    static: bool
+
+    @property
+    def task(self) -> str:
+        """The task name, or ``""`` for an unreadable definition."""
+        task = (self.definition or {}).get("task")
+        return task if isinstance(task, str) else ""
+
+    @property
+    def enabled(self) -> bool:
+        """Whether the definition is enabled (``enabled`` defaults to true)."""
+        return (self.definition or {}).get("enabled", True) is not False
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready view (times as ISO-8601)."""
+        return {
+            "name": self.name,
+            "definition": self.definition if self.definition is not None else self.raw,
+            "total_run_count": self.total_run_count,
+            "last_run_at": _iso(self.last_run_at),
+            "next_run_at": _iso(self.next_run_at),
+            "status": self.status,
+            "invalid_reason": self.invalid_reason,
+            "static": self.static,
+        }
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a paginated listing; pass ``cursor`` back for the next one (0 = no more)."""
+
+    items: list[Any]
+    cursor: int
+
+    @property
+    def done(self) -> bool:
+        """Whether this was the last page."""
+        return self.cursor == 0
+
+
+@dataclass(frozen=True)
+class InvalidEntry:
+    """A quarantined entry and why beat rejected it."""
+
+    name: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class BulkResult:
+    """Counts from a bulk write."""
+
+    written: int = 0
+    unchanged: int = 0
+    skipped: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Stats:
+    """A schedule's size and health.
+
+    Attributes:
+        entries: Definitions stored.
+        scheduled: Entries with a next run time.
+        never: Entries beat will not run again (disabled, finished or invalid).
+        due_now: Entries due at this moment (including new or edited ones and run-now requests).
+        overdue: Entries more than ``overdue_after`` seconds late: beat is behind or not running.
+        pending: New or edited entries and run-now requests beat has not looked at yet.
+        invalid: Quarantined entries.
+        enabled: Enabled definitions (None when definitions were not scanned).
+        memory_bytes: Memory the schedule's keys use, by key (Redis' estimate).
+        overdue_after: Lateness in seconds that counts as overdue.
+    """
+
+    entries: int
+    scheduled: int
+    never: int
+    due_now: int
+    overdue: int
+    pending: int
+    invalid: int
+    enabled: int | None
+    memory_bytes: dict[str, int]
+    overdue_after: float
+
+    @property
+    def memory_total(self) -> int:
+        """Bytes used by all keys of the schedule."""
+        return sum(self.memory_bytes.values())
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready view."""
+        return {
+            "entries": self.entries, "enabled": self.enabled, "scheduled": self.scheduled, "never": self.never,
+            "due_now": self.due_now, "overdue": self.overdue, "pending": self.pending, "invalid": self.invalid,
+            "memory_bytes": self.memory_total, "memory_by_key": self.memory_bytes,
+            "overdue_after_seconds": self.overdue_after,
+        }
+
+
+def build_definition(task: str, schedule: ScheduleLike, **fields: Any) -> dict[str, Any]:
+    """A definition document from a task name, a schedule and optional fields.
+
+    Raises:
+        InvalidDefinition: for an unknown field or a schedule the JSON format cannot hold.
+    """
+    doc: dict[str, Any] = {"task": task, "enabled": True}
+    doc.update(schedule_document(schedule))
+    for name, value in fields.items():
+        if name not in FIELDS:
+            raise InvalidDefinition(name, f"is not a definition field (known: {', '.join(FIELDS)})")
+        if value is not None:
+            doc[name] = json_value(value)
+    return doc
+
+
+def schedule_document(schedule: ScheduleLike) -> dict[str, Any]:
+    """The schedule members of a definition (``{"interval": {...}}``, ...) for any accepted form."""
+    if isinstance(schedule, datetime):
+        return {"clocked": json_value(schedule)}
+    if isinstance(schedule, Mapping):
+        kinds = [k for k in SCHEDULE_KINDS if schedule.get(k) is not None]
+        extra = sorted(set(schedule) - set(SCHEDULE_KINDS) - {"relative"})
+        if len(kinds) != 1 or extra:
+            raise InvalidDefinition(
+                "schedule", f"a schedule given as a dict needs exactly one of {', '.join(SCHEDULE_KINDS)}"
+                + (f" and nothing else (found {', '.join(extra)})" if extra else ""),
+            )
+        return {k: json_value(v) for k, v in schedule.items()}
+    return schedule_to_json(schedule)
+
+
+def apply_changes(doc: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of ``doc`` with ``changes`` applied; ``schedule`` replaces the schedule kind, None drops a field.
+
+    Raises:
+        InvalidDefinition: for an unknown field name.
+    """
+    out = dict(doc)
+    for name, value in changes.items():
+        if name == "schedule":
+            for kind in (*SCHEDULE_KINDS, "relative"):
+                out.pop(kind, None)
+            out.update(schedule_document(value))
+        elif name == "task":
+            out["task"] = value
+        elif name not in FIELDS:
+            raise InvalidDefinition(name, f"is not a definition field (known: task, schedule, {', '.join(FIELDS)})")
+        elif value is None:
+            out.pop(name, None)
+        else:
+            out[name] = json_value(value)
+    return out
+
+
+def decode(raw: bytes | str) -> tuple[str, dict[str, Any] | None]:
+    """``(text, document)`` of a stored definition; the document is None if it is not a JSON object."""
+    text = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else raw
+    try:
+        doc = load_document(text)
+    except InvalidDefinition:
+        return text, None
+    return text, doc if isinstance(doc, dict) else None
+
+
+def status_of(score: float | None, doc: Mapping[str, Any] | None, invalid_reason: str | None) -> str:
+    """The user-facing status for an entry's score in ``{T}:due``."""
+    if invalid_reason:
+        return "invalid"
+    if score is None or score == 0:
+        return "pending"
+    if score < 0:
+        return "run-now"
+    if math.isinf(score):
+        return "disabled" if (doc or {}).get("enabled", True) is False else "finished"
+    return "scheduled"
+
+
+def json_value(value: Any) -> Any:
+    """Python values as the JSON they are stored as: dates as ISO-8601, tuples and sets as arrays."""
+    if isinstance(value, datetime):
+        return (value if value.tzinfo else value.replace(tzinfo=timezone.utc)).isoformat()
+    if isinstance(value, Mapping):
+        return {str(k): json_value(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [json_value(v) for v in value]
+    return value
+
+
+def timestamp_to_datetime(score: float | None) -> datetime | None:
+    """A finite positive ``{T}:due`` score as an aware datetime, else None."""
+    if score is None or score <= 0 or math.isinf(score):
+        return None
+    return datetime.fromtimestamp(score, timezone.utc)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None

@@ -1,0 +1,38 @@
+--[[
+  Replace definitions only where they still hold the text the caller read
+  (compare-and-set), so an edit never overwrites a change made meanwhile.
+
+  A replaced definition gets score 0 in {T}:due ("look now") unless it is
+  already due now (0) or asked to run now (-1), as in upsert.lua.
+
+  KEYS[1]  {T}:schedule  hash
+  KEYS[2]  {T}:due       zset
+
+  ARGV     triples: name, expected definition JSON, new definition JSON
+
+  Returns  {code, ...} one per triple: 1 = replaced, 0 = changed meanwhile,
+           -1 = no such entry
+]]
+local schedule, due = KEYS[1], KEYS[2]
+local rcall = redis.call
+
+local out = {}
+for i = 1, #ARGV, 3 do
+  local name, expected, definition = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local old = rcall('HGET', schedule, name)
+  if not old then
+    out[#out + 1] = -1
+  elseif old ~= expected then
+    out[#out + 1] = 0
+  else
+    if old ~= definition then
+      rcall('HSET', schedule, name, definition)
+      local score = rcall('ZSCORE', due, name)
+      if not score or tonumber(score) > 0 then
+        rcall('ZADD', due, 0, name)
+      end
+    end
+    out[#out + 1] = 1
+  end
+end
+return out

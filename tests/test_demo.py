@@ -1,0 +1,67 @@
+"""``python -m celerybeatredis demo``: real beat and worker processes, runs printed, everything cleaned up."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import redis
+
+from .processes import PROJECT_ROOT
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+
+def run_demo(env: dict[str, str], seconds: float = 6, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "celerybeatredis", "demo", "--seconds", str(seconds)],
+        env=env, cwd=cwd or PROJECT_ROOT, capture_output=True, text=True, timeout=240,
+    )
+
+
+def demo_tmp_dirs() -> set[str]:
+    tmp = Path(os.environ.get("TMPDIR", "/tmp"))
+    return {p.name for p in tmp.glob("celerybeatredis-demo-*")}
+
+
+def test_demo_on_redis_url_prints_runs_and_cleans_up(redis_url: str) -> None:
+    client = redis.Redis.from_url(f"{redis_url}/0")
+    before = set(client.scan_iter(match="*celerybeatredis-demo-*"))
+    dirs_before = demo_tmp_dirs()
+    done = run_demo(dict(os.environ, REDIS_URL=f"{redis_url}/0"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout
+    assert "throwaway" not in out
+    runs = re.findall(r"ran (\S+)\s+\(run #(\d+)", out)
+    assert ("every-2s", "1") in runs and ("every-2s", "2") in runs, out
+    assert "-> every-minute: run_now" in out
+    assert any(name == "every-minute" for name, _ in runs), out
+    listing = out.split("the schedule now", 1)[1]
+    assert re.search(r"^every-3s\s.*\sno\s+never", listing, re.M), listing
+    assert set(client.scan_iter(match="*celerybeatredis-demo-*")) == before
+    assert demo_tmp_dirs() == dirs_before
+
+
+def test_demo_starts_and_stops_its_own_redis_server() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    done = run_demo(env, seconds=4)
+    assert done.returncode == 0, done.stdout + done.stderr
+    port = int(re.search(r"throwaway redis-server at redis://127\.0\.0\.1:(\d+)", done.stdout).group(1))
+    assert "ran every-2s" in done.stdout
+    with socket.socket() as sock:
+        assert sock.connect_ex(("127.0.0.1", port)) != 0, "the demo's redis-server still listens"
+
+
+def test_demo_without_redis_says_how_to_get_one(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    env["PATH"] = str(tmp_path)
+    done = run_demo(env)
+    assert done.returncode == 1
+    assert "redis-server is not on PATH" in done.stderr
+    assert "REDIS_URL" in done.stderr
+    assert "Traceback" not in done.stderr
