@@ -277,12 +277,12 @@ def parse_duration(text: str) -> timedelta:
     """``30s``, ``5m``, ``2h``, ``1d``, ``250ms`` or plain seconds -> timedelta."""
     found = _DURATION.match(text)
     if not found:
-        raise click.BadParameter(f"{text!r} is not a duration like 30s, 5m, 2h, 1d", param_hint="--every")
+        raise click.ClickException(f"--every: {text!r} is not a duration like 30s, 5m, 2h, 1d")
     unit = (found.group(2) or "s")
     unit = "ms" if unit == "ms" else unit[0]
     seconds = float(found.group(1)) * _UNIT_SECONDS[unit]
     if seconds <= 0:
-        raise click.BadParameter("must be greater than 0", param_hint="--every")
+        raise click.ClickException(f"--every: {text!r} must be greater than 0")
     return timedelta(seconds=seconds)
 
 
@@ -349,7 +349,7 @@ def _changes(flags: dict[str, Any], current_options: dict[str, Any] | None = Non
     elif flags.get("cron"):
         parts = flags["cron"].split()
         if len(parts) != 5:
-            raise click.BadParameter("needs five fields: minute hour day-of-month month day-of-week", param_hint="--cron")
+            raise click.ClickException(f"--cron: {flags['cron']!r} needs five fields: minute hour day-of-month month day-of-week")
         spec: dict[str, Any] = dict(zip(("minute", "hour", "day_of_month", "month_of_year", "day_of_week"), parts))
         if flags.get("cron_zone"):
             spec["timezone"] = flags["cron_zone"]

@@ -492,8 +492,11 @@ class ScheduleStore(RedisStore):
         Raises:
             InvalidDefinition: naming the entry and field, before anything is written.
         """
-        text = self.validate(name, self._document(task, schedule, fields))
-        written, _, _ = self.put_raw({name: text})
+        try:
+            doc = self._document(task, schedule, fields)
+        except InvalidDefinition as exc:
+            raise exc.for_entry(name) from None
+        written, _, _ = self.put_raw({name: self.validate(name, doc)})
         return written > 0
 
     def update(self, name: str, **changes: Any) -> bool:
@@ -684,7 +687,10 @@ class ScheduleStore(RedisStore):
             _, doc = decode(raw)
             if doc is None and need_valid:
                 raise InvalidDefinition("", "the stored definition is not a JSON object; replace it as a whole", name)
-            new_doc = change(doc or {})
+            try:
+                new_doc = change(doc or {})
+            except InvalidDefinition as exc:
+                raise exc.for_entry(name) from None
             new_text = self.validate(name, new_doc)
             if new_doc == doc:
                 return False
