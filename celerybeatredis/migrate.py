@@ -285,7 +285,7 @@ def migrate(source: Source, store: ScheduleStore, found: Plan, delete_old: bool 
         fresh = [old for old in source.fetch(chunk) if old.definition is not None and found.picked.get(old.name, ("",))[0] == old.key]
         result.vanished += len(chunk) - len(fresh)
         states = [(o.name, o.total_run_count, o.last_run_at.isoformat() if o.last_run_at else None) for o in fresh
-                  if o.total_run_count is not None or o.last_run_at is not None]
+                  if o.total_run_count or o.last_run_at is not None]
         result.restored += store.restore_state(states)
         done: list[OldEntry] = []
         for static in (False, True):

@@ -118,8 +118,7 @@ def parse_lines(store: ScheduleStore, lines: Iterable[str]) -> Iterator[Record |
 
 def import_batch(store: ScheduleStore, records: list[Record], result: ImportResult) -> None:
     """Write one batch: run state first (so a beat picking up a new entry sees it), then definitions."""
-    states = [(r.name, r.total_run_count, r.last_run_at) for r in records
-              if r.total_run_count is not None or r.last_run_at]
+    states = [(r.name, r.total_run_count, r.last_run_at) for r in records if r.total_run_count or r.last_run_at]
     result.restored += store.restore_state(states)
     for static in (False, True):
         texts = {r.name: r.text for r in records if r.static is static}
