@@ -610,6 +610,11 @@ class ScheduleStore(RedisStore):
         """Entries for ``names`` in one round trip (None where there is none)."""
         return [self._entry(s) if s is not None else None for s in self.entry_states(names)]
 
+    def upcoming(self, count: int = 10, offset: int = 0) -> list[Entry]:
+        """The next ``count`` entries in due order (due-now ones first), from a bounded ZRANGE."""
+        names = [name for name, _ in self.next_due(count, offset)]
+        return [e for e in self.find(names) if e is not None]
+
     def list(self, cursor: int = 0, count: int = 100, match: str | None = None) -> Page:
         """One page of entries (HSCAN order; ``count`` is a hint); pass ``page.cursor`` back for more.
 
@@ -628,11 +633,6 @@ class ScheduleStore(RedisStore):
             if page.done:
                 return
             cursor = page.cursor
-
-    def upcoming(self, count: int = 10, offset: int = 0) -> list[Entry]:
-        """The next ``count`` entries in due order (due-now ones first), from a bounded ZRANGE."""
-        names = [name for name, _ in self.next_due(count, offset)]
-        return [e for e in self.find(names) if e is not None]
 
     def invalid(self, cursor: int = 0, count: int = 100) -> Page:
         """One page of quarantined entries (:class:`InvalidEntry`) with beat's reasons."""
