@@ -85,6 +85,7 @@ class Demo:
         self.dir = Path(tempfile.mkdtemp(prefix="celerybeatredis-demo-"))
         self.runs = self.dir / "runs.jsonl"
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.stopped: list[str] = []
         self.logs: dict[str, IO[bytes]] = {}
         self.url = ""
         self.started = time.monotonic()
@@ -93,6 +94,8 @@ class Demo:
     def run(self) -> None:
         """Run the demo from start to cleanup."""
         store: ScheduleStore | None = None
+        interrupted = False
+        previous = signal.signal(signal.SIGTERM, _interrupt)
         try:
             self.url = os.environ.get("REDIS_URL") or self._start_redis()
             store = ScheduleStore.from_url(self.url, self.prefix)
@@ -104,14 +107,19 @@ class Demo:
         except redis.ConnectionError as exc:
             raise click.ClickException(f"cannot reach Redis at {mask_url(self.url)}: {exc}") from None
         except KeyboardInterrupt:
+            interrupted = True
             click.echo("\ninterrupted; stopping")
         finally:
+            signal.signal(signal.SIGTERM, previous)
             self._stop_celery()
             if store is not None and "redis" not in self.processes:
                 self._clean_shared_redis(store)
             self._stop("redis")
             shutil.rmtree(self.dir, ignore_errors=True)
-        click.echo("stopped beat and the worker; removed the demo's keys and files")
+        if self.stopped:
+            click.echo(f"stopped {', '.join(self.stopped)}; removed the demo's keys and files")
+        if interrupted:
+            raise SystemExit(130)
 
     # --- processes ------------------------------------------------------------------------------
 
@@ -166,13 +174,15 @@ class Demo:
 
     def _stop(self, name: str, timeout: float = 20.0) -> None:
         process = self.processes.pop(name, None)
-        if process is not None and process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        if process is not None:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+            self.stopped.append(f"{'redis-server' if name == 'redis' else name} (pid {process.pid})")
         log = self.logs.pop(name, None)
         if log is not None:
             log.close()
@@ -262,6 +272,11 @@ class Demo:
         entries = sorted(store.iter_entries(), key=lambda e: e.name)
         click.echo("\nthe schedule now (celerybeatredis list):")
         click.echo(table(LIST_HEADERS, [list_row(e, now) for e in entries]))
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    """SIGTERM stops the demo as Ctrl-C does: children stopped, files removed."""
+    raise KeyboardInterrupt
 
 
 def _free_port() -> int:
