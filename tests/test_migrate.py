@@ -22,67 +22,11 @@ from celerybeatredis.store import ScheduleStore
 
 from .cli import Cli, snapshot
 from .processes import write_app
+from .test_codec import SEED_CRONTAB, SEED_INTERVAL_30S
 
-# The interval document exactly as the old project's README printed it (tab
-# indentation, "__type__", "datetime" with a comma, a trailing comma).
-SEED_INTERVAL = """{
-    "name" : "interval test schedule",
-    "task" : "task.add",
-    "enabled" : true,
-    "interval" : {
-        "every" : 30,
-        "period" : "seconds",
-    },
-    "args" : [
-        "param1",
-        "param2"
-    ],
-    "kwargs" : {
-        "max_targets" : 100
-    },
-    "total_run_count": 5,
-\t    "last_run_at" : {
-\t        "__type__", "datetime",
-\t        "year": 2014,
-\t        "month": 8,
-\t        "day": 30,
-\t        "hour": 8,
-\t        "minute": 10,
-\t        "second": 6,
-\t        "microsecond": 667
-\t    }
-}"""
+# The old README's documents as printed there (slips included), shared with the codec tests.
+SEED_INTERVAL = SEED_INTERVAL_30S
 
-# The crontab document of the same README, with Mongo's ObjectId.
-SEED_CRONTAB = """{
-\t    "_id" : ObjectId("53a91dfd455d1c1a4345fb59"),
-\t    "name" : "add-every-monday-morning",
-\t    "task" : "tasks.add",
-\t    "enabled" : true,
-\t    "crontab" : {
-\t        "minute" : "30",
-\t        "hour" : "7",
-\t        "day_of_week" : "1",
-\t        "day_of_month" : "*",
-\t        "month_of_year" : "*"
-\t    },
-\t    "args" : [
-\t        "16",
-\t        "16"
-\t    ],
-\t    "kwargs" : {},
-\t    "total_run_count" : 1,
-\t    "last_run_at" : {
-\t        "__type__", "datetime",
-\t        "year": 2014,
-\t        "month": 8,
-\t        "day": 30,
-\t        "hour": 8,
-\t        "minute": 10,
-\t        "second": 6,
-\t        "microsecond": 667
-\t    }
-\t}"""
 
 
 def old_datetime(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0) -> dict:
