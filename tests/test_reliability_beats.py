@@ -1,0 +1,194 @@
+"""Several real ``celery beat`` processes on one schedule: exactly-once dispatch, and a beat killed mid-burst.
+
+Every entry is due at each whole second of Redis time (``relative`` 1 s
+interval) until it has run ``max_run_count`` times, and its message names it,
+so the broker's contents can be audited entry by entry against the run counts
+beat committed (see ``tests/ledger.py``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from celerybeatredis.store import RedisStore
+
+from .ledger import STAMP_PUBLISHER, Ledger, every_second, load_entries, run_counts
+from .processes import CeleryProcess, wait_until, write_app
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+
+@pytest.fixture
+def broker(redis_url: str) -> Iterator[redis.Redis]:
+    conn = redis.Redis.from_url(f"{redis_url}/1")
+    yield conn
+    conn.close()
+
+
+def beat_app(tmp_path: Path, redis_url: str, prefix: str, queue: str, lease: float, batch: int) -> None:
+    settings = f"app.conf.update(task_default_queue={queue!r}, redis_scheduler_lease_seconds={lease!r}, " \
+               f"redis_scheduler_batch_size={batch!r})\n"
+    write_app(tmp_path, f"{redis_url}/1", f"{redis_url}/0", prefix, extra=settings + STAMP_PUBLISHER)
+
+
+def alive(beats: list[CeleryProcess]) -> bool:
+    """True while every beat runs; fails at once with the output of one that stopped."""
+    for beat in beats:
+        if not beat.alive():
+            raise AssertionError(f"beat exited with {beat.process.returncode}:\n{beat.output()}")
+    return True
+
+
+def leased(store: RedisStore) -> dict[str, float]:
+    """Entries whose score is a lease now (more than a second ahead, not "never")."""
+    now = store.server_time()
+    return {n.decode(): s for n, s in store.client.zrangebyscore(store.keys.due, now + 1.2, "(inf", withscores=True)}
+
+
+def test_three_beats_dispatch_every_run_exactly_once(tmp_path: Path, redis_url: str, prefix: str, store: RedisStore,
+                                                      broker: redis.Redis) -> None:
+    entries, runs_each = 1000, 12
+    queue = f"q-{store.keys.tag}"
+    beat_app(tmp_path, redis_url, prefix, queue, lease=10, batch=100)
+    names = [f"e{i:04d}" for i in range(entries)]
+    load_entries(store, {n: every_second(n, runs_each) for n in names})
+    ledger = Ledger(broker, queue)
+    beats = [CeleryProcess.beat(tmp_path) for _ in range(3)]
+    try:
+        wait_until(lambda: alive(beats) and ledger.poll() >= entries * runs_each
+                   and sum(run_counts(store).values()) >= entries * runs_each,
+                   timeout=runs_each + 90, interval=0.2, what="every entry to run its runs")
+        time.sleep(1.5)  # anything sent twice would arrive meanwhile
+        assert all(b.alive() for b in beats)
+    finally:
+        codes = [b.stop() for b in beats]
+    ledger.poll()
+    audit = ledger.audit(store, names, runs_each)
+    print(audit.row("three beats, 1,000 entries x 12 s"))
+    assert codes == [0, 0, 0], [b.output() for b in beats]
+    assert (audit.duplicates, audit.misses, audit.lost) == (0, 0, 0)
+    assert audit.runs == audit.dispatched == entries * runs_each
+    assert set(run_counts(store).values()) == {runs_each}
+    assert set(audit.by_beat) <= {b.process.pid for b in beats}
+    assert len(audit.by_beat) >= 2, audit.by_beat  # the beats shared the work
+
+
+def test_a_beat_killed_mid_burst(tmp_path: Path, redis_url: str, prefix: str, store: RedisStore,
+                                 broker: redis.Redis) -> None:
+    """kill -9 of one of three beats: claimed-not-committed entries run after the lease; committed-not-published runs are lost."""
+    entries, runs_each, lease, batch = 2000, 8, 5.0, 200
+    queue = f"q-{store.keys.tag}"
+    beat_app(tmp_path, redis_url, prefix, queue, lease=lease, batch=batch)
+    names = [f"k{i:04d}" for i in range(entries)]
+    load_entries(store, {n: every_second(n, runs_each) for n in names})
+    ledger = Ledger(broker, queue)
+    beats = [CeleryProcess.beat(tmp_path) for _ in range(3)]
+    victim, survivors = beats[0], beats[1:]
+    try:
+        wait_until(lambda: alive(beats) and ledger.poll() >= 2 * entries and ledger.by_beat.get(victim.process.pid, 0) > 0,
+                   timeout=90, interval=0.05, what="two bursts, some sent by the victim")
+        before = ledger.total
+        wait_until(lambda: ledger.poll() > before, timeout=10, interval=0.01, what="the next burst to start")
+        victim.kill()
+        killed_at = store.server_time()
+        # A lease is the only score more than a second ahead of Redis time. The survivors commit their
+        # leases within milliseconds, so a lease unchanged a second later was the victim's, never committed.
+        time.sleep(0.5)
+        first = leased(store)
+        time.sleep(1.0)
+        second = leased(store)
+        orphans = {n: s for n, s in first.items() if second.get(n) == s}
+        wait_until(lambda: alive(survivors) and ledger.poll() >= 0 and sum(run_counts(store).values()) >= entries * runs_each,
+                   timeout=runs_each + lease + 90, interval=0.2, what="every entry to finish after the kill")
+        time.sleep(1.5)
+        assert all(b.alive() for b in survivors)
+    finally:
+        codes = [b.stop() for b in survivors]
+    ledger.poll()
+    audit = ledger.audit(store, names, runs_each)
+    print(audit.row("kill -9 one of three mid-burst") + f" | claimed by the victim, never committed: {len(orphans)}")
+    assert codes == [0, 0], [b.output() for b in survivors]
+    assert audit.duplicates == 0
+    assert set(run_counts(store).values()) == {runs_each}  # nothing was left behind, leased entries included
+    # Committed but never published: lost, at most the one batch the victim was publishing.
+    assert audit.lost == audit.misses <= batch
+    for name, lease_end in orphans.items():
+        later = [t for t in ledger.arrivals[name] if t >= killed_at]
+        assert later and min(later) >= lease_end, (name, lease_end, later)
+
+
+#: Test-app code that SIGKILLs a beat at a chosen point of its tick, once the test writes ``crash-<pid>``.
+CRASH_POINTS = """
+import os as _os
+import signal as _signal
+from pathlib import Path as _Path
+from celerybeatredis.schedulers import RedisScheduler as _Scheduler
+from celerybeatredis.store import RedisStore as _Store
+
+_armed = _Path(__file__).with_name(f"crash-{_os.getpid()}")
+
+def _crash_if_armed(point):
+    if _armed.exists() and _armed.read_text() == point:
+        _os.kill(_os.getpid(), _signal.SIGKILL)
+
+_commit = _Store.commit
+def _commit_or_crash(self, plans):
+    _crash_if_armed("after-claim")
+    return _commit(self, plans)
+_Store.commit = _commit_or_crash
+
+_publish = _Scheduler._publish
+def _publish_or_crash(self, name, run, now):
+    _crash_if_armed("after-commit")
+    return _publish(self, name, run, now)
+_Scheduler._publish = _publish_or_crash
+"""
+
+
+@pytest.mark.parametrize("point", ["after-claim", "after-commit"])
+def test_a_beat_dies_between_steps_of_a_tick(tmp_path: Path, redis_url: str, prefix: str, store: RedisStore,
+                                            broker: redis.Redis, point: str) -> None:
+    """The two crash windows, hit exactly: after claim (runs late, once, after the lease) and after commit (lost)."""
+    entries, runs_each, lease, batch = 600, 6, 4.0, 150
+    queue = f"q-{store.keys.tag}"
+    beat_app(tmp_path, redis_url, prefix, queue, lease=lease, batch=batch)
+    with (tmp_path / "proj.py").open("a") as module:
+        module.write(CRASH_POINTS)
+    names = [f"c{i:04d}" for i in range(entries)]
+    load_entries(store, {n: every_second(n, runs_each) for n in names})
+    ledger = Ledger(broker, queue)
+    victim, survivor = CeleryProcess.beat(tmp_path), CeleryProcess.beat(tmp_path)
+    try:
+        wait_until(lambda: alive([victim, survivor]) and ledger.poll() >= 0 and ledger.by_beat.get(victim.process.pid, 0) > 0,
+                   timeout=60, interval=0.05, what="the victim to send something")
+        (tmp_path / f"crash-{victim.process.pid}").write_text(point)
+        wait_until(lambda: victim.process.poll() is not None, timeout=30, what="the victim to crash")
+        died_at = store.server_time()
+        orphans = leased(store) if point == "after-claim" else {}
+        wait_until(lambda: alive([survivor]) and ledger.poll() >= 0 and sum(run_counts(store).values()) >= entries * runs_each,
+                   timeout=runs_each + lease + 60, interval=0.2, what="every entry to finish")
+        time.sleep(1.5)
+    finally:
+        code = survivor.stop()
+        victim.stop()
+    ledger.poll()
+    audit = ledger.audit(store, names, runs_each)
+    print(audit.row(f"beat killed {point}") + f" | leased by the dead beat: {len(orphans)}")
+    assert code == 0, survivor.output()
+    assert audit.duplicates == 0
+    assert set(run_counts(store).values()) == {runs_each}
+    if point == "after-claim":
+        assert 0 < len(orphans) <= batch
+        assert (audit.lost, audit.misses) == (0, 0)  # late, but every run sent once
+        for name, lease_end in orphans.items():
+            later = [t for t in ledger.arrivals[name] if t >= died_at]
+            assert later and min(later) >= lease_end, (name, lease_end, later)
+    else:
+        assert 0 < audit.lost <= batch  # the batch it had committed: lost, never sent twice
+        assert audit.misses == audit.lost
+        assert all(ledger.counts[n] >= runs_each - 1 for n in names)
