@@ -229,6 +229,13 @@ class RedisStore:
     def _run(self, script: str, args: Sequence[Any]) -> Any:
         return self.scripts[script](keys=self.keys.for_script(script), args=list(args))
 
+    def _run_resending(self, script: str, args: Sequence[Any]) -> Any:
+        """Run an idempotent script, sending it once more if the connection drops (its reply may be lost)."""
+        try:
+            return self._run(script, args)
+        except (redis.ConnectionError, redis.TimeoutError):
+            return self._run(script, args)
+
     # --- the tick ------------------------------------------------------------
 
     def claim(self, batch: int, lease_seconds: float, now: float | None = None) -> Claim:
@@ -261,14 +268,14 @@ class RedisStore:
                 p.invalid_reason, "" if p.seed_total_run_count is None else p.seed_total_run_count,
                 p.seed_last_run_at or "",
             ]
-        return [bool(flag) for flag in self._run("commit", args)] if plans else []
+        return [bool(flag) for flag in self._run_resending("commit", args)] if plans else []
 
     def revert(self, reverts: Sequence[Revert]) -> list[bool]:
         """Undo committed runs that were never published; one flag per entry."""
         args: list[Any] = []
         for r in reverts:
             args += [r.name, score_arg(r.committed_score), score_arg(r.retry_score), r.previous_last_run_at or ""]
-        return [bool(flag) for flag in self._run("revert", args)] if reverts else []
+        return [bool(flag) for flag in self._run_resending("revert", args)] if reverts else []
 
     def reconcile_step(self, count: int) -> ReconcileStep:
         """One bounded reconciler step (see ``lua/reconcile.lua``)."""

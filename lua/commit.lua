@@ -3,7 +3,9 @@
 
   Each entry is written only if its score is still the lease that claim.lua
   set (compare-and-set); otherwise another beat or a user changed it since,
-  and the entry is left alone.
+  and the entry is left alone. A run this very call already committed (the
+  client resent it after a dropped connection lost the reply) is reported
+  committed again, so its task is still sent once.
 
   KEYS[1]  {T}:due              zset
   KEYS[2]  {T}:total_run_count  hash
@@ -16,7 +18,8 @@
            run time ISO-8601 (when ran), digest value, invalid reason ("" = valid),
            seed total_run_count ("" = none), seed last_run_at ("" = none)
 
-  Returns  {1 or 0, ...} one per entry: 1 = committed, 0 = lease lost
+  Returns  {1 or 0, ...} one per entry: 1 = committed (now or by a resent
+           call), 0 = lease lost
 ]]
 local due, run_count, last_run, digest, invalid = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local rcall = redis.call
@@ -39,6 +42,9 @@ for i = 1, #ARGV, 9 do
     else
       rcall('HDEL', invalid, name)
     end
+    out[#out + 1] = 1
+  elseif current and ARGV[i + 3] == '1' and tonumber(current) == tonumber(ARGV[i + 2])
+      and rcall('HGET', last_run, name) == ARGV[i + 4] then
     out[#out + 1] = 1
   else
     out[#out + 1] = 0
