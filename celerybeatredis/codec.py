@@ -222,9 +222,11 @@ def load_document(raw: str | bytes) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         first_error = exc
+    except RecursionError:
+        raise InvalidDefinition("", "nested too deeply to read") from None
     try:
         return json.loads(_repair_seed_document(text))
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         raise InvalidDefinition("", f"not valid JSON: {first_error.msg} at line {first_error.lineno} column {first_error.colno}") from None
 
 
