@@ -10,6 +10,7 @@ rather than sending them twice (see "Guarantees" in README.rst).
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Mapping
 from datetime import datetime, timezone
@@ -89,11 +90,15 @@ class RedisScheduler(Scheduler):
             delay = self._tick(now)
         except redis.ResponseError as exc:
             delay = self._backoff()
-            logger.error("beat: Redis refused a schedule command (%s); retrying in %.1fs", exc, delay)
+            logger.error("beat: Redis refused a schedule command (%s)%s; retrying in %.1fs", exc, self._wrong_types(), delay)
             return delay
         except redis.RedisError as exc:
             delay = self._backoff()
             logger.error("beat: Redis unavailable at %s (%s); retrying in %.1fs", self.settings.safe_url, exc, delay)
+            return delay
+        except Exception:  # beat must outlive any one tick; the traceback is logged
+            delay = self._backoff()
+            logger.exception("beat: tick failed; retrying in %.1fs", delay)
             return delay
         if self._failures:
             logger.info("beat: Redis is back at %s", self.settings.safe_url)
@@ -193,7 +198,7 @@ class RedisScheduler(Scheduler):
         """Plan, commit and publish one claimed batch; True if a publish failed."""
         assert self.store is not None
         now_dt = self.clock.set(claim.now)
-        decisions = [self._decide(entry, claim, now_dt) for entry in claim.entries]
+        decisions = [self._decide_or_quarantine(entry, claim, now_dt) for entry in claim.entries]
         committed = self.store.commit([plan for plan, _ in decisions])
         reverts: list[Revert] = []
         broker_down = False
@@ -210,15 +215,32 @@ class RedisScheduler(Scheduler):
             logger.warning("beat: %d runs not published; they are due again in %.1fs", len(reverts), self.settings.publish_retry_seconds)
         return broker_down
 
+    def _decide_or_quarantine(self, claimed: Claimed, claim: Claim, now: datetime) -> tuple[Plan, tuple[Definition, int] | None]:
+        """:meth:`_decide`, quarantining the one entry (not the batch) if anything unforeseen goes wrong."""
+        try:
+            return self._decide(claimed, claim, now)
+        except Exception as exc:  # one entry must not stop the others
+            reason = f"entry {claimed.name!r}: cannot be scheduled: {type(exc).__name__}: {exc}"[:1000]
+            logger.exception("beat: %s; entry quarantined in {%s}:invalid", reason, self.settings.tag)
+            return Plan(claimed.name, claim.lease, NEVER, digest=f"{digest(claimed.definition)} {claim.now:.6f}",
+                        invalid_reason=reason), None
+
     def _decide(self, claimed: Claimed, claim: Claim, now: datetime) -> tuple[Plan, tuple[Definition, int] | None]:
         """What happens to one claimed entry: its plan, and the run to publish if any."""
         sha = digest(claimed.definition)
         stored_sha, _, stored_anchor = (claimed.digest or "").partition(" ")
-        same_version = stored_sha == sha and bool(stored_anchor)
-        anchor = float(stored_anchor) if same_version else claim.now
+        anchor = _parse_float(stored_anchor) if stored_sha == sha else None
+        if anchor is None:
+            anchor = claim.now
         digest_value = f"{sha} {anchor:.6f}"
         try:
             defn = self.codec.parse(claimed.definition, sha)
+            if claimed.bad_run_count is not None:
+                raise InvalidDefinition(
+                    "total_run_count",
+                    f"{{{self.settings.tag}}}:total_run_count holds {claimed.bad_run_count[:40]!r}, not an integer; "
+                    "set it right (or HDEL it), then make the entry due (ZADD ... 0)",
+                )
         except InvalidDefinition as exc:
             reason = exc.for_entry(claimed.name).reason
             logger.error("beat: %s; entry quarantined in {%s}:invalid", reason, self.settings.tag)
@@ -290,9 +312,25 @@ class RedisScheduler(Scheduler):
             return False
         return True
 
+    def _wrong_types(self) -> str:
+        """``": <key> is a string, not a zset ..."`` when a key of the schedule has the wrong type, else ``""``."""
+        try:
+            found = self.store.wrong_types() if self.store is not None else []
+        except redis.RedisError:
+            return ""
+        return f": {'; '.join(found)}; fix or delete the key" if found else ""
+
     def _backoff(self) -> float:
         self._failures += 1
         return min(0.5 * 2 ** (self._failures - 1), MAX_BACKOFF)
+
+
+def _parse_float(value: str) -> float | None:
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _parse_time(value: str | None) -> datetime | None:

@@ -117,7 +117,10 @@ class Keys:
 
 @dataclass(frozen=True)
 class Claimed:
-    """An entry claimed for this tick, with its stored state."""
+    """An entry claimed for this tick, with its stored state.
+
+    ``bad_run_count`` holds the stored ``total_run_count`` when it is not an integer.
+    """
 
     name: str
     score: float
@@ -125,6 +128,7 @@ class Claimed:
     total_run_count: int | None
     last_run_at: str | None
     digest: str | None
+    bad_run_count: str | None = None
 
 
 @dataclass(frozen=True)
@@ -179,6 +183,25 @@ def score_arg(score: float) -> str:
     if score == math.inf:
         return "inf"
     return repr(float(score))
+
+
+def name_text(raw: bytes) -> str:
+    """An entry name as read from Redis; bytes that are not UTF-8 survive the round trip (see :func:`name_bytes`)."""
+    return raw.decode("utf-8", "surrogateescape")
+
+
+def name_bytes(name: str) -> bytes:
+    """An entry name as sent to Redis: the exact bytes it was read as."""
+    return name.encode("utf-8", "surrogateescape")
+
+
+def _redis_integer(raw: bytes) -> bool:
+    """Whether Redis takes ``raw`` as a 64-bit integer (HINCRBY does), e.g. not ``00`` or ``1.5``."""
+    try:
+        value = int(raw)
+    except ValueError:
+        return False
+    return str(value).encode() == raw and -(2**63) <= value < 2**63 - 1  # room for one more run
 
 
 def load_script_text(name: str) -> str:
@@ -246,14 +269,19 @@ class RedisStore:
             count = reply[i + 3]
             last = reply[i + 4]
             dig = reply[i + 5]
+            bad_count = None
+            if count is not None and not _redis_integer(count):
+                bad_count = count.decode("utf-8", "replace")
+                count = None
             entries.append(
                 Claimed(
-                    name=reply[i].decode(),
+                    name=name_text(reply[i]),
                     score=float(reply[i + 1]),
                     definition=reply[i + 2],
                     total_run_count=int(count) if count is not None else None,
-                    last_run_at=last.decode() if last is not None else None,
-                    digest=dig.decode() if dig is not None else None,
+                    last_run_at=last.decode("utf-8", "replace") if last is not None else None,
+                    digest=dig.decode("utf-8", "replace") if dig is not None else None,
+                    bad_run_count=bad_count,
                 )
             )
         next_score = float(reply[2]) if reply[2] else None
@@ -264,7 +292,7 @@ class RedisStore:
         args: list[Any] = []
         for p in plans:
             args += [
-                p.name, p.lease, score_arg(p.score), "1" if p.ran else "0", p.run_at, p.digest,
+                name_bytes(p.name), p.lease, score_arg(p.score), "1" if p.ran else "0", p.run_at, p.digest,
                 p.invalid_reason, "" if p.seed_total_run_count is None else p.seed_total_run_count,
                 p.seed_last_run_at or "",
             ]
@@ -274,7 +302,7 @@ class RedisStore:
         """Undo committed runs that were never published; one flag per entry."""
         args: list[Any] = []
         for r in reverts:
-            args += [r.name, score_arg(r.committed_score), score_arg(r.retry_score), r.previous_last_run_at or ""]
+            args += [name_bytes(r.name), score_arg(r.committed_score), score_arg(r.retry_score), r.previous_last_run_at or ""]
         return [bool(flag) for flag in self._run_resending("revert", args)] if reverts else []
 
     def reconcile_step(self, count: int) -> ReconcileStep:
@@ -302,12 +330,12 @@ class RedisStore:
         if len(args) == 1:
             return 0, 0, []
         reply = self._run("upsert", args)
-        return int(reply[0]), int(reply[1]), [n.decode() for n in reply[2:]]
+        return int(reply[0]), int(reply[1]), [name_text(n) for n in reply[2:]]
 
     def remove_names(self, names: Iterable[str]) -> int:
         """Remove entries and all their state; returns how many existed."""
-        names = list(names)
-        return int(self._run("remove", names)) if names else 0
+        wire = [name_bytes(n) for n in names]
+        return int(self._run("remove", wire)) if wire else 0
 
     def run_now_names(self, names: Iterable[str]) -> list[bool]:
         """Make entries due at once, as a run; one flag per name (False = no such entry)."""
@@ -339,6 +367,20 @@ class RedisStore:
         value = self.client.hget(self.keys.invalid, name)
         return value.decode() if value is not None else None
 
+    def wrong_types(self) -> list[str]:
+        """The schedule's keys that hold another Redis type than the one they need, described for a log line."""
+        expected = {
+            self.keys.schedule: "hash", self.keys.due: "zset", self.keys.total_run_count: "hash",
+            self.keys.last_run_at: "hash", self.keys.statics: "set", self.keys.invalid: "hash",
+            self.keys.digest: "hash", self.keys.meta: "hash",
+        }
+        pipe = self.client.pipeline(transaction=False)
+        for key in expected:
+            pipe.type(key)
+        found = [t.decode() if isinstance(t, bytes) else str(t) for t in pipe.execute()]
+        return [f"{key} is a {kind}, not a {want}" for (key, want), kind in zip(expected.items(), found)
+                if kind not in ("none", want)]
+
     def count(self) -> int:
         """Number of entries (O(1))."""
         return int(self.client.hlen(self.keys.schedule))
@@ -346,7 +388,7 @@ class RedisStore:
     def iter_static_names(self) -> Iterator[str]:
         """Names in ``{T}:statics``, scanned incrementally."""
         for name in self.client.sscan_iter(self.keys.statics, count=500):
-            yield name.decode()
+            yield name_text(name)
 
     # --- managing schedules: the reads and writes the API needs ---------------------
 

@@ -1,0 +1,276 @@
+"""Bad input, fuzzed and by hand: a clear error or a quarantine with a reason, never a crash, never another entry lost.
+
+The scheduler's tick runs in-process at chosen times against the suite's
+Redis (the honest tool for hundreds of fuzzed cases per second); a canary
+entry next to the bad ones must run exactly when it is due.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import pickle
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from celery import Celery
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from celerybeatredis.schedulers import RedisScheduler
+from celerybeatredis.store import RedisStore
+
+from .processes import drain_queue
+
+T0 = 1_800_000_000.0
+CANARY = "canary"
+CANARY_DOC = json.dumps({"task": "tasks.canary", "interval": {"every": 10, "period": "seconds"}, "args": [CANARY]})
+FUZZ = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+
+
+@pytest.fixture
+def broker(redis_url: str) -> Iterator[redis.Redis]:
+    conn = redis.Redis.from_url(f"{redis_url}/1")
+    yield conn
+    conn.close()
+
+
+class Schedule:
+    """A fresh schedule, scheduler and queue per fuzzed example."""
+
+    def __init__(self, redis_url: str, client: redis.Redis, broker: redis.Redis) -> None:
+        self.prefix = f"fz-{uuid.uuid4().hex[:10]}:"
+        self.app = Celery("fuzz", set_as_current=False)
+        self.queue = f"q-{self.prefix}"
+        self.app.conf.update(broker_url=f"{redis_url}/1", redis_scheduler_url=f"{redis_url}/0",
+                             redis_scheduler_key_prefix=self.prefix, result_expires=None, task_default_queue=self.queue,
+                             redis_scheduler_reconcile_interval=1e-6)  # a reconciler step every tick
+        self.store = RedisStore(client, self.prefix)
+        self.broker = broker
+        self.scheduler = RedisScheduler(self.app)
+
+    def write(self, entries: dict[bytes, bytes]) -> None:
+        """HSET and poke, as a user with redis-cli would."""
+        pipe = self.store.client.pipeline()
+        for name, raw in entries.items():
+            pipe.hset(self.store.keys.schedule, name, raw)
+            pipe.zadd(self.store.keys.due, {name: 0})
+        pipe.execute()
+
+    def sent(self) -> list[str]:
+        return [m.task for m in drain_queue(self.broker, self.queue)]
+
+    def invalid(self) -> dict[bytes, str]:
+        return {k: v.decode() for k, v in self.store.client.hgetall(self.store.keys.invalid).items()}
+
+    def close(self) -> None:
+        self.scheduler.close()
+        keys = list(self.store.client.scan_iter(match=f"{{{self.store.keys.tag}}}:*", count=1000))
+        if keys:
+            self.store.client.delete(*keys)
+        self.broker.delete(self.queue)
+
+
+def tick_twice(schedule: Schedule) -> None:
+    """Tick when the canary is first seen and when it is due; a tick must return a delay, never raise."""
+    for now in (T0, T0 + 10):
+        delay = schedule.scheduler.tick(now=now)
+        assert isinstance(delay, float) and delay >= 0
+
+
+def assert_nothing_lost(schedule: Schedule, written: dict[bytes, bytes]) -> None:
+    """Every definition is still stored byte for byte, indexed, and the canary ran once."""
+    store = schedule.store
+    assert schedule.sent().count("tasks.canary") == 1
+    stored = store.client.hgetall(store.keys.schedule)
+    assert stored == written
+    for name in written:
+        assert store.client.zscore(store.keys.due, name) is not None, name
+
+
+# --- strategies ------------------------------------------------------------------------------------------
+
+json_leaf = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=30))
+json_value = st.recursive(json_leaf, lambda inner: st.one_of(
+    st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=12), inner, max_size=4)), max_leaves=12)
+schedule_member = st.sampled_from(["interval", "crontab", "solar", "clocked"])
+options = st.dictionaries(st.sampled_from(["queue", "routing_key", "exchange", "priority", "headers", "expires",
+                                           "countdown", "serializer", "compression", "retry_policy", "eta", "link"]),
+                          json_value, max_size=3)
+
+
+@st.composite
+def documents(draw: st.DrawFn) -> bytes:
+    """Definition documents: near-valid ones with fuzzed fields, arbitrary JSON, and bytes that are not JSON."""
+    kind = draw(st.sampled_from(["near", "near", "near", "json", "bytes", "huge-args"]))
+    if kind == "bytes":
+        return draw(st.binary(max_size=200))
+    if kind == "json":
+        return json.dumps(draw(json_value)).encode()
+    doc: dict[str, Any] = {"task": draw(st.one_of(st.just("tasks.fuzz"), json_value))}
+    member = draw(schedule_member)
+    doc[member] = draw(st.one_of(
+        st.fixed_dictionaries({"every": st.one_of(st.integers(-5, 10**12), st.floats(allow_nan=False), json_value),
+                               "period": st.one_of(st.sampled_from(["seconds", "minutes", "days", "microseconds"]),
+                                                   json_value)}),
+        st.fixed_dictionaries({"minute": json_value, "hour": st.sampled_from(["*", "3", "25", "*/0", "1-2"]),
+                               "timezone": st.one_of(st.sampled_from(["Europe/Berlin", "Australia/Lord_Howe"]), json_value)}),
+        json_value))
+    for field in draw(st.lists(st.sampled_from(["args", "kwargs", "enabled", "one_off", "max_run_count", "start_time",
+                                                "expires", "relative", "description", "total_run_count",
+                                                "last_run_at"]), max_size=3, unique=True)):
+        doc[field] = draw(json_value)
+    doc["options"] = draw(st.one_of(st.none(), options))
+    if kind == "huge-args":
+        doc["args"] = ["x" * 100_000, list(range(5000))]
+    return json.dumps(doc, allow_nan=True).encode()
+
+
+names = st.one_of(
+    st.text(max_size=40),
+    st.sampled_from(["", " ", "a:b:c", "{T}", "{", "}", "name with spaces", "x" * 1024, "é🙂\u200b", "\x00"]),
+    st.binary(max_size=40),
+).map(lambda n: n if isinstance(n, bytes) else n.encode()).filter(lambda n: n != CANARY.encode())
+
+
+# --- fuzzed ------------------------------------------------------------------------------------------------
+
+
+@FUZZ
+@given(entries=st.dictionaries(names, documents(), min_size=1, max_size=6))
+def test_fuzzed_definitions_and_names_never_stop_beat_or_lose_an_entry(redis_url: str, client: redis.Redis,
+                                                                       broker: redis.Redis,
+                                                                       entries: dict[bytes, bytes]) -> None:
+    schedule = Schedule(redis_url, client, broker)
+    try:
+        written = {CANARY.encode(): CANARY_DOC.encode(), **entries}
+        schedule.write(written)
+        tick_twice(schedule)
+        assert_nothing_lost(schedule, written)
+        for name, reason in schedule.invalid().items():
+            # the reason names the entry (as Python writes its name) and, after it, what is wrong
+            assert reason.startswith("entry "), reason
+            assert name in written
+    finally:
+        schedule.close()
+
+
+run_state_values = st.one_of(st.binary(max_size=30), st.sampled_from([b"abc", b"-", b"1.5", b"", b"99999999999999999999",
+                                                                     b"not a date", b"\xff\xfe", b"x 1e400"]))
+
+
+@FUZZ
+@given(count=st.one_of(st.none(), run_state_values), last=st.one_of(st.none(), run_state_values),
+       dig=st.one_of(st.none(), run_state_values))
+def test_fuzzed_run_state_never_stops_beat(redis_url: str, client: redis.Redis, broker: redis.Redis,
+                                          count: bytes | None, last: bytes | None, dig: bytes | None) -> None:
+    """Run-state hashes edited by hand: the entry runs, or is quarantined naming ``total_run_count``; others run."""
+    schedule = Schedule(redis_url, client, broker)
+    try:
+        name = b"edited"
+        written = {CANARY.encode(): CANARY_DOC.encode(), name: CANARY_DOC.replace("canary", "edited").encode()}
+        schedule.write(written)
+        keys = schedule.store.keys
+        for key, value in ((keys.total_run_count, count), (keys.last_run_at, last), (keys.digest, dig)):
+            if value is not None:
+                client.hset(key, name, value)
+        tick_twice(schedule)
+        assert_nothing_lost(schedule, written)
+        reason = schedule.invalid().get(name)
+        assert reason is None or "field 'total_run_count'" in reason
+    finally:
+        schedule.close()
+
+
+# --- by hand -------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def schedule(redis_url: str, client: redis.Redis, broker: redis.Redis) -> Iterator[Schedule]:
+    sched = Schedule(redis_url, client, broker)
+    yield sched
+    sched.close()
+
+
+def every_10s(task: str = "tasks.t", **extra: Any) -> bytes:
+    return json.dumps({"task": task, "interval": {"every": 10, "period": "seconds"}, **extra}).encode()
+
+
+def test_deeply_nested_json_is_quarantined(schedule: Schedule) -> None:
+    deep = b'{"task": "t", "interval": {"every": 1}, "args": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    written = {CANARY.encode(): CANARY_DOC.encode(), b"deep": deep}
+    schedule.write(written)
+    tick_twice(schedule)
+    assert_nothing_lost(schedule, written)
+    assert schedule.invalid()[b"deep"] == "entry 'deep': nested too deeply to read"
+
+
+def test_a_name_that_is_not_utf8_runs_and_keeps_its_exact_bytes(schedule: Schedule) -> None:
+    name = b"\xff\xfe-binary"
+    written = {CANARY.encode(): CANARY_DOC.encode(), name: every_10s("tasks.binary")}
+    schedule.write(written)
+    tick_twice(schedule)
+    assert sorted(schedule.sent()) == ["tasks.binary", "tasks.canary"]
+    assert schedule.store.client.hget(schedule.store.keys.total_run_count, name) == b"1"
+
+
+def test_a_run_count_that_is_not_an_integer_quarantines_that_entry_until_fixed(schedule: Schedule) -> None:
+    keys = schedule.store.keys
+    written = {CANARY.encode(): CANARY_DOC.encode(), b"edited": every_10s("tasks.edited")}
+    schedule.write(written)
+    schedule.store.client.hset(keys.total_run_count, "edited", "lots")
+    tick_twice(schedule)
+    assert schedule.sent() == ["tasks.canary"]
+    reason = schedule.invalid()[b"edited"]
+    assert reason.startswith("entry 'edited': field 'total_run_count':") and "'lots'" in reason
+    schedule.store.client.hset(keys.total_run_count, "edited", 3)  # the fix the reason asks for
+    schedule.store.client.zadd(keys.due, {"edited": 0})
+    schedule.scheduler.tick(now=T0 + 20)
+    schedule.scheduler.tick(now=T0 + 30)
+    runs = schedule.sent().count("tasks.edited")
+    assert runs > 0 and schedule.store.run_state("edited")[0] == 3 + runs  # counting on from the fixed value
+
+
+@pytest.mark.parametrize("key", ["due", "schedule", "total_run_count", "last_run_at", "digest", "invalid", "meta"])
+def test_a_key_of_the_wrong_type_is_named_in_the_log_and_beat_resumes_once_it_is_fixed(
+        schedule: Schedule, key: str, caplog: pytest.LogCaptureFixture) -> None:
+    store, keys = schedule.store, schedule.store.keys
+    schedule.write({CANARY.encode(): CANARY_DOC.encode()})
+    schedule.scheduler.tick(now=T0)
+    bad_key = getattr(keys, key)
+    saved = store.client.dump(bad_key)
+    store.client.delete(bad_key)
+    store.client.set(bad_key, "oops")  # a user made it a string
+    schedule.store.client.zadd(keys.due, {CANARY: 0}) if key != "due" else None
+    with caplog.at_level(logging.ERROR):
+        for now in (T0 + 10, T0 + 11):
+            delay = schedule.scheduler.tick(now=now)
+            assert isinstance(delay, float) and delay > 0
+    assert any(f"{bad_key} is a string, not a" in r.getMessage() for r in caplog.records), caplog.text
+    store.client.delete(bad_key)
+    if saved is not None:
+        store.client.restore(bad_key, 0, saved)
+    store.client.zadd(keys.due, {CANARY: 0})
+    schedule.scheduler.tick(now=T0 + 40)
+    schedule.scheduler.tick(now=T0 + 50)
+    assert "tasks.canary" in schedule.sent()
+
+
+def test_nothing_read_from_redis_is_unpickled(schedule: Schedule, tmp_path: Path) -> None:
+    """Definitions are JSON only: a pickle that would run code when loaded is quarantined, and runs nothing."""
+    marker = tmp_path / "unpickled"
+
+    class Exploit:
+        def __reduce__(self) -> tuple[Any, ...]:
+            return (Path.touch, (marker,))
+
+    written = {CANARY.encode(): CANARY_DOC.encode(), b"pickled": pickle.dumps(Exploit())}
+    schedule.write(written)
+    tick_twice(schedule)
+    assert_nothing_lost(schedule, written)
+    assert not marker.exists()
+    assert "not UTF-8" in schedule.invalid()[b"pickled"] or "not valid JSON" in schedule.invalid()[b"pickled"]
