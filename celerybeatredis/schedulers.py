@@ -20,6 +20,7 @@ import redis
 from celery import Celery
 from celery.beat import ScheduleEntry, Scheduler, SchedulingError
 from celery.schedules import crontab
+from kombu.exceptions import OperationalError
 
 from .codec import Codec, Definition, digest, dump_document, entry_to_document
 from .exceptions import InvalidDefinition
@@ -205,15 +206,38 @@ class RedisScheduler(Scheduler):
         for (plan, run), ok, claimed in zip(decisions, committed, claim.entries):
             if not ok or run is None:
                 continue
-            if not broker_down and self._publish(claimed.name, run, now_dt):
-                continue
-            broker_down = True
+            if not broker_down:
+                error = self._publish(claimed.name, run, now_dt)
+                if error is None:
+                    continue
+                if not self._broker_fault(error):
+                    # Only this entry's task cannot be sent (its options, say): quarantine it, send the others.
+                    reason = f"entry {claimed.name!r}: field 'options': the task cannot be sent: {type(error).__name__}: {error}"
+                    logger.error("beat: %s; entry quarantined in {%s}:invalid", reason[:1000], self.settings.tag)
+                    reverts.append(Revert(claimed.name, plan.score, NEVER, claimed.last_run_at, reason[:1000]))
+                    continue
+                broker_down = True
             retry = -1.0 if claimed.score < 0 else claim.now + self.settings.publish_retry_seconds
             reverts.append(Revert(claimed.name, plan.score, retry, claimed.last_run_at))
         if reverts:
             self.store.revert(reverts)
-            logger.warning("beat: %d runs not published; they are due again in %.1fs", len(reverts), self.settings.publish_retry_seconds)
+        if broker_down:
+            retried = sum(1 for r in reverts if not r.invalid_reason)
+            logger.warning("beat: %d runs not published; they are due again in %.1fs", retried, self.settings.publish_retry_seconds)
         return broker_down
+
+    def _broker_fault(self, error: BaseException) -> bool:
+        """Whether a publish failed because of the broker (retry later) rather than the entry."""
+        conn = self.connection
+        # Transports list their own error classes; a builtin one there (kombu's Redis transport lists KeyError)
+        # says nothing about the broker.
+        listed = [e for e in (*conn.connection_errors, *conn.channel_errors) if e.__module__ != "builtins"]
+        while isinstance(error, OperationalError):  # kombu wraps what its transport raised
+            inner = error.__cause__ or error.__context__
+            if inner is None:
+                break
+            error = inner
+        return isinstance(error, (*listed, OperationalError, OSError))
 
     def _decide_or_quarantine(self, claimed: Claimed, claim: Claim, now: datetime) -> tuple[Plan, tuple[Definition, int] | None]:
         """:meth:`_decide`, quarantining the one entry (not the batch) if anything unforeseen goes wrong."""
@@ -293,8 +317,8 @@ class RedisScheduler(Scheduler):
             return True
         return defn.expires is not None and now >= defn.expires
 
-    def _publish(self, name: str, run: tuple[Definition, int], now: datetime) -> bool:
-        """Send one task as Celery beat would; False if it could not be published."""
+    def _publish(self, name: str, run: tuple[Definition, int], now: datetime) -> BaseException | None:
+        """Send one task as Celery beat would; the error if it could not be published."""
         defn, runs = run
         options = dict(defn.options)
         if "headers" in options:
@@ -307,10 +331,11 @@ class RedisScheduler(Scheduler):
             logger.info("Scheduler: Sending due task %s (%s)", name, defn.task)
         try:
             self.apply_async(entry, producer=self.producer, advance=False)
-        except SchedulingError as exc:
+        except Exception as exc:  # noqa: BLE001 - SchedulingError, or the broker connection failing
             logger.error("beat: could not publish %r (%s): %s", name, defn.task, exc)
-            return False
-        return True
+            cause = exc.__context__ if isinstance(exc, SchedulingError) else None
+            return cause or exc
+        return None
 
     def _wrong_types(self) -> str:
         """``": <key> is a string, not a zset ..."`` when a key of the schedule has the wrong type, else ``""``."""

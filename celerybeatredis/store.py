@@ -99,7 +99,7 @@ class Keys:
         layout = {
             "claim": [self.due, self.schedule, self.total_run_count, self.last_run_at, self.digest, self.invalid],
             "commit": [self.due, self.total_run_count, self.last_run_at, self.digest, self.invalid],
-            "revert": [self.due, self.total_run_count, self.last_run_at],
+            "revert": [self.due, self.total_run_count, self.last_run_at, self.invalid],
             "reconcile": [
                 self.schedule, self.due, self.digest, self.meta, self.total_run_count, self.last_run_at, self.invalid,
             ],
@@ -165,6 +165,7 @@ class Revert:
     committed_score: float
     retry_score: float
     previous_last_run_at: str | None
+    invalid_reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -302,7 +303,10 @@ class RedisStore:
         """Undo committed runs that were never published; one flag per entry."""
         args: list[Any] = []
         for r in reverts:
-            args += [name_bytes(r.name), score_arg(r.committed_score), score_arg(r.retry_score), r.previous_last_run_at or ""]
+            args += [
+                name_bytes(r.name), score_arg(r.committed_score), score_arg(r.retry_score), r.previous_last_run_at or "",
+                r.invalid_reason,
+            ]
         return [bool(flag) for flag in self._run_resending("revert", args)] if reverts else []
 
     def reconcile_step(self, count: int) -> ReconcileStep:

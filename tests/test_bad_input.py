@@ -235,6 +235,22 @@ def test_a_run_count_that_is_not_an_integer_quarantines_that_entry_until_fixed(s
     assert runs > 0 and schedule.store.run_state("edited")[0] == 3 + runs  # counting on from the fixed value
 
 
+@pytest.mark.parametrize("bad", [{"compression": "nope"}, {"queue": 123}, {"countdown": "soon"}, {"retry_policy": 5},
+                                 {"serializer": "nope"}])
+def test_options_that_cannot_be_sent_quarantine_that_entry_and_the_batch_goes_on(schedule: Schedule,
+                                                                                 bad: dict[str, Any]) -> None:
+    """A task that cannot be sent because of its own options is not a broker outage: the rest is sent at once."""
+    written = {b"a-bad": every_10s("tasks.bad", options=bad), CANARY.encode(): CANARY_DOC.encode(),
+               **{f"z-{i}".encode(): every_10s("tasks.later") for i in range(5)}}
+    schedule.write(written)
+    tick_twice(schedule)
+    assert sorted(schedule.sent()) == ["tasks.canary"] + ["tasks.later"] * 5  # sent in the same tick as the failure
+    reason = schedule.invalid()[b"a-bad"]
+    assert reason.startswith("entry 'a-bad': field 'options': the task cannot be sent")
+    assert schedule.store.run_state("a-bad")[0] == 0  # never sent, never counted
+    assert schedule.store.due_score("a-bad") == float("inf")
+
+
 @pytest.mark.parametrize("key", ["due", "schedule", "total_run_count", "last_run_at", "digest", "invalid", "meta"])
 def test_a_key_of_the_wrong_type_is_named_in_the_log_and_beat_resumes_once_it_is_fixed(
         schedule: Schedule, key: str, caplog: pytest.LogCaptureFixture) -> None:
