@@ -259,6 +259,8 @@ class RedisScheduler(Scheduler):
         digest_value = f"{sha} {anchor:.6f}"
         try:
             defn = self.codec.parse(claimed.definition, sha)
+            if not self.settings.task_allowed(defn.task):
+                raise InvalidDefinition("task", f"{defn.task!r} is not in redis_scheduler_task_allowlist")
             if claimed.bad_run_count is not None:
                 raise InvalidDefinition(
                     "total_run_count",

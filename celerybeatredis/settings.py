@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -32,6 +33,8 @@ class Settings:
         reconcile_interval: Seconds between two reconciler steps.
         publish_retry_seconds: Delay before a run whose publish failed is tried again.
         redis_options: Extra keyword arguments for ``redis.Redis.from_url``.
+        task_allowlist: Task names (or ``fnmatch`` patterns such as ``tasks.*``) beat may
+            send; empty means any. An entry whose task is outside it is quarantined.
     """
 
     url: str = DEFAULT_URL
@@ -42,6 +45,7 @@ class Settings:
     reconcile_interval: float = 1.0
     publish_retry_seconds: float = 5.0
     redis_options: Mapping[str, Any] | None = None
+    task_allowlist: tuple[str, ...] = ()
 
     @property
     def tag(self) -> str:
@@ -81,9 +85,14 @@ class Settings:
                 get("redis_scheduler_publish_retry_seconds") or defaults.publish_retry_seconds
             ),
             redis_options=get("redis_scheduler_redis_options"),
+            task_allowlist=_names(get("redis_scheduler_task_allowlist"), "redis_scheduler_task_allowlist"),
         )
         settings.validate()
         return settings
+
+    def task_allowed(self, task: str) -> bool:
+        """Whether beat may send ``task`` (always, without an allow-list)."""
+        return not self.task_allowlist or any(fnmatchcase(task, pattern) for pattern in self.task_allowlist)
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the setting that is out of range."""
@@ -97,6 +106,17 @@ class Settings:
         for name in ("lease_seconds", "reconcile_interval", "publish_retry_seconds"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"redis_scheduler_{name} must be greater than 0")
+
+
+def _names(value: Any, setting: str) -> tuple[str, ...]:
+    """A list of names, or one string of comma-separated names."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = value.split(",")
+    if not isinstance(value, (list, tuple, set, frozenset)) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"{setting} must be a list of task names or patterns")
+    return tuple(v.strip() for v in value if v.strip())
 
 
 def key_tag(prefix: str) -> str:
