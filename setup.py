@@ -25,7 +25,7 @@ setup(
     },
     extras_require={
         "solar": ["ephem"],
-        "test": ["pytest>=7", "pytest-timeout", "hypothesis>=6", "ephem", "ruff", "mypy"],
+        "test": ["pytest>=7", "pytest-timeout", "hypothesis>=6", "ephem", "ruff", "mypy", "libfaketime"],
         "bench": ["celery-redbeat", "matplotlib"],
     },
     classifiers=[
