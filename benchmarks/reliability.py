@@ -1,0 +1,222 @@
+"""Reliability at scale, measured: the big versions of the reliability tests.
+
+1. Three beats on 100,000 entries that all fall due in the same second (a
+   ``relative`` 10 s interval), three runs each: every run dispatched once?
+2. 1,000,000 entries overdue at once (as after an outage), one beat: the
+   longest Lua call (SLOWLOG), another client's slowest PING meanwhile, beat's
+   memory along the way, and exactly-once accounting of what the broker got.
+
+Each part starts its own redis-servers (schedule and broker apart) and real
+``celery beat`` processes. Run from the repository root::
+
+    python benchmarks/reliability.py                  # both parts, full size
+    python benchmarks/reliability.py --entries 20000 --burst 100000   # smaller
+
+Prints a table: scenario | runs | dispatched | duplicates | misses | longest Lua call.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import redis
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from celerybeatredis.store import RedisStore  # noqa: E402
+from tests.ledger import STAMP_PUBLISHER, Audit, Ledger, run_counts  # noqa: E402
+from tests.processes import CeleryProcess, write_app  # noqa: E402
+from tests.redis_server import RedisServer  # noqa: E402
+
+PREFIX = "bench:meta:"
+QUEUE = "bench"
+
+PROBER = textwrap.dedent("""
+    import signal, sys, time, redis
+    client = redis.Redis(port=int(sys.argv[1]))
+    lat, running = [], True
+    def stop(*_):
+        global running
+        running = False
+    signal.signal(signal.SIGTERM, stop)
+    while running:
+        t = time.perf_counter()
+        client.ping()
+        lat.append(time.perf_counter() - t)
+        time.sleep(0.005)
+    lat.sort()
+    print(f"{len(lat)} {lat[-1] * 1000:.2f} {lat[int(len(lat) * 0.99)] * 1000:.2f}", flush=True)
+""")
+
+
+def servers() -> tuple[RedisServer, RedisServer]:
+    schedule = RedisServer("--slowlog-log-slower-than", "0", "--slowlog-max-len", "2000000").start()
+    broker = RedisServer().start()
+    return schedule, broker
+
+
+def longest_lua_ms(client: redis.Redis) -> tuple[float, int]:
+    """Longest EVALSHA in SLOWLOG (ms) and how many there were."""
+    log = client.slowlog_get(2_000_000)
+    durations = [e["duration"] for e in log if e["command"].startswith(b"EVALSHA")]
+    return (max(durations) / 1000 if durations else 0.0), len(durations)
+
+
+def rss_kib(pid: int) -> int:
+    match = re.search(r"VmRSS:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text())
+    return int(match.group(1)) if match else 0
+
+
+def load(store: RedisStore, definitions: dict[str, str], last_run_at: str | None = None, score: float | None = None) -> None:
+    pipe = store.client.pipeline(transaction=False)
+    for i, (name, text) in enumerate(definitions.items()):
+        pipe.hset(store.keys.schedule, name, text)
+        if last_run_at is not None:
+            pipe.hset(store.keys.last_run_at, name, last_run_at)
+        pipe.zadd(store.keys.due, {name: 0.0 if score is None else score})
+        if i % 10_000 == 9_999:
+            pipe.execute()
+    pipe.execute()
+
+
+def three_beats(entries: int, runs: int, batch: int) -> tuple[Audit, float, int, float]:
+    """Part 1: returns the audit, longest Lua call (ms), Lua calls, wall seconds."""
+    schedule, broker = servers()
+    work = Path(tempfile.mkdtemp(prefix="cbr-bench-"))
+    try:
+        write_app(work, f"{broker.url}/0", f"{schedule.url}/0", PREFIX, extra=(
+            f"app.conf.update(task_default_queue={QUEUE!r}, redis_scheduler_batch_size={batch}, "
+            "redis_scheduler_lease_seconds=30)\n" + STAMP_PUBLISHER))
+        client = redis.Redis.from_url(f"{schedule.url}/0")
+        store = RedisStore(client, PREFIX)
+        names = [f"e{i:06d}" for i in range(entries)]
+        load(store, {n: json.dumps({"task": "tasks.tick", "interval": {"every": 10, "period": "seconds"},
+                                    "relative": True, "max_run_count": runs, "args": [n]}) for n in names})
+        client.slowlog_reset()
+        ledger = Ledger(redis.Redis.from_url(f"{broker.url}/0"), QUEUE)
+        started = time.monotonic()
+        beats = [CeleryProcess.beat(work) for _ in range(3)]
+        try:
+            while ledger.poll() < entries * runs or sum(run_counts(store).values()) < entries * runs:
+                if not all(b.alive() for b in beats):
+                    raise RuntimeError("a beat exited:\n" + "\n".join(b.output()[-2000:] for b in beats))
+                if time.monotonic() - started > 60 + 30 * runs + entries * runs / 500:
+                    break
+                time.sleep(0.5)
+            elapsed = time.monotonic() - started
+            time.sleep(2.0)
+        finally:
+            for b in beats:
+                b.stop()
+        ledger.poll()
+        longest, calls = longest_lua_ms(client)
+        return ledger.audit(store, names, runs), longest, calls, elapsed
+    finally:
+        schedule.cleanup()
+        broker.cleanup()
+
+
+def burst(entries: int, batch: int) -> dict[str, object]:
+    """Part 2: one beat, ``entries`` overdue at once."""
+    schedule, broker = servers()
+    work = Path(tempfile.mkdtemp(prefix="cbr-bench-"))
+    try:
+        write_app(work, f"{broker.url}/0", f"{schedule.url}/0", PREFIX, extra=(
+            f"app.conf.update(task_default_queue={QUEUE!r}, redis_scheduler_batch_size={batch})\n"))
+        client = redis.Redis.from_url(f"{schedule.url}/0")
+        store = RedisStore(client, PREFIX)
+        names = [f"b{i:07d}" for i in range(entries)]
+        long_ago = datetime.now(timezone.utc) - timedelta(hours=1)
+        t = time.monotonic()
+        load(store, {n: json.dumps({"task": "tasks.burst", "interval": {"every": 3600, "period": "seconds"},
+                                    "args": [n]}) for n in names},
+             last_run_at=long_ago.isoformat(), score=long_ago.timestamp())
+        load_seconds = time.monotonic() - t
+        ledger = Ledger(redis.Redis.from_url(f"{broker.url}/0"), QUEUE)
+        beat = CeleryProcess.beat(work)
+        beat.wait_for_output("beat: Starting", timeout=60)
+        client.slowlog_reset()
+        prober = subprocess.Popen([sys.executable, "-c", PROBER, str(schedule.port)], stdout=subprocess.PIPE, text=True)
+        samples: list[int] = []
+        sampling = threading.Event()
+
+        def sample() -> None:
+            while not sampling.is_set():
+                samples.append(rss_kib(beat.process.pid))
+                time.sleep(0.5)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        started = time.monotonic()
+        try:
+            while ledger.poll() < entries:
+                if not beat.alive():
+                    raise RuntimeError("beat exited:\n" + beat.output()[-3000:])
+                if time.monotonic() - started > 120 + entries / 500:
+                    break
+                time.sleep(0.5)
+            elapsed = time.monotonic() - started
+            time.sleep(2.0)
+        finally:
+            sampling.set()
+            prober.terminate()
+            probe_out = prober.communicate(timeout=30)[0].split()
+            beat.stop()
+        ledger.poll()
+        longest, calls = longest_lua_ms(client)
+        audit = ledger.audit(store, names, 1)
+        quarter = max(len(samples) // 4, 1)
+        return {
+            "audit": audit, "longest_lua_ms": longest, "lua_calls": calls, "seconds": elapsed, "load_seconds": load_seconds,
+            "per_second": entries / elapsed if elapsed else 0.0,
+            "probe_pings": int(probe_out[0]), "probe_max_ms": float(probe_out[1]), "probe_p99_ms": float(probe_out[2]),
+            "rss_kib_start": samples[0] if samples else 0, "rss_kib_first_quarter": max(samples[:quarter], default=0),
+            "rss_kib_peak": max(samples, default=0), "rss_kib_end": samples[-1] if samples else 0,
+        }
+    finally:
+        schedule.cleanup()
+        broker.cleanup()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--entries", type=int, default=100_000, help="entries for the three-beat part")
+    parser.add_argument("--runs", type=int, default=3, help="runs of each entry in the three-beat part")
+    parser.add_argument("--burst", type=int, default=1_000_000, help="entries overdue at once in the burst part")
+    parser.add_argument("--batch", type=int, default=1000, help="redis_scheduler_batch_size")
+    parser.add_argument("--skip-three-beats", action="store_true")
+    parser.add_argument("--skip-burst", action="store_true")
+    args = parser.parse_args()
+    rows = []
+    if not args.skip_three_beats:
+        audit, longest, calls, seconds = three_beats(args.entries, args.runs, args.batch)
+        rows.append((f"three beats, {args.entries:,} entries due together, {args.runs} runs each", audit, longest))
+        print(f"three beats: {seconds:.1f} s, {audit.dispatched / seconds:,.0f} runs/s, {calls} Lua calls, "
+              f"by beat {sorted(audit.by_beat.values())}", flush=True)
+    if not args.skip_burst:
+        result = burst(args.burst, args.batch)
+        audit = result["audit"]
+        assert isinstance(audit, Audit)
+        rows.append((f"burst: {args.burst:,} overdue at once, one beat", audit, float(result["longest_lua_ms"])))  # type: ignore[arg-type]
+        print("burst: " + ", ".join(f"{k} {v:,.1f}" if isinstance(v, float) else f"{k} {v}"
+                                    for k, v in result.items() if k != "audit"), flush=True)
+    print()
+    print("| scenario | runs | dispatched | duplicates | misses | longest Lua call |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for label, audit, longest in rows:
+        print(f"| {label} | {audit.runs:,} | {audit.dispatched:,} | {audit.duplicates} | {audit.misses} | {longest:.2f} ms |")
+
+
+if __name__ == "__main__":
+    main()
