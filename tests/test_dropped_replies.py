@@ -107,3 +107,25 @@ def test_commit_resent_with_the_same_plans_is_reported_committed_and_writes_noth
     assert store.run_state("add")[0] == 1
     other = [Plan("add", claim.lease, T0 + 10, ran=True, run_at="2027-01-15T08:00:01+00:00", digest="d 0")]
     assert store.commit(other) == [False]  # not this claim's run: the lease is gone
+
+
+def test_a_lost_claim_reply_leaves_the_entries_reserved_until_the_lease_ends(app: Celery, store: RedisStore,
+                                                                             dropper: ReplyDropper, redis_url: str) -> None:
+    app.conf.redis_scheduler_url = f"redis://127.0.0.1:{dropper.port}/0"
+    app.conf.redis_scheduler_lease_seconds = 30
+    broker = redis.Redis.from_url(f"{redis_url}/1")
+    sched = RedisScheduler(app)
+    assert sched.store is not None
+    store.put_raw({"add": EVERY_10S})
+    sched.tick(now=T0)
+    dropper.marker = sched.store.scripts["claim"].sha.encode()
+    sched.tick(now=T0 + 10)  # the claim ran, its reply was lost: an error, logged and backed off
+    assert dropper.dropped == 1
+    assert store.due_score("add") == pytest.approx(T0 + 40)  # reserved by the lost claim
+    sched.tick(now=T0 + 39)
+    assert drain_queue(broker, app.conf.task_default_queue) == []
+    sched.tick(now=T0 + 40)
+    sched.close()
+    assert len(drain_queue(broker, app.conf.task_default_queue)) == 1  # late, once
+    assert store.run_state("add")[0] == 1
+    broker.close()
