@@ -34,7 +34,10 @@ def test_only_remove_lua_deletes_definitions() -> None:
                  if cmd in ("HDEL", "DEL", "UNLINK", "HSET", "HMSET", "HSETNX", "RENAME")]
         if found:
             writes[path.stem] = found
-    assert writes == {"remove": ["HDEL"], "upsert": ["HSET"]}  # upsert writes only what its caller asks to write
+    # upsert and replace write only what their caller asks (replace is the API's compare-and-set edit)
+    assert writes == {"remove": ["HDEL"], "replace": ["HSET"], "upsert": ["HSET"]}
+    scheduler = (LUA_DIR.parent / "celerybeatredis" / "schedulers.py").read_text()
+    assert "replace_raw" not in scheduler  # beat itself never edits a definition
 
 
 @pytest.mark.e2e
