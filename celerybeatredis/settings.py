@@ -7,16 +7,21 @@ wins when both are set.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from celery import Celery
 
+from .connection import parse_url
+
 DEFAULT_URL = "redis://localhost:6379/0"
 DEFAULT_PREFIX = "tasks:meta:"
+#: Broker URLs that name a Redis the schedule may share when no URL is set.
+BROKER_SCHEMES = ("redis://", "rediss://", "sentinel://")
+SENTINEL_TRANSPORT_OPTIONS = ("master_name", "sentinel_kwargs", "min_other_sentinels")
 
 
 @dataclass(frozen=True)
@@ -24,7 +29,8 @@ class Settings:
     """Everything the scheduler reads from configuration.
 
     Attributes:
-        url: Redis URL of the schedule (``redis://``, ``rediss://``, ``unix://``).
+        url: Redis URL of the schedule (``redis://``, ``rediss://``, ``unix://``,
+            ``redis-cluster://``, ``redis+sentinel://``, ``sentinel://``; see connection.py).
         key_prefix: Prefix whose trailing ``:`` is dropped to make the hash tag.
         batch_size: Most entries one Lua call claims or commits.
         lease_seconds: How long a claimed entry stays reserved for the beat
@@ -32,7 +38,10 @@ class Settings:
         reconcile_batch: Fields one reconciler step reads from each index.
         reconcile_interval: Seconds between two reconciler steps.
         publish_retry_seconds: Delay before a run whose publish failed is tried again.
-        redis_options: Extra keyword arguments for ``redis.Redis.from_url``.
+        redis_options: Extra keyword arguments for the Redis client (and, with
+            Sentinel, kombu's ``master_name`` / ``sentinel_kwargs`` / ``min_other_sentinels``).
+        cluster: Treat a ``redis://`` URL as a node of a Redis Cluster.
+        shards: Number of hash tags the schedule is spread over (see shards.py).
         task_allowlist: Task names (or ``fnmatch`` patterns such as ``tasks.*``) beat may
             send; empty means any. An entry whose task is outside it is quarantined.
     """
@@ -46,6 +55,8 @@ class Settings:
     publish_retry_seconds: float = 5.0
     redis_options: Mapping[str, Any] | None = None
     task_allowlist: tuple[str, ...] = ()
+    cluster: bool = False
+    shards: int = 1
 
     @property
     def tag(self) -> str:
@@ -69,9 +80,14 @@ class Settings:
             return value
 
         url = get("redis_scheduler_url", "CELERY_REDIS_SCHEDULER_URL")
+        redis_options = get("redis_scheduler_redis_options")
         if not url:
             broker = conf.get("broker_url") or ""
-            url = broker if isinstance(broker, str) and broker.startswith(("redis://", "rediss://")) else DEFAULT_URL
+            url = broker if isinstance(broker, str) and broker.startswith(BROKER_SCHEMES) else DEFAULT_URL
+            if url.startswith("sentinel://") and redis_options is None:
+                # Same Redis as a kombu sentinel broker: take its sentinel options too.
+                transport = conf.get("broker_transport_options") or {}
+                redis_options = {k: transport[k] for k in SENTINEL_TRANSPORT_OPTIONS if k in transport}
         prefix = get("redis_scheduler_key_prefix", "CELERY_REDIS_SCHEDULER_KEY_PREFIX")
         defaults = cls()
         settings = cls(
@@ -84,8 +100,10 @@ class Settings:
             publish_retry_seconds=float(
                 get("redis_scheduler_publish_retry_seconds") or defaults.publish_retry_seconds
             ),
-            redis_options=get("redis_scheduler_redis_options"),
+            redis_options=redis_options,
             task_allowlist=_names(get("redis_scheduler_task_allowlist"), "redis_scheduler_task_allowlist"),
+            cluster=_flag(get("redis_scheduler_cluster")),
+            shards=int(get("redis_scheduler_shards") or defaults.shards),
         )
         settings.validate()
         return settings
@@ -100,12 +118,13 @@ class Settings:
             raise ValueError("redis_scheduler_key_prefix must not be empty")
         if any(c in self.key_prefix for c in "{}"):
             raise ValueError("redis_scheduler_key_prefix must not contain '{' or '}' (it becomes a hash tag)")
-        for name in ("batch_size", "reconcile_batch"):
+        for name in ("batch_size", "reconcile_batch", "shards"):
             if getattr(self, name) < 1:
                 raise ValueError(f"redis_scheduler_{name} must be at least 1")
         for name in ("lease_seconds", "reconcile_interval", "publish_retry_seconds"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"redis_scheduler_{name} must be greater than 0")
+        parse_url(self.url, self.cluster)
 
 
 def _names(value: Any, setting: str) -> tuple[str, ...]:
@@ -125,12 +144,15 @@ def key_tag(prefix: str) -> str:
 
 
 def mask_url(url: str) -> str:
-    """Replace the password in ``url`` with ``****``."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit(parts._replace(netloc=f"{user}:****@{host}"))
+    """Replace the password in ``url`` with ``****`` (each part of a ``;``-joined sentinel URL too)."""
+    return ";".join(_QUERY_PASSWORD.sub(r"\1****", _PASSWORD.sub(r"\1****@", part)) for part in url.split(";"))
+
+
+_PASSWORD = re.compile(r"^([a-z0-9+.-]+://[^:@/]*:)[^@/]*@", re.IGNORECASE)
+_QUERY_PASSWORD = re.compile(r"([?&]password=)[^&]*", re.IGNORECASE)
+
+
+def _flag(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    return bool(value)
