@@ -23,8 +23,10 @@ from celery.schedules import crontab
 from kombu.exceptions import OperationalError
 
 from .codec import Codec, Definition, digest, dump_document, entry_to_document
+from .connection import eviction_warnings, follow_sentinel
 from .exceptions import InvalidDefinition
 from .settings import Settings
+from .shards import ShardedStore
 from .store import NEVER, Claim, Claimed, Plan, RedisStore, Revert
 
 logger = logging.getLogger(__name__)
@@ -64,7 +66,9 @@ class RedisScheduler(Scheduler):
         self.settings = Settings.from_app(app)
         self.clock = TickClock()
         self.codec = Codec(app, nowfun=self.clock.now)
-        self.store: RedisStore | None = None
+        self.store: ShardedStore | None = None
+        self._turn = 0
+        self._checked = False
         self._statics_synced = False
         self._next_reconcile = 0.0
         self._failures = 0
@@ -74,9 +78,10 @@ class RedisScheduler(Scheduler):
 
     def setup_schedule(self) -> None:
         """Connect and sync ``beat_schedule`` into Redis (retried by tick if Redis is down)."""
-        self.store = RedisStore.from_settings(self.settings)
+        self.store = ShardedStore.from_settings(self.settings)
         logger.info("beat: schedule in Redis at %s, keys {%s}:*", self.settings.safe_url, self.settings.tag)
         try:
+            self.check_redis()
             self.sync_statics()
         except redis.RedisError as exc:
             logger.error("beat: cannot reach Redis at %s to sync beat_schedule (%s); will retry", self.settings.safe_url, exc)
@@ -126,7 +131,19 @@ class RedisScheduler(Scheduler):
     @property
     def info(self) -> str:
         """Lines for the ``celery beat`` banner (password masked)."""
-        return f"    . redis -> {self.settings.safe_url}\n    . key tag -> {{{self.settings.tag}}}"
+        shards = self.settings.shards
+        tags = f"{{{self.settings.tag}:0}} .. {{{self.settings.tag}:{shards - 1}}}" if shards > 1 else f"{{{self.settings.tag}}}"
+        return f"    . redis -> {self.settings.safe_url}\n    . key tag -> {tags}"
+
+    def check_redis(self) -> None:
+        """Log what could make the schedule's Redis lose or hide entries: an evicting memory policy, another layout."""
+        assert self.store is not None
+        for warning in eviction_warnings(self.store.client):
+            logger.warning("beat: %s", warning)
+        problem = self.store.check_layout()
+        if problem:
+            logger.error("beat: %s", problem)
+        self._checked = True
 
     # --- statics --------------------------------------------------------------------
 
@@ -179,28 +196,34 @@ class RedisScheduler(Scheduler):
 
     def _tick(self, now: float | None) -> float:
         if self.store is None:
-            self.store = RedisStore.from_settings(self.settings)
+            self.store = ShardedStore.from_settings(self.settings)
+        if not self._checked:
+            self.check_redis()
         if not self._statics_synced:
             self.sync_statics()
         if time.monotonic() >= self._next_reconcile:
+            follow_sentinel(self.store.client)
             self.store.reconcile_step(self.settings.reconcile_batch)
             self._next_reconcile = time.monotonic() + self.settings.reconcile_interval
-        claim = self.store.claim(self.settings.batch_size, self.settings.lease_seconds, now)
-        publish_failed = self._process(claim) if claim.entries else False
-        if publish_failed:
-            return self.settings.publish_retry_seconds
-        if len(claim.entries) >= self.settings.batch_size:
-            return 0.0
-        if claim.next_score is None:
-            return self.max_interval
-        return max(0.0, min(claim.next_score - claim.now, self.max_interval))
+        # One batch from every shard, starting one shard later each tick so none is always last.
+        self._turn += 1
+        delay = self.max_interval
+        for store in self.store.in_turn(self._turn):
+            claim = store.claim(self.settings.batch_size, self.settings.lease_seconds, now)
+            publish_failed = self._process(store, claim) if claim.entries else False
+            if publish_failed:
+                return self.settings.publish_retry_seconds
+            if len(claim.entries) >= self.settings.batch_size:
+                delay = 0.0
+            elif claim.next_score is not None:
+                delay = min(delay, max(0.0, claim.next_score - claim.now))
+        return delay
 
-    def _process(self, claim: Claim) -> bool:
-        """Plan, commit and publish one claimed batch; True if a publish failed."""
-        assert self.store is not None
+    def _process(self, store: RedisStore, claim: Claim) -> bool:
+        """Plan, commit and publish one batch claimed from ``store``; True if a publish failed."""
         now_dt = self.clock.set(claim.now)
         decisions = [self._decide_or_quarantine(entry, claim, now_dt) for entry in claim.entries]
-        committed = self.store.commit([plan for plan, _ in decisions])
+        committed = store.commit([plan for plan, _ in decisions])
         reverts: list[Revert] = []
         broker_down = False
         for (plan, run), ok, claimed in zip(decisions, committed, claim.entries):
@@ -220,7 +243,7 @@ class RedisScheduler(Scheduler):
             retry = -1.0 if claimed.score < 0 else claim.now + self.settings.publish_retry_seconds
             reverts.append(Revert(claimed.name, plan.score, retry, claimed.last_run_at))
         if reverts:
-            self.store.revert(reverts)
+            store.revert(reverts)
         if broker_down:
             retried = sum(1 for r in reverts if not r.invalid_reason)
             logger.warning("beat: %d runs not published; they are due again in %.1fs", retried, self.settings.publish_retry_seconds)

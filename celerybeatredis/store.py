@@ -16,11 +16,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import redis
 from celery import Celery
 from redis.commands.core import Script
 
 from .codec import Codec, dump_document, load_document
+from .connection import client_from_settings, make_client
 from .entries import (
     BulkResult,
     Entry,
@@ -37,7 +37,8 @@ from .entries import (
 from .exceptions import CeleryBeatRedisError, EntryNotFound, InvalidDefinition
 from .settings import Settings, key_tag
 
-SCRIPT_NAMES = ("claim", "commit", "revert", "reconcile", "upsert", "remove", "run_now", "replace", "restore_state")
+SCRIPT_NAMES = ("claim", "commit", "revert", "reconcile", "upsert", "remove", "run_now", "replace", "restore_state",
+                "export", "adopt")
 NEVER = math.inf
 #: Score meaning "look at this entry now" (new, edited, poked).
 LOOK_NOW = 0.0
@@ -111,6 +112,8 @@ class Keys:
             "run_now": [self.schedule, self.due],
             "replace": [self.schedule, self.due],
             "restore_state": [self.total_run_count, self.last_run_at],
+            "export": [self.schedule, self.due, self.total_run_count, self.last_run_at, self.digest, self.statics],
+            "adopt": [self.schedule, self.due, self.total_run_count, self.last_run_at, self.digest, self.statics],
         }
         return layout[script]
 
@@ -166,6 +169,19 @@ class Revert:
     retry_score: float
     previous_last_run_at: str | None
     invalid_reason: str = ""
+
+
+@dataclass(frozen=True)
+class Exported:
+    """An entry taken out of service in one shard (export.lua), to be adopted by another."""
+
+    name: str
+    definition: bytes
+    total_run_count: bytes | None
+    last_run_at: bytes | None
+    digest: bytes | None
+    static: bool
+    run_now: bool
 
 
 @dataclass(frozen=True)
@@ -229,16 +245,13 @@ class RedisStore:
 
     @classmethod
     def from_url(cls, url: str, key_prefix: str, **options: Any) -> RedisStore:
-        """A store on a new client for ``url``."""
-        return cls(redis.Redis.from_url(url, **options), key_prefix)
+        """A store on a new client for ``url`` (single server, cluster or sentinel URL; see connection.py)."""
+        return cls(make_client(url, options), key_prefix)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RedisStore:
         """A store on a new client made from scheduler settings."""
-        options = dict(settings.redis_options or {})
-        options.setdefault("health_check_interval", 30)
-        options.setdefault("socket_keepalive", True)
-        return cls.from_url(settings.url, settings.key_prefix, **options)
+        return cls(client_from_settings(settings), settings.key_prefix)
 
     @classmethod
     def from_app(cls, app: Celery) -> RedisStore:
@@ -485,6 +498,31 @@ class RedisStore:
         """Delete the whole schedule (every key of it); returns how many keys existed."""
         return int(self.client.delete(*self.all_keys()))
 
+    # --- moving entries between shards --------------------------------------------
+
+    def export_names(self, names: Iterable[str]) -> list[Exported]:
+        """Take entries out of service here (due score inf) and return all they carry; missing names are skipped."""
+        names = list(names)
+        if not names:
+            return []
+        reply = self._run("export", names)
+        return [
+            Exported(reply[i].decode(), reply[i + 1], reply[i + 2], reply[i + 3], reply[i + 4],
+                     bool(reply[i + 5]), bool(reply[i + 6]))
+            for i in range(0, len(reply), 7)
+        ]
+
+    def adopt(self, entries: Sequence[Exported]) -> tuple[int, int]:
+        """Bring exported entries into this store; returns ``(new here, merged with an existing one)``."""
+        args: list[Any] = []
+        for e in entries:
+            args += [e.name, e.definition, e.total_run_count or "", e.last_run_at or "", e.digest or "",
+                     "1" if e.static else "0", "1" if e.run_now else "0"]
+        if not args:
+            return 0, 0
+        adopted, merged = self._run("adopt", args)
+        return int(adopted), int(merged)
+
 
 @dataclass(frozen=True)
 class StoredEntry:
@@ -521,14 +559,14 @@ class ScheduleStore(RedisStore):
 
     @classmethod
     def from_url(cls, url: str, key_prefix: str, app: Celery | None = None, **options: Any) -> ScheduleStore:
-        """A store on a new client for ``url``."""
-        return cls(redis.Redis.from_url(url, **options), key_prefix, app)
+        """A store on a new client for ``url`` (single server, cluster or sentinel URL; see connection.py)."""
+        return cls(make_client(url, options), key_prefix, app)
 
     @classmethod
     def from_app(cls, app: Celery) -> ScheduleStore:
         """The store of the schedule ``app``'s beat uses (same settings as the scheduler)."""
         settings = Settings.from_app(app)
-        return cls.from_url(settings.url, settings.key_prefix, app, **dict(settings.redis_options or {}))
+        return cls(client_from_settings(settings), settings.key_prefix, app)
 
     # --- writing ----------------------------------------------------------------------
 
