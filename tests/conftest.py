@@ -13,6 +13,7 @@ from celery import Celery
 
 from celerybeatredis.store import RedisStore
 
+from .cluster import LocalCluster
 from .redis_server import RedisServer, env_redis_url
 
 _counter = itertools.count()
@@ -68,3 +69,13 @@ def app(redis_url: str, prefix: str) -> Celery:
         task_default_queue=f"q-{prefix}",
     )
     return celery_app
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[LocalCluster]:
+    """A Redis Cluster of three masters and three replicas, started once for the tests that ask for it."""
+    cluster = LocalCluster().start()
+    try:
+        yield cluster
+    finally:
+        cluster.cleanup()

@@ -1,0 +1,161 @@
+"""The scheduler on a real Redis Cluster (three masters, three replicas), including a failover under a running beat."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+import redis
+from celery import Celery
+from redis.cluster import RedisCluster
+
+from celerybeatredis.connection import make_client
+from celerybeatredis.schedulers import RedisScheduler
+from celerybeatredis.shards import ShardedStore, shard_tag
+from celerybeatredis.store import NEVER, Plan, RedisStore, Revert
+
+from .cluster import LocalCluster
+from .processes import CeleryProcess, drain_queue, wait_until, write_app
+
+EVERY_10S = json.dumps({"task": "tasks.add", "interval": {"every": 10, "period": "seconds"}, "args": [1, 2]})
+T0 = datetime(2026, 3, 2, 12, 0, 0, tzinfo=timezone.utc).timestamp()
+
+
+@pytest.fixture
+def cluster_client(redis_cluster: LocalCluster) -> Iterator[RedisCluster]:
+    client = make_client(redis_cluster.url)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def broker(redis_url: str) -> Iterator[redis.Redis]:
+    conn = redis.Redis.from_url(f"{redis_url}/1")
+    yield conn
+    conn.close()
+
+
+def spread_prefix(client: RedisCluster, base: str, shards: int) -> str:
+    """A prefix (``base`` plus a number) whose shard tags are served by ``shards`` different masters."""
+    for n in range(1000):
+        tag = f"{base}{n}"
+        nodes = {client.get_node_from_key(f"{{{shard_tag(tag, i, shards)}}}:due").name for i in range(shards)}
+        if len(nodes) == shards:
+            return tag + ":"
+    raise AssertionError("no prefix spreads over the masters")
+
+
+def test_cluster_urls_and_the_cluster_setting_make_cluster_clients(redis_cluster: LocalCluster, prefix: str) -> None:
+    by_scheme = RedisStore.from_url(redis_cluster.url, prefix)
+    app = Celery("c", set_as_current=False)
+    app.conf.update(redis_scheduler_url=redis_cluster.first_url, redis_scheduler_cluster=True,
+                    redis_scheduler_key_prefix=prefix)
+    by_setting = RedisStore.from_app(app)
+    assert isinstance(by_scheme.client, RedisCluster) and isinstance(by_setting.client, RedisCluster)
+    by_scheme.put_raw({"a": EVERY_10S})
+    assert by_setting.get_raw("a") == EVERY_10S.encode()
+    # Every node of the cluster is known, though only one was named.
+    assert len(by_setting.client.get_primaries()) == 3
+    by_scheme.client.close()
+    by_setting.client.close()
+
+
+def test_every_store_call_works_on_a_cluster(cluster_client: RedisCluster, prefix: str) -> None:
+    store = RedisStore(cluster_client, prefix)
+    assert store.put_raw({"a": EVERY_10S, "b": EVERY_10S, "bad": "{"}, static=True) == (3, 0, [])
+    assert store.count() == 3 and sorted(store.iter_static_names()) == ["a", "b", "bad"]
+    step = store.reconcile_step(100)
+    assert step.seen == 3
+    claim = store.claim(10, 30, now=T0)
+    assert sorted(e.name for e in claim.entries) == ["a", "b", "bad"]
+    plans = [Plan("a", claim.lease, T0 + 10, ran=True, run_at="2026-03-02T12:00:00+00:00", digest="x 1"),
+             Plan("b", claim.lease, T0 + 10), Plan("bad", claim.lease, NEVER, invalid_reason="entry 'bad': broken")]
+    assert store.commit(plans) == [True, True, True]
+    assert store.run_state("a") == (1, datetime.fromtimestamp(T0, timezone.utc))
+    assert store.invalid_reason("bad") == "entry 'bad': broken"
+    assert store.revert([Revert("a", T0 + 10, T0 + 5, None)]) == [True]
+    assert store.run_state("a") == (0, None) and store.due_score("a") == T0 + 5
+    assert store.run_now_names(["b", "missing"]) == [True, False]
+    exported = store.export_names(["b"])
+    assert [e.name for e in exported] == ["b"] and store.due_score("b") == NEVER
+    assert store.adopt(exported) == (0, 1)
+    assert store.remove_names(["a", "b", "bad"]) == 3 and store.count() == 0
+    assert store.server_time() > T0
+
+
+def test_a_sharded_schedule_spans_the_masters_and_beat_runs_every_shard(
+        cluster_client: RedisCluster, redis_cluster: LocalCluster, redis_url: str, broker: redis.Redis) -> None:
+    prefix = spread_prefix(cluster_client, f"spread-{time.monotonic_ns()}-", 3)
+    sharded = ShardedStore(cluster_client, prefix, shards=3)
+    names = [f"e{i}" for i in range(30)]
+    sharded.put_raw(dict.fromkeys(names, EVERY_10S))
+    assert sorted(s.count() for s in sharded.stores) != [0, 0, 30]  # spread, not piled on one shard
+    masters = {cluster_client.get_node_from_key(s.keys.due).name for s in sharded.stores}
+    assert len(masters) == 3
+
+    app = Celery("sharded", set_as_current=False)
+    queue = f"q-{prefix}"
+    app.conf.update(broker_url=f"{redis_url}/1", redis_scheduler_url=redis_cluster.url, redis_scheduler_key_prefix=prefix,
+                    redis_scheduler_shards=3, beat_schedule={}, result_expires=None, task_default_queue=queue)
+    sched = RedisScheduler(app)
+    sched.tick(now=T0)
+    sched.tick(now=T0 + 10)
+    sched.close()
+    assert Counter(m.args[0] for m in drain_queue(broker, queue)) == Counter({1: 30})
+    assert all(sharded.run_state(n)[0] == 1 for n in names)
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+@pytest.mark.parametrize("shards", [1, 3])
+def test_beat_carries_on_through_a_master_failover_without_sending_a_run_twice(
+        tmp_path: Path, redis_cluster: LocalCluster, cluster_client: RedisCluster, redis_url: str,
+        broker: redis.Redis, shards: int) -> None:
+    prefix = spread_prefix(cluster_client, f"failover-{time.monotonic_ns()}-", shards)
+    tag = prefix.rstrip(":")
+    queue = f"q-{tag}"
+    write_app(tmp_path, f"{redis_url}/1", redis_cluster.url, prefix, extra=f"""
+        app.conf.update(redis_scheduler_shards={shards}, task_default_queue={queue!r})
+    """)
+    store = ShardedStore(cluster_client, prefix, shards)
+    interval = {f"every-1s-{i}": json.dumps({"task": "tasks.tick", "interval": {"every": 1}, "args": [f"every-1s-{i}"]})
+                for i in range(4)}
+    store.put_raw(interval)
+    # One-off entries due every 0.25 s across the failover window: each must be sent exactly once.
+    start = datetime.fromtimestamp(store.server_time(), timezone.utc)
+    one_offs = {f"once-{i}": json.dumps({"task": "tasks.once", "args": [f"once-{i}"],
+                                         "clocked": (start + timedelta(seconds=3 + i / 4)).isoformat()})
+                for i in range(40)}
+    store.put_raw(one_offs)
+
+    received: list[tuple[float, str]] = []
+
+    def poll() -> list[tuple[float, str]]:
+        received.extend((time.monotonic(), m.args[0]) for m in drain_queue(broker, queue))
+        return received
+
+    beat = CeleryProcess.beat(tmp_path)
+    try:
+        wait_until(lambda: sum(1 for _, n in poll() if n.startswith("once-")) >= 4, timeout=30,
+                   what="the first one-off runs")
+        slot = cluster_client.keyslot(f"{{{shard_tag(tag, 0, shards)}}}:due")
+        old, new = redis_cluster.failover(slot)
+        assert redis_cluster.master_of_slot(slot) == new != old
+        after_failover = time.monotonic()
+        wait_until(lambda: sum(1 for _, n in poll() if n.startswith("once-")) >= len(one_offs), timeout=40,
+                   what="every one-off run")
+        wait_until(lambda: all(sum(1 for t, n in poll() if n == name and t > after_failover) >= 2 for name in interval),
+                   timeout=30, what="interval runs after the failover")
+        assert beat.alive()
+    finally:
+        assert beat.stop() == 0, beat.output()
+    poll()
+    counts = Counter(name for _, name in received)
+    assert {name: counts[name] for name in one_offs} == dict.fromkeys(one_offs, 1)
+    for name in interval:  # every message is a committed run, and every committed run was sent
+        assert counts[name] == store.run_state(name)[0], name
