@@ -94,7 +94,8 @@ def parse_url(url: str, cluster: bool = False) -> Endpoint:
         parts = urlsplit(url)
         _check_cluster_db(parts.path)
         return Endpoint("cluster", ((parts.hostname or "localhost", parts.port or DEFAULT_PORT),),
-                        username=_unquote(parts.username), password=_unquote(parts.password), tls=scheme == "rediss")
+                        username=_unquote(parts.username) or None, password=_unquote(parts.password),
+                        tls=scheme == "rediss")
     return Endpoint("single")
 
 
@@ -185,9 +186,8 @@ def eviction_warnings(client: Any) -> list[str]:
     try:
         if is_cluster(client):
             replies = client.config_get("maxmemory-policy", target_nodes=RedisCluster.PRIMARIES)
-            per_node = {name: reply for name, reply in replies.items()} if isinstance(replies, dict) else {}
-            if per_node and "maxmemory-policy" in per_node:
-                per_node = {"cluster": per_node}
+            # One reply per primary, keyed by node name; a one-node cluster gives the reply itself.
+            per_node = {"cluster": replies} if "maxmemory-policy" in replies else replies
         else:
             per_node = {"redis": client.config_get("maxmemory-policy")}
     except redis.ResponseError as exc:

@@ -223,13 +223,21 @@ class RedisScheduler(Scheduler):
         """Plan, commit and publish one batch claimed from ``store``; True if a publish failed."""
         now_dt = self.clock.set(claim.now)
         decisions = [self._decide_or_quarantine(entry, claim, now_dt) for entry in claim.entries]
-        committed = store.commit([plan for plan, _ in decisions])
+        plans = [plan for plan, _ in decisions]
+        replicas = self.settings.wait_replicas
+        if replicas:
+            committed, acked = store.commit_replicated(plans, replicas, self.settings.wait_timeout)
+            # A commit the replicas did not get may be lost in a failover: undo its runs rather than publish them.
+            withheld = acked < replicas
+            if withheld:
+                logger.warning("beat: commit acknowledged by %d of %d replicas; its runs are not published", acked, replicas)
+        else:
+            committed, withheld = store.commit(plans), False
         reverts: list[Revert] = []
-        broker_down = False
         for (plan, run), ok, claimed in zip(decisions, committed, claim.entries):
             if not ok or run is None:
                 continue
-            if not broker_down:
+            if not withheld:
                 error = self._publish(claimed.name, run, now_dt)
                 if error is None:
                     continue
@@ -239,15 +247,15 @@ class RedisScheduler(Scheduler):
                     logger.error("beat: %s; entry quarantined in {%s}:invalid", reason[:1000], self.settings.tag)
                     reverts.append(Revert(claimed.name, plan.score, NEVER, claimed.last_run_at, reason[:1000]))
                     continue
-                broker_down = True
+                withheld = True
             retry = -1.0 if claimed.score < 0 else claim.now + self.settings.publish_retry_seconds
             reverts.append(Revert(claimed.name, plan.score, retry, claimed.last_run_at))
         if reverts:
             store.revert(reverts)
-        if broker_down:
+        if withheld:
             retried = sum(1 for r in reverts if not r.invalid_reason)
             logger.warning("beat: %d runs not published; they are due again in %.1fs", retried, self.settings.publish_retry_seconds)
-        return broker_down
+        return withheld
 
     def _broker_fault(self, error: BaseException) -> bool:
         """Whether a publish failed because of the broker (retry later) rather than the entry."""

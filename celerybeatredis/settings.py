@@ -44,6 +44,10 @@ class Settings:
         shards: Number of hash tags the schedule is spread over (see shards.py).
         task_allowlist: Task names (or ``fnmatch`` patterns such as ``tasks.*``) beat may
             send; empty means any. An entry whose task is outside it is quarantined.
+        wait_replicas: Replicas that must acknowledge a commit (``WAIT``) before its
+            runs are published; 0 = do not wait.
+        wait_timeout: Seconds to wait for them; a commit not acknowledged in time is
+            undone and tried again, never published.
     """
 
     url: str = DEFAULT_URL
@@ -57,6 +61,8 @@ class Settings:
     task_allowlist: tuple[str, ...] = ()
     cluster: bool = False
     shards: int = 1
+    wait_replicas: int = 0
+    wait_timeout: float = 1.0
 
     @property
     def tag(self) -> str:
@@ -104,6 +110,8 @@ class Settings:
             task_allowlist=_names(get("redis_scheduler_task_allowlist"), "redis_scheduler_task_allowlist"),
             cluster=_flag(get("redis_scheduler_cluster")),
             shards=int(get("redis_scheduler_shards") or defaults.shards),
+            wait_replicas=int(get("redis_scheduler_wait_replicas") or defaults.wait_replicas),
+            wait_timeout=float(get("redis_scheduler_wait_timeout") or defaults.wait_timeout),
         )
         settings.validate()
         return settings
@@ -121,7 +129,9 @@ class Settings:
         for name in ("batch_size", "reconcile_batch", "shards"):
             if getattr(self, name) < 1:
                 raise ValueError(f"redis_scheduler_{name} must be at least 1")
-        for name in ("lease_seconds", "reconcile_interval", "publish_retry_seconds"):
+        if self.wait_replicas < 0:
+            raise ValueError("redis_scheduler_wait_replicas must not be negative")
+        for name in ("lease_seconds", "reconcile_interval", "publish_retry_seconds", "wait_timeout"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"redis_scheduler_{name} must be greater than 0")
         parse_url(self.url, self.cluster)

@@ -16,11 +16,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import redis
 from celery import Celery
 from redis.commands.core import Script
 
 from .codec import Codec, dump_document, load_document
-from .connection import client_from_settings, make_client
+from .connection import client_from_settings, is_cluster, make_client
 from .entries import (
     BulkResult,
     Entry,
@@ -303,6 +304,11 @@ class RedisStore:
 
     def commit(self, plans: Sequence[Plan]) -> list[bool]:
         """Write the plans whose lease still holds; one flag per plan."""
+        args = self._commit_args(plans)
+        return [bool(flag) for flag in self._run_resending("commit", args)] if plans else []
+
+    @staticmethod
+    def _commit_args(plans: Sequence[Plan]) -> list[Any]:
         args: list[Any] = []
         for p in plans:
             args += [
@@ -310,7 +316,35 @@ class RedisStore:
                 p.invalid_reason, "" if p.seed_total_run_count is None else p.seed_total_run_count,
                 p.seed_last_run_at or "",
             ]
-        return [bool(flag) for flag in self._run_resending("commit", args)] if plans else []
+        return args
+
+    def commit_replicated(self, plans: Sequence[Plan], replicas: int, timeout: float) -> tuple[list[bool], int]:
+        """``commit``, then ``WAIT`` on the same connection: ``(flags, replicas that acknowledged it)``.
+
+        Sent once more if the connection drops, as ``commit`` is (commit.lua reports a
+        resent run as committed; the ``WAIT`` then covers the first send too).
+        """
+        if not plans:
+            return [], replicas
+        args = self._commit_args(plans)
+        try:
+            return self._commit_and_wait(args, replicas, timeout)
+        except (redis.ConnectionError, redis.TimeoutError):
+            return self._commit_and_wait(args, replicas, timeout)
+
+    def _commit_and_wait(self, args: list[Any], replicas: int, timeout: float) -> tuple[list[bool], int]:
+        keys = self.keys.for_script("commit")
+        wait = ("WAIT", replicas, max(1, int(timeout * 1000)))
+        if is_cluster(self.client):
+            # No scripts in cluster pipelines; the node's pool hands this single-threaded caller the same connection.
+            reply = self.scripts["commit"](keys=keys, args=args)
+            acked = self.client.execute_command(*wait, target_nodes=self.client.get_node_from_key(self.keys.due))
+        else:
+            pipe = self.client.pipeline(transaction=False)
+            self.scripts["commit"](keys=keys, args=args, client=pipe)
+            pipe.execute_command(*wait)
+            reply, acked = pipe.execute()
+        return [bool(flag) for flag in reply], int(acked)
 
     def revert(self, reverts: Sequence[Revert]) -> list[bool]:
         """Undo committed runs that were never published; one flag per entry."""
