@@ -14,7 +14,7 @@ import redis
 from celery import Celery
 from redis.cluster import RedisCluster
 
-from celerybeatredis.connection import make_client
+from celerybeatredis.connection import eviction_warnings, make_client
 from celerybeatredis.schedulers import RedisScheduler
 from celerybeatredis.shards import ShardedStore, shard_tag
 from celerybeatredis.store import NEVER, Plan, RedisStore, Revert
@@ -159,3 +159,14 @@ def test_beat_carries_on_through_a_master_failover_without_sending_a_run_twice(
     assert {name: counts[name] for name in one_offs} == dict.fromkeys(one_offs, 1)
     for name in interval:  # every message is a committed run, and every committed run was sent
         assert counts[name] == store.run_state(name)[0], name
+
+
+def test_an_evicting_policy_on_any_master_is_reported(cluster_client: RedisCluster) -> None:
+    assert eviction_warnings(cluster_client) == []
+    master = cluster_client.get_primaries()[1]
+    cluster_client.config_set("maxmemory-policy", "allkeys-lfu", target_nodes=master)
+    try:
+        (warning,) = eviction_warnings(cluster_client)
+        assert f"allkeys-lfu on {master.name}" in warning
+    finally:
+        cluster_client.config_set("maxmemory-policy", "noeviction", target_nodes=master)
