@@ -147,6 +147,14 @@ def client_from_settings(settings: Settings) -> Any:
     return make_client(settings.url, options, settings.cluster)
 
 
+def close_client(client: Any) -> None:
+    """Close ``client``'s connections, and those to the sentinels behind it, if any."""
+    client.close()
+    manager = getattr(getattr(client, "connection_pool", None), "sentinel_manager", None)
+    if manager is not None and hasattr(manager, "close"):
+        manager.close()
+
+
 def is_cluster(client: Any) -> bool:
     """Whether ``client`` is a Redis Cluster client."""
     return isinstance(client, RedisCluster)

@@ -117,7 +117,7 @@ class RedisScheduler(Scheduler):
     def close(self) -> None:
         """Release the Redis connections."""
         if self.store is not None:
-            self.store.client.close()
+            self.store.close()
 
     def get_schedule(self) -> dict[str, Any]:
         """Always empty: the schedule lives in Redis and is never loaded whole."""

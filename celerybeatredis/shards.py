@@ -26,7 +26,7 @@ from typing import Any
 
 from celery import Celery
 
-from .connection import client_from_settings, make_client
+from .connection import client_from_settings, close_client, make_client
 from .settings import Settings, key_tag
 from .store import Keys, ReconcileStep, RedisStore
 
@@ -64,7 +64,7 @@ class ShardedStore:
         self.tag = key_tag(key_prefix)
         self.shards = shards
         self.stores = [RedisStore(client, shard_tag(self.tag, i, shards)) for i in range(shards)]
-        self._next_reconcile = 0
+        self._reconcile_turn = 0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ShardedStore:
@@ -154,13 +154,17 @@ class ShardedStore:
 
     def reconcile_step(self, count: int) -> ReconcileStep:
         """One reconciler step on the next shard in turn (so the work per step does not grow with K)."""
-        store = self.stores[self._next_reconcile % self.shards]
-        self._next_reconcile += 1
+        store = self.stores[self._reconcile_turn % self.shards]
+        self._reconcile_turn += 1
         return store.reconcile_step(count)
 
     def server_time(self) -> float:
         """Redis server time in Unix seconds."""
         return self.stores[0].server_time()
+
+    def close(self) -> None:
+        """Release the client's connections (and a Sentinel's)."""
+        close_client(self.client)
 
     # --- layout --------------------------------------------------------------------------
 
