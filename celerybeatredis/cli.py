@@ -32,7 +32,7 @@ from .display import LIST_HEADERS, describe_schedule, last_run, list_row, next_r
 from .entries import FIELDS, Entry, apply_changes
 from .exceptions import CeleryBeatRedisError, EntryNotFound, InvalidDefinition
 from .settings import DEFAULT_PREFIX, DEFAULT_URL, Settings, mask_url
-from .store import ScheduleStore
+from .store import SHARDED_UNSUPPORTED, ScheduleStore
 from .transfer import BadLine, ImportResult, Record, export_lines, import_batch, parse_lines
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -109,6 +109,8 @@ def celery_command(ctx: click.Context, url: str | None, prefix: str | None) -> N
         settings = Settings.from_app(app)
     except ValueError as exc:
         raise click.ClickException(f"the app's settings: {exc}") from None
+    if settings.shards > 1:
+        raise click.ClickException(SHARDED_UNSUPPORTED.format(shards=settings.shards))
     ctx.obj = Context(url or settings.url, _check_prefix(prefix or settings.key_prefix), app,
                       dict(settings.redis_options or {}))
 

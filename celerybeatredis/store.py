@@ -41,6 +41,9 @@ from .settings import Settings, key_tag
 SCRIPT_NAMES = ("claim", "commit", "revert", "reconcile", "upsert", "remove", "run_now", "replace", "restore_state",
                 "export", "adopt")
 NEVER = math.inf
+#: Why the management API refuses a sharded schedule (it would write where beat does not look).
+SHARDED_UNSUPPORTED = ("the schedule is sharded (redis_scheduler_shards = {shards}); this API and the schedule "
+                       "commands handle unsharded schedules only; use celerybeatredis.shards.ShardedStore")
 #: Score meaning "look at this entry now" (new, edited, poked).
 LOOK_NOW = 0.0
 #: Score meaning "dispatch now, as a run" (run_now).
@@ -600,6 +603,8 @@ class ScheduleStore(RedisStore):
     def from_app(cls, app: Celery) -> ScheduleStore:
         """The store of the schedule ``app``'s beat uses (same settings as the scheduler)."""
         settings = Settings.from_app(app)
+        if settings.shards > 1:
+            raise CeleryBeatRedisError(SHARDED_UNSUPPORTED.format(shards=settings.shards))
         return cls(client_from_settings(settings), settings.key_prefix, app)
 
     # --- writing ----------------------------------------------------------------------

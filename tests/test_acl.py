@@ -13,7 +13,7 @@ from celery import Celery
 
 from celerybeatredis.schedulers import RedisScheduler
 from celerybeatredis.shards import ShardedStore, reshard
-from celerybeatredis.store import SCRIPT_NAMES
+from celerybeatredis.store import SCRIPT_NAMES, ScheduleStore
 
 from .cluster import LocalCluster
 from .processes import drain_queue
@@ -24,6 +24,7 @@ README = (ROOT / "README.rst").read_text()
 #: The user line as README.rst prints it, e.g. ``user celerybeat on >CHANGE-ME ~{tasks:meta}:* ... +sscan``.
 USER_LINE = next(line.split() for line in README.splitlines() if line.strip().startswith("user celerybeat "))
 CLUSTER_RULES = re.search(r"On Redis Cluster add ``([^`]+)``", README).group(1).split()  # type: ignore[union-attr]
+API_RULES = re.search(r"command line also need ``([^`]+)``", README).group(1).split()  # type: ignore[union-attr]
 USER, PASSWORD = USER_LINE[1], next(w[1:] for w in USER_LINE if w.startswith(">"))
 PREFIX = "tasks:meta:"  # the prefix the README's key patterns are written for
 T0 = 1_800_000_000.0
@@ -115,3 +116,23 @@ def test_beat_scripts_and_reshard_run_as_the_readme_acl_user_on_a_cluster(redis_
         for node in nodes:
             node.acl_deluser(USER)
             node.close()
+
+
+def test_the_management_api_runs_with_the_readme_additions() -> None:
+    server = RedisServer("--user", *USER_LINE[1:], *API_RULES).start()
+    try:
+        api = ScheduleStore.from_url(f"redis://{USER}:{PASSWORD}@127.0.0.1:{server.port}/0", PREFIX)
+        api.add("nightly", "tasks.report", {"crontab": {"minute": 0, "hour": 3}})
+        api.bulk_add({f"e{i}": {"task": "tasks.add", "interval": {"every": 10}} for i in range(5)})
+        assert api.update("e1", args=[1]) and api.disable("e2")
+        api.run_now("e3")
+        assert api.get("nightly").definition["crontab"]["hour"] == 3 and api.find(["ghost"]) == [None]
+        assert len(api.list().items) == 6 and [e.name for e in api.upcoming(1)] == ["e3"]
+        assert api.invalid().items == [] and api.stats().entries == 6
+        api.remove("nightly")
+        assert api.bulk_remove(["e1"]) == 1 and api.drop() > 0
+        api.client.close()
+        with redis.Redis(port=server.port) as admin:
+            assert denied(admin) == []
+    finally:
+        server.cleanup()

@@ -17,7 +17,7 @@ from redis.cluster import RedisCluster
 from celerybeatredis.connection import eviction_warnings, make_client
 from celerybeatredis.schedulers import RedisScheduler
 from celerybeatredis.shards import ShardedStore, shard_tag
-from celerybeatredis.store import NEVER, Plan, RedisStore, Revert
+from celerybeatredis.store import NEVER, Plan, RedisStore, Revert, ScheduleStore
 
 from .cluster import LocalCluster
 from .processes import CeleryProcess, drain_queue, wait_until, write_app
@@ -170,3 +170,29 @@ def test_an_evicting_policy_on_any_master_is_reported(cluster_client: RedisClust
         assert f"allkeys-lfu on {master.name}" in warning
     finally:
         cluster_client.config_set("maxmemory-policy", "noeviction", target_nodes=master)
+
+
+def test_the_management_api_works_on_a_cluster(redis_cluster: LocalCluster, prefix: str) -> None:
+    api = ScheduleStore.from_url(redis_cluster.url, prefix)
+    assert isinstance(api.client, RedisCluster)
+    assert api.add("nightly", "tasks.report", {"crontab": {"minute": 0, "hour": 3}})
+    assert api.bulk_add({f"e{i}": {"task": "tasks.add", "interval": {"every": 10}} for i in range(20)}).written == 20
+    api.client.hset(api.keys.schedule, "bad", "{")
+    assert api.get("nightly").definition["crontab"]["hour"] == 3
+    assert api.update("e1", args=[1, 2]) and api.disable("e2") and api.enable("e2")
+    api.run_now("e3")
+    assert [e.name if e else None for e in api.find(["e3", "ghost"])] == ["e3", None]
+    names = []
+    page = api.list(count=7)
+    names += [e.name for e in page.items]
+    while not page.done:
+        page = api.list(cursor=page.cursor, count=7)
+        names += [e.name for e in page.items]
+    assert sorted(names) == sorted(["nightly", "bad", *(f"e{i}" for i in range(20))])
+    assert [e.name for e in api.upcoming(1)] == ["e3"]
+    stats = api.stats()
+    assert (stats.entries, stats.enabled) == (22, 21) and sum(stats.memory_bytes.values()) > 0
+    api.remove("nightly")
+    assert api.bulk_remove([f"e{i}" for i in range(20)]) == 20
+    assert api.drop() > 0 and api.count() == 0
+    api.client.close()
