@@ -144,6 +144,7 @@ def test_beat_follows_a_sentinel_failover_without_sending_a_run_twice(tmp_path: 
         assert beat.alive()
     finally:
         assert beat.stop() == 0, beat.output()
+    assert "sentinel reports a new primary" in beat.output()
     poll()
     counts = Counter(name for _, name in received)
     assert {name: counts[name] for name in one_offs} == dict.fromkeys(one_offs, 1), beat.output()
