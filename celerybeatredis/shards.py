@@ -28,7 +28,7 @@ from celery import Celery
 
 from .connection import client_from_settings, close_client, make_client
 from .settings import Settings, key_tag
-from .store import Keys, ReconcileStep, RedisStore
+from .store import Keys, ReconcileStep, RedisStore, name_bytes, name_text
 
 logger = logging.getLogger(__name__)
 
@@ -37,10 +37,13 @@ LAYOUT_FIELD = "shards"
 
 
 def shard_for(name: str, shards: int) -> int:
-    """The shard of entry ``name`` among ``shards``: ``crc32(name as UTF-8) % shards``."""
+    """The shard of entry ``name`` among ``shards``: ``crc32(name as UTF-8) % shards``.
+
+    A name read from Redis that is not valid UTF-8 is hashed as the bytes it was read as.
+    """
     if shards == 1:
         return 0
-    return zlib.crc32(name.encode("utf-8")) % shards
+    return zlib.crc32(name_bytes(name)) % shards
 
 
 def shard_tag(tag: str, index: int, shards: int) -> str:
@@ -152,6 +155,10 @@ class ShardedStore:
         for store in self.stores:
             yield from store.iter_static_names()
 
+    def wrong_types(self) -> list[str]:
+        """Keys of any shard that hold another Redis type than the one they need, described for a log line."""
+        return [found for store in self.stores for found in store.wrong_types()]
+
     def reconcile_step(self, count: int) -> ReconcileStep:
         """One reconciler step on the next shard in turn (so the work per step does not grow with K)."""
         store = self.stores[self._reconcile_turn % self.shards]
@@ -232,7 +239,7 @@ def reshard(client: Any, key_prefix: str, shards: int, from_shards: int | None =
         cursor = 0
         while True:
             cursor, page = client.hscan(source.keys.schedule, cursor, count=batch)
-            names = [n.decode() for n in page]
+            names = [name_text(n) for n in page]
             scanned += len(names)
             leaving = [n for n in names if shard_tag(target.tag, target.index_for(n), shards) != tag]
             m, g = _move(source, target, leaving)

@@ -539,12 +539,12 @@ class RedisStore:
 
     def export_names(self, names: Iterable[str]) -> list[Exported]:
         """Take entries out of service here (due score inf) and return all they carry; missing names are skipped."""
-        names = list(names)
-        if not names:
+        wire = [name_bytes(n) for n in names]
+        if not wire:
             return []
-        reply = self._run("export", names)
+        reply = self._run("export", wire)
         return [
-            Exported(reply[i].decode(), reply[i + 1], reply[i + 2], reply[i + 3], reply[i + 4],
+            Exported(name_text(reply[i]), reply[i + 1], reply[i + 2], reply[i + 3], reply[i + 4],
                      bool(reply[i + 5]), bool(reply[i + 6]))
             for i in range(0, len(reply), 7)
         ]
@@ -553,7 +553,7 @@ class RedisStore:
         """Bring exported entries into this store; returns ``(new here, merged with an existing one)``."""
         args: list[Any] = []
         for e in entries:
-            args += [e.name, e.definition, e.total_run_count or "", e.last_run_at or "", e.digest or "",
+            args += [name_bytes(e.name), e.definition, e.total_run_count or "", e.last_run_at or "", e.digest or "",
                      "1" if e.static else "0", "1" if e.run_now else "0"]
         if not args:
             return 0, 0

@@ -268,3 +268,17 @@ def test_the_management_api_and_commands_refuse_a_sharded_schedule(tmp_path: Pat
     done = celery_schedule(tmp_path, "add", "nightly", "--task", "tasks.report", "--cron", "0 3 * * *")
     assert done.returncode == 1 and "sharded (redis_scheduler_shards = 3)" in done.stderr
     assert not list(client.scan_iter(match=f"{{{prefix.rstrip(':')}*", count=1000))
+
+
+def test_reshard_keeps_names_that_are_not_utf8(client: redis.Redis, prefix: str, cleanup: None) -> None:
+    one = ShardedStore(client, prefix, 1)
+    raw = b"\xff\xfe-not-utf8"
+    client.hset(one.stores[0].keys.schedule, raw, EVERY_10S)
+    client.hset(one.stores[0].keys.total_run_count, raw, 4)
+    one.put_raw({"ünïcode {braces}": EVERY_10S})
+    assert reshard(client, prefix, 3).moved == 2
+    tag = prefix.rstrip(":")
+    home = f"{{{tag}:{zlib.crc32(raw) % 3}}}"
+    assert client.hget(f"{home}:schedule", raw) == EVERY_10S.encode()
+    assert client.hget(f"{home}:total_run_count", raw) == b"4"
+    assert ShardedStore(client, prefix, 3).get_raw("ünïcode {braces}") == EVERY_10S.encode()
