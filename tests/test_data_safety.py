@@ -34,8 +34,9 @@ def test_only_remove_lua_deletes_definitions() -> None:
                  if cmd in ("HDEL", "DEL", "UNLINK", "HSET", "HMSET", "HSETNX", "RENAME")]
         if found:
             writes[path.stem] = found
-    # upsert and replace write only what their caller asks (replace is the API's compare-and-set edit)
-    assert writes == {"remove": ["HDEL"], "replace": ["HSET"], "upsert": ["HSET"]}
+    # upsert and replace write only what their caller asks (replace is the API's compare-and-set edit);
+    # adopt (resharding) only stores a definition that is not there yet, the one it moves from another shard
+    assert writes == {"adopt": ["HSETNX"], "remove": ["HDEL"], "replace": ["HSET"], "upsert": ["HSET"]}
     scheduler = (LUA_DIR.parent / "celerybeatredis" / "schedulers.py").read_text()
     assert "replace_raw" not in scheduler  # beat itself never edits a definition
 

@@ -89,7 +89,7 @@ def test_a_lost_commit_reply_still_sends_the_run_once(app: Celery, store: RedisS
     assert sched.store is not None
     store.put_raw({"add": EVERY_10S})
     sched.tick(now=T0)
-    dropper.marker = sched.store.scripts["commit"].sha.encode()
+    dropper.marker = sched.store.stores[0].scripts["commit"].sha.encode()
     sched.tick(now=T0 + 10)
     sched.close()
     assert dropper.dropped == 1  # the commit ran, its reply was lost, the client sent it again
@@ -118,7 +118,7 @@ def test_a_lost_claim_reply_leaves_the_entries_reserved_until_the_lease_ends(app
     assert sched.store is not None
     store.put_raw({"add": EVERY_10S})
     sched.tick(now=T0)
-    dropper.marker = sched.store.scripts["claim"].sha.encode()
+    dropper.marker = sched.store.stores[0].scripts["claim"].sha.encode()
     sched.tick(now=T0 + 10)  # the claim ran, its reply was lost: an error, logged and backed off
     assert dropper.dropped == 1
     assert store.due_score("add") == pytest.approx(T0 + 40)  # reserved by the lost claim
