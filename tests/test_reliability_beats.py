@@ -132,13 +132,15 @@ from celerybeatredis.store import RedisStore as _Store
 
 _armed = _Path(__file__).with_name(f"crash-{_os.getpid()}")
 
-def _crash_if_armed(point):
+def _crash_if_armed(point, plans=()):
     if _armed.exists() and _armed.read_text() == point:
+        # Leave the names and lease of the batch this beat holds, for the test to follow.
+        _armed.with_name(f"held-{_os.getpid()}").write_text("\\n".join(f"{p.name} {p.lease}" for p in plans))
         _os.kill(_os.getpid(), _signal.SIGKILL)
 
 _commit = _Store.commit
 def _commit_or_crash(self, plans):
-    _crash_if_armed("after-claim")
+    _crash_if_armed("after-claim", plans)
     return _commit(self, plans)
 _Store.commit = _commit_or_crash
 
@@ -169,7 +171,10 @@ def test_a_beat_dies_between_steps_of_a_tick(tmp_path: Path, redis_url: str, pre
         (tmp_path / f"crash-{victim.process.pid}").write_text(point)
         wait_until(lambda: victim.process.poll() is not None, timeout=30, what="the victim to crash")
         died_at = store.server_time()
-        orphans = leased(store) if point == "after-claim" else {}
+        held = tmp_path / f"held-{victim.process.pid}"
+        orphans = {}
+        if point == "after-claim":
+            orphans = {n: float(lease_end) for n, lease_end in (line.split() for line in held.read_text().splitlines())}
         wait_until(lambda: alive([survivor]) and ledger.poll() >= 0 and sum(run_counts(store).values()) >= entries * runs_each,
                    timeout=runs_each + lease + 60, interval=0.2, what="every entry to finish")
         time.sleep(1.5)
