@@ -95,6 +95,7 @@ def test_a_beat_killed_mid_burst(tmp_path: Path, redis_url: str, prefix: str, st
         before = ledger.total
         wait_until(lambda: ledger.poll() > before, timeout=10, interval=0.01, what="the next burst to start")
         victim.kill()
+        ledger.poll()  # what was sent before the kill is counted before the kill
         killed_at = store.server_time()
         # A lease is the only score more than a second ahead of Redis time. The survivors commit their
         # leases within milliseconds, so a lease unchanged a second later was the victim's, never committed.
@@ -170,6 +171,7 @@ def test_a_beat_dies_between_steps_of_a_tick(tmp_path: Path, redis_url: str, pre
                    timeout=60, interval=0.05, what="the victim to send something")
         (tmp_path / f"crash-{victim.process.pid}").write_text(point)
         wait_until(lambda: victim.process.poll() is not None, timeout=30, what="the victim to crash")
+        ledger.poll()  # what was sent before the crash is counted before the crash
         died_at = store.server_time()
         held = tmp_path / f"held-{victim.process.pid}"
         orphans = {}
