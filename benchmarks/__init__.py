@@ -1,0 +1,1 @@
+"""Side-by-side benchmarks of celerybeat-redis, RedBeat and Celery's PersistentScheduler."""
