@@ -52,7 +52,11 @@ def _mb(v: float) -> str:
 
 FIGURES = (
     Figure("dispatch", "dispatch/s, 20% due at once, interval", _rate),
+    Figure("dispatch_cpu_us", "  CPU us per dispatch: scheduler", _one, False),
+    Figure("dispatch_redis_us", "  CPU us per dispatch: Redis", _one, False),
     Figure("dispatch_crontab", "dispatch/s, 20% due at once, crontab", _rate),
+    Figure("dispatch_crontab_cpu_us", "  CPU us per dispatch: scheduler", _one, False),
+    Figure("dispatch_crontab_redis_us", "  CPU us per dispatch: Redis", _one, False),
     Figure("e2e", "end to end dispatch/s, Redis broker", _rate),
     Figure("e2e_ratio", "end to end, x plain send_task loop", _two),
     Figure("e2e_two_ratio", "two beats, x one beat", _two),

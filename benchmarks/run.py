@@ -123,6 +123,11 @@ class Bench:
         for subject in self.subjects.values():
             subject.reset()
 
+    def redis_cpu(self) -> float:
+        """CPU seconds the redis-server's main thread has used (``/proc/<pid>/schedstat``)."""
+        assert self.server.process is not None
+        return int(Path(f"/proc/{self.server.process.pid}/schedstat").read_text().split()[0]) / 1e9
+
     def used_memory(self) -> int:
         """Redis ``used_memory`` in bytes."""
         return int(self.client.info("memory")["used_memory"])
@@ -163,18 +168,24 @@ class Bench:
         app, recorder = subject.stub_app()
         sched = subject.scheduler(app)
         due = workload.due_count()
+        cpu, redis_cpu = time.process_time(), self.redis_cpu()
         started = time.perf_counter()
         deadline = started + self.args.timeout
         while recorder.count < due and time.perf_counter() < deadline:
             sched.tick()
         took = time.perf_counter() - started
+        # CPU time per dispatch is what a busy machine disturbs least.
+        cpu, redis_cpu = time.process_time() - cpu, self.redis_cpu() - redis_cpu
         sched.tick()  # one more: nothing else may be sent
         subject.close(sched)
         rate = recorder.count / took
-        self.log(f"{subject.label} N={n} {kind}: {rate:,.0f} dispatches/s ({recorder.count} of {due} in {took:.2f}s)")
+        per = 1e6 / max(recorder.count, 1)
+        self.log(f"{subject.label} N={n} {kind}: {rate:,.0f} dispatches/s ({recorder.count} of {due} in {took:.2f}s; "
+                 f"CPU per dispatch: scheduler {cpu * per:.1f} us, Redis {redis_cpu * per:.1f} us)")
         figure = "dispatch" if kind == "interval" else "dispatch_crontab"
         self.record(subject.key, n, **{figure: rate, f"{figure}_sent": recorder.count, f"{figure}_due": due,
-                                       f"{figure}_complete": recorder.count >= due})
+                                       f"{figure}_complete": recorder.count >= due, f"{figure}_cpu_us": cpu * per,
+                                       f"{figure}_redis_us": redis_cpu * per})
         if kind != "interval":
             return
         self.insert_rates[subject.key] = n / insert_s
