@@ -235,8 +235,14 @@ class RedBeat(Subject):
         self.pending: list[tuple[str, float]] = []
 
     def conf(self) -> dict[str, Any]:
-        """RedBeat's URL and key prefix."""
-        return dict(super().conf(), redbeat_redis_url=self.schedule_url, redbeat_key_prefix=self.prefix)
+        """RedBeat's URL and key prefix, and a lock that outlasts its longest tick.
+
+        One RedBeat tick sends every due entry; at N=100k that tick takes longer
+        than its default lock timeout (five times ``beat_max_loop_interval``),
+        after which the tick's ``lock.extend`` raises and the run stops.
+        """
+        return dict(super().conf(), redbeat_redis_url=self.schedule_url, redbeat_key_prefix=self.prefix,
+                    redbeat_lock_timeout=3600)
 
     def insert(self, workload: Workload, indices: Iterable[int]) -> None:
         """One ``save()`` per entry (RedBeat's API)."""
