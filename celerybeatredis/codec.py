@@ -13,7 +13,7 @@ import hashlib
 import json
 import re
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
@@ -110,7 +110,7 @@ class Codec:
         self.nowfun = nowfun
         self.cache_size = cache_size
         self._definitions: OrderedDict[str, Definition] = OrderedDict()
-        self._schedules: OrderedDict[str, BaseSchedule] = OrderedDict()
+        self._schedules: OrderedDict[Hashable, BaseSchedule] = OrderedDict()
 
     def parse(self, raw: str | bytes, key: str | None = None) -> Definition:
         """Parse a stored definition; ``key`` is its digest when the caller has it.
@@ -183,7 +183,7 @@ class Codec:
         )
 
     def _schedule(self, kind: str, spec: Any, relative: bool) -> BaseSchedule:
-        key = json.dumps([kind, spec, relative], sort_keys=True, default=str)
+        key = _schedule_key(kind, spec, relative)
         cached = self._schedules.get(key)
         if cached is not None:
             self._schedules.move_to_end(key)
@@ -202,6 +202,61 @@ class Codec:
         if kind == "solar":
             return parse_solar(spec, nowfun=self.nowfun, app=self.app)
         return clocked(parse_clocked(spec), nowfun=self.nowfun, app=self.app)
+
+
+def _schedule_key(kind: str, spec: Any, relative: bool) -> Hashable:
+    """Cache key of a schedule part: equal only for specs that build the same schedule.
+
+    A flat object of scalars (every interval, most crontabs) becomes a tuple that
+    keeps each value's type (so ``1``, ``1.0`` and ``true`` differ, as their JSON
+    does); anything else falls back to canonical JSON.
+    """
+    if type(spec) is dict:
+        items = []
+        for name, value in spec.items():
+            if type(value) not in _SCALARS:
+                break
+            items.append((name, type(value), value))
+        else:
+            items.sort(key=_first)
+            return kind, relative, tuple(items)
+    return json.dumps([kind, spec, relative], sort_keys=True, default=str)
+
+
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+def _first(item: tuple[str, Any, Any]) -> str:
+    return item[0]
+
+
+def interval_is_due(sched: schedule, last_run_at: datetime, now: datetime) -> tuple[bool, float]:
+    """``sched.is_due(last_run_at)`` for a plain interval when the schedule's clock reads ``now``.
+
+    The same answer as Celery's :meth:`celery.schedules.schedule.is_due` (same
+    arithmetic: the interval is added as Celery adds it, in UTC), without its
+    per-call overhead. Falls back to Celery for what the shortcut does not cover:
+    a relative schedule, a naive or non-fixed-offset ``last_run_at``, overflow.
+    """
+    if sched.relative or type(last_run_at.tzinfo) is not timezone or type(now.tzinfo) is not timezone:
+        return _celery_is_due(sched, last_run_at)
+    seconds = sched.run_every.total_seconds()
+    try:
+        end = (last_run_at.astimezone(_UTC) + timedelta(seconds=seconds)).astimezone(last_run_at.tzinfo)
+        left = (end.astimezone(_UTC) - now.astimezone(_UTC)).total_seconds()
+    except (OverflowError, ValueError):
+        return _celery_is_due(sched, last_run_at)
+    if left <= 0:
+        return True, max(seconds, 0)
+    return False, left
+
+
+def _celery_is_due(sched: BaseSchedule, last_run_at: datetime) -> tuple[bool, float]:
+    is_due, next_in = sched.is_due(last_run_at)
+    return is_due, next_in
+
+
+_UTC = timezone.utc
 
 
 def load_document(raw: str | bytes) -> Any:

@@ -20,9 +20,10 @@ import redis
 from celery import Celery
 from celery.beat import ScheduleEntry, Scheduler, SchedulingError
 from celery.schedules import crontab
+from celery.schedules import schedule as interval_schedule
 from kombu.exceptions import OperationalError
 
-from .codec import Codec, Definition, digest, dump_document, entry_to_document
+from .codec import Codec, Definition, digest, dump_document, entry_to_document, interval_is_due
 from .connection import eviction_warnings, follow_sentinel
 from .exceptions import InvalidDefinition
 from .settings import Settings
@@ -327,11 +328,15 @@ class RedisScheduler(Scheduler):
         if not run_now and defn.start_time is not None and now < defn.start_time:
             return plan(defn.start_time.timestamp()), None
         try:
+            sched = defn.schedule
             if run_now:
-                is_due, next_in = True, defn.schedule.is_due(now)[1]
+                is_due, next_in = True, sched.is_due(now)[1]
             else:
                 base = last_run_at or datetime.fromtimestamp(anchor, timezone.utc)
-                is_due, next_in = defn.schedule.is_due(base)
+                if type(sched) is interval_schedule:
+                    is_due, next_in = interval_is_due(sched, base, now)
+                else:
+                    is_due, next_in = sched.is_due(base)
         except Exception as exc:  # noqa: BLE001 - one entry's schedule must not stop beat
             reason = f"entry {claimed.name!r}: field {defn.kind!r}: cannot compute the next run: {exc}"
             logger.error("beat: %s; entry quarantined", reason)
