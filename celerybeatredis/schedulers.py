@@ -289,6 +289,8 @@ class RedisScheduler(Scheduler):
         if anchor is None:
             anchor = claim.now
         digest_value = f"{sha} {anchor:.6f}"
+        if digest_value == claimed.digest:
+            digest_value = ""  # commit.lua leaves an unchanged digest as it is
         try:
             defn = self.codec.parse(claimed.definition, sha)
             if not self.settings.task_allowed(defn.task):

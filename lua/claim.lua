@@ -36,25 +36,57 @@ local lease = string.format('%.6f', now + tonumber(ARGV[2]))
 local picked = rcall('ZRANGEBYSCORE', due, '-inf', now_s, 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[1]))
 local out = {now_s, lease, '', 0}
 local removed = 0
-for i = 1, #picked, 2 do
-  local name = picked[i]
-  local definition = rcall('HGET', schedule, name)
-  if definition then
-    rcall('ZADD', due, lease, name)
-    out[#out + 1] = name
-    out[#out + 1] = picked[i + 1]
-    out[#out + 1] = definition
-    out[#out + 1] = rcall('HGET', run_count, name)
-    out[#out + 1] = rcall('HGET', last_run, name)
-    out[#out + 1] = rcall('HGET', digest, name)
-  else
-    rcall('ZREM', due, name)
-    rcall('HDEL', run_count, name)
-    rcall('HDEL', last_run, name)
-    rcall('HDEL', digest, name)
-    rcall('HDEL', invalid, name)
-    removed = removed + 1
+
+-- Multi-field commands over the whole batch, in slices that stay within Lua's unpack limit.
+local SLICE = 1000
+local function each_slice(list, fn)
+  for first = 1, #list, SLICE do
+    fn(unpack(list, first, math.min(first + SLICE - 1, #list)))
   end
+end
+local function hmget(key, names)
+  local values = {}
+  each_slice(names, function(...)
+    local part = rcall('HMGET', key, ...)
+    for j = 1, #part do values[#values + 1] = part[j] end
+  end)
+  return values
+end
+
+local names = {}
+for i = 1, #picked, 2 do names[#names + 1] = picked[i] end
+local definitions = hmget(schedule, names)
+local live, gone, leased = {}, {}, {}
+for j = 1, #names do
+  if definitions[j] then
+    live[#live + 1] = j
+    leased[#leased + 1] = lease
+    leased[#leased + 1] = names[j]
+  else
+    gone[#gone + 1] = names[j]
+  end
+end
+if #live > 0 then
+  each_slice(leased, function(...) rcall('ZADD', due, ...) end)
+  local live_names = {}
+  for k = 1, #live do live_names[k] = names[live[k]] end
+  local counts, lasts, digests = hmget(run_count, live_names), hmget(last_run, live_names), hmget(digest, live_names)
+  for k = 1, #live do
+    local j = live[k]
+    out[#out + 1] = names[j]
+    out[#out + 1] = picked[2 * j]
+    out[#out + 1] = definitions[j]
+    out[#out + 1] = counts[k]
+    out[#out + 1] = lasts[k]
+    out[#out + 1] = digests[k]
+  end
+end
+if #gone > 0 then
+  each_slice(gone, function(...) rcall('ZREM', due, ...) end)
+  for _, key in ipairs({run_count, last_run, digest, invalid}) do
+    each_slice(gone, function(...) rcall('HDEL', key, ...) end)
+  end
+  removed = #gone
 end
 
 local head = rcall('ZRANGE', due, 0, 0, 'WITHSCORES')

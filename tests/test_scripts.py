@@ -146,6 +146,44 @@ def test_commit_writes_run_state_digest_and_quarantine(store: RedisStore) -> Non
     assert store.invalid_reason("bad") is None
 
 
+def test_claim_and_commit_of_batches_larger_than_one_multi_field_command(store: RedisStore) -> None:
+    """claim.lua and commit.lua send multi-field commands in slices; every entry of a big batch is handled."""
+    pipe = store.client.pipeline(transaction=False)
+    for i in range(2600):
+        pipe.hset(store.keys.schedule, f"e{i}", DEF)
+        pipe.zadd(store.keys.due, {f"e{i}": 1.0 + i / 10000})
+        pipe.hset(store.keys.total_run_count, f"e{i}", i)
+        pipe.hset(store.keys.digest, f"e{i}", f"d{i} 1")
+    pipe.execute()
+    gone = {f"e{i}" for i in range(0, 2600, 7)}
+    store.client.hdel(store.keys.schedule, *gone)
+    store.client.hset(store.keys.invalid, "e1", "old reason")
+    claim = store.claim(batch=2500, lease_seconds=30, now=10.0)
+    expected = [f"e{i}" for i in range(2500) if f"e{i}" not in gone]
+    assert [e.name for e in claim.entries] == expected
+    assert claim.removed == len([i for i in range(2500) if f"e{i}" in gone])
+    assert all(e.total_run_count == int(e.name[1:]) and e.digest == f"{e.name[1:].join(['d', ' 1'])}" for e in claim.entries)
+    assert store.client.zmscore(store.keys.due, expected) == [float(claim.lease)] * len(expected)
+    assert not any(store.client.hexists(store.keys.total_run_count, n) for n in ("e0", "e7", "e2499"))
+    plans = [Plan(e.name, claim.lease, 100.0 + i, ran=i % 2 == 0, run_at=f"2026-01-01T00:00:{i % 60:02d}+00:00",
+                  digest="" if i % 3 else f"new {i}", invalid_reason="broken" if i == 5 else "")
+             for i, e in enumerate(claim.entries)]
+    store.client.zadd(store.keys.due, {expected[3]: 0.0})  # poked meanwhile: its commit must fail
+    flags = store.commit(plans)
+    assert flags == [i != 3 for i in range(len(plans))]
+    scores = store.client.zmscore(store.keys.due, expected)
+    assert scores == [0.0 if i == 3 else 100.0 + i for i in range(len(plans))]
+    counts = store.client.hmget(store.keys.total_run_count, expected)
+    assert counts == [str(int(n[1:]) + (1 if i % 2 == 0 and i != 3 else 0)).encode() for i, n in enumerate(expected)]
+    lasts = store.client.hmget(store.keys.last_run_at, expected)
+    assert lasts == [f"2026-01-01T00:00:{i % 60:02d}+00:00".encode() if i % 2 == 0 and i != 3 else None
+                     for i in range(len(plans))]
+    digests = store.client.hmget(store.keys.digest, expected)
+    assert digests == [f"new {i}".encode() if i % 3 == 0 and i != 3 else f"d{n[1:]} 1".encode()
+                       for i, n in enumerate(expected)]
+    assert store.client.hgetall(store.keys.invalid) == {expected[5].encode(): b"broken"}
+
+
 def test_seeded_run_state_is_written_once(store: RedisStore) -> None:
     add(store, "e", 1.0)
     store.client.hset(store.keys.total_run_count, "e", 2)
