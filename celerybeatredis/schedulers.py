@@ -41,6 +41,7 @@ class TickClock:
 
     def __init__(self) -> None:
         self.current = datetime.now(timezone.utc)
+        self.iso = self.current.isoformat()
 
     def now(self) -> datetime:
         """The tick's time (aware, UTC)."""
@@ -49,6 +50,7 @@ class TickClock:
     def set(self, timestamp: float) -> datetime:
         """Move the clock to ``timestamp`` (Unix seconds)."""
         self.current = datetime.fromtimestamp(timestamp, timezone.utc)
+        self.iso = self.current.isoformat()  # the run time of every entry the tick runs
         return self.current
 
 
@@ -318,10 +320,8 @@ class RedisScheduler(Scheduler):
             seed_last = last_run_at.isoformat()
 
         def plan(score: float, ran: bool = False) -> Plan:
-            return Plan(
-                claimed.name, claim.lease, score, ran, now.isoformat() if ran else "", digest_value, "",
-                seed_count, seed_last,
-            )
+            run_at = "" if not ran else self.clock.iso if now is self.clock.current else now.isoformat()
+            return Plan(claimed.name, claim.lease, score, ran, run_at, digest_value, "", seed_count, seed_last)
 
         run_now = claimed.score < 0  # an explicit request: runs even if disabled or finished
         retired = not defn.enabled or self._finished(defn, count, now)

@@ -14,7 +14,7 @@ from datetime import datetime
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import redis
 from celery import Celery
@@ -122,9 +122,8 @@ class Keys:
         return layout[script]
 
 
-@dataclass(frozen=True)
-class Claimed:
-    """An entry claimed for this tick, with its stored state.
+class Claimed(NamedTuple):
+    """An entry claimed for this tick, with its stored state (a tuple: one is made per dispatch).
 
     ``bad_run_count`` holds the stored ``total_run_count`` when it is not an integer.
     """
@@ -149,9 +148,8 @@ class Claim:
     entries: list[Claimed]
 
 
-@dataclass(frozen=True)
-class Plan:
-    """What the scheduler decided for one claimed entry, for commit.lua."""
+class Plan(NamedTuple):
+    """What the scheduler decided for one claimed entry, for commit.lua (a tuple: one is made per entry)."""
 
     name: str
     lease: str
@@ -282,26 +280,26 @@ class RedisStore:
     def claim(self, batch: int, lease_seconds: float, now: float | None = None) -> Claim:
         """Claim up to ``batch`` entries due at ``now`` (default: Redis server time)."""
         reply = self._run("claim", [batch, lease_seconds, "" if now is None else repr(now)])
-        entries = []
+        entries: list[Claimed] = []
+        append = entries.append
         for i in range(4, len(reply), 6):
-            count = reply[i + 3]
-            last = reply[i + 4]
-            dig = reply[i + 5]
+            raw_name, score, definition, count, last, dig = reply[i : i + 6]
             bad_count = None
-            if count is not None and not _redis_integer(count):
-                bad_count = count.decode("utf-8", "replace")
-                count = None
-            entries.append(
-                Claimed(
-                    name=name_text(reply[i]),
-                    score=float(reply[i + 1]),
-                    definition=reply[i + 2],
-                    total_run_count=int(count) if count is not None else None,
-                    last_run_at=last.decode("utf-8", "replace") if last is not None else None,
-                    digest=dig.decode("utf-8", "replace") if dig is not None else None,
-                    bad_run_count=bad_count,
-                )
-            )
+            if count is not None:
+                if _redis_integer(count):
+                    count = int(count)
+                else:
+                    bad_count = count.decode("utf-8", "replace")
+                    count = None
+            append(Claimed(
+                raw_name.decode("utf-8", "surrogateescape"),
+                float(score),
+                definition,
+                count,
+                last.decode("utf-8", "replace") if last is not None else None,
+                dig.decode("utf-8", "replace") if dig is not None else None,
+                bad_count,
+            ))
         next_score = float(reply[2]) if reply[2] else None
         return Claim(float(reply[0]), reply[1].decode(), next_score, int(reply[3]), entries)
 
@@ -313,12 +311,12 @@ class RedisStore:
     @staticmethod
     def _commit_args(plans: Sequence[Plan]) -> list[Any]:
         args: list[Any] = []
-        for p in plans:
-            args += [
-                name_bytes(p.name), p.lease, score_arg(p.score), "1" if p.ran else "0", p.run_at, p.digest,
-                p.invalid_reason, "" if p.seed_total_run_count is None else p.seed_total_run_count,
-                p.seed_last_run_at or "",
-            ]
+        extend = args.extend
+        for name, lease, score, ran, run_at, dig, reason, seed_count, seed_last in plans:
+            extend((
+                name.encode("utf-8", "surrogateescape"), lease, "inf" if score == NEVER else repr(float(score)),
+                "1" if ran else "0", run_at, dig, reason, "" if seed_count is None else seed_count, seed_last or "",
+            ))
         return args
 
     def commit_replicated(self, plans: Sequence[Plan], replicas: int, timeout: float) -> tuple[list[bool], int]:
