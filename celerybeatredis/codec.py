@@ -90,6 +90,11 @@ class clocked(BaseSchedule):
         return f"<clocked: {self.run_at.isoformat()}>"
 
 
+#: Hex digits of a definition's SHA-1 that ``{T}:digest`` keeps (48 bits: an edit is missed only if its
+#: digest agrees with the old one's in all of them; a shorter value takes a smaller allocation in Redis).
+SHORT_DIGEST = 12
+
+
 def digest(raw: str | bytes) -> str:
     """SHA-1 hex of a definition as stored, the same value Lua's ``redis.sha1hex`` gives."""
     data = raw.encode() if isinstance(raw, str) else raw

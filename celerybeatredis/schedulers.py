@@ -23,7 +23,7 @@ from celery.schedules import crontab
 from celery.schedules import schedule as interval_schedule
 from kombu.exceptions import OperationalError
 
-from .codec import Codec, Definition, digest, dump_document, entry_to_document, interval_is_due
+from .codec import SHORT_DIGEST, Codec, Definition, digest, dump_document, entry_to_document, interval_is_due
 from .connection import eviction_warnings, follow_sentinel
 from .exceptions import InvalidDefinition
 from .settings import Settings
@@ -280,18 +280,26 @@ class RedisScheduler(Scheduler):
         except Exception as exc:  # one entry must not stop the others
             reason = f"entry {claimed.name!r}: cannot be scheduled: {type(exc).__name__}: {exc}"[:1000]
             logger.exception("beat: %s; entry quarantined in {%s}:invalid", reason, self.settings.tag)
-            return Plan(claimed.name, claim.lease, NEVER, digest=f"{digest(claimed.definition)} {claim.now:.6f}",
+            return Plan(claimed.name, claim.lease, NEVER, digest=f"{digest(claimed.definition)[:SHORT_DIGEST]} {claim.now:.6f}",
                         invalid_reason=reason), None
 
     def _decide(self, claimed: Claimed, claim: Claim, now: datetime) -> tuple[Plan, tuple[Definition, int] | None]:
         """What happens to one claimed entry: its plan, and the run to publish if any."""
         sha = digest(claimed.definition)
-        stored_sha, _, stored_anchor = (claimed.digest or "").partition(" ")
-        anchor = _parse_float(stored_anchor) if stored_sha == sha else None
-        if anchor is None:
-            anchor = claim.now
-        digest_value = f"{sha} {anchor:.6f}"
-        if digest_value == claimed.digest:
+        stored = claimed.digest or ""
+        stored_sha, _, stored_anchor = stored.partition(" ")
+        fresh = len(stored_sha) >= SHORT_DIGEST and sha.startswith(stored_sha)  # a full SHA-1 (older data) too
+        anchor = _parse_float(stored_anchor) if fresh and stored_anchor else None
+        previous_run = _parse_time(claimed.last_run_at)
+        if previous_run is not None:
+            # Runs are timed from last_run_at now; a revert puts that back, never removes it, so the
+            # anchor is no longer needed.
+            digest_value = sha[:SHORT_DIGEST]
+        else:
+            if anchor is None:
+                anchor = claim.now
+            digest_value = f"{sha[:SHORT_DIGEST]} {anchor:.6f}"
+        if digest_value == stored:
             digest_value = ""  # commit.lua leaves an unchanged digest as it is
         try:
             defn = self.codec.parse(claimed.definition, sha)
@@ -313,7 +321,7 @@ class RedisScheduler(Scheduler):
         if count is None and defn.seed_total_run_count is not None:
             count = seed_count = defn.seed_total_run_count
         count = count or 0
-        last_run_at = _parse_time(claimed.last_run_at)
+        last_run_at = previous_run
         seed_last = None
         if last_run_at is None and defn.seed_last_run_at is not None:
             last_run_at = defn.seed_last_run_at
@@ -334,7 +342,7 @@ class RedisScheduler(Scheduler):
             if run_now:
                 is_due, next_in = True, sched.is_due(now)[1]
             else:
-                base = last_run_at or datetime.fromtimestamp(anchor, timezone.utc)
+                base = last_run_at or datetime.fromtimestamp(claim.now if anchor is None else anchor, timezone.utc)
                 if type(sched) is interval_schedule:
                     is_due, next_in = interval_is_due(sched, base, now)
                 else:

@@ -91,7 +91,11 @@ class Keys:
 
     @property
     def digest(self) -> str:
-        """Hash: entry name -> ``"<sha1 of definition> <anchor>"`` as last planned."""
+        """Hash: entry name -> ``"<first 12 hex of the definition's sha1> <anchor>"`` as last planned.
+
+        The anchor (when beat first saw this version) is dropped once the entry has a
+        ``last_run_at`` to time its runs from. A full 40-hex SHA-1 (older data) is read too.
+        """
         return self._key("digest")
 
     @property

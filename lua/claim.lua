@@ -10,7 +10,7 @@
   KEYS[2]  {T}:schedule         hash   name -> definition JSON
   KEYS[3]  {T}:total_run_count  hash   name -> integer
   KEYS[4]  {T}:last_run_at      hash   name -> ISO-8601
-  KEYS[5]  {T}:digest           hash   name -> "<sha1> <anchor>"
+  KEYS[5]  {T}:digest           hash   name -> "<sha1 prefix>[ <anchor>]"
   KEYS[6]  {T}:invalid          hash   name -> reason
 
   ARGV[1]  batch size (most entries claimed)

@@ -2,7 +2,7 @@
   One bounded step of the reconciler, which finds edits made without the API.
 
   Scans a slice of {T}:schedule: an entry missing from {T}:due, or whose
-  definition's SHA-1 differs from the one in {T}:digest, gets score 0
+  definition's SHA-1 does not start with the digits in {T}:digest, gets score 0
   ("look now"). Scans a slice of {T}:due: a name with no definition left is
   dropped from every index. The cursors live in {T}:meta, so several beats
   share one pass.
@@ -35,7 +35,9 @@ for i = 1, #page[2], 2 do
   seen = seen + 1
   local score = rcall('ZSCORE', due, name)
   local stored = rcall('HGET', digest, name)
-  local fresh = stored and string.sub(stored, 1, 40) == redis.sha1hex(page[2][i + 1])
+  -- The stored digest starts with the definition's SHA-1 in hex, whole or its first 12 digits.
+  local sha = stored and string.match(stored, '^%x+')
+  local fresh = sha and #sha >= 12 and string.sub(redis.sha1hex(page[2][i + 1]), 1, #sha) == sha
   if not score or (not fresh and tonumber(score) > 0) then
     rcall('ZADD', due, 0, name)
     poked = poked + 1

@@ -293,3 +293,54 @@ def test_settings_old_names_defaults_and_masking() -> None:
     bad.conf.redis_scheduler_key_prefix = "{x}:"
     with pytest.raises(ValueError, match="redis_scheduler_key_prefix"):
         Settings.from_app(bad)
+
+
+def test_digest_is_short_and_keeps_the_anchor_only_until_there_is_a_last_run(
+        scheduler: RedisScheduler, store: RedisStore, broker: redis.Redis, app: Celery) -> None:
+    from celerybeatredis.codec import digest
+
+    put(store, "add", EVERY_10S)
+    sha = digest(store.get_raw("add") or b"")
+    scheduler.tick(now=T0)
+    assert store.client.hget(store.keys.digest, "add") == f"{sha[:12]} {T0:.6f}".encode()
+    scheduler.tick(now=T0 + 10)  # the first run: a failed publish would need the anchor again
+    assert len(sent(broker, app)) == 1
+    assert store.client.hget(store.keys.digest, "add") == f"{sha[:12]} {T0:.6f}".encode()
+    scheduler.tick(now=T0 + 20)  # runs are timed from last_run_at from now on
+    assert len(sent(broker, app)) == 1
+    assert store.client.hget(store.keys.digest, "add") == sha[:12].encode()
+    scheduler.tick(now=T0 + 30)
+    assert len(sent(broker, app)) == 1 and store.due_score("add") == pytest.approx(T0 + 40)
+
+
+def test_a_full_sha1_digest_of_older_data_is_honoured_and_shortened(
+        scheduler: RedisScheduler, store: RedisStore, broker: redis.Redis, app: Celery) -> None:
+    from celerybeatredis.codec import digest
+
+    put(store, "add", EVERY_10S, score=T0 + 3)
+    sha = digest(store.get_raw("add") or b"")
+    store.client.hset(store.keys.digest, "add", f"{sha} {T0 - 7:.6f}")  # first seen 7 s before T0, never ran
+    scheduler.tick(now=T0 + 3)  # due at the anchor + 10 s: the stored anchor is kept, not reset to now
+    assert len(sent(broker, app)) == 1
+    assert store.client.hget(store.keys.digest, "add") == f"{sha[:12]} {T0 - 7:.6f}".encode()
+
+
+def test_a_never_run_entry_whose_publish_failed_is_retried_from_its_anchor(
+        app: Celery, store: RedisStore, broker: redis.Redis) -> None:
+    put(store, "add", EVERY_10S)
+    sched = RedisScheduler(app)
+    try:
+        sched.tick(now=T0)
+        failing = sched.apply_async
+
+        def broker_down(*args: Any, **kwargs: Any) -> Any:
+            raise ConnectionError("broker down")
+
+        sched.apply_async = broker_down  # type: ignore[method-assign]
+        sched.tick(now=T0 + 10)
+        assert sent(broker, app) == [] and store.run_state("add") == (0, None)
+        sched.apply_async = failing  # type: ignore[method-assign]
+        sched.tick(now=T0 + 10 + sched.settings.publish_retry_seconds)
+        assert len(sent(broker, app)) == 1
+    finally:
+        sched.close()

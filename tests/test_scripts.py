@@ -274,3 +274,18 @@ def test_one_reconciler_pass_over_100k_entries_takes_about_n_over_batch_steps(st
     assert seen == 100_000
     assert store.client.zcard(store.keys.due) == 100_000
     assert steps <= 55
+
+
+def test_reconcile_reads_short_full_and_anchorless_digests(store: RedisStore) -> None:
+    from celerybeatredis.codec import digest
+
+    sha = digest(DEF)
+    fresh = {"short": f"{sha[:12]} 1.0", "full": f"{sha} 1.0", "ran": sha[:12]}
+    stale = {"other": f"{'0' * 12} 1.0", "too-short": f"{sha[:6]} 1.0", "garbage": "not a digest"}
+    for name, value in {**fresh, **stale}.items():
+        add(store, name, 500.0)
+        store.client.hset(store.keys.digest, name, value)
+    while not store.reconcile_step(1000).wrapped:
+        pass
+    assert {n: store.due_score(n) for n in fresh} == dict.fromkeys(fresh, 500.0)
+    assert {n: store.due_score(n) for n in stale} == dict.fromkeys(stale, 0.0)
