@@ -28,21 +28,41 @@ local count = tonumber(ARGV[1])
 local hcursor = rcall('HGET', meta, 'reconcile_schedule_cursor') or '0'
 local zcursor = rcall('HGET', meta, 'reconcile_due_cursor') or '0'
 
-local seen, poked = 0, 0
+-- Multi-field commands over a whole page, in slices that stay within Lua's unpack limit.
+local SLICE = 1000
+local function each_slice(list, fn)
+  for first = 1, #list, SLICE do
+    fn(unpack(list, first, math.min(first + SLICE - 1, #list)))
+  end
+end
+local function multi(command, key, names)
+  local values = {}
+  each_slice(names, function(...)
+    local part = rcall(command, key, ...)
+    for j = 1, #part do values[#values + 1] = part[j] end
+  end)
+  return values
+end
+
 local page = rcall('HSCAN', schedule, hcursor, 'COUNT', count)
-for i = 1, #page[2], 2 do
-  local name = page[2][i]
-  seen = seen + 1
-  local score = rcall('ZSCORE', due, name)
-  local stored = rcall('HGET', digest, name)
+local fields = page[2]
+local names = {}
+for i = 1, #fields, 2 do names[#names + 1] = fields[i] end
+local seen, poked = #names, 0
+local scores, digests = multi('ZMSCORE', due, names), multi('HMGET', digest, names)
+local look = {}
+for j = 1, #names do
+  local score, stored = scores[j], digests[j]
   -- The stored digest starts with the definition's SHA-1 in hex, whole or its first 12 digits.
   local sha = stored and string.match(stored, '^%x+')
-  local fresh = sha and #sha >= 12 and string.sub(redis.sha1hex(page[2][i + 1]), 1, #sha) == sha
+  local fresh = sha and #sha >= 12 and string.sub(redis.sha1hex(fields[2 * j]), 1, #sha) == sha
   if not score or (not fresh and tonumber(score) > 0) then
-    rcall('ZADD', due, 0, name)
+    look[#look + 1] = 0
+    look[#look + 1] = names[j]
     poked = poked + 1
   end
 end
+each_slice(look, function(...) rcall('ZADD', due, ...) end)
 
 local zseen, dropped = 0, 0
 local zpage = rcall('ZSCAN', due, zcursor, 'COUNT', count)
