@@ -37,16 +37,15 @@ def assert_stopped(out: str, names: set[str]) -> None:
             os.kill(int(pid), 0)
 
 
-def demo_tmp_dirs() -> set[str]:
-    tmp = Path(os.environ.get("TMPDIR", "/tmp"))
+def demo_tmp_dirs(tmp: Path) -> set[str]:
     return {p.name for p in tmp.glob("celerybeatredis-demo-*")}
 
 
-def test_demo_on_redis_url_prints_runs_and_cleans_up(redis_url: str) -> None:
+def test_demo_on_redis_url_prints_runs_and_cleans_up(redis_url: str, tmp_path: Path) -> None:
     client = redis.Redis.from_url(f"{redis_url}/0")
     before = set(client.scan_iter(match="*celerybeatredis-demo-*"))
-    dirs_before = demo_tmp_dirs()
-    done = run_demo(dict(os.environ, REDIS_URL=f"{redis_url}/0"))
+    # A temp dir of its own: another demo running on the machine must not count as left over.
+    done = run_demo(dict(os.environ, REDIS_URL=f"{redis_url}/0", TMPDIR=str(tmp_path)))
     assert done.returncode == 0, done.stdout + done.stderr
     out = done.stdout
     assert "throwaway" not in out
@@ -58,7 +57,7 @@ def test_demo_on_redis_url_prints_runs_and_cleans_up(redis_url: str) -> None:
     assert re.search(r"^every-3s\s.*\sno\s+never", listing, re.M), listing
     assert_stopped(out, {"beat", "worker"})
     assert set(client.scan_iter(match="*celerybeatredis-demo-*")) == before
-    assert demo_tmp_dirs() == dirs_before
+    assert demo_tmp_dirs(tmp_path) == set()
 
 
 def test_demo_starts_and_stops_its_own_redis_server() -> None:
