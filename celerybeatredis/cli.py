@@ -1,8 +1,9 @@
 """The command line: ``celerybeatredis ...`` and ``celery -A proj schedule ...``.
 
-Both run the same commands. The standalone script takes ``--url`` and
-``--prefix`` (or ``CELERYBEATREDIS_URL`` / ``CELERYBEATREDIS_PREFIX``); the
-Celery plugin reads the app's scheduler settings. Exit codes: 0 ok, 1 a user
+Both run the same commands. The standalone script takes ``--url``,
+``--prefix``, ``--shards`` and ``--cluster`` (or ``CELERYBEATREDIS_URL``,
+``_PREFIX``, ``_SHARDS``, ``_CLUSTER``); the Celery plugin reads the app's
+scheduler settings. Exit codes: 0 ok, 1 a user
 error (one line on stderr), 2 a usage error.
 """
 
@@ -27,12 +28,14 @@ from celery import Celery
 from . import __version__
 from . import migrate as migration
 from .codec import interval_to_json
+from .connection import make_client
 from .demo import demo_command
 from .display import LIST_HEADERS, describe_schedule, last_run, list_row, next_run, size, table
 from .entries import FIELDS, Entry, apply_changes
 from .exceptions import CeleryBeatRedisError, EntryNotFound, InvalidDefinition
 from .settings import DEFAULT_PREFIX, DEFAULT_URL, Settings, mask_url
-from .store import SHARDED_UNSUPPORTED, ScheduleStore
+from .shards import ShardedStore, reshard
+from .store import ScheduleStore
 from .transfer import BadLine, ImportResult, Record, export_lines, import_batch, parse_lines
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -50,13 +53,16 @@ class Context:
     prefix: str
     app: Celery | None = None
     redis_options: dict[str, Any] = field(default_factory=dict)
+    shards: int = 1
+    cluster: bool = False
     _store: ScheduleStore | None = None
 
     @property
     def store(self) -> ScheduleStore:
         """The schedule's store (connected on first use)."""
         if self._store is None:
-            self._store = ScheduleStore.from_url(self.url, self.prefix, self.app, **self.redis_options)
+            self._store = ScheduleStore.from_url(self.url, self.prefix, self.app, shards=self.shards,
+                                                 cluster=self.cluster, **self.redis_options)
         return self._store
 
 
@@ -89,11 +95,15 @@ def _check_prefix(prefix: str) -> str:
               help="Redis URL of the schedule [env CELERYBEATREDIS_URL].")
 @click.option("--prefix", envvar="CELERYBEATREDIS_PREFIX", default=DEFAULT_PREFIX, show_default=True,
               help="Key prefix of the schedule [env CELERYBEATREDIS_PREFIX].")
+@click.option("--shards", envvar="CELERYBEATREDIS_SHARDS", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Shards the schedule is spread over, as redis_scheduler_shards [env CELERYBEATREDIS_SHARDS].")
+@click.option("--cluster", envvar="CELERYBEATREDIS_CLUSTER", is_flag=True,
+              help="The redis:// URL names a Redis Cluster node, as redis_scheduler_cluster [env CELERYBEATREDIS_CLUSTER].")
 @click.version_option(__version__, prog_name="celerybeatredis")
 @click.pass_context
-def main(ctx: click.Context, url: str, prefix: str) -> None:
+def main(ctx: click.Context, url: str, prefix: str, shards: int, cluster: bool) -> None:
     """Manage a celerybeat-redis schedule."""
-    ctx.obj = Context(url, _check_prefix(prefix))
+    ctx.obj = Context(url, _check_prefix(prefix), shards=shards, cluster=cluster)
 
 
 @click.group("schedule", cls=ManageGroup)
@@ -109,10 +119,8 @@ def celery_command(ctx: click.Context, url: str | None, prefix: str | None) -> N
         settings = Settings.from_app(app)
     except ValueError as exc:
         raise click.ClickException(f"the app's settings: {exc}") from None
-    if settings.shards > 1:
-        raise click.ClickException(SHARDED_UNSUPPORTED.format(shards=settings.shards))
     ctx.obj = Context(url or settings.url, _check_prefix(prefix or settings.key_prefix), app,
-                      dict(settings.redis_options or {}))
+                      dict(settings.redis_options or {}), settings.shards, settings.cluster)
 
 
 pass_context = click.make_pass_decorator(Context)
@@ -255,7 +263,7 @@ def stats_command(obj: Context, no_scan: bool, overdue_after: float, as_json: bo
         return
     enabled = "(not counted: --no-scan)" if stats.enabled is None else str(stats.enabled)
     lines = [
-        ("schedule", f"{{{obj.store.keys.tag}}} at {mask_url(obj.url)}"),
+        ("schedule", f"{obj.store.tags} at {mask_url(obj.url)}"),
         ("entries", str(stats.entries)),
         ("enabled", enabled),
         ("scheduled", f"{stats.scheduled} (with a next run time)"),
@@ -626,7 +634,7 @@ def migrate_command(obj: Context, kind: str, old_prefix: str | None, source_url:
     store = obj.store
     if dry_run and delete_old:
         raise click.UsageError("--dry-run and --delete-old do not go together")
-    client = redis.Redis.from_url(source_url) if source_url else store.client
+    client = make_client(source_url) if source_url else store.client
     statics = frozenset((obj.app.conf.beat_schedule or {}) if obj.app is not None else ())
     source = migration.make_source(kind, client, old_prefix, statics)
     found = migration.plan(source, store)
@@ -660,6 +668,29 @@ def migrate_command(obj: Context, kind: str, old_prefix: str | None, source_url:
         click.echo("old keys kept (--delete-old removes them)")
 
 
+@click.command("reshard")
+@click.option("--to", "shards", required=True, type=click.IntRange(min=1), help="The new number of shards.")
+@click.option("--from", "from_shards", type=click.IntRange(min=1),
+              help="The current number of shards (default: the one recorded in Redis, else 1).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=500, show_default=True)
+@pass_context
+def reshard_command(obj: Context, shards: int, from_shards: int | None, batch_size: int) -> None:
+    """Move every entry, with its run state, to its shard under a new shard count; safe to repeat."""
+    store = obj.store
+    before = from_shards or store.recorded_shards() or 1
+    total = ShardedStore(store.client, obj.prefix, before).count()
+    with _progress(total, "resharding") as advance:
+        done = [0]
+
+        def moved_so_far(count: int) -> None:
+            advance(count - done[0])
+            done[0] = count
+
+        report = reshard(store.client, obj.prefix, shards, before, batch_size, moved_so_far)
+    click.echo(report.summary)
+    click.echo(f"run beat (and these commands) with redis_scheduler_shards = {shards}")
+
+
 # --- helpers ---------------------------------------------------------------------------------
 
 def _now(store: ScheduleStore) -> datetime:
@@ -672,7 +703,8 @@ def _dumps(obj: Any) -> str:
 
 #: The commands both entry points share.
 COMMANDS = [list_command, show_command, add_command, edit_command, remove_command, enable_command, disable_command,
-            run_now_command, invalid_command, stats_command, import_command, export_command, migrate_command]
+            run_now_command, invalid_command, stats_command, import_command, export_command, migrate_command,
+            reshard_command]
 for _command in COMMANDS:
     main.add_command(_command)
     celery_command.add_command(_command)

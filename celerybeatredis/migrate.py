@@ -35,6 +35,7 @@ from typing import Any, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .codec import CRON_FIELDS, SCHEDULE_KINDS, interval_to_json, load_document, parse_date
+from .connection import is_cluster
 from .exceptions import InvalidDefinition
 from .store import ScheduleStore
 
@@ -128,8 +129,9 @@ class CeleryBeatRedisSource:
             yield self.fetch(batch)
 
     def fetch(self, keys: list[str]) -> list[OldEntry]:
-        """Convert the documents at ``keys``."""
-        values = self.client.mget(keys) if keys else []
+        """Convert the documents at ``keys`` (on a cluster, one MGET per slot: old keys have no hash tag)."""
+        read = self.client.mget_nonatomic if is_cluster(self.client) else self.client.mget
+        values = read(keys) if keys else []
         return [self.convert(key, raw) for key, raw in zip(keys, values) if raw is not None]
 
     def convert(self, key: str, raw: bytes) -> OldEntry:
@@ -233,10 +235,11 @@ class RedBeatSource:
         if not entries:
             return 0
         pipe = self.client.pipeline(transaction=False)
-        pipe.delete(*[e.key for e in entries])
+        for entry in entries:  # one DEL per key: a cluster pipeline takes no multi-slot DEL
+            pipe.delete(entry.key)
         pipe.zrem(self.schedule_key, *[e.key for e in entries])
         pipe.srem(self.statics_key, *[e.name for e in entries])
-        return int(pipe.execute()[0])
+        return sum(int(deleted) for deleted in pipe.execute()[:len(entries)])
 
 
 def make_source(kind: str, client: Any, prefix: str | None, static_names: frozenset[str] = frozenset()) -> Source:

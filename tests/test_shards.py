@@ -7,19 +7,16 @@ import zlib
 from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime, timezone
-from pathlib import Path
 
 import pytest
 import redis
 from celery import Celery
 
-from celerybeatredis.exceptions import CeleryBeatRedisError
 from celerybeatredis.schedulers import RedisScheduler
 from celerybeatredis.shards import ShardedStore, main, reshard, shard_for, shard_tag
-from celerybeatredis.store import Plan, RedisStore, ScheduleStore
+from celerybeatredis.store import Plan, RedisStore
 
-from .processes import drain_queue, write_app
-from .test_migrate import celery_schedule
+from .processes import drain_queue
 
 T0 = datetime(2026, 3, 2, 12, 0, 0, tzinfo=timezone.utc).timestamp()
 EVERY_10S = json.dumps({"task": "tasks.add", "interval": {"every": 10, "period": "seconds"}, "args": [1, 2]})
@@ -253,21 +250,6 @@ def test_a_one_off_due_during_the_move_runs_once(app: Celery, client: redis.Redi
     new.tick(now=T0 + 7)
     new.close()
     assert sent(broker, app) == ["tasks.once"]
-
-
-def test_the_management_api_and_commands_refuse_a_sharded_schedule(tmp_path: Path, app: Celery, redis_url: str,
-                                                                   prefix: str, client: redis.Redis,
-                                                                   cleanup: None) -> None:
-    # They would write to {T}, where a beat with redis_scheduler_shards = 3 never looks.
-    app.conf.redis_scheduler_shards = 3
-    with pytest.raises(CeleryBeatRedisError, match="redis_scheduler_shards = 3"):
-        ScheduleStore.from_app(app)
-    write_app(tmp_path, f"{redis_url}/1", f"{redis_url}/0", prefix, extra="""
-        app.conf.redis_scheduler_shards = 3
-    """)
-    done = celery_schedule(tmp_path, "add", "nightly", "--task", "tasks.report", "--cron", "0 3 * * *")
-    assert done.returncode == 1 and "sharded (redis_scheduler_shards = 3)" in done.stderr
-    assert not list(client.scan_iter(match=f"{{{prefix.rstrip(':')}*", count=1000))
 
 
 def test_reshard_keeps_names_that_are_not_utf8(client: redis.Redis, prefix: str, cleanup: None) -> None:
