@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -11,14 +12,18 @@ import pytest
 import redis
 from celery import Celery
 
+from celerybeatredis.connection import make_client
 from celerybeatredis.exceptions import CeleryBeatRedisError, EntryNotFound
 from celerybeatredis.schedulers import RedisScheduler
 from celerybeatredis.shards import ShardedStore, shard_for
 from celerybeatredis.store import RUN_NOW, RedisStore, ScheduleStore
 
 from .cli import Cli, snapshot
+from .cluster import LocalCluster
 from .processes import drain_queue, write_app
-from .test_migrate import celery_schedule
+from .test_cluster import spread_prefix
+from .test_codec import SEED_INTERVAL_30S
+from .test_migrate import celery_schedule, redbeat_save
 
 T0 = datetime(2026, 3, 2, 12, 0, 0, tzinfo=timezone.utc).timestamp()
 K = 3
@@ -261,3 +266,53 @@ def test_one_shard_keeps_the_cursor_of_hscan(cleanup: None, client: redis.Redis,
     assert sorted(e.name for e in one.list(cursor, 50).items) == sorted(
         n.decode() for n in client.hscan(one.keys.schedule, cursor, count=50)[1])
     assert len(page) > 0
+
+
+def test_api_and_commands_on_a_sharded_schedule_across_cluster_masters(redis_cluster: LocalCluster) -> None:
+    client = make_client(redis_cluster.url)
+    prefix = spread_prefix(client, f"cl{uuid.uuid4().hex[:6]}-", K)
+    tag = prefix.rstrip(":")
+    old = f"old{uuid.uuid4().hex[:6]}:"
+    try:
+        masters = {client.get_node_from_key(f"{{{tag}:{i}}}:due").name for i in range(K)}
+        assert len(masters) == K
+        cli = Cli(redis_cluster.url, prefix)
+        env = {"CELERYBEATREDIS_SHARDS": str(K)}
+        names = [f"job-{i}" for i in range(9)]
+        for name in names:
+            cli.ok("add", name, "--task", "tasks.add", "--every", "30s", env=env)
+        api = ScheduleStore.from_url(redis_cluster.url, prefix, shards=K)
+        assert [s.count() for s in api.stores] == [sum(shard_for(n, K) == i for n in names) for i in range(K)]
+        assert all(s.count() > 0 for s in api.stores)  # so every master holds entries
+        # A redis:// URL of one node with --cluster (redis_scheduler_cluster) reaches the same schedule.
+        by_node = Cli(redis_cluster.first_url, prefix)
+        listed = by_node.ok("--cluster", "list", "--json", "--limit", "0", env=env).splitlines()
+        assert sorted(json.loads(line)["name"] for line in listed) == names
+        assert cli.ok("remove", "job-0", "job-5", env=env).strip() == "removed 2 entries"
+        assert api.count() == 7 and not api.exists("job-5")
+        assert sorted(e.name for e in api.iter_entries(page_size=2)) == sorted(set(names) - {"job-0", "job-5"})
+        api.run_now("job-1")
+        assert [e.name for e in api.upcoming(1)] == ["job-1"]
+        assert "entries:    7" in cli.ok("stats", env=env)
+        # migrate finds old keys on every master (SCAN on each primary) and deletes them slot by slot.
+        for i in range(12):
+            client.set(f"{old}meta:old-{i}:{'0' * 40}", SEED_INTERVAL_30S)
+        assert len({client.get_node_from_key(f"{old}meta:old-{i}:{'0' * 40}").name for i in range(12)}) > 1
+        for i in range(6):
+            redbeat_save(client, f"{old}rb:", f"rb-{i}", "tasks.add", {"__type__": "interval", "every": 30.0}, 1.0,
+                         meta={"last_run_at": None, "total_run_count": 4})
+        out = cli.ok("migrate", "--from", "celerybeat-redis", "--prefix", f"{old}meta:", "--delete-old", env=env)
+        assert "migrated 12 entries" in out and "deleted 12 old keys" in out
+        out = cli.ok("migrate", "--from", "redbeat", "--prefix", f"{old}rb:", "--delete-old", env=env)
+        assert "migrated 6 entries" in out and "deleted 6 old keys" in out
+        assert api.count() == 7 + 12 + 6 and api.get("rb-3").total_run_count == 4
+        assert all(api.stores[shard_for(f"old-{i}", K)].exists(f"old-{i}") for i in range(12))
+        assert not list(client.scan_iter(match=f"{old}meta:*")) and not client.exists(f"{old}rb:rb-0")
+        # Resharding on the cluster, from the command line.
+        assert "shards 3 -> 2" in cli.ok("reshard", "--to", "2")
+        assert ScheduleStore.from_url(redis_cluster.url, prefix, shards=2).count() == 25
+    finally:
+        for pattern in (f"{{{tag}*", f"{old}*"):
+            for key in client.scan_iter(match=pattern):
+                client.delete(key)
+        client.close()
