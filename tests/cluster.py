@@ -10,7 +10,7 @@ from pathlib import Path
 
 import redis
 
-from .redis_server import RedisServer, free_port
+from .redis_server import RedisServer, free_port, server_binary
 
 
 def _wait(condition: object, what: str, timeout: float = 30) -> None:
@@ -175,8 +175,7 @@ class LocalSentinel:
                 lines.append(f"requirepass {self.sentinel_password}")
             config = self.dir / "sentinel.conf"
             config.write_text("\n".join(lines) + "\n")
-            binary = shutil.which("redis-server") or "redis-server"
-            self.process = subprocess.Popen([binary, str(config), "--sentinel"], stdout=subprocess.DEVNULL,
+            self.process = subprocess.Popen([server_binary(), str(config), "--sentinel"], stdout=subprocess.DEVNULL,
                                             stderr=subprocess.STDOUT)
             self.wait_ready()
         except BaseException:

@@ -12,6 +12,17 @@ from pathlib import Path
 
 import redis
 
+#: Environment variable naming the ``redis-server`` binary the suite starts (default: the one on ``PATH``).
+SERVER_ENV = "CELERYBEATREDIS_TEST_REDIS_SERVER"
+
+
+def server_binary() -> str:
+    """The ``redis-server`` to start: ``$CELERYBEATREDIS_TEST_REDIS_SERVER``, else the one on ``PATH``."""
+    binary = os.environ.get(SERVER_ENV) or shutil.which("redis-server")
+    if binary is None:
+        raise RuntimeError(f"redis-server is not on PATH; install it (apt-get install redis-server) or set {SERVER_ENV}")
+    return binary
+
 
 def free_port() -> int:
     """A TCP port nothing listens on right now."""
@@ -29,10 +40,7 @@ class RedisServer:
     """
 
     def __init__(self, *extra: str, port: int | None = None) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise RuntimeError("redis-server is not on PATH; install it (apt-get install redis-server)")
-        self.binary = binary
+        self.binary = server_binary()
         self.extra = extra
         self.port = port or free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="cbr-redis-"))
