@@ -821,15 +821,16 @@ class ShardedStore:
         value = self.client.hget(self.keys.meta, LAYOUT_FIELD)
         return int(value) if value is not None else None
 
-    def check_layout(self) -> str | None:
-        """Record the layout if none is, or describe how it differs from this store's; None when it agrees."""
+    def check_layout(self, record: bool = True) -> str | None:
+        """Record the layout if none is (and ``record``), or describe how it differs from this store's; None if it agrees."""
         recorded = self.recorded_shards()
         fix = f"run: celerybeatredis --url URL --prefix {self.tag}: reshard --to {self.shards}"
         if recorded is None:
             if self.shards > 1 and self.client.exists(self.keys.schedule):
                 return (f"entries exist under {{{self.tag}}} (1 shard) but redis_scheduler_shards is {self.shards}; "
                         f"they do not run until moved; {fix}")
-            self.client.hsetnx(self.keys.meta, LAYOUT_FIELD, self.shards)
+            if record:
+                self.client.hsetnx(self.keys.meta, LAYOUT_FIELD, self.shards)
             return None
         if recorded != self.shards:
             return (f"schedule {{{self.tag}}} is laid out in {recorded} shards but redis_scheduler_shards is "
@@ -877,7 +878,7 @@ class ScheduleStore(ShardedStore):
 
     def _before_write(self) -> None:
         """Refuse to write while the schedule is laid out in another number of shards than this store's."""
-        problem = self.check_layout()
+        problem = self.check_layout(record=self.shards > 1)  # one shard is what an unrecorded layout means
         if problem:
             raise CeleryBeatRedisError(f"nothing written: {problem}")
 
