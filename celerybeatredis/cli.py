@@ -3,8 +3,8 @@
 Both run the same commands. The standalone script takes ``--url``,
 ``--prefix``, ``--shards`` and ``--cluster`` (or ``CELERYBEATREDIS_URL``,
 ``_PREFIX``, ``_SHARDS``, ``_CLUSTER``); the Celery plugin reads the app's
-scheduler settings. Exit codes: 0 ok, 1 a user
-error (one line on stderr), 2 a usage error.
+scheduler settings. Exit codes: 0 ok, 1 a user error (one line on stderr),
+2 a usage error.
 """
 
 from __future__ import annotations

@@ -3,6 +3,9 @@
 Keys of one schedule share the hash tag ``{T}`` (see README.rst), so the
 whole schedule lives in one Redis Cluster slot. Every write that changes the
 due index, run state or digests goes through a Lua script in ``lua/``.
+``RedisStore`` serves one hash tag; ``ShardedStore`` spreads a schedule over
+``K`` of them (see shards.py); ``ScheduleStore``, the management API, builds
+on ``ShardedStore``.
 """
 
 from __future__ import annotations

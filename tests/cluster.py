@@ -10,7 +10,16 @@ from pathlib import Path
 
 import redis
 
-from .redis_server import RedisServer, free_port, server_binary
+from .redis_server import RedisServer, free_port, port_is_free, server_binary
+
+
+def _free_port_with_bus() -> int:
+    """A free port whose cluster bus port (port + 10000) is free and valid too."""
+    for _ in range(200):
+        port = free_port()
+        if port + 10000 <= 65535 and port_is_free(port + 10000):
+            return port
+    raise RuntimeError("no free port with a free cluster bus port")
 
 
 def _wait(condition: object, what: str, timeout: float = 30) -> None:
@@ -38,10 +47,10 @@ class LocalCluster:
         if shutil.which("redis-cli") is None:
             raise RuntimeError("redis-cli is not on PATH; install it with redis-server (apt-get install redis-server)")
         self.masters = masters
-        # The bus port is given explicitly: the default (port + 10000) may be above 65535.
+        # Each node's bus port is the default, port + 10000 (Redis 6.2 has no cluster-port to set it).
         self.servers = [
             RedisServer("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-                        "--cluster-node-timeout", str(node_timeout), "--cluster-port", str(free_port()))
+                        "--cluster-node-timeout", str(node_timeout), port=_free_port_with_bus())
             for _ in range(masters * 2)
         ]
 

@@ -24,6 +24,16 @@ def server_binary() -> str:
     return binary
 
 
+def port_is_free(port: int) -> bool:
+    """Whether nothing listens on ``port`` right now."""
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
 def free_port() -> int:
     """A TCP port nothing listens on right now."""
     with socket.socket() as sock:
