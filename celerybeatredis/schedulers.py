@@ -9,10 +9,13 @@ rather than sending them twice (see "Guarantees" in README.rst).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import signal
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
@@ -34,6 +37,27 @@ logger = logging.getLogger(__name__)
 
 STATIC_CHUNK = 500
 MAX_BACKOFF = 5.0
+#: ``celery beat`` stops on these by raising SystemExit from its handler, wherever the main thread is.
+STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT})
+
+
+@contextlib.contextmanager
+def stop_signals_held() -> Iterator[None]:
+    """Hold SIGTERM and SIGINT until the block ends, so a stop lands before a commit or after its publish.
+
+    A committed batch is published whole (or its runs reverted) before beat
+    exits; without this, a stop between commit and publish would lose the
+    batch's runs. Only the main thread receives Python's signals, so only it
+    needs holding; SIGKILL cannot be held, which is the documented window.
+    """
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 class TickClock:
@@ -227,6 +251,12 @@ class RedisScheduler(Scheduler):
         now_dt = self.clock.set(claim.now)
         decisions = [self._decide_or_quarantine(entry, claim, now_dt) for entry in claim.entries]
         plans = [plan for plan, _ in decisions]
+        with stop_signals_held():
+            return self._commit_and_publish(store, claim, decisions, plans, now_dt)
+
+    def _commit_and_publish(self, store: RedisStore, claim: Claim, decisions: list[tuple[Plan, tuple[Definition, int] | None]],
+                            plans: list[Plan], now_dt: datetime) -> bool:
+        """Commit one batch's plans, then publish its committed runs (reverting those that cannot be sent)."""
         replicas = self.settings.wait_replicas
         if replicas:
             committed, acked = store.commit_replicated(plans, replicas, self.settings.wait_timeout)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import signal
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -226,6 +228,39 @@ def test_a_full_batch_asks_for_another_tick_at_once(app: Celery, store: RedisSto
     assert [sched.tick(now=T0) for _ in range(3)] == [0.0, 0.0, 1.0]
     assert sched.tick(now=T0 + 9.5) == pytest.approx(0.5)
     sched.close()
+
+
+def test_a_stop_signal_during_publishing_lands_after_the_whole_committed_batch_is_sent(
+        scheduler: RedisScheduler, store: RedisStore, broker: redis.Redis, app: Celery, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SIGTERM arriving while a committed batch is being published (celery beat's handler raises
+    SystemExit) stops beat only after every committed run of the batch reached the broker."""
+    names = [f"s{i:02d}" for i in range(30)]
+    for name in names:
+        put(store, name, dict(EVERY_10S, args=[name]))
+    scheduler.tick(now=T0)  # first seen: due at T0 + 10
+    real_send = app.send_task
+    signalled: list[int] = []
+
+    def send_and_signal(*args: Any, **kwargs: Any) -> Any:
+        if not signalled:  # the first publish of the batch: the stop request arrives now
+            signalled.append(1)
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real_send(*args, **kwargs)
+
+    def stop(signum: int, frame: Any) -> None:
+        raise SystemExit(0)
+
+    monkeypatch.setattr(app, "send_task", send_and_signal)
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        with pytest.raises(SystemExit):
+            scheduler.tick(now=T0 + 10)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert signalled == [1]
+    published = sorted(m.args[0] for m in sent(broker, app))
+    assert published == names
+    assert all(store.run_state(n)[0] == 1 for n in names)
 
 
 def test_static_entries_sync(app: Celery, store: RedisStore, broker: redis.Redis) -> None:
