@@ -47,17 +47,30 @@ def stop_signals_held() -> Iterator[None]:
 
     A committed batch is published whole (or its runs reverted) before beat
     exits; without this, a stop between commit and publish would lose the
-    batch's runs. Only the main thread receives Python's signals, so only it
-    needs holding; SIGKILL cannot be held, which is the documented window.
+    batch's runs. The signals' handlers are swapped for ones that only note
+    the signal (masking would not do: the kernel hands a process's signal to
+    any thread that does not mask it), then put back, and a noted signal is
+    raised again for them. Python runs signal handlers in the main thread
+    only, so elsewhere nothing is held. SIGKILL cannot be held: that is the
+    documented window.
     """
-    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    caught: list[int] = []
+    previous: dict[signal.Signals, Any] = {}
+    for signum in STOP_SIGNALS:
+        handler = signal.getsignal(signum)
+        if handler is not None:  # None: a handler installed from C, which Python cannot put back
+            previous[signum] = handler
+            signal.signal(signum, lambda number, _frame: caught.append(number))
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        for number in dict.fromkeys(caught):
+            signal.raise_signal(number)
 
 
 class TickClock:
