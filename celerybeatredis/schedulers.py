@@ -22,7 +22,7 @@ from typing import Any
 import redis
 from celery import Celery
 from celery.beat import ScheduleEntry, Scheduler, SchedulingError
-from celery.schedules import crontab
+from celery.schedules import BaseSchedule, crontab
 from celery.schedules import schedule as interval_schedule
 from kombu.exceptions import OperationalError
 
@@ -112,6 +112,9 @@ class RedisScheduler(Scheduler):
         self._statics_synced = False
         self._next_reconcile = 0.0
         self._failures = 0
+        #: ``is_due`` answers of this batch by (schedule, last run): entries that share a schedule and ran
+        #: together (one batch writes one run time) share the answer. The schedule is kept, so its id stays its own.
+        self._due_memo: dict[tuple[int, datetime, Any], tuple[BaseSchedule, tuple[bool, float]]] = {}
         super().__init__(app, *args, **kwargs)
 
     # --- Celery's Scheduler interface ------------------------------------------
@@ -262,6 +265,7 @@ class RedisScheduler(Scheduler):
     def _process(self, store: RedisStore, claim: Claim) -> bool:
         """Plan, commit and publish one batch claimed from ``store``; True if a publish failed."""
         now_dt = self.clock.set(claim.now)
+        self._due_memo.clear()  # its answers hold for one clock reading
         decisions = [self._decide_or_quarantine(entry, claim, now_dt) for entry in claim.entries]
         plans = [plan for plan, _ in decisions]
         with stop_signals_held():
@@ -389,7 +393,7 @@ class RedisScheduler(Scheduler):
                 if type(sched) is interval_schedule:
                     is_due, next_in = interval_is_due(sched, base, now)
                 else:
-                    is_due, next_in = sched.is_due(base)
+                    is_due, next_in = self._is_due(sched, base)
         except Exception as exc:  # noqa: BLE001 - one entry's schedule must not stop beat
             reason = f"entry {claimed.name!r}: field {defn.kind!r}: cannot compute the next run: {exc}"
             logger.error("beat: %s; entry quarantined", reason)
@@ -399,6 +403,14 @@ class RedisScheduler(Scheduler):
         runs = count + 1
         next_score = NEVER if retired or self._finished(defn, runs, now) else claim.now + float(next_in)
         return plan(next_score, ran=True), (defn, runs)
+
+    def _is_due(self, sched: BaseSchedule, base: datetime) -> tuple[bool, float]:
+        """``sched.is_due(base)`` at this batch's time, computed once per (schedule, last run) in a batch."""
+        key = (id(sched), base, base.tzinfo)  # crontab reads the last run's local fields: equal instants may differ
+        hit = self._due_memo.get(key)
+        if hit is None:
+            hit = self._due_memo[key] = (sched, sched.is_due(base))
+        return hit[1]
 
     @staticmethod
     def _finished(defn: Definition, runs: int, now: datetime) -> bool:

@@ -99,6 +99,23 @@ def test_crontab_entry(scheduler: RedisScheduler, store: RedisStore, broker: red
     assert store.due_score("cron") == pytest.approx(T0 + 1800)
 
 
+def test_entries_sharing_a_crontab_are_decided_each_by_its_own_last_run(
+        scheduler: RedisScheduler, store: RedisStore, broker: redis.Redis, app: Celery) -> None:
+    """One batch may answer ``is_due`` once per (schedule, last run): entries with the same crontab but
+    another last run must still get their own answer."""
+    hourly = {"task": "tasks.cron", "crontab": {"minute": "0"}}
+    last_runs = {"ran-11-30": T0 - 1800, "ran-12-00": T0, "also-11-30": T0 - 1800, "ran-11-00": T0 - 3600}
+    for name, last in last_runs.items():
+        put(store, name, dict(hourly, args=[name]))
+        store.client.hset(store.keys.total_run_count, name, 1)
+        store.client.hset(store.keys.last_run_at, name, datetime.fromtimestamp(last, timezone.utc).isoformat())
+    scheduler.tick(now=T0 + 1)
+    assert sorted(m.args[0] for m in sent(broker, app)) == ["also-11-30", "ran-11-00", "ran-11-30"]
+    assert {name: store.run_state(name)[0] for name in last_runs} == {
+        "ran-11-30": 2, "ran-12-00": 1, "also-11-30": 2, "ran-11-00": 2}
+    assert all(store.due_score(name) == pytest.approx(T0 + 3600) for name in last_runs)
+
+
 def test_crontab_per_entry_timezone(scheduler: RedisScheduler, store: RedisStore) -> None:
     put(store, "ny", {"task": "t", "crontab": {"minute": 0, "hour": 9, "timezone": "America/New_York"}})
     scheduler.tick(now=T0)  # 12:00 UTC on 2 March = 07:00 in New York (EST)
