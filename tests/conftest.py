@@ -57,6 +57,14 @@ def store(client: redis.Redis, prefix: str) -> Iterator[RedisStore]:
 
 
 @pytest.fixture
+def broker(redis_url: str) -> Iterator[redis.Redis]:
+    """A client on the broker's database (db 1) of the suite's Redis."""
+    conn = redis.Redis.from_url(f"{redis_url}/1")
+    yield conn
+    conn.close()
+
+
+@pytest.fixture
 def app(redis_url: str, prefix: str) -> Celery:
     """A Celery app configured for the suite's Redis and this test's prefix."""
     celery_app = Celery("tests", set_as_current=False)

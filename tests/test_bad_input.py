@@ -32,13 +32,6 @@ CANARY_DOC = json.dumps({"task": "tasks.canary", "interval": {"every": 10, "peri
 FUZZ = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 
-@pytest.fixture
-def broker(redis_url: str) -> Iterator[redis.Redis]:
-    conn = redis.Redis.from_url(f"{redis_url}/1")
-    yield conn
-    conn.close()
-
-
 class Schedule:
     """A fresh schedule, scheduler and queue per fuzzed example."""
 

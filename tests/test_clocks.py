@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from collections.abc import Iterator
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -46,13 +45,6 @@ TRANSITIONS = [
     ("Australia/Lord_Howe", "2026-04-05", "back 02:00 -> 01:30", {"daily-0145": ["01:45+1100"]}),
     ("Australia/Lord_Howe", "2026-10-04", "forward 02:00 -> 02:30", {"daily-0215": ["02:45+1100"], "daily-0230": ["02:30+1100"]}),
 ]
-
-
-@pytest.fixture
-def broker(redis_url: str) -> Iterator[redis.Redis]:
-    conn = redis.Redis.from_url(f"{redis_url}/1")
-    yield conn
-    conn.close()
 
 
 def run_through(app: Celery, store: RedisStore, broker: redis.Redis, start: float, end: float,

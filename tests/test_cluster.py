@@ -33,13 +33,6 @@ def cluster_client(redis_cluster: LocalCluster) -> Iterator[RedisCluster]:
     client.close()
 
 
-@pytest.fixture
-def broker(redis_url: str) -> Iterator[redis.Redis]:
-    conn = redis.Redis.from_url(f"{redis_url}/1")
-    yield conn
-    conn.close()
-
-
 def spread_prefix(client: RedisCluster, base: str, shards: int) -> str:
     """A prefix (``base`` plus a number) whose shard tags are served by ``shards`` different masters."""
     for n in range(1000):

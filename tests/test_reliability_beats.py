@@ -9,7 +9,6 @@ beat committed (see ``tests/ledger.py``).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,13 +20,6 @@ from .ledger import STAMP_PUBLISHER, Ledger, every_second, load_entries, run_cou
 from .processes import CeleryProcess, wait_until, write_app
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
-
-
-@pytest.fixture
-def broker(redis_url: str) -> Iterator[redis.Redis]:
-    conn = redis.Redis.from_url(f"{redis_url}/1")
-    yield conn
-    conn.close()
 
 
 def beat_app(tmp_path: Path, redis_url: str, prefix: str, queue: str, lease: float, batch: int) -> None:

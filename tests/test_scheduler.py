@@ -26,13 +26,6 @@ T0 = datetime(2026, 3, 2, 12, 0, 0, tzinfo=timezone.utc).timestamp()  # a Monday
 
 
 @pytest.fixture
-def broker(redis_url: str) -> Iterator[redis.Redis]:
-    conn = redis.Redis.from_url(f"{redis_url}/1")
-    yield conn
-    conn.close()
-
-
-@pytest.fixture
 def scheduler(app: Celery, store: RedisStore) -> Iterator[RedisScheduler]:
     sched = RedisScheduler(app)
     yield sched

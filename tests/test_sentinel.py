@@ -36,13 +36,6 @@ def sentinel() -> Iterator[LocalSentinel]:
         setup.cleanup()
 
 
-@pytest.fixture
-def broker(redis_url: str) -> Iterator[redis.Redis]:
-    conn = redis.Redis.from_url(f"{redis_url}/1")
-    yield conn
-    conn.close()
-
-
 def url(setup: LocalSentinel, db: int = 0) -> str:
     return f"redis+sentinel://:{PASSWORD}@127.0.0.1:{setup.sentinel_port}/{SERVICE}/{db}"
 

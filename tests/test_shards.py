@@ -27,13 +27,6 @@ def every(seconds: int, task: str = "tasks.add") -> str:
 
 
 @pytest.fixture
-def broker(redis_url: str) -> Iterator[redis.Redis]:
-    conn = redis.Redis.from_url(f"{redis_url}/1")
-    yield conn
-    conn.close()
-
-
-@pytest.fixture
 def cleanup(client: redis.Redis, prefix: str) -> Iterator[None]:
     yield
     tag = prefix.rstrip(":")
