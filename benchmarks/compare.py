@@ -1,0 +1,108 @@
+"""Dispatch throughput of two (or more) source trees of celerybeat-redis, side by side in one run.
+
+    python benchmarks/compare.py /path/to/old-checkout . --entries 100000 --rounds 2
+
+Each round runs every tree once, in turn, in a process of its own against the
+same private redis-server: ``N`` interval (or crontab) entries with 20% due at
+once, written and prepared as ``benchmarks/run.py`` does, then ticked until
+they are sent, with ``app.send_task`` replaced by a counter. Printed per run
+and as medians: dispatches per second, and beat's and Redis's CPU time per
+dispatch; then each tree's ratio to the first. Alternating the trees within one
+run is what makes the ratios fair on a shared, noisy machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.redis_server import RedisServer
+
+#: Run in a child process with the tree first on ``sys.path``: that tree's package and harness.
+CHILD = """
+import json, sys, time
+from pathlib import Path
+tree, url, n, kind, workdir = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], Path(sys.argv[5])
+sys.path.insert(0, tree)
+import redis
+import celerybeatredis
+from benchmarks.subjects import Ours
+from benchmarks.workload import Burst
+assert celerybeatredis.__file__.startswith(str(Path(tree).resolve())), celerybeatredis.__file__
+server = redis.Redis.from_url(url + "/0")
+server.flushall()
+subject = Ours(url, workdir)
+workload = Burst(n, kind)
+subject.insert(workload, range(n))
+subject.prepare(workload)
+app, recorder = subject.stub_app()
+app.tasks  # the app is finalized before the clock starts
+sched = subject.scheduler(app)
+due = workload.due_count()
+def redis_cpu():
+    info = server.info("cpu")
+    return info["used_cpu_user"] + info["used_cpu_sys"]
+cpu, rcpu, started = time.process_time(), redis_cpu(), time.perf_counter()
+while recorder.count < due:
+    sched.tick()
+took = time.perf_counter() - started
+cpu, rcpu = time.process_time() - cpu, redis_cpu() - rcpu
+sched.close()
+per = 1e6 / recorder.count
+print(json.dumps({"rate": recorder.count / took, "cpu_us": cpu * per, "redis_us": rcpu * per, "sent": recorder.count}))
+"""
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("trees", nargs="+", type=Path, help="source checkouts to compare; ratios are to the first")
+    parser.add_argument("--entries", type=int, default=100_000, help="N (default 100,000)")
+    parser.add_argument("--kind", choices=("interval", "crontab"), default="interval")
+    parser.add_argument("--rounds", type=int, default=2, help="runs of every tree (default 2)")
+    return parser.parse_args(argv)
+
+
+def run_once(tree: Path, url: str, args: argparse.Namespace, workdir: Path) -> dict[str, float]:
+    """One tree's figures, from a process of its own."""
+    done = subprocess.run(
+        [sys.executable, "-c", CHILD, str(tree.resolve()), url, str(args.entries), args.kind, str(workdir)],
+        capture_output=True, text=True, check=False,
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"{tree}: the run failed:\n{done.stderr[-3000:]}")
+    result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    server = RedisServer().start()
+    results: dict[Path, list[dict[str, float]]] = {tree: [] for tree in args.trees}
+    try:
+        with tempfile.TemporaryDirectory() as workdir:
+            for round_no in range(1, args.rounds + 1):
+                for tree in args.trees:
+                    got = run_once(tree, server.url, args, Path(workdir))
+                    results[tree].append(got)
+                    print(f"round {round_no} {tree}: {got['rate']:,.0f} dispatches/s, CPU per dispatch: "
+                          f"beat {got['cpu_us']:.1f} us, Redis {got['redis_us']:.1f} us", flush=True)
+    finally:
+        server.cleanup()
+    medians = {tree: {k: statistics.median(r[k] for r in runs) for k in ("rate", "cpu_us", "redis_us")}
+               for tree, runs in results.items()}
+    first = medians[args.trees[0]]
+    print(f"\nN = {args.entries:,} {args.kind}, medians of {args.rounds} round(s):")
+    for tree, m in medians.items():
+        print(f"  {tree}: {m['rate']:,.0f}/s ({m['rate'] / first['rate']:.2f}x), beat {m['cpu_us']:.1f} us "
+              f"({m['cpu_us'] / first['cpu_us']:.2f}x), Redis {m['redis_us']:.1f} us ({m['redis_us'] / first['redis_us']:.2f}x)")
+
+
+if __name__ == "__main__":
+    main()
