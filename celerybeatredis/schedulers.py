@@ -2,9 +2,11 @@
 
 One tick claims a bounded batch of due entries (one Lua call), decides for
 each whether it runs and when it is due next, commits that (one Lua call),
-then publishes the runs that were committed. Commit comes before publish, as
-in Celery's own scheduler: a beat killed between the two loses those runs
-rather than sending them twice (see "Guarantees" in README.rst).
+then publishes the runs that were committed; while batches come back full it
+sends the next claim and each commit ahead, so Redis works while beat decides.
+Commit comes before publish, as in Celery's own scheduler: a beat killed
+between the two loses those runs rather than sending them twice (see
+"Guarantees" in README.rst).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import threading
 import time
 from collections.abc import Iterator, Mapping
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, NamedTuple
 
 import redis
 from celery import Celery
@@ -25,13 +27,14 @@ from celery.beat import ScheduleEntry, Scheduler, SchedulingError
 from celery.schedules import BaseSchedule, crontab
 from celery.schedules import schedule as interval_schedule
 from kombu.exceptions import OperationalError
+from redis.exceptions import NoScriptError
 
 from .codec import SHORT_DIGEST, Codec, Definition, digest, dump_document, entry_to_document, interval_is_due
 from .connection import eviction_warnings, follow_sentinel
 from .exceptions import InvalidDefinition
 from .settings import Settings
 from .shards import ShardedStore
-from .store import NEVER, Claim, Claimed, Plan, RedisStore, Revert
+from .store import NEVER, Claim, Claimed, Plan, RedisStore, Revert, ScriptStream
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +45,7 @@ STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT})
 
 
 @contextlib.contextmanager
-def stop_signals_held() -> Iterator[None]:
+def stop_signals_held() -> Iterator[list[int]]:
     """Hold SIGTERM and SIGINT until the block ends, so a stop lands before a commit or after its publish.
 
     A committed batch is published whole (or its runs reverted) before beat
@@ -52,12 +55,13 @@ def stop_signals_held() -> Iterator[None]:
     any thread that does not mask it), then put back, and a noted signal is
     raised again for them. Python runs signal handlers in the main thread
     only, so elsewhere nothing is held. SIGKILL cannot be held: that is the
-    documented window.
+    documented window. The block gets the list of signals held so far, to
+    wind down early when one came.
     """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
     caught: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield caught
+        return
     previous: dict[signal.Signals, Any] = {}
     for signum in STOP_SIGNALS:
         handler = signal.getsignal(signum)
@@ -65,7 +69,7 @@ def stop_signals_held() -> Iterator[None]:
             previous[signum] = handler
             signal.signal(signum, lambda number, _frame: caught.append(number))
     try:
-        yield
+        yield caught
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
@@ -130,7 +134,7 @@ class RedisScheduler(Scheduler):
             logger.error("beat: cannot reach Redis at %s to sync beat_schedule (%s); will retry", self.settings.safe_url, exc)
 
     def tick(self, *args: Any, now: float | None = None, **kwargs: Any) -> float:
-        """Process one batch of due entries; returns seconds to sleep.
+        """Process the due entries (batch after full batch, for up to ``max_interval``); returns seconds to sleep.
 
         Args:
             now: Unix time to tick at instead of the Redis server's clock (for tests and tools).
@@ -253,7 +257,10 @@ class RedisScheduler(Scheduler):
         delay = self.max_interval
         for store in self.store.in_turn(self._turn):
             claim = store.claim(self.settings.batch_size, self.settings.lease_seconds, now)
-            publish_failed = self._process(store, claim) if claim.entries else False
+            if len(claim.entries) >= self.settings.batch_size:
+                publish_failed, claim = self._stream(store, claim, now)
+            else:
+                publish_failed = self._process(store, claim) if claim.entries else False
             if publish_failed:
                 return self.settings.publish_retry_seconds
             if len(claim.entries) >= self.settings.batch_size:
@@ -264,25 +271,103 @@ class RedisScheduler(Scheduler):
 
     def _process(self, store: RedisStore, claim: Claim) -> bool:
         """Plan, commit and publish one batch claimed from ``store``; True if a publish failed."""
+        now_dt, decisions, plans = self._plan(claim)
+        with stop_signals_held():
+            replicas = self.settings.wait_replicas
+            if replicas:
+                committed, acked = store.commit_replicated(plans, replicas, self.settings.wait_timeout)
+                # A commit the replicas did not get may be lost in a failover: undo its runs rather than publish them.
+                withheld = acked < replicas
+                if withheld:
+                    logger.warning("beat: commit acknowledged by %d of %d replicas; its runs are not published",
+                                   acked, replicas)
+            else:
+                committed, withheld = store.commit(plans), False
+            return self._publish_committed(store, claim, decisions, committed, withheld, now_dt)
+
+    def _plan(self, claim: Claim) -> tuple[datetime, list[tuple[Plan, tuple[Definition, int] | None]], list[Plan]]:
+        """The clock of ``claim``'s batch, and what happens to each of its entries."""
         now_dt = self.clock.set(claim.now)
         self._due_memo.clear()  # its answers hold for one clock reading
         decisions = [self._decide_or_quarantine(entry, claim, now_dt) for entry in claim.entries]
-        plans = [plan for plan, _ in decisions]
-        with stop_signals_held():
-            return self._commit_and_publish(store, claim, decisions, plans, now_dt)
+        return now_dt, decisions, [plan for plan, _ in decisions]
 
-    def _commit_and_publish(self, store: RedisStore, claim: Claim, decisions: list[tuple[Plan, tuple[Definition, int] | None]],
-                            plans: list[Plan], now_dt: datetime) -> bool:
-        """Commit one batch's plans, then publish its committed runs (reverting those that cannot be sent)."""
-        replicas = self.settings.wait_replicas
-        if replicas:
-            committed, acked = store.commit_replicated(plans, replicas, self.settings.wait_timeout)
-            # A commit the replicas did not get may be lost in a failover: undo its runs rather than publish them.
-            withheld = acked < replicas
-            if withheld:
-                logger.warning("beat: commit acknowledged by %d of %d replicas; its runs are not published", acked, replicas)
-        else:
-            committed, withheld = store.commit(plans), False
+    def _stream(self, store: RedisStore, first: Claim, now: float | None) -> tuple[bool, Claim]:
+        """Batch after full batch from ``store``, each sent ahead so Redis runs it while beat decides another.
+
+        A batch's commit and the next claim go out on one connection; while
+        Redis runs them, beat decides the next batch, then publishes the
+        committed one before it sends that batch's commit (so, as without the
+        stream, only one batch is ever committed and not yet published). Stops
+        at a batch that is not full, after
+        ``max_interval`` seconds (so the other shards and the reconciler get
+        their turn), at a publish failure, or at a stop signal, which lands
+        once every committed batch is published. Returns whether a publish
+        failed, and the last claim. With ``wait_replicas`` (each commit waits for
+        its replicas) or on Redis Cluster the batch is processed as usual.
+        """
+        stream = None if self.settings.wait_replicas else store.stream()
+        if stream is None:
+            return self._process(store, first), first
+        batch, lease = self.settings.batch_size, self.settings.lease_seconds
+        ends = time.monotonic() + self.max_interval
+        failed = False
+        last = current = first
+        committing: _Committing | None = None
+        with stop_signals_held() as stop, contextlib.closing(stream):
+            claim_sent = time.monotonic() < ends
+            if claim_sent:
+                stream.send("claim", store.claim_args(batch, lease, now))
+            while True:
+                now_dt, decisions, plans = self._plan(current)
+                if committing is not None:  # published before this batch is committed: one batch at risk, as ever
+                    failed = self._publish_streamed(store, stream, committing, failed)
+                stream.send("commit", store.commit_args(plans))
+                committing = _Committing(current, decisions, plans, now_dt)
+                if not claim_sent:
+                    break
+                last = self._read_claim(store, stream, batch, lease, now)
+                claim_sent = False
+                if not last.entries:
+                    break
+                if len(last.entries) >= batch and not (stop or failed) and time.monotonic() < ends:
+                    stream.send("claim", store.claim_args(batch, lease, now))
+                    claim_sent = True
+                current = last
+            failed = self._publish_streamed(store, stream, committing, failed)
+        return failed, last
+
+    @staticmethod
+    def _read_claim(store: RedisStore, stream: ScriptStream, batch: int, lease: float, now: float | None) -> Claim:
+        """The claim sent ahead on ``stream``, claimed the usual way if Redis did not know the script."""
+        try:
+            return store.claim_from_reply(stream.read())
+        except NoScriptError:
+            return store.claim(batch, lease, now)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            # Whatever it claimed runs after the lease; the tick ends here.
+            logger.warning("beat: connection to Redis lost while claiming (%s)", exc)
+            return Claim(0.0, "", None, 0, [])
+
+    def _publish_streamed(self, store: RedisStore, stream: ScriptStream, committing: _Committing, failed: bool) -> bool:
+        """Read a batch's commit reply from ``stream`` and publish its runs; True if a publish failed.
+
+        After a failed publish the later batches' runs are reverted unsent.
+        """
+        try:
+            committed = [bool(flag) for flag in stream.read()]
+        except (NoScriptError, redis.ConnectionError, redis.TimeoutError):
+            # Not run, or perhaps run with the reply lost: commit.lua takes the same plans again.
+            committed = store.commit(committing.plans)
+        return self._publish_committed(store, committing.claim, committing.decisions, committed, failed,
+                                       committing.now) or failed
+
+    def _publish_committed(self, store: RedisStore, claim: Claim, decisions: list[tuple[Plan, tuple[Definition, int] | None]],
+                           committed: list[bool], withheld: bool, now_dt: datetime) -> bool:
+        """Publish one batch's committed runs (reverting those that cannot be sent, or all if ``withheld``).
+
+        Returns whether runs were withheld: a publish failed for the broker, or ``withheld`` was given.
+        """
         reverts: list[Revert] = []
         for (plan, run), ok, claimed in zip(decisions, committed, claim.entries):
             if not ok or run is None:
@@ -451,6 +536,15 @@ class RedisScheduler(Scheduler):
     def _backoff(self) -> float:
         self._failures += 1
         return min(0.5 * 2 ** (self._failures - 1), MAX_BACKOFF)
+
+
+class _Committing(NamedTuple):
+    """A batch whose commit is on its way to Redis, with what is needed to publish it."""
+
+    claim: Claim
+    decisions: list[tuple[Plan, tuple[Definition, int] | None]]
+    plans: list[Plan]
+    now: datetime
 
 
 def _parse_float(value: str) -> float | None:

@@ -246,6 +246,60 @@ def load_script_text(name: str) -> str:
     return source.read_text(encoding="utf-8")
 
 
+class ScriptStream:
+    """Scripts sent on one connection without waiting for each reply; replies are read in the order sent.
+
+    The scheduler sends the next claim and a batch's commit, then decides the
+    next batch while Redis runs them, so Redis and Python work at the same
+    time. Only for a single server (or Sentinel's primary): a cluster client
+    routes and redirects each command itself. A script Redis did not know
+    (``NOSCRIPT``, after ``SCRIPT FLUSH`` or a restart) did not run, and a
+    reply lost with the connection may or may not have run: the caller deals
+    with both (commit.lua may be sent again; a claim's entries wait out the lease).
+    """
+
+    def __init__(self, store: RedisStore) -> None:
+        self.store = store
+        self.connection: Any = store.client.connection_pool.get_connection()
+        self.unread = 0
+        self.broken = False
+
+    def send(self, script: str, args: Sequence[Any]) -> None:
+        """Send ``script`` with ``args`` and return at once (on a broken connection: nothing)."""
+        self.unread += 1
+        if self.broken:
+            return
+        keys = self.store.keys.for_script(script)
+        try:
+            self.connection.send_command("EVALSHA", self.store.scripts[script].sha, len(keys), *keys, *args)
+        except (redis.ConnectionError, redis.TimeoutError):
+            self.broken = True
+
+    def read(self) -> Any:
+        """The reply to the oldest script not read yet; raised if it is an error.
+
+        Raises:
+            redis.ConnectionError: the connection broke, now or before; replies still due are lost.
+        """
+        self.unread -= 1
+        if self.broken:
+            raise redis.ConnectionError("the connection broke before this reply came")
+        try:
+            return self.connection.read_response()
+        except (redis.ConnectionError, redis.TimeoutError):
+            self.broken = True
+            raise
+
+    def close(self) -> None:
+        """Give the connection back; one that broke or has replies left unread is dropped first."""
+        if self.connection is None:
+            return
+        if self.broken or self.unread:
+            self.connection.disconnect()
+        self.store.client.connection_pool.release(self.connection)
+        self.connection = None
+
+
 class RedisStore:
     """A schedule in Redis: keys under one hash tag, changed through Lua scripts.
 
@@ -293,7 +347,16 @@ class RedisStore:
 
     def claim(self, batch: int, lease_seconds: float, now: float | None = None) -> Claim:
         """Claim up to ``batch`` entries due at ``now`` (default: Redis server time)."""
-        reply = self._run("claim", [batch, lease_seconds, "" if now is None else repr(now)])
+        return self.claim_from_reply(self._run("claim", self.claim_args(batch, lease_seconds, now)))
+
+    @staticmethod
+    def claim_args(batch: int, lease_seconds: float, now: float | None) -> list[Any]:
+        """ARGV of claim.lua."""
+        return [batch, lease_seconds, "" if now is None else repr(now)]
+
+    @staticmethod
+    def claim_from_reply(reply: list[Any]) -> Claim:
+        """A :class:`Claim` from claim.lua's reply."""
         entries: list[Claimed] = []
         append = entries.append
         for i in range(4, len(reply), 6):
@@ -317,13 +380,17 @@ class RedisStore:
         next_score = float(reply[2]) if reply[2] else None
         return Claim(float(reply[0]), reply[1].decode(), next_score, int(reply[3]), entries)
 
+    def stream(self) -> ScriptStream | None:
+        """A :class:`ScriptStream` on this store's server, or None where there is none (Redis Cluster)."""
+        return None if is_cluster(self.client) else ScriptStream(self)
+
     def commit(self, plans: Sequence[Plan]) -> list[bool]:
         """Write the plans whose lease still holds; one flag per plan."""
-        args = self._commit_args(plans)
+        args = self.commit_args(plans)
         return [bool(flag) for flag in self._run_resending("commit", args)] if plans else []
 
     @staticmethod
-    def _commit_args(plans: Sequence[Plan]) -> list[Any]:
+    def commit_args(plans: Sequence[Plan]) -> list[Any]:
         args: list[Any] = []
         extend = args.extend
         for name, lease, score, ran, run_at, dig, reason, seed_count, seed_last in plans:
@@ -341,7 +408,7 @@ class RedisStore:
         """
         if not plans:
             return [], replicas
-        args = self._commit_args(plans)
+        args = self.commit_args(plans)
         try:
             return self._commit_and_wait(args, replicas, timeout)
         except (redis.ConnectionError, redis.TimeoutError):
@@ -662,11 +729,11 @@ class ShardedStore:
         first = start % self.shards
         return self.stores[first:] + self.stores[:first]
 
-    def group(self, names: Iterable[str]) -> dict[int, list[str]]:
-        """Names by shard number, in the order given."""
-        groups: dict[int, list[str]] = defaultdict(list)
-        for name in names:
-            groups[self.index_for(name)].append(name)
+    def group(self, items: Iterable[_Item], name_of: Callable[[_Item], str] = str) -> dict[int, list[_Item]]:
+        """Items (entry names, or records whose entry name ``name_of`` gives) by shard number, in the order given."""
+        groups: dict[int, list[_Item]] = defaultdict(list)
+        for item in items:
+            groups[self.index_for(name_of(item))].append(item)
         return groups
 
     def _routed(self, items: Sequence[_Item], name_of: Callable[[_Item], str],
@@ -727,10 +794,7 @@ class ShardedStore:
     def restore_state(self, states: Sequence[tuple[str, int | None, str | None]]) -> int:
         """Set ``(name, total_run_count, last_run_at)`` where an entry has no run state yet."""
         self._before_write()
-        groups: dict[int, list[tuple[str, int | None, str | None]]] = defaultdict(list)
-        for state in states:
-            groups[self.index_for(state[0])].append(state)
-        return sum(self.stores[i].restore_state(group) for i, group in groups.items())
+        return sum(self.stores[i].restore_state(group) for i, group in self.group(states, itemgetter(0)).items())
 
     # --- reading -------------------------------------------------------------------
 

@@ -231,12 +231,15 @@ def test_bad_entries_are_quarantined_and_others_keep_running(scheduler: RedisSch
     assert "tasks.fixed" in [m.task for m in sent(broker, app)]
 
 
-def test_a_full_batch_asks_for_another_tick_at_once(app: Celery, store: RedisStore, broker: redis.Redis) -> None:
+def test_a_tick_takes_full_batches_until_one_is_not_full_then_sleeps_until_the_next_due(
+        app: Celery, store: RedisStore, broker: redis.Redis) -> None:
     app.conf.redis_scheduler_batch_size = 5
     sched = RedisScheduler(app)
+    sched.max_interval = 60.0  # time enough for every batch, however slow the machine
     for i in range(12):
         put(store, f"e{i}", EVERY_10S)
-    assert [sched.tick(now=T0) for _ in range(3)] == [0.0, 0.0, 1.0]
+    assert sched.tick(now=T0) == 10.0  # batches of 5, 5 and 2 in one tick; the next run is 10 s away
+    assert store.client.zcount(store.keys.due, 0, 0) == 0
     assert sched.tick(now=T0 + 9.5) == pytest.approx(0.5)
     sched.close()
 
