@@ -46,6 +46,12 @@ from .entries import (
 from .exceptions import CeleryBeatRedisError, EntryNotFound, InvalidDefinition
 from .settings import Settings, key_tag
 
+_hiredis_pack: Callable[[tuple[Any, ...]], bytes] | None
+try:
+    from hiredis import pack_command as _hiredis_pack
+except ImportError:  # pragma: no cover - hiredis comes with redis[hiredis], a dependency
+    _hiredis_pack = None
+
 SCRIPT_NAMES = ("claim", "commit", "revert", "reconcile", "upsert", "remove", "run_now", "replace", "restore_state",
                 "export", "adopt")
 NEVER = math.inf
@@ -261,6 +267,10 @@ class ScriptStream:
     def __init__(self, store: RedisStore) -> None:
         self.store = store
         self.connection: Any = store.client.connection_pool.get_connection()
+        encoder = getattr(self.connection, "encoder", None)
+        # hiredis encodes text as UTF-8, as redis-py does unless the client was given another encoding.
+        utf8 = encoder is not None and encoder.encoding.lower().replace("-", "") == "utf8" and encoder.encoding_errors == "strict"
+        self.pack = _hiredis_pack if utf8 else None
         self.unread = 0
         self.broken = False
 
@@ -270,8 +280,11 @@ class ScriptStream:
         if self.broken:
             return
         keys = self.store.keys.for_script(script)
+        command = ("EVALSHA", self.store.scripts[script].sha, len(keys), *keys, *args)
         try:
-            self.connection.send_command("EVALSHA", self.store.scripts[script].sha, len(keys), *keys, *args)
+            # hiredis packs a batch's thousands of arguments as they are; redis-py's packer first copies them.
+            packed = [self.pack(command)] if self.pack is not None else self.connection.pack_command(*command)
+            self.connection.send_packed_command(packed)
         except (redis.ConnectionError, redis.TimeoutError):
             self.broken = True
 
