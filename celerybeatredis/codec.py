@@ -139,7 +139,11 @@ class Codec:
         return definition
 
     def from_document(self, doc: Mapping[str, Any]) -> Definition:
-        """Validate a decoded document and build its :class:`Definition`."""
+        """Validate a decoded document and build its :class:`Definition`.
+
+        Beat parses every definition it has not seen, so only the members the
+        document has are looked at; the others keep :class:`Definition`'s defaults.
+        """
         if not isinstance(doc, Mapping):
             raise InvalidDefinition("", f"a definition must be a JSON object, not {type(doc).__name__}")
         task = doc.get("task")
@@ -150,8 +154,11 @@ class Codec:
             found = ", ".join(kinds) if kinds else "none"
             raise InvalidDefinition("schedule", f"exactly one of {', '.join(SCHEDULE_KINDS)} is required (found {found})")
         kind = kinds[0]
-        relative = _bool(doc, "relative", False)
+        present = _OPTIONAL_MEMBERS.intersection(doc)
+        relative = _bool(doc, "relative", False) if "relative" in present else False
         sched = self._schedule(kind, doc[kind], relative)
+        if not present:
+            return Definition(task, kind, sched, (), {}, {})
         args = doc.get("args")
         if args is None:
             args = []
@@ -162,6 +169,9 @@ class Codec:
             kwargs = {}
         if not isinstance(kwargs, dict):
             raise InvalidDefinition("kwargs", f"must be a JSON object, not {_json_type(kwargs)}")
+        enabled = _bool(doc, "enabled", True) if "enabled" in present else True
+        if len(present) <= 3 and present <= _COMMON_MEMBERS:  # args, kwargs, enabled: nothing more to read
+            return Definition(task, kind, sched, tuple(args), kwargs, {}, enabled)
         max_run_count = doc.get("max_run_count")
         if max_run_count is not None and (
             not isinstance(max_run_count, int) or isinstance(max_run_count, bool) or max_run_count < 1
@@ -180,7 +190,7 @@ class Codec:
             args=tuple(args),
             kwargs=kwargs,
             options=_options(doc.get("options")),
-            enabled=_bool(doc, "enabled", True),
+            enabled=enabled,
             start_time=_date_field(doc, "start_time"),
             expires=_date_field(doc, "expires"),
             one_off=_bool(doc, "one_off", False),
@@ -233,6 +243,14 @@ def _schedule_key(kind: str, spec: Any, relative: bool) -> Hashable:
 
 _SCALARS = frozenset({str, int, float, bool, type(None)})
 
+#: Members of a definition besides ``task`` and its schedule; a document without any is parsed at once.
+_OPTIONAL_MEMBERS = frozenset({
+    "relative", "args", "kwargs", "enabled", "options", "start_time", "expires", "one_off", "max_run_count",
+    "description", "total_run_count", "last_run_at",
+})
+#: The optional members most documents have, and all that a document with no others needs read.
+_COMMON_MEMBERS = frozenset({"relative", "args", "kwargs", "enabled"})
+
 
 def _first(item: tuple[str, Any, Any]) -> str:
     return item[0]
@@ -246,12 +264,18 @@ def interval_is_due(sched: schedule, last_run_at: datetime, now: datetime) -> tu
     per-call overhead. Falls back to Celery for what the shortcut does not cover:
     a relative schedule, a naive or non-fixed-offset ``last_run_at``, overflow.
     """
-    if sched.relative or type(last_run_at.tzinfo) is not timezone or type(now.tzinfo) is not timezone:
+    if sched.relative:
         return _celery_is_due(sched, last_run_at)
     seconds = sched.run_every.total_seconds()
+    last_tz, now_tz = last_run_at.tzinfo, now.tzinfo
     try:
-        end = (last_run_at.astimezone(_UTC) + timedelta(seconds=seconds)).astimezone(last_run_at.tzinfo)
-        left = (end.astimezone(_UTC) - now.astimezone(_UTC)).total_seconds()
+        if last_tz is _UTC and now_tz is _UTC:  # as beat keeps its times: no conversions to make
+            left = (last_run_at + timedelta(seconds=seconds) - now).total_seconds()
+        elif type(last_tz) is timezone and type(now_tz) is timezone:
+            end = (last_run_at.astimezone(_UTC) + timedelta(seconds=seconds)).astimezone(last_tz)
+            left = (end.astimezone(_UTC) - now.astimezone(_UTC)).total_seconds()
+        else:
+            return _celery_is_due(sched, last_run_at)
     except (OverflowError, ValueError):
         return _celery_is_due(sched, last_run_at)
     if left <= 0:

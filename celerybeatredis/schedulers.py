@@ -119,6 +119,8 @@ class RedisScheduler(Scheduler):
         #: ``is_due`` answers of this batch by (schedule, last run): entries that share a schedule and ran
         #: together (one batch writes one run time) share the answer. The schedule is kept, so its id stays its own.
         self._due_memo: dict[tuple[int, datetime, Any], tuple[BaseSchedule, tuple[bool, float]]] = {}
+        self._last_run_memo: dict[str, datetime | None] = {}
+        self._anchor_memo: dict[float, datetime] = {}
         super().__init__(app, *args, **kwargs)
 
     # --- Celery's Scheduler interface ------------------------------------------
@@ -289,6 +291,8 @@ class RedisScheduler(Scheduler):
         """The clock of ``claim``'s batch, and what happens to each of its entries."""
         now_dt = self.clock.set(claim.now)
         self._due_memo.clear()  # its answers hold for one clock reading
+        self._last_run_memo.clear()  # entries of a batch mostly share their last run (they ran together)
+        self._anchor_memo.clear()
         decisions = [self._decide_or_quarantine(entry, claim, now_dt) for entry in claim.entries]
         return now_dt, decisions, [plan for plan, _ in decisions]
 
@@ -422,11 +426,13 @@ class RedisScheduler(Scheduler):
         stored_sha, _, stored_anchor = stored.partition(" ")
         fresh = len(stored_sha) >= SHORT_DIGEST and sha.startswith(stored_sha)  # a full SHA-1 (older data) too
         anchor = _parse_float(stored_anchor) if fresh and stored_anchor else None
-        previous_run = _parse_time(claimed.last_run_at)
+        previous_run = self._last_run(claimed.last_run_at) if claimed.last_run_at else None
         if previous_run is not None:
             # Runs are timed from last_run_at now; a revert puts that back, never removes it, so the
             # anchor is no longer needed.
             digest_value = sha[:SHORT_DIGEST]
+        elif anchor is not None and len(stored_sha) == SHORT_DIGEST:
+            digest_value = stored  # the stored anchor stays as written
         else:
             if anchor is None:
                 anchor = claim.now
@@ -464,7 +470,8 @@ class RedisScheduler(Scheduler):
             return Plan(claimed.name, claim.lease, score, ran, run_at, digest_value, "", seed_count, seed_last)
 
         run_now = claimed.score < 0  # an explicit request: runs even if disabled or finished
-        retired = not defn.enabled or self._finished(defn, count, now)
+        limited = defn.one_off or defn.max_run_count is not None or defn.expires is not None or defn.kind == "clocked"
+        retired = not defn.enabled or (limited and self._finished(defn, count, now))
         if retired and not run_now:
             return plan(NEVER), None
         if not run_now and defn.start_time is not None and now < defn.start_time:
@@ -474,11 +481,8 @@ class RedisScheduler(Scheduler):
             if run_now:
                 is_due, next_in = True, sched.is_due(now)[1]
             else:
-                base = last_run_at or datetime.fromtimestamp(claim.now if anchor is None else anchor, timezone.utc)
-                if type(sched) is interval_schedule:
-                    is_due, next_in = interval_is_due(sched, base, now)
-                else:
-                    is_due, next_in = self._is_due(sched, base)
+                base = last_run_at or self._anchor(claim.now if anchor is None else anchor)
+                is_due, next_in = self._is_due(sched, base, now)
         except Exception as exc:  # noqa: BLE001 - one entry's schedule must not stop beat
             reason = f"entry {claimed.name!r}: field {defn.kind!r}: cannot compute the next run: {exc}"
             logger.error("beat: %s; entry quarantined", reason)
@@ -486,16 +490,32 @@ class RedisScheduler(Scheduler):
         if not is_due:
             return plan(claim.now + max(float(next_in), 0.0)), None
         runs = count + 1
-        next_score = NEVER if retired or self._finished(defn, runs, now) else claim.now + float(next_in)
+        next_score = NEVER if retired or (limited and self._finished(defn, runs, now)) else claim.now + float(next_in)
         return plan(next_score, ran=True), (defn, runs)
 
-    def _is_due(self, sched: BaseSchedule, base: datetime) -> tuple[bool, float]:
-        """``sched.is_due(base)`` at this batch's time, computed once per (schedule, last run) in a batch."""
+    def _is_due(self, sched: BaseSchedule, base: datetime, now: datetime) -> tuple[bool, float]:
+        """``sched.is_due(base)`` at this batch's time ``now``, computed once per (schedule, last run) in a batch."""
         key = (id(sched), base, base.tzinfo)  # crontab reads the last run's local fields: equal instants may differ
         hit = self._due_memo.get(key)
         if hit is None:
-            hit = self._due_memo[key] = (sched, sched.is_due(base))
+            answer = interval_is_due(sched, base, now) if type(sched) is interval_schedule else sched.is_due(base)
+            hit = self._due_memo[key] = (sched, answer)
         return hit[1]
+
+    def _last_run(self, value: str) -> datetime | None:
+        """A stored ``last_run_at`` as a datetime, None if it is not a time (parsed once per batch)."""
+        memo = self._last_run_memo
+        if value in memo:
+            return memo[value]
+        parsed = memo[value] = _parse_time(value)
+        return parsed
+
+    def _anchor(self, value: float) -> datetime:
+        """An anchor's Unix time as a UTC datetime (made once per batch)."""
+        moment = self._anchor_memo.get(value)
+        if moment is None:
+            moment = self._anchor_memo[value] = datetime.fromtimestamp(value, timezone.utc)
+        return moment
 
     @staticmethod
     def _finished(defn: Definition, runs: int, now: datetime) -> bool:
