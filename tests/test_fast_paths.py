@@ -111,3 +111,28 @@ def test_entries_with_one_schedule_share_the_compiled_schedule() -> None:
         assert "interval.every" in str(exc)
     else:
         raise AssertionError("a boolean interval must be refused even when an equal-looking schedule is cached")
+
+
+#: Every optional member written out at the value that means "absent": such a document takes the general path.
+SPELLED_OUT = {"options": None, "start_time": None, "expires": None, "one_off": False, "max_run_count": None,
+               "description": "", "total_run_count": None, "last_run_at": None}
+json_values = st.recursive(json_scalars, lambda inner: st.one_of(st.lists(inner, max_size=3),
+                                                                 st.dictionaries(st.text(max_size=4), inner, max_size=3)),
+                           max_leaves=6)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.fixed_dictionaries({}, optional={"args": json_values, "kwargs": json_values, "enabled": json_values,
+                                           "relative": st.one_of(st.none(), st.booleans())}))
+def test_a_definition_with_only_common_members_parses_as_the_general_path_does(members: dict[str, object]) -> None:
+    """from_document reads only the members a document has; the answer (or the error) is the same as in full."""
+    codec = Codec(APP)
+
+    def outcome(doc: dict[str, object]) -> object:
+        try:
+            return codec.from_document(doc)
+        except Exception as exc:  # noqa: BLE001 - the error is part of the answer
+            return type(exc), str(exc)
+
+    doc = {"task": "t", "interval": {"every": 30, "period": "seconds"}, **members}
+    assert outcome(doc) == outcome({**doc, **SPELLED_OUT})
