@@ -20,7 +20,7 @@ setup(
     package_dir={"celerybeatredis.lua": "lua"},
     package_data={"celerybeatredis": ["py.typed"], "celerybeatredis.lua": ["*.lua"]},
     include_package_data=False,
-    install_requires=["celery>=5.3", "redis[hiredis]>=4.5"],
+    install_requires=["celery>=5.3", "redis[hiredis]>=4.5", "orjson>=3.9"],
     entry_points={
         "console_scripts": ["celerybeatredis = celerybeatredis.cli:main"],
         "celery.commands": ["schedule = celerybeatredis.cli:celery_command"],

@@ -19,6 +19,7 @@ from types import MappingProxyType
 from typing import Any, Callable, NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import orjson
 from celery import Celery
 from celery.schedules import BaseSchedule, crontab, schedstate, schedule, solar
 
@@ -294,13 +295,18 @@ _UTC = timezone.utc
 def load_document(raw: str | bytes) -> Any:
     """Decode a stored definition, accepting the seed README's slips.
 
-    Strict JSON first; if that fails, the seed README's documents are repaired
+    Strict JSON first (orjson, or json where orjson would differ or fails); if that fails, the seed README's documents are repaired
     as they were printed there (``"__type__", "datetime"``, a trailing comma,
     a missing comma between members, Mongo's ``ObjectId("...")``).
 
     Raises:
         InvalidDefinition: with the JSON parser's position when neither works.
     """
+    if _no_long_numbers(raw):
+        try:
+            return orjson.loads(raw)  # several times faster than json, with json's answer for what it reads
+        except orjson.JSONDecodeError:
+            pass  # json reads it below: its own error message, and the seed README's repairs
     try:
         text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
     except UnicodeDecodeError as exc:
@@ -315,6 +321,20 @@ def load_document(raw: str | bytes) -> Any:
         return json.loads(_repair_seed_document(text))
     except (json.JSONDecodeError, RecursionError):
         raise InvalidDefinition("", f"not valid JSON: {first_error.msg} at line {first_error.lineno} column {first_error.colno}") from None
+
+
+#: 19 digits in a row: perhaps an integer beyond 64 bits, which orjson would read as a float and json reads
+#: exactly. Such a document (or one with any long run of digits) is left to json.
+_LONG_DIGITS_B = re.compile(rb"[0-9]{19}")
+_LONG_DIGITS = re.compile(r"[0-9]{19}")
+_DIGITS_B = b"0123456789"
+
+
+def _no_long_numbers(raw: str | bytes) -> bool:
+    """Whether ``raw`` has no run of 19 digits (for bytes, counting its digits first is cheaper than searching)."""
+    if isinstance(raw, bytes):
+        return len(raw) - len(raw.translate(None, _DIGITS_B)) < 19 or _LONG_DIGITS_B.search(raw) is None
+    return _LONG_DIGITS.search(raw) is None
 
 
 _SEED_REPAIRS: tuple[tuple[re.Pattern[str], str], ...] = (

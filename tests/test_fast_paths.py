@@ -136,3 +136,25 @@ def test_a_definition_with_only_common_members_parses_as_the_general_path_does(m
 
     doc = {"task": "t", "interval": {"every": 30, "period": "seconds"}, **members}
     assert outcome(doc) == outcome({**doc, **SPELLED_OUT})
+
+
+any_json = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.integers(min_value=2**62, max_value=2**70),
+              st.integers(min_value=-(2**70), max_value=-(2**62)), st.floats(allow_nan=False), st.text()),
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=5), inner, max_size=4)),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(any_json, st.booleans(), st.booleans())
+def test_a_document_reads_as_json_reads_it(value: object, as_bytes: bool, ascii_only: bool) -> None:
+    """load_document's fast reader gives json's answer, big integers, -0.0 and infinities included."""
+    import json
+
+    from celerybeatredis.codec import load_document
+
+    text = json.dumps(value, ensure_ascii=ascii_only, indent=None if as_bytes else 1)
+    expected = json.loads(text)
+    got = load_document(text.encode("utf-8", "surrogatepass") if as_bytes else text)
+    assert repr(got) == repr(expected)
