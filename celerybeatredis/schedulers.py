@@ -373,11 +373,14 @@ class RedisScheduler(Scheduler):
         Returns whether runs were withheld: a publish failed for the broker, or ``withheld`` was given.
         """
         reverts: list[Revert] = []
+        producer = None
         for (plan, run), ok, claimed in zip(decisions, committed, claim.entries):
             if not ok or run is None:
                 continue
             if not withheld:
-                error = self._publish(claimed.name, run, now_dt)
+                if producer is None:
+                    producer = self.producer  # a lazy property that costs a lock per read: read once per batch
+                error = self._publish(claimed.name, run, now_dt, producer)
                 if error is None:
                     continue
                 if not self._broker_fault(error):
@@ -525,7 +528,7 @@ class RedisScheduler(Scheduler):
             return True
         return defn.expires is not None and now >= defn.expires
 
-    def _publish(self, name: str, run: tuple[Definition, int], now: datetime) -> BaseException | None:
+    def _publish(self, name: str, run: tuple[Definition, int], now: datetime, producer: Any) -> BaseException | None:
         """Send one task as Celery beat would; the error if it could not be published."""
         defn, runs = run
         options = dict(defn.options)
@@ -538,7 +541,7 @@ class RedisScheduler(Scheduler):
         if logger.isEnabledFor(logging.INFO):
             logger.info("Scheduler: Sending due task %s (%s)", name, defn.task)
         try:
-            self.apply_async(entry, producer=self.producer, advance=False)
+            self.apply_async(entry, producer=producer, advance=False)
         except Exception as exc:  # noqa: BLE001 - SchedulingError, or the broker connection failing
             logger.error("beat: could not publish %r (%s): %s", name, defn.task, exc)
             cause = exc.__context__ if isinstance(exc, SchedulingError) else None

@@ -157,9 +157,9 @@ def _commit_args_or_crash(plans):
 _Store.commit_args = staticmethod(_commit_args_or_crash)
 
 _publish = _Scheduler._publish
-def _publish_or_crash(self, name, run, now):
+def _publish_or_crash(self, name, run, now, producer):
     _crash_if_armed("after-commit")
-    return _publish(self, name, run, now)
+    return _publish(self, name, run, now, producer)
 _Scheduler._publish = _publish_or_crash
 """
 
