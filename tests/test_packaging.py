@@ -33,3 +33,18 @@ def test_wheel_ships_and_finds_the_lua_scripts(tmp_path: Path) -> None:
                          cwd=tmp_path, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert int(out.stdout) == len((ROOT / "lua" / "claim.lua").read_text())
+
+
+def test_readme_renders_as_restructuredtext_without_warnings() -> None:
+    """README.rst is the package's long description: a malformed table or a broken link would spoil that page."""
+    import io
+
+    import docutils.core
+    from docutils.writers.null import Writer
+
+    warnings = io.StringIO()
+    docutils.core.publish_string((ROOT / "README.rst").read_text(encoding="utf-8"), writer=Writer(),
+                                 settings_overrides={"warning_stream": warnings, "report_level": 2, "halt_level": 5})
+    assert warnings.getvalue() == ""
+    for image in ("throughput.png", "lateness.png"):
+        assert (ROOT / "benchmarks" / "results" / "latest" / image).is_file()
