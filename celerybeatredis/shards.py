@@ -20,9 +20,9 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any
 
 from .connection import make_client
@@ -100,10 +100,7 @@ def _move(source: RedisStore, target: ShardedStore, names: Sequence[str]) -> tup
         return 0, 0
     exported = source.export_names(names)
     moved = merged = 0
-    by_shard: dict[int, list[Any]] = defaultdict(list)
-    for entry in exported:
-        by_shard[target.index_for(entry.name)].append(entry)
-    for index, entries in by_shard.items():
+    for index, entries in target.group(exported, attrgetter("name")).items():
         m, g = target.stores[index].adopt(entries)
         moved, merged = moved + m, merged + g
     source.remove_names([e.name for e in exported])
