@@ -171,7 +171,7 @@ class Codec:
         if not isinstance(kwargs, dict):
             raise InvalidDefinition("kwargs", f"must be a JSON object, not {_json_type(kwargs)}")
         enabled = _bool(doc, "enabled", True) if "enabled" in present else True
-        if len(present) <= 3 and present <= _COMMON_MEMBERS:  # args, kwargs, enabled: nothing more to read
+        if present <= _COMMON_MEMBERS:  # relative, args, kwargs, enabled: nothing more to read
             return Definition(task, kind, sched, tuple(args), kwargs, {}, enabled)
         max_run_count = doc.get("max_run_count")
         if max_run_count is not None and (
@@ -295,8 +295,8 @@ _UTC = timezone.utc
 def load_document(raw: str | bytes) -> Any:
     """Decode a stored definition, accepting the seed README's slips.
 
-    Strict JSON first (orjson, or json where orjson would differ or fails); if that fails, the seed README's documents are repaired
-    as they were printed there (``"__type__", "datetime"``, a trailing comma,
+    Strict JSON first (orjson, or json where orjson would differ or fails); if
+    that fails, the seed README's documents are repaired as they were printed there (``"__type__", "datetime"``, a trailing comma,
     a missing comma between members, Mongo's ``ObjectId("...")``).
 
     Raises:
