@@ -46,7 +46,10 @@ def main() -> None:
     server = RedisServer().start()
     try:
         client = redis.Redis.from_url(server.url)
-        used = lambda: int(client.info("memory")["used_memory"])  # noqa: E731
+
+        def used() -> int:
+            return int(client.info("memory")["used_memory"])
+
         subject = Ours(server.url, Path(tempfile.mkdtemp(prefix="cbr-memory-")))
         workload = Burst(n, "interval")
         before = used()
