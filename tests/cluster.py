@@ -84,10 +84,16 @@ class LocalCluster:
         """A plain client on one node."""
         return redis.Redis(port=port, socket_timeout=5)
 
+    def server(self, port: int) -> RedisServer:
+        """The node on ``port``."""
+        return next(s for s in self.servers if s.port == port)
+
     def roles(self) -> dict[int, str]:
-        """Port -> ``master`` or ``slave``, as each node reports itself."""
+        """Port -> ``master`` or ``slave``, as each running node reports itself."""
         out: dict[int, str] = {}
         for server in self.servers:
+            if not server.alive():
+                continue
             with self.node(server.port) as conn:
                 out[server.port] = conn.role()[0].decode()
         return out
@@ -97,6 +103,8 @@ class LocalCluster:
 
         def healthy() -> bool:
             for server in self.servers:
+                if not server.alive():
+                    return False
                 with self.node(server.port) as conn:
                     if conn.cluster("info")["cluster_state"] != "ok":
                         return False
@@ -110,8 +118,8 @@ class LocalCluster:
         _wait(healthy, "the cluster to be healthy", timeout)
 
     def master_of_slot(self, slot: int) -> int:
-        """Port of the master serving ``slot``."""
-        with self.node(self.servers[0].port) as conn:
+        """Port of the master serving ``slot``, as the first running node sees it."""
+        with self.node(next(s.port for s in self.servers if s.alive())) as conn:
             for start, end, master, *_ in conn.execute_command("CLUSTER SLOTS"):
                 if start <= slot <= end:
                     return int(master[1])
@@ -132,6 +140,23 @@ class LocalCluster:
         _wait(lambda: self.master_of_slot(slot) == new, f"port {new} to serve slot {slot}", timeout)
         self.wait_healthy(timeout)
         return old, new
+
+    def kill_master(self, slot: int, timeout: float = 30) -> tuple[int, int]:
+        """SIGKILL the master of ``slot`` and wait until its replica serves it; returns ``(old, new)`` ports.
+
+        The killed node stays down until :meth:`restart`; the replica takes over on its
+        own once the others have not heard from the master for ``cluster-node-timeout``.
+        """
+        old = self.master_of_slot(slot)
+        new = self.replica_of(old)
+        self.server(old).kill()
+        _wait(lambda: self.master_of_slot(slot) == new, f"port {new} to take over slot {slot}", timeout)
+        return old, new
+
+    def restart(self, port: int, timeout: float = 60) -> None:
+        """Start a killed node again from its ``nodes.conf``; it rejoins, empty, as a replica."""
+        self.server(port).start()
+        self.wait_healthy(timeout)
 
     def cleanup(self) -> None:
         """Stop every node and delete their directories."""

@@ -92,6 +92,17 @@ class RedisServer:
                 self.process.wait()
         self.process = None
 
+    def kill(self) -> None:
+        """SIGKILL the server: a crash, nothing flushed or handed over. ``start`` runs it again."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+
+    def alive(self) -> bool:
+        """Whether the server process is running."""
+        return self.process is not None and self.process.poll() is None
+
     def cleanup(self) -> None:
         """Stop the server and delete its directory."""
         self.stop()

@@ -154,6 +154,69 @@ def test_beat_carries_on_through_a_master_failover_without_sending_a_run_twice(
         assert counts[name] == store.run_state(name)[0], name
 
 
+@pytest.mark.e2e
+@pytest.mark.slow
+@pytest.mark.parametrize("wait_replicas", [0, 1])
+def test_beat_carries_on_when_the_schedules_master_is_killed(
+        tmp_path: Path, redis_url: str, broker: redis.Redis, wait_replicas: int) -> None:
+    """``kill -9`` of the master that holds the schedule, under a running beat, on a cluster of its own.
+
+    The replica takes over by itself; the killed node comes back empty as its replica.
+    Nothing is lost either way. A write the dead master acknowledged but never
+    replicated is gone, so without ``wait_replicas`` a run may be sent twice; with
+    ``wait_replicas = 1`` beat sends only replicated commits, so each run exactly once.
+    """
+    cluster = LocalCluster(node_timeout=1000).start()
+    client = make_client(cluster.url)
+    try:
+        prefix = f"killed-{time.monotonic_ns()}:"
+        queue = f"q-{prefix.rstrip(':')}"
+        write_app(tmp_path, f"{redis_url}/1", cluster.url, prefix, extra=f"""
+            app.conf.update(redis_scheduler_wait_replicas={wait_replicas}, redis_scheduler_lease_seconds=3,
+                            task_default_queue={queue!r})
+        """)
+        store = RedisStore(client, prefix)
+        interval = {f"every-1s-{i}": json.dumps({"task": "tasks.tick", "interval": {"every": 1},
+                                                 "args": [f"every-1s-{i}"]}) for i in range(4)}
+        store.put_raw(interval)
+        start = datetime.fromtimestamp(store.server_time(), timezone.utc)
+        one_offs = {f"once-{i}": json.dumps({"task": "tasks.once", "args": [f"once-{i}"],
+                                             "clocked": (start + timedelta(seconds=3 + i / 4)).isoformat()})
+                    for i in range(40)}
+        store.put_raw(one_offs)
+        received: list[tuple[float, str]] = []
+
+        def poll() -> list[tuple[float, str]]:
+            received.extend((time.monotonic(), m.args[0]) for m in drain_queue(broker, queue))
+            return received
+
+        beat = CeleryProcess.beat(tmp_path)
+        try:
+            wait_until(lambda: sum(1 for _, n in poll() if n.startswith("once-")) >= 4, timeout=30,
+                       what="the first one-off runs")
+            old, new = cluster.kill_master(client.keyslot(store.keys.due))
+            cluster.restart(old)
+            roles = cluster.roles()
+            assert (roles[old], roles[new]) == ("slave", "master")
+            back = time.monotonic()
+            wait_until(lambda: {n for _, n in poll()} >= set(one_offs), timeout=60, what="every one-off run")
+            wait_until(lambda: all(sum(1 for t, n in poll() if n == name and t > back) >= 2 for name in interval),
+                       timeout=30, what="interval runs after the killed master came back")
+            assert beat.alive()
+        finally:
+            assert beat.stop() == 0, beat.output()
+        poll()
+        counts = Counter(name for _, name in received)
+        assert all(counts[name] >= 1 for name in one_offs)
+        if wait_replicas:
+            assert {name: counts[name] for name in one_offs} == dict.fromkeys(one_offs, 1)
+            for name in interval:  # every message is a committed, replicated run, and every such run was sent
+                assert counts[name] == store.run_state(name)[0], name
+    finally:
+        client.close()
+        cluster.cleanup()
+
+
 def test_an_evicting_policy_on_any_master_is_reported(cluster_client: RedisCluster) -> None:
     assert eviction_warnings(cluster_client) == []
     master = cluster_client.get_primaries()[1]
