@@ -48,6 +48,9 @@ class Settings:
             runs are published; 0 = do not wait.
         wait_timeout: Seconds to wait for them; a commit not acknowledged in time is
             undone and tried again, never published.
+        claim_ahead: Whether a tick claims the next full batch before it publishes the
+            current one (True), never (False), or only while publishing a batch costs
+            less than deciding it does, measured (None, "auto").
     """
 
     url: str = DEFAULT_URL
@@ -63,6 +66,7 @@ class Settings:
     shards: int = 1
     wait_replicas: int = 0
     wait_timeout: float = 1.0
+    claim_ahead: bool | None = None
 
     @property
     def tag(self) -> str:
@@ -112,6 +116,7 @@ class Settings:
             shards=int(get("redis_scheduler_shards") or defaults.shards),
             wait_replicas=int(get("redis_scheduler_wait_replicas") or defaults.wait_replicas),
             wait_timeout=float(get("redis_scheduler_wait_timeout") or defaults.wait_timeout),
+            claim_ahead=_auto_flag(get("redis_scheduler_claim_ahead"), "redis_scheduler_claim_ahead"),
         )
         settings.validate()
         return settings
@@ -160,6 +165,17 @@ def mask_url(url: str) -> str:
 
 _PASSWORD = re.compile(r"^([a-z0-9+.-]+://[^:@/]*:)[^@/]*@", re.IGNORECASE)
 _QUERY_PASSWORD = re.compile(r"([?&]password=)[^&]*", re.IGNORECASE)
+
+
+def _auto_flag(value: Any, setting: str) -> bool | None:
+    """None for unset or ``"auto"``, else a yes/no flag; anything else is an error naming ``setting``."""
+    if value is None or (isinstance(value, str) and value.strip().lower() == "auto"):
+        return None
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+        return _flag(value)
+    raise ValueError(f"{setting} must be true, false or 'auto', not {value!r}")
 
 
 def _flag(value: Any) -> bool:

@@ -350,6 +350,23 @@ def test_settings_old_names_defaults_and_masking() -> None:
         Settings.from_app(bad)
 
 
+@pytest.mark.parametrize(("value", "expected"), [
+    (None, None), ("auto", None), (" Auto ", None), (True, True), ("yes", True), ("1", True), (False, False), ("off", False),
+])
+def test_claim_ahead_is_auto_unless_set_to_a_flag(value: object, expected: bool | None) -> None:
+    app = Celery("c", set_as_current=False)
+    app.conf.redis_scheduler_claim_ahead = value
+    assert Settings.from_app(app).claim_ahead is expected
+
+
+@pytest.mark.parametrize("value", ["sometimes", 2, ["auto"]])
+def test_a_claim_ahead_that_is_no_flag_is_an_error_naming_the_setting(value: object) -> None:
+    app = Celery("c", set_as_current=False)
+    app.conf.redis_scheduler_claim_ahead = value
+    with pytest.raises(ValueError, match=r"redis_scheduler_claim_ahead must be true, false or 'auto'"):
+        Settings.from_app(app)
+
+
 def test_digest_is_short_and_keeps_the_anchor_only_until_there_is_a_last_run(
         scheduler: RedisScheduler, store: RedisStore, broker: redis.Redis, app: Celery) -> None:
     from celerybeatredis.codec import digest

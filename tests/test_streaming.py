@@ -1,6 +1,9 @@
 """A tick sends each full batch's commit and the next claim ahead, on one connection (ScriptStream).
 
 Every test publishes to the suite's real Redis broker and reads the queue back.
+Publishing there costs far more than deciding, so beat on its own would not claim
+ahead (``redis_scheduler_claim_ahead`` on auto); these tests turn it on, and the
+last ones check what auto does.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import redis
 from celery import Celery
 
 from celerybeatredis.schedulers import RedisScheduler
-from celerybeatredis.store import RedisStore
+from celerybeatredis.store import Claim, RedisStore
 
 from .processes import drain_queue
 from .redis_server import RedisServer
@@ -23,7 +26,8 @@ from .test_scheduler import EVERY_10S, T0, put, sent
 
 
 def patient(app: Celery) -> RedisScheduler:
-    """A scheduler whose tick has an hour to stream, so no test depends on how fast this machine is."""
+    """A scheduler that claims ahead and whose tick has an hour to stream, so no test depends on how fast this machine is."""
+    app.conf.redis_scheduler_claim_ahead = True
     sched = RedisScheduler(app)
     sched.max_interval = 3600.0
     return sched
@@ -80,6 +84,7 @@ def test_one_tick_takes_every_full_batch_and_sends_each_due_entry_once(
 
 def test_a_tick_out_of_time_stops_after_a_batch_and_asks_for_another_at_once(app: Celery, store: RedisStore) -> None:
     app.conf.redis_scheduler_batch_size = 5
+    app.conf.redis_scheduler_claim_ahead = True
     entries(store, 12)
     sched = RedisScheduler(app)
     sched.max_interval = 0.0  # a tick's time is up as soon as it starts: one batch each
@@ -201,3 +206,56 @@ def test_a_broker_lost_mid_stream_puts_back_every_run_not_sent_and_the_next_tick
         server.cleanup()
     assert sorted(first + later) == names
     assert all(store.run_state(n)[0] == 1 for n in names)
+
+
+def leased(store: RedisStore, now: float) -> int:
+    """Entries that hold a claim (a score of ``now`` + lease, beyond every run's next due time)."""
+    return int(store.client.zcount(store.keys.due, now + 20, now + 40))
+
+
+@pytest.mark.parametrize(("setting", "holds"), [(None, False), ("auto", False), (False, False), (True, True)])
+def test_a_beat_holds_a_batch_claimed_ahead_while_it_publishes_only_when_told_to(
+        app: Celery, store: RedisStore, broker: redis.Redis, monkeypatch: pytest.MonkeyPatch,
+        setting: bool | str | None, holds: bool) -> None:
+    """On auto, once a batch showed that publishing dominates, a beat claims no batch it cannot send at once.
+
+    The batch it would hold waits a whole publish while another beat could send
+    it: with two beats, a burst of two batches would go to one.
+    """
+    app.conf.redis_scheduler_batch_size = 7
+    app.conf.redis_scheduler_lease_seconds = 30
+    if setting is not None:
+        app.conf.redis_scheduler_claim_ahead = setting
+    names = entries(store, 28)
+    sched = RedisScheduler(app)
+    sched.max_interval = 3600.0
+    seen: list[int] = []
+    try:
+        for _ in range(6):  # first looks, nothing to publish: one batch a tick until it asks for a later one
+            if sched.tick(now=T0) > 0:
+                break
+        assert looked_at_later(store) == 0
+        # Four batches due: sample the claims held when the third batch's first run is published.
+        on_publish(app, monkeypatch, 15, lambda: seen.append(leased(store, T0 + 10)))
+        for _ in range(6):
+            sched.tick(now=T0 + 10)
+    finally:
+        sched.close()
+    assert len(seen) == 1
+    assert seen[0] >= 7 if holds else seen[0] == 0  # claimed ahead: the fourth batch
+    assert sorted(m.args[0] for m in sent(broker, app)) == names
+
+
+def test_a_beat_claims_ahead_on_auto_once_publishing_costs_less_than_deciding(app: Celery) -> None:
+    sched = RedisScheduler(app)
+    try:
+        full = Claim(0.0, "", None, 0, [None] * sched.settings.batch_size)  # type: ignore[list-item]
+        assert not sched._claims_ahead()  # not measured yet: assume a real broker
+        sched._measured(full, plan_seconds=0.010, publish_seconds=0.004)
+        assert sched._claims_ahead()
+        sched._measured(Claim(0.0, "", None, 0, []), plan_seconds=0.010, publish_seconds=9.0)  # a small batch says nothing
+        assert sched._claims_ahead()
+        sched._measured(full, plan_seconds=0.010, publish_seconds=0.250)
+        assert not sched._claims_ahead()
+    finally:
+        sched.close()
