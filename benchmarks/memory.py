@@ -7,13 +7,19 @@ Writes ``N`` interval entries as ``benchmarks/run.py`` does (with
 the 20% that are due (``app.send_task`` replaced by a counter), and prints the
 ``used_memory`` delta per entry of each step and ``MEMORY USAGE`` of every key
 of the schedule divided by its number of fields, on a private redis-server.
+
+``--layouts`` then writes the same entries, as they are after one run, in
+other key layouts with plain commands and prints each one's ``used_memory``
+per entry: what a layout change would save, measured instead of estimated.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -37,9 +43,48 @@ def fields(client: redis.Redis, key: bytes) -> int:
     return int(counts[kind](key)) if kind in counts else 1
 
 
+#: An entry's run state after one run, as the scripts store it.
+LAST_RUN_AT = "2026-11-24T10:00:00.123456+00:00"
+DIGEST = "a1b2c3d4e5f6"
+
+#: Layouts to compare: label -> the hash fields (key suffix -> value) an entry has
+#: besides its definition in ``schedule`` and its score in ``due``.
+LAYOUTS: dict[str, Callable[[int], dict[str, str]]] = {
+    "definition and due score only": lambda i: {},
+    "+ total_run_count, last_run_at (no digest)": lambda i: {"total_run_count": "1", "last_run_at": LAST_RUN_AT},
+    "+ total_run_count, last_run_at, digest (this layout)": lambda i: {
+        "total_run_count": "1", "last_run_at": LAST_RUN_AT, "digest": DIGEST},
+    "+ one state field: count, ISO time, digest": lambda i: {"state": f"1 {LAST_RUN_AT} {DIGEST}"},
+    "+ one state field: count, Unix time, digest": lambda i: {"state": f"1 1795514400.123456 {DIGEST}"},
+    "+ one state field: count, Unix time, 8-digit digest": lambda i: {"state": f"1 1795514400.123456 {DIGEST[:8]}"},
+}
+
+
+def layouts(client: redis.Redis, n: int, used: Callable[[], int]) -> None:
+    """Write ``n`` run entries in each of :data:`LAYOUTS` and print ``used_memory`` per entry."""
+    print(f"\n{'layout (N = ' + format(n, ',') + ', every entry has run once)':56} {'B per entry':>11}")
+    for label, fields_of in LAYOUTS.items():
+        client.flushall()
+        before = used()
+        pipe = client.pipeline(transaction=False)
+        for i in range(n):
+            name = f"e{i:07d}"
+            definition = {"task": "bench.noop", "enabled": True, "interval": {"every": 3600.0, "period": "seconds"},
+                          "args": [i], "kwargs": {}}
+            pipe.hset("{t}:schedule", name, json.dumps(definition))
+            pipe.zadd("{t}:due", {name: 1795514400.0 + i})
+            for key, value in fields_of(i).items():
+                pipe.hset(f"{{t}}:{key}", name, value)
+            if len(pipe) >= 10_000:
+                pipe.execute()
+        pipe.execute()
+        print(f"{label:56} {(used() - before) / n:>11.0f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--entries", type=int, default=100_000, help="schedule size N")
+    parser.add_argument("--layouts", action="store_true", help="also measure other key layouts (see above)")
     args = parser.parse_args()
     n: int = args.entries
 
@@ -74,6 +119,8 @@ def main() -> None:
             usage = client.memory_usage(key, samples=0) or 0
             encoding = text(client.object("encoding", key))
             print(f"{key.decode():32} {text(client.type(key)):6} {count:>9,} {encoding:10} {usage / count:>12.0f}")
+        if args.layouts:
+            layouts(client, n, used)
     finally:
         server.stop()
 
