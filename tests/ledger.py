@@ -13,12 +13,14 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 
 import redis
 
+from celerybeatredis.shards import ShardedStore
 from celerybeatredis.store import RedisStore
 
-from .processes import drain_queue
+from .processes import drain_queue, wait_until
 
 #: Python for the test app (``write_app(extra=...)``): stamps each task message with the publishing beat's pid.
 STAMP_PUBLISHER = """
@@ -108,6 +110,55 @@ class Ledger:
             lost += max(r - m, 0)
             misses += max(runs_each - m, 0) if runs_each is not None else max(r - m, 0)
         return Audit(len(names), runs, dispatched, duplicates, misses, lost, dict(self.by_beat))
+
+
+class FailoverProbe:
+    """Entries that show what a failover does to a running beat, and the messages they got.
+
+    Four interval entries due every second, and 40 one-off (``clocked``) entries
+    due every 0.25 s from 3 s on (Redis time), so that some fall due across the
+    failover; each message names its entry.
+    """
+
+    def __init__(self, store: RedisStore | ShardedStore, broker: redis.Redis, queue: str) -> None:
+        self.store, self.broker, self.queue = store, broker, queue
+        self.interval = {f"every-1s-{i}": json.dumps({"task": "tasks.tick", "interval": {"every": 1},
+                                                     "args": [f"every-1s-{i}"]}) for i in range(4)}
+        store.put_raw(self.interval)
+        start = datetime.fromtimestamp(store.server_time(), timezone.utc)
+        self.one_offs = {f"once-{i}": json.dumps({"task": "tasks.once", "args": [f"once-{i}"],
+                                                 "clocked": (start + timedelta(seconds=3 + i / 4)).isoformat()})
+                         for i in range(40)}
+        store.put_raw(self.one_offs)
+        self.received: list[tuple[float, str]] = []
+
+    def poll(self) -> list[tuple[float, str]]:
+        """Drain the queue now; every message so far as (``time.monotonic()``, entry name)."""
+        self.received.extend((time.monotonic(), m.args[0]) for m in drain_queue(self.broker, self.queue))
+        return self.received
+
+    def wait_started(self) -> None:
+        """Wait until beat has sent the first four one-offs."""
+        wait_until(lambda: sum(1 for _, n in self.poll() if n.startswith("once-")) >= 4, timeout=30,
+                   what="the first one-off runs")
+
+    def wait_finished(self, since: float, timeout: float = 40) -> None:
+        """Wait until every one-off was sent and every interval entry ran twice after ``since`` (monotonic)."""
+        wait_until(lambda: {n for _, n in self.poll()} >= set(self.one_offs), timeout=timeout,
+                   what="every one-off run")
+        wait_until(lambda: all(sum(1 for t, n in self.poll() if n == name and t > since) >= 2 for name in self.interval),
+                   timeout=30, what="interval runs after the failover")
+
+    def counts(self) -> Counter[str]:
+        """Messages per entry, after draining the queue once more."""
+        return Counter(name for _, name in self.poll())
+
+    def assert_each_run_sent_once(self, context: str = "") -> None:
+        """Each one-off sent exactly once, and each interval entry's messages equal its ``total_run_count``."""
+        counts = self.counts()
+        assert {name: counts[name] for name in self.one_offs} == dict.fromkeys(self.one_offs, 1), context
+        for name in self.interval:  # every message is a committed run, and every committed run was sent
+            assert counts[name] == self.store.run_state(name)[0], name
 
 
 def run_counts(store: RedisStore) -> dict[str, int]:

@@ -6,7 +6,7 @@ import json
 import time
 from collections import Counter
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -20,7 +20,8 @@ from celerybeatredis.shards import ShardedStore, shard_tag
 from celerybeatredis.store import NEVER, Plan, RedisStore, Revert, ScheduleStore
 
 from .cluster import LocalCluster
-from .processes import CeleryProcess, drain_queue, wait_until, write_app
+from .ledger import FailoverProbe
+from .processes import CeleryProcess, drain_queue, write_app
 
 EVERY_10S = json.dumps({"task": "tasks.add", "interval": {"every": 10, "period": "seconds"}, "args": [1, 2]})
 T0 = datetime(2026, 3, 2, 12, 0, 0, tzinfo=timezone.utc).timestamp()
@@ -115,43 +116,18 @@ def test_beat_carries_on_through_a_master_failover_without_sending_a_run_twice(
     write_app(tmp_path, f"{redis_url}/1", redis_cluster.url, prefix, extra=f"""
         app.conf.update(redis_scheduler_shards={shards}, task_default_queue={queue!r})
     """)
-    store = ShardedStore(cluster_client, prefix, shards)
-    interval = {f"every-1s-{i}": json.dumps({"task": "tasks.tick", "interval": {"every": 1}, "args": [f"every-1s-{i}"]})
-                for i in range(4)}
-    store.put_raw(interval)
-    # One-off entries due every 0.25 s across the failover window: each must be sent exactly once.
-    start = datetime.fromtimestamp(store.server_time(), timezone.utc)
-    one_offs = {f"once-{i}": json.dumps({"task": "tasks.once", "args": [f"once-{i}"],
-                                         "clocked": (start + timedelta(seconds=3 + i / 4)).isoformat()})
-                for i in range(40)}
-    store.put_raw(one_offs)
-
-    received: list[tuple[float, str]] = []
-
-    def poll() -> list[tuple[float, str]]:
-        received.extend((time.monotonic(), m.args[0]) for m in drain_queue(broker, queue))
-        return received
-
+    probe = FailoverProbe(ShardedStore(cluster_client, prefix, shards), broker, queue)
     beat = CeleryProcess.beat(tmp_path)
     try:
-        wait_until(lambda: sum(1 for _, n in poll() if n.startswith("once-")) >= 4, timeout=30,
-                   what="the first one-off runs")
+        probe.wait_started()
         slot = cluster_client.keyslot(f"{{{shard_tag(tag, 0, shards)}}}:due")
         old, new = redis_cluster.failover(slot)
         assert redis_cluster.master_of_slot(slot) == new != old
-        after_failover = time.monotonic()
-        wait_until(lambda: sum(1 for _, n in poll() if n.startswith("once-")) >= len(one_offs), timeout=40,
-                   what="every one-off run")
-        wait_until(lambda: all(sum(1 for t, n in poll() if n == name and t > after_failover) >= 2 for name in interval),
-                   timeout=30, what="interval runs after the failover")
+        probe.wait_finished(since=time.monotonic())
         assert beat.alive()
     finally:
         assert beat.stop() == 0, beat.output()
-    poll()
-    counts = Counter(name for _, name in received)
-    assert {name: counts[name] for name in one_offs} == dict.fromkeys(one_offs, 1)
-    for name in interval:  # every message is a committed run, and every committed run was sent
-        assert counts[name] == store.run_state(name)[0], name
+    probe.assert_each_run_sent_once()
 
 
 @pytest.mark.e2e
@@ -175,43 +151,22 @@ def test_beat_carries_on_when_the_schedules_master_is_killed(
             app.conf.update(redis_scheduler_wait_replicas={wait_replicas}, redis_scheduler_lease_seconds=3,
                             task_default_queue={queue!r})
         """)
-        store = RedisStore(client, prefix)
-        interval = {f"every-1s-{i}": json.dumps({"task": "tasks.tick", "interval": {"every": 1},
-                                                 "args": [f"every-1s-{i}"]}) for i in range(4)}
-        store.put_raw(interval)
-        start = datetime.fromtimestamp(store.server_time(), timezone.utc)
-        one_offs = {f"once-{i}": json.dumps({"task": "tasks.once", "args": [f"once-{i}"],
-                                             "clocked": (start + timedelta(seconds=3 + i / 4)).isoformat()})
-                    for i in range(40)}
-        store.put_raw(one_offs)
-        received: list[tuple[float, str]] = []
-
-        def poll() -> list[tuple[float, str]]:
-            received.extend((time.monotonic(), m.args[0]) for m in drain_queue(broker, queue))
-            return received
-
+        probe = FailoverProbe(RedisStore(client, prefix), broker, queue)
         beat = CeleryProcess.beat(tmp_path)
         try:
-            wait_until(lambda: sum(1 for _, n in poll() if n.startswith("once-")) >= 4, timeout=30,
-                       what="the first one-off runs")
-            old, new = cluster.kill_master(client.keyslot(store.keys.due))
+            probe.wait_started()
+            old, new = cluster.kill_master(client.keyslot(probe.store.keys.due))
             cluster.restart(old)
             roles = cluster.roles()
             assert (roles[old], roles[new]) == ("slave", "master")
-            back = time.monotonic()
-            wait_until(lambda: {n for _, n in poll()} >= set(one_offs), timeout=60, what="every one-off run")
-            wait_until(lambda: all(sum(1 for t, n in poll() if n == name and t > back) >= 2 for name in interval),
-                       timeout=30, what="interval runs after the killed master came back")
+            probe.wait_finished(since=time.monotonic(), timeout=60)
             assert beat.alive()
         finally:
             assert beat.stop() == 0, beat.output()
-        poll()
-        counts = Counter(name for _, name in received)
-        assert all(counts[name] >= 1 for name in one_offs)
+        counts = probe.counts()
+        assert all(counts[name] >= 1 for name in probe.one_offs)
         if wait_replicas:
-            assert {name: counts[name] for name in one_offs} == dict.fromkeys(one_offs, 1)
-            for name in interval:  # every message is a committed, replicated run, and every such run was sent
-                assert counts[name] == store.run_state(name)[0], name
+            probe.assert_each_run_sent_once()
     finally:
         client.close()
         cluster.cleanup()

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections import Counter
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -18,7 +17,8 @@ from celerybeatredis.settings import Settings
 from celerybeatredis.store import RedisStore
 
 from .cluster import LocalSentinel
-from .processes import CeleryProcess, drain_queue, wait_until, write_app
+from .ledger import FailoverProbe
+from .processes import CeleryProcess, drain_queue, write_app
 
 SERVICE = "schedule"
 PASSWORD = "data-pw"
@@ -108,41 +108,19 @@ def test_beat_follows_a_sentinel_failover_without_sending_a_run_twice(tmp_path: 
                         redis_scheduler_wait_replicas=1)
     """)
     store = RedisStore.from_url(url(sentinel), prefix, **SENTINEL_OPTIONS)
-    interval = {f"every-1s-{i}": json.dumps({"task": "tasks.tick", "interval": {"every": 1}, "args": [f"every-1s-{i}"]})
-                for i in range(4)}
-    store.put_raw(interval)
-    start = datetime.fromtimestamp(store.server_time(), timezone.utc)
-    one_offs = {f"once-{i}": json.dumps({"task": "tasks.once", "args": [f"once-{i}"],
-                                         "clocked": (start + timedelta(seconds=3 + i / 4)).isoformat()})
-                for i in range(40)}
-    store.put_raw(one_offs)
-    received: list[tuple[float, str]] = []
-
-    def poll() -> list[tuple[float, str]]:
-        received.extend((time.monotonic(), m.args[0]) for m in drain_queue(broker, queue))
-        return received
-
+    probe = FailoverProbe(store, broker, queue)
     beat = CeleryProcess.beat(tmp_path)
     try:
-        wait_until(lambda: sum(1 for _, n in poll() if n.startswith("once-")) >= 4, timeout=30,
-                   what="the first one-off runs")
+        probe.wait_started()
         # The old primary keeps taking writes until the sentinel demotes it, seconds later; those writes are
         # then discarded. Beat notices the new primary within a second, and publishes only commits a replica has.
         sentinel.failover()
-        after_failover = time.monotonic()
-        wait_until(lambda: sum(1 for _, n in poll() if n.startswith("once-")) >= len(one_offs), timeout=40,
-                   what="every one-off run")
-        wait_until(lambda: all(sum(1 for t, n in poll() if n == name and t > after_failover) >= 2 for name in interval),
-                   timeout=30, what="interval runs after the failover")
+        probe.wait_finished(since=time.monotonic())
         assert beat.alive()
     finally:
         assert beat.stop() == 0, beat.output()
     assert "sentinel reports a new primary" in beat.output()
-    poll()
-    counts = Counter(name for _, name in received)
-    assert {name: counts[name] for name in one_offs} == dict.fromkeys(one_offs, 1), beat.output()
-    for name in interval:
-        assert counts[name] == store.run_state(name)[0], name
+    probe.assert_each_run_sent_once(beat.output())
     store.client.close()
 
 
