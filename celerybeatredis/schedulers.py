@@ -312,9 +312,7 @@ class RedisScheduler(Scheduler):
 
     def _process(self, store: RedisStore, claim: Claim) -> bool:
         """Plan, commit and publish one batch claimed from ``store``; True if a publish failed."""
-        started = time.perf_counter()
-        now_dt, decisions, plans = self._plan(claim)
-        planned = time.perf_counter() - started
+        now_dt, decisions, plans, planned = self._plan(claim)
         with stop_signals_held():
             replicas = self.settings.wait_replicas
             if replicas:
@@ -326,20 +324,17 @@ class RedisScheduler(Scheduler):
                                    acked, replicas)
             else:
                 committed, withheld = store.commit(plans), False
-            started = time.perf_counter()
-            failed = self._publish_committed(store, claim, decisions, committed, withheld, now_dt)
-            if not failed:
-                self._measured(claim, planned, time.perf_counter() - started)
-            return failed
+            return self._publish_committed(store, claim, decisions, committed, withheld, now_dt, planned)
 
-    def _plan(self, claim: Claim) -> tuple[datetime, list[tuple[Plan, tuple[Definition, int] | None]], list[Plan]]:
-        """The clock of ``claim``'s batch, and what happens to each of its entries."""
+    def _plan(self, claim: Claim) -> tuple[datetime, list[tuple[Plan, tuple[Definition, int] | None]], list[Plan], float]:
+        """The clock of ``claim``'s batch, what happens to each of its entries, and the seconds deciding took."""
+        started = time.perf_counter()
         now_dt = self.clock.set(claim.now)
         self._due_memo.clear()  # its answers hold for one clock reading
         self._last_run_memo.clear()  # entries of a batch mostly share their last run (they ran together)
         self._anchor_memo.clear()
         decisions = [self._decide_or_quarantine(entry, claim, now_dt) for entry in claim.entries]
-        return now_dt, decisions, [plan for plan, _ in decisions]
+        return now_dt, decisions, [plan for plan, _ in decisions], time.perf_counter() - started
 
     def _stream(self, store: RedisStore, stream: ScriptStream, first: Claim, now: float | None,
                 ends: float) -> tuple[bool, Claim]:
@@ -363,9 +358,7 @@ class RedisScheduler(Scheduler):
             if claim_sent:
                 stream.send("claim", store.claim_args(batch, lease, now))
             while True:
-                started = time.perf_counter()
-                now_dt, decisions, plans = self._plan(current)
-                planned = time.perf_counter() - started
+                now_dt, decisions, plans, planned = self._plan(current)
                 if committing is not None:  # published before this batch is committed: one batch at risk, as ever
                     failed = self._publish_streamed(store, stream, committing, failed)
                 stream.send("commit", store.commit_args(plans))
@@ -406,18 +399,17 @@ class RedisScheduler(Scheduler):
         except (NoScriptError, redis.ConnectionError, redis.TimeoutError):
             # Not run, or perhaps run with the reply lost: commit.lua takes the same plans again.
             committed = store.commit(committing.plans)
-        started = time.perf_counter()
-        if self._publish_committed(store, committing.claim, committing.decisions, committed, failed, committing.now):
-            return True
-        self._measured(committing.claim, committing.plan_seconds, time.perf_counter() - started)
-        return False
+        return self._publish_committed(store, committing.claim, committing.decisions, committed, failed,
+                                       committing.now, committing.plan_seconds) or failed
 
     def _publish_committed(self, store: RedisStore, claim: Claim, decisions: list[tuple[Plan, tuple[Definition, int] | None]],
-                           committed: list[bool], withheld: bool, now_dt: datetime) -> bool:
+                           committed: list[bool], withheld: bool, now_dt: datetime, plan_seconds: float) -> bool:
         """Publish one batch's committed runs (reverting those that cannot be sent, or all if ``withheld``).
 
+        A batch published in full is timed against ``plan_seconds`` (:meth:`_measured`).
         Returns whether runs were withheld: a publish failed for the broker, or ``withheld`` was given.
         """
+        started = time.perf_counter()
         reverts: list[Revert] = []
         producer = None
         for (plan, run), ok, claimed in zip(decisions, committed, claim.entries):
@@ -443,6 +435,8 @@ class RedisScheduler(Scheduler):
         if withheld:
             retried = sum(1 for r in reverts if not r.invalid_reason)
             logger.warning("beat: %d runs not published; they are due again in %.1fs", retried, self.settings.publish_retry_seconds)
+        else:
+            self._measured(claim, plan_seconds, time.perf_counter() - started)
         return withheld
 
     def _broker_fault(self, error: BaseException) -> bool:
