@@ -167,18 +167,22 @@ _PASSWORD = re.compile(r"^([a-z0-9+.-]+://[^:@/]*:)[^@/]*@", re.IGNORECASE)
 _QUERY_PASSWORD = re.compile(r"([?&]password=)[^&]*", re.IGNORECASE)
 
 
+_YES = ("1", "true", "yes", "on")
+_NO = ("0", "false", "no", "off")
+
+
 def _auto_flag(value: Any, setting: str) -> bool | None:
     """None for unset or ``"auto"``, else a yes/no flag; anything else is an error naming ``setting``."""
     if value is None or (isinstance(value, str) and value.strip().lower() == "auto"):
         return None
     if isinstance(value, bool):
         return value
-    if isinstance(value, str) and value.strip().lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+    if isinstance(value, str) and value.strip().lower() in (*_YES, *_NO):
         return _flag(value)
     raise ValueError(f"{setting} must be true, false or 'auto', not {value!r}")
 
 
 def _flag(value: Any) -> bool:
     if isinstance(value, str):
-        return value.strip().lower() in ("1", "true", "yes", "on")
+        return value.strip().lower() in _YES
     return bool(value)
