@@ -47,34 +47,34 @@ def fields(client: redis.Redis, key: bytes) -> int:
 LAST_RUN_AT = "2026-11-24T10:00:00.123456+00:00"
 DIGEST = "a1b2c3d4e5f6"
 
-#: Layouts to compare: label -> the hash fields (key suffix -> value) an entry has
+#: Layouts to compare: label -> the hash fields (key suffix -> value) each entry has
 #: besides its definition in ``schedule`` and its score in ``due``.
-LAYOUTS: dict[str, Callable[[int], dict[str, str]]] = {
-    "definition and due score only": lambda i: {},
-    "+ total_run_count, last_run_at (no digest)": lambda i: {"total_run_count": "1", "last_run_at": LAST_RUN_AT},
-    "+ total_run_count, last_run_at, digest (this layout)": lambda i: {
+LAYOUTS: dict[str, dict[str, str]] = {
+    "definition and due score only": {},
+    "+ total_run_count, last_run_at (no digest)": {"total_run_count": "1", "last_run_at": LAST_RUN_AT},
+    "+ total_run_count, last_run_at, digest (this layout)": {
         "total_run_count": "1", "last_run_at": LAST_RUN_AT, "digest": DIGEST},
-    "+ one state field: count, ISO time, digest": lambda i: {"state": f"1 {LAST_RUN_AT} {DIGEST}"},
-    "+ one state field: count, Unix time, digest": lambda i: {"state": f"1 1795514400.123456 {DIGEST}"},
-    "+ one state field: count, Unix time, 8-digit digest": lambda i: {"state": f"1 1795514400.123456 {DIGEST[:8]}"},
+    "+ one state field: count, ISO time, digest": {"state": f"1 {LAST_RUN_AT} {DIGEST}"},
+    "+ one state field: count, Unix time, digest": {"state": f"1 1795514400.123456 {DIGEST}"},
+    "+ one state field: count, Unix time, 8-digit digest": {"state": f"1 1795514400.123456 {DIGEST[:8]}"},
 }
 
 
-def layouts(client: redis.Redis, n: int, used: Callable[[], int]) -> None:
-    """Write ``n`` run entries in each of :data:`LAYOUTS` and print ``used_memory`` per entry."""
+def layouts(client: redis.Redis, subject: Ours, workload: Burst, used: Callable[[], int]) -> None:
+    """Write ``workload``'s entries, as run, in each of :data:`LAYOUTS` and print ``used_memory`` per entry."""
+    n = workload.n
     print(f"\n{'layout (N = ' + format(n, ',') + ', every entry has run once)':56} {'B per entry':>11}")
-    for label, fields_of in LAYOUTS.items():
+    for label, fields in LAYOUTS.items():
         client.flushall()
         before = used()
         pipe = client.pipeline(transaction=False)
         for i in range(n):
-            name = f"e{i:07d}"
-            definition = {"task": "bench.noop", "enabled": True, "interval": {"every": 3600.0, "period": "seconds"},
-                          "args": [i], "kwargs": {}}
-            pipe.hset("{t}:schedule", name, json.dumps(definition))
-            pipe.zadd("{t}:due", {name: 1795514400.0 + i})
-            for key, value in fields_of(i).items():
-                pipe.hset(f"{{t}}:{key}", name, value)
+            entry = workload.entry(i)
+            assert entry.due is not None
+            pipe.hset("{t}:schedule", entry.name, json.dumps(subject.document(workload, entry)))
+            pipe.zadd("{t}:due", {entry.name: entry.due})
+            for key, value in fields.items():
+                pipe.hset(f"{{t}}:{key}", entry.name, value)
             if len(pipe) >= 10_000:
                 pipe.execute()
         pipe.execute()
@@ -120,7 +120,7 @@ def main() -> None:
             encoding = text(client.object("encoding", key))
             print(f"{key.decode():32} {text(client.type(key)):6} {count:>9,} {encoding:10} {usage / count:>12.0f}")
         if args.layouts:
-            layouts(client, n, used)
+            layouts(client, subject, workload, used)
     finally:
         server.stop()
 
