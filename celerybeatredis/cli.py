@@ -32,7 +32,7 @@ from .connection import make_client
 from .demo import demo_command
 from .display import LIST_HEADERS, describe_schedule, last_run, list_row, next_run, size, table
 from .entries import FIELDS, Entry, apply_changes
-from .exceptions import CeleryBeatRedisError, EntryNotFound, InvalidDefinition
+from .exceptions import CeleryBeatRedisError, EntryExists, EntryNotFound, InvalidDefinition
 from .settings import DEFAULT_PREFIX, DEFAULT_URL, Settings, mask_url
 from .shards import ShardedStore, reshard
 from .store import ScheduleStore
@@ -410,10 +410,10 @@ def add_command(obj: Context, name: str, disabled: bool, definition_json: str | 
         doc = apply_changes({"enabled": True}, changes)
     if disabled:
         doc["enabled"] = False
-    text = store.validate(name, doc)
-    if not replace and store.exists(name):
-        raise click.ClickException(f"entry {name!r} exists; use --replace, or edit to change it")
-    store.put_raw({name: text})
+    try:
+        store.add(name, doc, replace=replace)
+    except EntryExists:
+        raise click.ClickException(f"entry {name!r} exists; use --replace, or edit to change it") from None
     click.echo(f"{'saved' if replace else 'added'} {name}: {describe_schedule(doc)}")
 
 

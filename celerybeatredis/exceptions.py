@@ -41,5 +41,12 @@ class EntryNotFound(CeleryBeatRedisError, KeyError):
         return f"no entry named {self.args[0]!r}"
 
 
+class EntryExists(CeleryBeatRedisError, KeyError):
+    """An add named an entry that exists; adding never replaces one unless asked to (``replace=True``)."""
+
+    def __str__(self) -> str:
+        return f"entry {self.args[0]!r} exists; pass replace=True to replace it"
+
+
 class ScriptError(CeleryBeatRedisError):
     """A Lua script returned an error code."""

@@ -43,7 +43,7 @@ from .entries import (
     status_of,
     timestamp_to_datetime,
 )
-from .exceptions import CeleryBeatRedisError, EntryNotFound, InvalidDefinition
+from .exceptions import CeleryBeatRedisError, EntryExists, EntryNotFound, InvalidDefinition
 from .settings import Settings, key_tag
 
 _hiredis_pack: Callable[[tuple[Any, ...]], bytes] | None
@@ -463,14 +463,18 @@ class RedisStore:
 
     # --- writing definitions ---------------------------------------------------
 
-    def put_raw(self, definitions: Mapping[str, str], static: bool = False) -> tuple[int, int, list[str]]:
+    def put_raw(self, definitions: Mapping[str, str], static: bool = False, only_new: bool = False) -> tuple[int, int, list[str]]:
         """Store definition JSON texts as they are (callers validate first).
+
+        Args:
+            only_new: Write nothing if any of the names exists (they come back as skipped).
 
         Returns:
             ``(written, unchanged, skipped)``; ``skipped`` lists names not written in
-            static mode because a dynamic entry of that name exists.
+            static mode because a dynamic entry of that name exists, or with ``only_new``
+            the names that exist.
         """
-        args: list[str] = ["static" if static else "dynamic"]
+        args: list[str] = ["new" if only_new else "static" if static else "dynamic"]
         for name, text in definitions.items():
             args += [name, text]
         if len(args) == 1:
@@ -778,13 +782,21 @@ class ShardedStore:
 
     # --- writing -------------------------------------------------------------------
 
-    def put_raw(self, definitions: Mapping[str, str], static: bool = False) -> tuple[int, int, list[str]]:
-        """``RedisStore.put_raw`` for entries of any shard; one script call per shard touched."""
+    def put_raw(self, definitions: Mapping[str, str], static: bool = False, only_new: bool = False) -> tuple[int, int, list[str]]:
+        """``RedisStore.put_raw`` for entries of any shard; one script call per shard touched.
+
+        With ``only_new`` on several shards, existing names are looked up on every shard
+        first, so a refused batch writes nothing on any shard.
+        """
         self._before_write()
+        if only_new and self.shards > 1:
+            existing = [n for n, e in zip(definitions, self.entry_states(list(definitions))) if e is not None]
+            if existing:
+                return 0, 0, existing
         written = unchanged = 0
         skipped: list[str] = []
         for index, names in self.group(definitions).items():
-            w, u, s = self.stores[index].put_raw({n: definitions[n] for n in names}, static=static)
+            w, u, s = self.stores[index].put_raw({n: definitions[n] for n in names}, static=static, only_new=only_new)
             written, unchanged = written + w, unchanged + u
             skipped += s
         return written, unchanged, skipped
@@ -964,25 +976,27 @@ class ScheduleStore(ShardedStore):
 
     # --- writing ----------------------------------------------------------------------
 
-    def add(self, name: str, task: str | Mapping[str, Any], schedule: ScheduleLike | None = None, **fields: Any) -> bool:
-        """Add an entry, or replace the entry of that name (run state is kept).
+    def add(self, name: str, task: str | Mapping[str, Any], schedule: ScheduleLike | None = None, *,
+            replace: bool = False, **fields: Any) -> bool:
+        """Add an entry; an entry of that name is an error unless ``replace`` is true.
 
         ``task`` is a task name with a ``schedule`` and optional fields (``args``,
         ``kwargs``, ``options``, ``enabled``, ...), or a whole definition in its
-        JSON form.
+        JSON form. With ``replace=True`` an existing entry's definition is
+        replaced and its run state kept, as the command line's ``add --replace``.
 
         Returns:
             True if the stored definition changed.
 
         Raises:
+            EntryExists: the name exists and ``replace`` is false; nothing is written.
             InvalidDefinition: naming the entry and field, before anything is written.
         """
         try:
             doc = self._document(task, schedule, fields)
         except InvalidDefinition as exc:
             raise exc.for_entry(name) from None
-        written, _, _ = self.put_raw({name: self.validate(name, doc)})
-        return written > 0
+        return self.bulk_add({name: doc}, replace=replace).written > 0
 
     def update(self, name: str, **changes: Any) -> bool:
         """Change some fields of an entry and keep the rest (``schedule=`` replaces the schedule).
@@ -1031,28 +1045,31 @@ class ScheduleStore(ShardedStore):
             raise EntryNotFound(name)
 
     def bulk_add(self, entries: Iterable[tuple[str, Mapping[str, Any]]] | Mapping[str, Mapping[str, Any]],
-                 batch_size: int = 1000) -> BulkResult:
-        """Add or replace many definitions (JSON form), one Lua call per batch.
+                 batch_size: int = 1000, *, replace: bool = False) -> BulkResult:
+        """Add many definitions (JSON form), one Lua call per batch; as :meth:`add`, ``replace`` allows existing names.
 
-        Each batch is validated as a whole before it is written, so an invalid
-        definition stops the call with nothing of its batch written (earlier
-        batches stay written).
+        Each batch is checked as a whole before it is written, so an invalid
+        definition, or an existing name without ``replace``, stops the call
+        with nothing of its batch written (earlier batches stay written).
 
         Raises:
+            EntryExists: naming the first existing entry of a batch, when ``replace`` is false.
             InvalidDefinition: naming the first invalid entry and field.
         """
         items = entries.items() if isinstance(entries, Mapping) else entries
-        written = unchanged = 0
+        result = BulkResult(0, 0)
         batch: dict[str, str] = {}
         for name, definition in items:
             batch[name] = self.validate(name, definition)
             if len(batch) >= batch_size:
-                w, u, _ = self.put_raw(batch)
-                written, unchanged, batch = written + w, unchanged + u, {}
-        if batch:
-            w, u, _ = self.put_raw(batch)
-            written, unchanged = written + w, unchanged + u
-        return BulkResult(written, unchanged)
+                result, batch = self._add_batch(batch, replace, result), {}
+        return self._add_batch(batch, replace, result) if batch else result
+
+    def _add_batch(self, batch: Mapping[str, str], replace: bool, result: BulkResult) -> BulkResult:
+        written, unchanged, existing = self.put_raw(batch, only_new=not replace)
+        if existing:
+            raise EntryExists(existing[0])
+        return BulkResult(result.written + written, result.unchanged + unchanged)
 
     def bulk_remove(self, names: Iterable[str], batch_size: int = 1000) -> int:
         """Remove many entries, one Lua call per batch; returns how many existed."""

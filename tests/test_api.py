@@ -13,7 +13,7 @@ import redis
 from celery import Celery
 from celery.schedules import crontab, schedule, solar
 
-from celerybeatredis import EntryNotFound, InvalidDefinition
+from celerybeatredis import EntryExists, EntryNotFound, InvalidDefinition
 from celerybeatredis.schedulers import RedisScheduler
 from celerybeatredis.store import ScheduleStore
 
@@ -67,12 +67,20 @@ def test_add_accepts_every_schedule_form(api: ScheduleStore) -> None:
     assert api.exists("td") and not api.exists("nope")
 
 
-def test_add_is_an_upsert_that_reports_changes_and_wakes_beat(api: ScheduleStore, client: redis.Redis) -> None:
+def test_add_refuses_an_existing_name_and_replaces_only_when_told(api: ScheduleStore, client: redis.Redis) -> None:
     assert api.add("a", "tasks.a", timedelta(seconds=30)) is True
-    assert api.add("a", "tasks.a", timedelta(seconds=30)) is False
-    assert api.add("a", "tasks.a", timedelta(seconds=60)) is True
+    client.zadd(api.keys.due, {"a": 12345})
+    client.hset(api.keys.total_run_count, "a", 7)
+    with pytest.raises(EntryExists, match="entry 'a' exists; pass replace=True"):
+        api.add("a", "tasks.b", timedelta(seconds=60))
+    assert stored(api, "a") == {"task": "tasks.a", "enabled": True, "interval": {"every": 30, "period": "seconds"}}
+    assert client.zscore(api.keys.due, "a") == 12345
+    assert api.add("a", "tasks.a", timedelta(seconds=30), replace=True) is False
+    assert client.zscore(api.keys.due, "a") == 12345
+    assert api.add("a", "tasks.a", timedelta(seconds=60), replace=True) is True
     assert stored(api, "a")["interval"]["every"] == 1
     assert client.zscore(api.keys.due, "a") == 0
+    assert api.get("a").total_run_count == 7
 
 
 @pytest.mark.parametrize(("args", "kwargs", "field"), [
@@ -139,7 +147,7 @@ def test_disable_refuses_an_unreadable_definition_and_changes_nothing(api: Sched
 def test_edits_compare_and_set_against_the_text_they_read(api: ScheduleStore) -> None:
     api.add("a", "tasks.a", timedelta(seconds=5))
     raw = api.get_raw("a")
-    api.add("a", "tasks.b", timedelta(seconds=5))
+    api.add("a", "tasks.b", timedelta(seconds=5), replace=True)
     assert api.replace_raw([("a", raw, '{"task": "tasks.c", "interval": {"every": 1}}'), ("zz", "", "{}")]) == [0, -1]
     assert stored(api, "a")["task"] == "tasks.b"
 
@@ -227,7 +235,10 @@ def test_bulk_add_writes_in_batches_and_stops_at_the_first_bad_batch(api: Schedu
     docs = [(f"b{i}", {"task": "tasks.a", "interval": {"every": 5, "period": "seconds"}}) for i in range(2500)]
     result = api.bulk_add(docs, batch_size=1000)
     assert (result.written, result.unchanged) == (2500, 0)
-    assert api.bulk_add(docs, batch_size=1000).unchanged == 2500
+    with pytest.raises(EntryExists, match="entry 'b2000' exists"):
+        api.bulk_add([("new-one", docs[0][1]), *docs[2000:]], batch_size=1000)
+    assert not api.exists("new-one")
+    assert api.bulk_add(docs, batch_size=1000, replace=True).unchanged == 2500
     more = [(f"c{i}", {"task": "tasks.a", "interval": {"every": 5, "period": "seconds"}}) for i in range(1500)]
     more[1200] = ("c1200", {"task": "tasks.a", "interval": {"every": 5, "period": "years"}})
     with pytest.raises(InvalidDefinition, match=r"entry 'c1200': field 'interval\.period'"):

@@ -13,7 +13,7 @@ import redis
 from celery import Celery
 
 from celerybeatredis.connection import make_client
-from celerybeatredis.exceptions import CeleryBeatRedisError, EntryNotFound
+from celerybeatredis.exceptions import CeleryBeatRedisError, EntryExists, EntryNotFound
 from celerybeatredis.schedulers import RedisScheduler
 from celerybeatredis.shards import ShardedStore, shard_for
 from celerybeatredis.store import RUN_NOW, RedisStore, ScheduleStore
@@ -63,6 +63,18 @@ def where(client: redis.Redis, tag: str, name: str) -> list[str]:
         if client.hexists(key, name):
             found.append(key.decode().split("}")[0][1:])
     return sorted(found)
+
+
+def test_an_add_that_names_an_existing_entry_writes_nothing_on_any_shard(api: ScheduleStore, client: redis.Redis,
+                                                                         tag: str) -> None:
+    names = [f"job-{i}" for i in range(12)]
+    taken = names[0]
+    api.add(taken, every(10, taken))
+    others = [n for n in names[1:] if shard_for(n, K) != shard_for(taken, K)]
+    with pytest.raises(EntryExists, match=f"entry '{taken}' exists"):
+        api.bulk_add({**{n: every(10, n) for n in others}, taken: every(5, taken)})
+    assert not any(api.find(others)) and api.get(taken).definition == every(10, taken)
+    assert api.bulk_add({**{n: every(10, n) for n in others}, taken: every(5, taken)}, replace=True).written == len(others) + 1
 
 
 def test_every_per_name_call_works_in_the_shard_of_the_name(api: ScheduleStore, client: redis.Redis, tag: str) -> None:
