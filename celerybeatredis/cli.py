@@ -28,7 +28,7 @@ from celery import Celery
 from . import __version__
 from . import migrate as migration
 from .codec import interval_to_json
-from .connection import make_client
+from .connection import make_client, parse_url
 from .demo import demo_command
 from .display import LIST_HEADERS, describe_schedule, last_run, list_row, next_run, size, table
 from .entries import FIELDS, Entry, apply_changes
@@ -82,6 +82,15 @@ class ManageGroup(click.Group):
             raise click.ClickException(f"Redis error: {exc}") from None
 
 
+def _check_url(url: str, cluster: bool) -> str:
+    """A URL the client can be made from; else one line naming ``--url`` (a user error, exit 1)."""
+    try:
+        parse_url(url, cluster)
+    except ValueError as exc:
+        raise click.ClickException(f"--url {mask_url(url)}: {str(exc).removeprefix('redis_scheduler_url: ')}") from None
+    return url
+
+
 def _check_prefix(prefix: str) -> str:
     try:
         Settings(key_prefix=prefix).validate()
@@ -103,7 +112,7 @@ def _check_prefix(prefix: str) -> str:
 @click.pass_context
 def main(ctx: click.Context, url: str, prefix: str, shards: int, cluster: bool) -> None:
     """Manage a celerybeat-redis schedule."""
-    ctx.obj = Context(url, _check_prefix(prefix), shards=shards, cluster=cluster)
+    ctx.obj = Context(_check_url(url, cluster), _check_prefix(prefix), shards=shards, cluster=cluster)
 
 
 @click.group("schedule", cls=ManageGroup)
@@ -119,7 +128,7 @@ def celery_command(ctx: click.Context, url: str | None, prefix: str | None) -> N
         settings = Settings.from_app(app)
     except ValueError as exc:
         raise click.ClickException(f"the app's settings: {exc}") from None
-    ctx.obj = Context(url or settings.url, _check_prefix(prefix or settings.key_prefix), app,
+    ctx.obj = Context(_check_url(url, settings.cluster) if url else settings.url, _check_prefix(prefix or settings.key_prefix), app,
                       dict(settings.redis_options or {}), settings.shards, settings.cluster)
 
 

@@ -30,6 +30,7 @@ from urllib.parse import unquote, urlsplit
 
 import redis
 from redis.cluster import ClusterNode, RedisCluster
+from redis.connection import parse_url as redis_parse_url
 from redis.sentinel import Sentinel
 
 if TYPE_CHECKING:
@@ -78,6 +79,8 @@ def parse_url(url: str, cluster: bool = False) -> Endpoint:
         url: The ``redis_scheduler_url``.
         cluster: ``redis_scheduler_cluster``: treat a ``redis://`` URL as a cluster node.
     """
+    if "://" not in url:
+        raise ValueError("redis_scheduler_url: not a URL (no '://'); expected e.g. redis://localhost:6379/0")
     scheme = url.partition("://")[0].lower()
     if scheme in CLUSTER_SCHEMES:
         return _parse_cluster(url, CLUSTER_SCHEMES[scheme])
@@ -96,7 +99,18 @@ def parse_url(url: str, cluster: bool = False) -> Endpoint:
         return Endpoint("cluster", ((parts.hostname or "localhost", parts.port or DEFAULT_PORT),),
                         username=_unquote(parts.username) or None, password=_unquote(parts.password),
                         tls=scheme == "rediss")
+    _check_single(url, scheme)
     return Endpoint("single")
+
+
+def _check_single(url: str, scheme: str) -> None:
+    """What redis-py's ``from_url`` would reject or silently read as database 0, as a ``ValueError`` naming the setting."""
+    try:
+        redis_parse_url(url)
+    except ValueError as exc:
+        raise ValueError(f"redis_scheduler_url: {exc}") from None
+    if scheme != "unix":
+        _db(urlsplit(url).path.strip("/"))
 
 
 def make_client(url: str, options: Mapping[str, Any] | None = None, cluster: bool = False) -> Any:

@@ -21,6 +21,7 @@ from collections.abc import Iterator, Mapping
 from datetime import datetime, timezone
 from typing import Any, NamedTuple
 
+import click
 import redis
 from celery import Celery
 from celery.beat import ScheduleEntry, Scheduler, SchedulingError
@@ -98,6 +99,10 @@ class TickClock:
         return self.current
 
 
+class BadSettings(click.ClickException, ValueError):
+    """A setting beat cannot start with: ``celery beat`` prints it as one line and exits with code 1."""
+
+
 class RedisScheduler(Scheduler):
     """A Celery beat scheduler whose schedule lives in Redis.
 
@@ -110,7 +115,10 @@ class RedisScheduler(Scheduler):
     max_interval = 1.0
 
     def __init__(self, app: Celery, *args: Any, **kwargs: Any) -> None:
-        self.settings = Settings.from_app(app)
+        try:
+            self.settings = Settings.from_app(app)
+        except ValueError as exc:
+            raise BadSettings(f"celerybeat-redis: {exc}") from None
         self.clock = TickClock()
         self.codec = Codec(app, nowfun=self.clock.now)
         self.store: ShardedStore | None = None

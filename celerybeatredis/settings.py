@@ -100,22 +100,24 @@ class Settings:
                 redis_options = {k: transport[k] for k in SENTINEL_TRANSPORT_OPTIONS if k in transport}
         prefix = get("redis_scheduler_key_prefix", "CELERY_REDIS_SCHEDULER_KEY_PREFIX")
         defaults = cls()
+
+        def number(name: str, kind: type[int] | type[float]) -> Any:
+            return _number(get(f"redis_scheduler_{name}"), f"redis_scheduler_{name}", kind, getattr(defaults, name))
+
         settings = cls(
             url=str(url),
             key_prefix=str(prefix) if prefix else DEFAULT_PREFIX,
-            batch_size=int(get("redis_scheduler_batch_size") or defaults.batch_size),
-            lease_seconds=float(get("redis_scheduler_lease_seconds") or defaults.lease_seconds),
-            reconcile_batch=int(get("redis_scheduler_reconcile_batch") or defaults.reconcile_batch),
-            reconcile_interval=float(get("redis_scheduler_reconcile_interval") or defaults.reconcile_interval),
-            publish_retry_seconds=float(
-                get("redis_scheduler_publish_retry_seconds") or defaults.publish_retry_seconds
-            ),
+            batch_size=number("batch_size", int),
+            lease_seconds=number("lease_seconds", float),
+            reconcile_batch=number("reconcile_batch", int),
+            reconcile_interval=number("reconcile_interval", float),
+            publish_retry_seconds=number("publish_retry_seconds", float),
             redis_options=redis_options,
             task_allowlist=_names(get("redis_scheduler_task_allowlist"), "redis_scheduler_task_allowlist"),
             cluster=_flag(get("redis_scheduler_cluster")),
-            shards=int(get("redis_scheduler_shards") or defaults.shards),
-            wait_replicas=int(get("redis_scheduler_wait_replicas") or defaults.wait_replicas),
-            wait_timeout=float(get("redis_scheduler_wait_timeout") or defaults.wait_timeout),
+            shards=number("shards", int),
+            wait_replicas=number("wait_replicas", int),
+            wait_timeout=number("wait_timeout", float),
             claim_ahead=_auto_flag(get("redis_scheduler_claim_ahead"), "redis_scheduler_claim_ahead"),
         )
         settings.validate()
@@ -140,6 +142,19 @@ class Settings:
             if getattr(self, name) <= 0:
                 raise ValueError(f"redis_scheduler_{name} must be greater than 0")
         parse_url(self.url, self.cluster)
+
+
+def _number(value: Any, setting: str, kind: type[int] | type[float], default: float) -> Any:
+    """``default`` when unset; else ``value`` as ``kind`` (0 is a value, checked by ``validate``, not "unset")."""
+    if value is None:
+        return default
+    whole = kind is int
+    try:
+        if isinstance(value, bool) or (whole and isinstance(value, float) and not value.is_integer()):
+            raise ValueError
+        return kind(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{setting} must be a {'whole ' if whole else ''}number, not {value!r}") from None
 
 
 def _names(value: Any, setting: str) -> tuple[str, ...]:

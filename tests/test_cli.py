@@ -185,6 +185,20 @@ def test_cannot_reach_redis_is_a_one_line_error(prefix: str) -> None:
     assert "cannot reach Redis at redis://127.0.0.1:" in err
 
 
+@pytest.mark.parametrize(("url", "says"), [
+    ("redis//localhost:6411/1", "not a URL (no '://')"),
+    ("http://localhost:6411/1", "unknown scheme 'http'"),
+    ("redis://localhost:abc/1", "Port could not be cast"),
+    ("redis://localhost:6411/x", "database must be a number, not 'x'"),
+    ("redis://:pw@localhost:99999/1", "Port out of range"),
+])
+def test_a_bad_url_is_one_line_naming_the_option_with_exit_1(prefix: str, url: str, says: str) -> None:
+    err = Cli(url, prefix).fails("list")
+    assert err.startswith("Error: --url ") and says in err
+    assert "pw" not in err
+    assert says in Cli("redis://unused:1/0", prefix).fails("--url", url, "list")
+
+
 def test_password_is_masked_in_errors(prefix: str) -> None:
     err = Cli(f"redis://user:s3cret@127.0.0.1:{free_port()}/0", prefix).fails("stats")
     assert "s3cret" not in err and "****" in err

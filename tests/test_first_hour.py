@@ -1,0 +1,82 @@
+"""What a new user meets first: settings and URLs they mistype, the demo's traces in their app, beat's start-up."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from celery import Celery
+
+from celerybeatredis.settings import Settings
+
+from .processes import CeleryProcess, write_app
+
+#: Every numeric setting, with the lower bound ``validate`` names in its message.
+NUMBERS = [
+    ("redis_scheduler_batch_size", "must be at least 1"),
+    ("redis_scheduler_lease_seconds", "must be greater than 0"),
+    ("redis_scheduler_reconcile_batch", "must be at least 1"),
+    ("redis_scheduler_reconcile_interval", "must be greater than 0"),
+    ("redis_scheduler_publish_retry_seconds", "must be greater than 0"),
+    ("redis_scheduler_shards", "must be at least 1"),
+    ("redis_scheduler_wait_timeout", "must be greater than 0"),
+]
+
+
+@pytest.mark.parametrize(("setting", "bound"), NUMBERS)
+def test_a_setting_of_0_is_rejected_naming_it_not_replaced_by_its_default(setting: str, bound: str) -> None:
+    app = Celery("s", set_as_current=False)
+    app.conf[setting] = 0
+    with pytest.raises(ValueError, match=f"^{setting} {bound}$"):
+        Settings.from_app(app)
+
+
+@pytest.mark.parametrize("value", ["many", True, 2.5, [1]])
+def test_a_setting_that_is_not_a_number_is_rejected_naming_it(value: object) -> None:
+    app = Celery("s", set_as_current=False)
+    app.conf.redis_scheduler_batch_size = value
+    with pytest.raises(ValueError, match=re.escape(f"redis_scheduler_batch_size must be a whole number, not {value!r}")):
+        Settings.from_app(app)
+
+
+def test_numbers_given_as_text_are_read_and_wait_replicas_may_be_0() -> None:
+    app = Celery("s", set_as_current=False)
+    app.conf.update(redis_scheduler_batch_size="250", redis_scheduler_lease_seconds="7.5", redis_scheduler_wait_replicas=0)
+    settings = Settings.from_app(app)
+    assert (settings.batch_size, settings.lease_seconds, settings.wait_replicas) == (250, 7.5, 0)
+
+
+@pytest.mark.parametrize(("conf", "says"), [
+    ('redis_scheduler_url = "redis//localhost:6411/1"', "redis_scheduler_url: not a URL (no '://')"),
+    ('redis_scheduler_url = "http://localhost:6411/1"', "redis_scheduler_url: unknown scheme 'http'"),
+    ("redis_scheduler_batch_size = 0", "redis_scheduler_batch_size must be at least 1"),
+])
+def test_beat_with_a_bad_setting_prints_one_line_and_exits_1(tmp_path: Path, redis_url: str, prefix: str,
+                                                            conf: str, says: str) -> None:
+    write_app(tmp_path, f"{redis_url}/1", f"{redis_url}/0", prefix, extra=f"app.conf.{conf}\n")
+    beat = CeleryProcess.beat(tmp_path)
+    code = beat.process.wait(60)
+    beat.stop()
+    output = beat.output()
+    assert code == 1, output
+    assert "Traceback" not in output, output
+    errors = [line for line in output.splitlines() if line.startswith("Error:")]
+    assert errors == [f"Error: celerybeat-redis: {says}" + errors[0].partition(says)[2]], output
+    assert len(errors[0]) < 200
+
+
+def test_the_demo_registers_nothing_in_a_users_app() -> None:
+    """The ``celery`` command loads the plugin (the CLI) in every worker; the demo's task must not come along."""
+    code = (
+        "from celery import Celery\n"
+        "import celerybeatredis.cli, celerybeatredis.demo\n"
+        "app = Celery('proj', set_as_current=False)\n"
+        "app.finalize()\n"
+        "print(sorted(name for name in app.tasks if name.startswith('celerybeatredis')))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
