@@ -42,6 +42,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 #: Runs at least this long get a progress bar.
 PROGRESS_FROM = 2000
+CRON_FIELDS = ("minute", "hour", "day_of_month", "month_of_year", "day_of_week")
 STATUSES = ("scheduled", "pending", "run-now", "disabled", "finished", "invalid")
 
 
@@ -355,21 +356,26 @@ def definition_options(func: F) -> F:
     return func
 
 
-def _changes(flags: dict[str, Any], current_options: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The definition fields the shared flags set."""
+def _changes(flags: dict[str, Any], current: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The definition fields the shared flags set; on an edit (``current``), nothing they do not name changes."""
     changes: dict[str, Any] = {}
     kinds = [k for k in ("every", "cron", "at", "solar") if flags.get(k)]
     if len(kinds) > 1:
         raise click.UsageError(f"give one schedule, not --{' and --'.join(kinds)}")
-    if flags.get("cron_zone") and not flags.get("cron"):
-        raise click.UsageError("--timezone goes with --cron")
+    current = current or {}
+    current_cron = current.get("crontab") if isinstance(current.get("crontab"), dict) else None
+    if flags.get("cron_zone") and not flags.get("cron") and current_cron is None:
+        raise click.UsageError("--timezone goes with --cron (or edits the time zone of a crontab entry)")
     if flags.get("every"):
         changes["schedule"] = {"interval": interval_to_json(parse_duration(flags["every"]))}
-    elif flags.get("cron"):
-        parts = flags["cron"].split()
-        if len(parts) != 5:
-            raise click.ClickException(f"--cron: {flags['cron']!r} needs five fields: minute hour day-of-month month day-of-week")
-        spec: dict[str, Any] = dict(zip(("minute", "hour", "day_of_month", "month_of_year", "day_of_week"), parts))
+    elif flags.get("cron") or flags.get("cron_zone"):
+        spec = dict(current_cron or {})
+        if flags.get("cron"):
+            parts = flags["cron"].split()
+            if len(parts) != 5:
+                raise click.ClickException(
+                    f"--cron: {flags['cron']!r} needs five fields: minute hour day-of-month month day-of-week")
+            spec = {**dict(zip(CRON_FIELDS, parts)), **({"timezone": spec["timezone"]} if "timezone" in spec else {})}
         if flags.get("cron_zone"):
             spec["timezone"] = flags["cron_zone"]
         changes["schedule"] = {"crontab": spec}
@@ -385,7 +391,7 @@ def _changes(flags: dict[str, Any], current_options: dict[str, Any] | None = Non
         if value is not None:
             changes[name] = value
     if flags.get("queue"):
-        options = changes.get("options", current_options or {})
+        options = changes.get("options", current.get("options") or {})
         changes["options"] = {**(options if isinstance(options, dict) else {}), "queue": flags["queue"]}
     for flag, name in (("description", "description"), ("max_runs", "max_run_count"), ("one_off", "one_off"),
                        ("relative", "relative"), ("start_time", "start_time"), ("expires", "expires")):
@@ -447,8 +453,7 @@ def edit_command(obj: Context, name: str, definition_json: str | None, sets: tup
             raise click.ClickException("--json: the definition must be a JSON object")
         changed = store.replace(name, doc)
     elif has_flags or sets or unsets:
-        current_options = (entry.definition or {}).get("options")
-        changes = _changes(flags, current_options if isinstance(current_options, dict) else None)
+        changes = _changes(flags, entry.definition)
         for item in sets:
             field_name, sep, value = item.partition("=")
             if not sep or not field_name:

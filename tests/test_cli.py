@@ -227,6 +227,22 @@ def test_edit_with_flags_set_and_unset_keeps_other_fields(cli: Cli, api: Schedul
     assert "e unchanged" in cli.ok("edit", "e", "--set", "args=[1]")
 
 
+def test_edit_of_the_cron_keeps_its_time_zone_and_timezone_alone_changes_only_the_zone(cli: Cli, api: ScheduleStore) -> None:
+    cli.ok("add", "nightly", "--task", "tasks.report", "--cron", "0 3 * * *", "--timezone", "Europe/Berlin")
+    assert "daily at 03:00 (Europe/Berlin)" in cli.ok("show", "nightly")
+    cli.ok("edit", "nightly", "--cron", "0 4 * * *")
+    assert doc(api, "nightly")["crontab"] == {"minute": "0", "hour": "4", "day_of_month": "*", "month_of_year": "*",
+                                              "day_of_week": "*", "timezone": "Europe/Berlin"}
+    assert "daily at 04:00 (Europe/Berlin)" in cli.ok("show", "nightly")
+    cli.ok("edit", "nightly", "--timezone", "Asia/Tokyo")
+    assert doc(api, "nightly")["crontab"]["timezone"] == "Asia/Tokyo" and doc(api, "nightly")["crontab"]["hour"] == "4"
+    cli.ok("edit", "nightly", "--cron", "30 5 * * 1", "--timezone", "UTC")
+    assert doc(api, "nightly")["crontab"] == {"minute": "30", "hour": "5", "day_of_month": "*", "month_of_year": "*",
+                                              "day_of_week": "1", "timezone": "UTC"}
+    api.add("ping", "tasks.ping", timedelta(seconds=30))
+    assert "--timezone goes with --cron" in cli.fails("edit", "ping", "--timezone", "UTC", code=2)
+
+
 def test_edit_with_json_and_in_the_editor(cli: Cli, api: ScheduleStore) -> None:
     api.add("e", "tasks.old", timedelta(seconds=5), description="keep")
     cli.ok("edit", "e", "--json", '{"task": "tasks.new", "interval": {"every": 1, "period": "minutes"}}')
