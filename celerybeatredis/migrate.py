@@ -302,7 +302,7 @@ def migrate(source: Source, store: ScheduleStore, found: Plan, delete_old: bool 
                     group.append(old)
                 except InvalidDefinition as exc:
                     result.problems.append(f"old key {old.key!r}: {exc.reason} (changed since the first pass)")
-            written, unchanged, skipped = store.put_raw(texts, static=static)
+            written, unchanged, skipped, _ = store.put_raw(texts, static=static)
             result.written += written
             result.unchanged += unchanged
             result.skipped += skipped

@@ -242,11 +242,16 @@ class RedisScheduler(Scheduler):
         written = 0
         for i in range(0, len(names), STATIC_CHUNK):
             chunk = {n: documents[n] for n in names[i : i + STATIC_CHUNK]}
-            w, _, skipped = self.store.put_raw(chunk, static=True)
-            written += w
-            for name in skipped:
+            done = self.store.put_raw(chunk, static=True)
+            written += done.written
+            for name in done.skipped:
                 logger.warning(
                     "beat: beat_schedule entry %r not synced: a dynamic entry of that name exists in Redis", name
+                )
+            for name in done.overwritten:
+                logger.warning(
+                    "beat: beat_schedule entry %r overwrote its definition in Redis, which had been changed there; "
+                    "edit beat_schedule, or use another name for an entry managed in Redis", name
                 )
         stale = [n for n in self.store.iter_static_names() if n not in documents and n not in rejected]
         for i in range(0, len(stale), STATIC_CHUNK):

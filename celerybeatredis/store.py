@@ -101,6 +101,11 @@ class Keys:
         return self._key("statics")
 
     @property
+    def static_digest(self) -> str:
+        """Hash: static entry name -> first 12 hex of the SHA-1 of the definition ``beat_schedule`` last wrote."""
+        return self._key("static_digest")
+
+    @property
     def invalid(self) -> str:
         """Hash: entry name -> why its definition was rejected."""
         return self._key("invalid")
@@ -128,10 +133,10 @@ class Keys:
             "reconcile": [
                 self.schedule, self.due, self.digest, self.meta, self.total_run_count, self.last_run_at, self.invalid,
             ],
-            "upsert": [self.schedule, self.due, self.statics],
+            "upsert": [self.schedule, self.due, self.statics, self.static_digest],
             "remove": [
                 self.schedule, self.due, self.total_run_count, self.last_run_at, self.digest, self.invalid,
-                self.statics,
+                self.statics, self.static_digest,
             ],
             "run_now": [self.schedule, self.due],
             "replace": [self.schedule, self.due],
@@ -140,6 +145,17 @@ class Keys:
             "adopt": [self.schedule, self.due, self.total_run_count, self.last_run_at, self.digest, self.statics],
         }
         return layout[script]
+
+
+class Upserted(NamedTuple):
+    """What upsert.lua did with a batch of definitions."""
+
+    written: int
+    unchanged: int
+    #: Not written: a dynamic entry of that name (static mode), or an existing name ("new" mode).
+    skipped: list[str]
+    #: Static entries whose definition had been changed in Redis since beat_schedule wrote it, now overwritten.
+    overwritten: list[str]
 
 
 class Claimed(NamedTuple):
@@ -463,24 +479,20 @@ class RedisStore:
 
     # --- writing definitions ---------------------------------------------------
 
-    def put_raw(self, definitions: Mapping[str, str], static: bool = False, only_new: bool = False) -> tuple[int, int, list[str]]:
+    def put_raw(self, definitions: Mapping[str, str], static: bool = False, only_new: bool = False) -> Upserted:
         """Store definition JSON texts as they are (callers validate first).
 
         Args:
+            static: Write them as ``beat_schedule`` entries (see upsert.lua).
             only_new: Write nothing if any of the names exists (they come back as skipped).
-
-        Returns:
-            ``(written, unchanged, skipped)``; ``skipped`` lists names not written in
-            static mode because a dynamic entry of that name exists, or with ``only_new``
-            the names that exist.
         """
         args: list[str] = ["new" if only_new else "static" if static else "dynamic"]
         for name, text in definitions.items():
             args += [name, text]
         if len(args) == 1:
-            return 0, 0, []
-        reply = self._run("upsert", args)
-        return int(reply[0]), int(reply[1]), [name_text(n) for n in reply[2:]]
+            return Upserted(0, 0, [], [])
+        written, unchanged, skipped, overwritten = self._run("upsert", args)
+        return Upserted(int(written), int(unchanged), [name_text(n) for n in skipped], [name_text(n) for n in overwritten])
 
     def remove_names(self, names: Iterable[str]) -> int:
         """Remove entries and all their state; returns how many existed."""
@@ -625,7 +637,8 @@ class RedisStore:
     def all_keys(self) -> list[str]:
         """Every key the schedule may use."""
         k = self.keys
-        return [k.schedule, k.due, k.total_run_count, k.last_run_at, k.statics, k.invalid, k.digest, k.meta]
+        return [k.schedule, k.due, k.total_run_count, k.last_run_at, k.statics, k.static_digest, k.invalid, k.digest,
+                k.meta]
 
     def drop(self) -> int:
         """Delete the whole schedule (every key of it); returns how many keys existed."""
@@ -782,7 +795,7 @@ class ShardedStore:
 
     # --- writing -------------------------------------------------------------------
 
-    def put_raw(self, definitions: Mapping[str, str], static: bool = False, only_new: bool = False) -> tuple[int, int, list[str]]:
+    def put_raw(self, definitions: Mapping[str, str], static: bool = False, only_new: bool = False) -> Upserted:
         """``RedisStore.put_raw`` for entries of any shard; one script call per shard touched.
 
         With ``only_new`` on several shards, existing names are looked up on every shard
@@ -792,14 +805,13 @@ class ShardedStore:
         if only_new and self.shards > 1:
             existing = [n for n, e in zip(definitions, self.entry_states(list(definitions))) if e is not None]
             if existing:
-                return 0, 0, existing
-        written = unchanged = 0
-        skipped: list[str] = []
+                return Upserted(0, 0, existing, [])
+        total = Upserted(0, 0, [], [])
         for index, names in self.group(definitions).items():
-            w, u, s = self.stores[index].put_raw({n: definitions[n] for n in names}, static=static, only_new=only_new)
-            written, unchanged = written + w, unchanged + u
-            skipped += s
-        return written, unchanged, skipped
+            part = self.stores[index].put_raw({n: definitions[n] for n in names}, static=static, only_new=only_new)
+            total = Upserted(total.written + part.written, total.unchanged + part.unchanged,
+                             total.skipped + part.skipped, total.overwritten + part.overwritten)
+        return total
 
     def remove_names(self, names: Iterable[str]) -> int:
         """Remove entries and all their state; returns how many existed."""
@@ -1066,10 +1078,10 @@ class ScheduleStore(ShardedStore):
         return self._add_batch(batch, replace, result) if batch else result
 
     def _add_batch(self, batch: Mapping[str, str], replace: bool, result: BulkResult) -> BulkResult:
-        written, unchanged, existing = self.put_raw(batch, only_new=not replace)
-        if existing:
-            raise EntryExists(existing[0])
-        return BulkResult(result.written + written, result.unchanged + unchanged)
+        done = self.put_raw(batch, only_new=not replace)
+        if done.skipped:
+            raise EntryExists(done.skipped[0])
+        return BulkResult(result.written + done.written, result.unchanged + done.unchanged)
 
     def bulk_remove(self, names: Iterable[str], batch_size: int = 1000) -> int:
         """Remove many entries, one Lua call per batch; returns how many existed."""

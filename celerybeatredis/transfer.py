@@ -122,7 +122,7 @@ def import_batch(store: ScheduleStore, records: list[Record], result: ImportResu
     result.restored += store.restore_state(states)
     for static in (False, True):
         texts = {r.name: r.text for r in records if r.static is static}
-        written, unchanged, skipped = store.put_raw(texts, static=static)
+        written, unchanged, skipped, _ = store.put_raw(texts, static=static)
         result.written += written
         result.unchanged += unchanged
         result.skipped += skipped

@@ -1,5 +1,5 @@
 --[[
-  Remove entries: definition, due time, run state, digest, quarantine, static mark.
+  Remove entries: definition, due time, run state, digest, quarantine, static mark and digest.
 
   KEYS[1]  {T}:schedule         hash
   KEYS[2]  {T}:due              zset
@@ -8,6 +8,7 @@
   KEYS[5]  {T}:digest           hash
   KEYS[6]  {T}:invalid          hash
   KEYS[7]  {T}:statics          set
+  KEYS[8]  {T}:static_digest    hash
 
   ARGV     names
 
@@ -20,5 +21,6 @@ for _, name in ipairs(ARGV) do
   rcall('ZREM', KEYS[2], name)
   for k = 3, 6 do rcall('HDEL', KEYS[k], name) end
   rcall('SREM', KEYS[7], name)
+  rcall('HDEL', KEYS[8], name)
 end
 return removed

@@ -3,34 +3,39 @@
 
   A changed or new definition gets score 0 in {T}:due; an unchanged one keeps
   its score. In "static" mode (entries from beat_schedule) a name that
-  already exists as a dynamic entry is skipped, and written names join
-  {T}:statics. In "new" mode nothing is written if any name exists: those
-  names come back as skipped (an add never replaces an entry).
+  already exists as a dynamic entry is skipped, written names join
+  {T}:statics, and {T}:static_digest records what was written, so that the
+  next sync can tell an edit made in Redis (overwritten, and reported) from a
+  change of beat_schedule. In "new" mode nothing is written if any name
+  exists: those names come back as skipped (an add never replaces an entry).
 
-  KEYS[1]  {T}:schedule  hash
-  KEYS[2]  {T}:due       zset
-  KEYS[3]  {T}:statics   set
+  KEYS[1]  {T}:schedule       hash
+  KEYS[2]  {T}:due            zset
+  KEYS[3]  {T}:statics        set
+  KEYS[4]  {T}:static_digest  hash
 
   ARGV[1]  "static", "dynamic" or "new"
   ARGV[2..] pairs: name, definition JSON
 
-  Returns  {written, unchanged, skipped name, ...}
+  Returns  {written, unchanged, {skipped name, ...}, {overwritten name, ...}}
 ]]
-local schedule, due, statics = KEYS[1], KEYS[2], KEYS[3]
+local schedule, due, statics, static_digest = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local rcall = redis.call
-local static = ARGV[1] == 'static'
+local mode = ARGV[1]
+local static = mode == 'static'
 
-local written, unchanged, skipped = 0, 0, {}
-if ARGV[1] == 'new' then
+local function short_digest(text)
+  return string.sub(redis.sha1hex(text), 1, 12)
+end
+
+local written, unchanged, skipped, overwritten = 0, 0, {}, {}
+if mode == 'new' then
   for i = 2, #ARGV, 2 do
     if rcall('HEXISTS', schedule, ARGV[i]) == 1 then skipped[#skipped + 1] = ARGV[i] end
   end
-  if #skipped > 0 then
-    local out = {0, 0}
-    for _, name in ipairs(skipped) do out[#out + 1] = name end
-    return out
-  end
+  if #skipped > 0 then return {0, 0, skipped, overwritten} end
 end
+
 for i = 2, #ARGV, 2 do
   local name, definition = ARGV[i], ARGV[i + 1]
   local old = rcall('HGET', schedule, name)
@@ -38,6 +43,10 @@ for i = 2, #ARGV, 2 do
     skipped[#skipped + 1] = name
   else
     if old ~= definition then
+      if static and old then
+        local recorded = rcall('HGET', static_digest, name)
+        if recorded and recorded ~= short_digest(old) then overwritten[#overwritten + 1] = name end
+      end
       rcall('HSET', schedule, name, definition)
       local score = rcall('ZSCORE', due, name)
       if not score or tonumber(score) > 0 then
@@ -50,9 +59,10 @@ for i = 2, #ARGV, 2 do
       end
       unchanged = unchanged + 1
     end
-    if static then rcall('SADD', statics, name) end
+    if static then
+      rcall('SADD', statics, name)
+      rcall('HSET', static_digest, name, short_digest(definition))
+    end
   end
 end
-local out = {written, unchanged}
-for _, name in ipairs(skipped) do out[#out + 1] = name end
-return out
+return {written, unchanged, skipped, overwritten}

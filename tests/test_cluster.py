@@ -61,7 +61,7 @@ def test_cluster_urls_and_the_cluster_setting_make_cluster_clients(redis_cluster
 
 def test_every_store_call_works_on_a_cluster(cluster_client: RedisCluster, prefix: str) -> None:
     store = RedisStore(cluster_client, prefix)
-    assert store.put_raw({"a": EVERY_10S, "b": EVERY_10S, "bad": "{"}, static=True) == (3, 0, [])
+    assert store.put_raw({"a": EVERY_10S, "b": EVERY_10S, "bad": "{"}, static=True) == (3, 0, [], [])
     assert store.count() == 3 and sorted(store.iter_static_names()) == ["a", "b", "bad"]
     step = store.reconcile_step(100)
     assert step.seen == 3

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import re
 import subprocess
 import sys
@@ -10,7 +12,9 @@ from pathlib import Path
 import pytest
 from celery import Celery
 
+from celerybeatredis.schedulers import RedisScheduler
 from celerybeatredis.settings import Settings
+from celerybeatredis.store import RedisStore
 
 from .processes import CeleryProcess, write_app
 
@@ -80,3 +84,34 @@ def test_the_demo_registers_nothing_in_a_users_app() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_beat_warns_when_its_beat_schedule_overwrites_or_cannot_apply_an_entry_changed_in_redis(
+        app: Celery, store: RedisStore, caplog: pytest.LogCaptureFixture) -> None:
+    app.conf.beat_schedule = {
+        "report-every-30s": {"task": "tasks.report", "schedule": 30.0},
+        "ping-every-10s": {"task": "tasks.ping", "schedule": 10.0},
+    }
+    start_beat(app)
+    edited = json.dumps({"task": "tasks.report", "interval": {"every": 5, "period": "seconds"}})
+    store.client.hset(store.keys.schedule, "report-every-30s", edited)  # as the old README's recipe did
+    store.client.srem(store.keys.statics, "ping-every-10s")  # a dynamic entry of a beat_schedule name
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="celerybeatredis.schedulers"):
+        start_beat(app)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("'report-every-30s' overwrote its definition in Redis" in w for w in warnings), warnings
+    assert any("'ping-every-10s' not synced: a dynamic entry" in w for w in warnings), warnings
+    assert json.loads(store.get_raw("report-every-30s") or b"")["interval"] == {"every": 30.0, "period": "seconds"}
+    app.conf.beat_schedule["report-every-30s"]["schedule"] = 60.0  # a change of beat_schedule itself
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="celerybeatredis.schedulers"):
+        start_beat(app)
+    assert not any("report-every-30s" in r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING)
+
+
+def start_beat(app: Celery) -> None:
+    """What ``celery beat`` does at start, in this process: the beat_schedule sync."""
+    scheduler = RedisScheduler(app, lazy=True)
+    scheduler.setup_schedule()
+    scheduler.close()

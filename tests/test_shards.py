@@ -61,7 +61,7 @@ def test_calls_are_routed_to_the_shard_of_each_name(client: redis.Redis, prefix:
     tag = prefix.rstrip(":")
     sharded = ShardedStore(client, prefix, shards=3)
     names = [f"e{i}" for i in range(30)]
-    assert sharded.put_raw(dict.fromkeys(names, EVERY_10S), static=True) == (30, 0, [])
+    assert sharded.put_raw(dict.fromkeys(names, EVERY_10S), static=True) == (30, 0, [], [])
     for name in names:
         assert client.hget(f"{{{tag}:{shard_for(name, 3)}}}:schedule", name) == EVERY_10S.encode()
         assert sharded.store_for(name) is sharded.stores[shard_for(name, 3)]
