@@ -17,6 +17,7 @@ setup(
     long_description=(HERE / "README.rst").read_text(encoding="utf-8"),
     long_description_content_type="text/x-rst",
     license="Apache-2.0",
+    license_files=["LICENSE"],
     python_requires=">=3.9",
     packages=["celerybeatredis", "celerybeatredis.lua"],
     package_dir={"celerybeatredis.lua": "lua"},

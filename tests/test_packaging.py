@@ -20,6 +20,8 @@ def test_wheel_ships_and_finds_the_lua_scripts(tmp_path: Path) -> None:
     (wheel,) = tmp_path.glob("celerybeat_redis-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert {f"celerybeatredis/lua/{n}.lua" for n in SCRIPT_NAMES} <= set(names)
+    (licence,) = [n for n in names if n.endswith("LICENSE") and ".dist-info/" in n]
+    assert "Apache License" in zipfile.ZipFile(wheel).read(licence).decode()
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
     probe = (
