@@ -12,7 +12,7 @@ from celerybeatredis import __version__  # noqa: E402
 
 project = "celerybeat-redis"
 author = "celerybeat-redis contributors"
-copyright = "celerybeat-redis contributors"  # noqa: A001
+copyright = "celerybeat-redis contributors"
 release = __version__
 version = __version__
 
