@@ -409,7 +409,7 @@ def parse_solar(spec: Any, nowfun: NowFun | None = None, app: Celery | None = No
     try:
         return solar(event, coords["latitude"], coords["longitude"], nowfun=nowfun, app=app)
     except ImportError:
-        raise InvalidDefinition("solar", "solar schedules need the 'ephem' package: pip install 'celerybeat-redis[solar]'") from None
+        raise InvalidDefinition("solar", "solar schedules need the 'ephem' package: pip install ephem") from None
 
 
 def parse_clocked(spec: Any) -> datetime:

