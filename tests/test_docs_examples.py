@@ -40,6 +40,7 @@ server, with the quick start's project files in its directory.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import pty
@@ -190,9 +191,11 @@ def normalized(output: str) -> str:
     return "".join(line + "\n" for line in lines)
 
 
-def assert_output(where: str, command: str, expected: str, actual: str) -> None:
-    assert output_pattern(expected).fullmatch(normalized(actual)), (
-        f"{where}: {command!r} printed:\n{actual}\nexpected:\n{expected}")
+def assert_output(where: str, command: str, expected: str, actual: str, rewritten: str | None = None) -> None:
+    """``actual`` matches ``expected`` as printed, or with the address rewritten (a program may print either)."""
+    candidates = [expected] if rewritten is None else [expected, rewritten]
+    assert any(output_pattern(c).fullmatch(normalized(actual)) for c in candidates), (
+        f"{where}: {command!r} printed:\n{actual}\nexpected:\n{candidates[-1]}")
 
 
 def run_in_terminal(command: str, cwd: Path, env: dict[str, str]) -> tuple[int, str]:
@@ -240,16 +243,16 @@ class Background:
 
     def wait_for(self, where: str, expected: str) -> None:
         """Wait until every line of ``expected`` matches a line of the log (indentation aside)."""
-        patterns = [output_pattern(line.strip()) for line in expected.splitlines() if line.strip()]
+        patterns = {line.strip(): output_pattern(line.strip()) for line in expected.splitlines() if line.strip()}
         deadline = time.monotonic() + OUTPUT_TIMEOUT
         while True:
             lines = [line.strip() + "\n" for line in self.output().splitlines()]
-            missing = [p.pattern for p in patterns if not any(p.fullmatch(line) for line in lines)]
+            missing = [text for text, p in patterns.items() if not any(p.fullmatch(line) for line in lines)]
             if not missing:
                 return
             if self.process.poll() is not None or time.monotonic() > deadline:
                 state = "exited" if self.process.poll() is not None else f"after {OUTPUT_TIMEOUT}s"
-                raise AssertionError(f"{where}: {self.command!r} ({state}) never printed\n{expected}\n"
+                raise AssertionError(f"{where}: {self.command!r} ({state}) never printed\n" + "\n".join(missing) + "\n"
                                      f"its output:\n{self.output()[-6000:]}")
             time.sleep(0.2)
 
@@ -339,8 +342,8 @@ class Runner:
         namespace: dict[str, object] = {}
         exec(compile(source, block.where, "exec"), namespace)
         settings = {k: v for k, v in namespace.items() if not k.startswith("__")}
-        known = set(re.findall(r'"((?:redis_scheduler|CELERY_REDIS_SCHEDULER)_\w+)"',
-                               (ROOT / "celerybeatredis" / "settings.py").read_text()))
+        known = {f"redis_scheduler_{f.name}" for f in dataclasses.fields(Settings)}
+        known |= set(re.findall(r'"(CELERY_REDIS_SCHEDULER_\w+)"', (ROOT / "celerybeatredis" / "settings.py").read_text()))
         celery_names = {key.lower() for key in Celery(set_as_current=False).conf.keys()}
         unknown = [k for k in settings if k not in known and k.lower() not in celery_names]
         assert not unknown, f"{block.where}: not a setting: {unknown}"
@@ -365,7 +368,7 @@ class Runner:
             self.count(f"text output of {block.argument}")
             return
         assert self.last_output is not None, f"{block.where}: no python block ran before this output"
-        assert_output(block.where, "the python block before", expected, self.last_output)
+        assert_output(block.where, "the python block before", block.text, self.last_output, expected)
         self.count("text output of python")
 
     def run_json(self, block: Block) -> None:
@@ -423,7 +426,7 @@ class Runner:
         want = int(block.argument) if block.kind == "exit" else 0
         assert code == want, f"{where}: exit {code}, not {want}; output:\n{output}"
         if expected:
-            assert_output(where, command, self.rewrite(expected), output)
+            assert_output(where, command, expected, output, self.rewrite(expected))
         self.count(f"console {words[0]}")
 
     @staticmethod
