@@ -21,7 +21,7 @@ setup(
     license="Apache-2.0",
     license_files=["LICENSE"],
     python_requires=">=3.9",
-    packages=["celerybeatredis", "celerybeatredis.lua"],
+    packages=["celerybeatredis", "celerybeatredis.cli", "celerybeatredis.lua"],
     package_dir={"celerybeatredis.lua": "lua"},
     package_data={"celerybeatredis": ["py.typed"], "celerybeatredis.lua": ["*.lua"]},
     include_package_data=False,

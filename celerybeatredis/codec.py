@@ -16,21 +16,16 @@ from collections import OrderedDict
 from collections.abc import Hashable, Mapping
 from datetime import datetime, timedelta, timezone
 from types import MappingProxyType
-from typing import Any, Callable, NamedTuple
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from typing import Any, NamedTuple
 
 import orjson
 from celery import Celery
-from celery.schedules import BaseSchedule, crontab, schedstate, schedule, solar
+from celery.schedules import BaseSchedule, schedule
 
+from .checks import MESSAGE_DATE_OPTIONS
 from .exceptions import InvalidDefinition
-
-SCHEDULE_KINDS = ("interval", "crontab", "solar", "clocked")
-PERIODS = ("days", "hours", "minutes", "seconds", "microseconds")
-CRON_FIELDS = ("minute", "hour", "day_of_week", "day_of_month", "month_of_year")
-MESSAGE_DATE_OPTIONS = ("eta", "expires")
-
-NowFun = Callable[[], datetime]
+from .fields import BY_NAME, COMMON_FIELDS, COMMON_MEMBERS, FIELDS, OPTIONAL_MEMBERS
+from .kinds import KINDS, NowFun, kind_to_json
 
 
 class Definition(NamedTuple):
@@ -58,40 +53,7 @@ class Definition(NamedTuple):
     @property
     def runs_once(self) -> bool:
         """Whether the entry is finished after its first run."""
-        return self.one_off or self.kind == "clocked"
-
-
-class ZonedCrontab(crontab):
-    """A crontab evaluated in its own IANA time zone instead of the app's."""
-
-    def __init__(self, *args: Any, zone: str | None = None, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.zone = zone
-
-    @property
-    def tz(self) -> Any:
-        """The entry's own zone, else the app's."""
-        return ZoneInfo(self.zone) if self.zone else self.app.timezone
-
-
-class clocked(BaseSchedule):
-    """One run at a fixed time; the scheduler retires the entry after it."""
-
-    def __init__(self, run_at: datetime, nowfun: NowFun | None = None, app: Celery | None = None) -> None:
-        super().__init__(nowfun=nowfun, app=app)
-        self.run_at = run_at
-
-    def remaining_estimate(self, last_run_at: datetime) -> timedelta:
-        """Time left until ``run_at``."""
-        return self.run_at - self.now()
-
-    def is_due(self, last_run_at: datetime) -> schedstate:
-        """Due once ``run_at`` has passed."""
-        rem = self.remaining_estimate(last_run_at).total_seconds()
-        return schedstate(rem <= 0, max(rem, 0.0))
-
-    def __repr__(self) -> str:
-        return f"<clocked: {self.run_at.isoformat()}>"
+        return self.one_off or KINDS[self.kind].runs_once
 
 
 #: Hex digits of a definition's SHA-1 that ``{T}:digest`` keeps (48 bits: an edit is missed only if its
@@ -150,56 +112,19 @@ class Codec:
         task = doc.get("task")
         if not isinstance(task, str) or not task.strip():
             raise InvalidDefinition("task", "is required and must be a non-empty string")
-        kinds = [k for k in SCHEDULE_KINDS if doc.get(k) is not None]
+        kinds = [k for k in KINDS if doc.get(k) is not None]
         if len(kinds) != 1:
             found = ", ".join(kinds) if kinds else "none"
-            raise InvalidDefinition("schedule", f"exactly one of {', '.join(SCHEDULE_KINDS)} is required (found {found})")
+            raise InvalidDefinition("schedule", f"exactly one of {', '.join(KINDS)} is required (found {found})")
         kind = kinds[0]
-        present = _OPTIONAL_MEMBERS.intersection(doc)
-        relative = _bool(doc, "relative", False) if "relative" in present else False
+        present = OPTIONAL_MEMBERS.intersection(doc)
+        relative = doc.get("relative") is not None and BY_NAME["relative"].read(doc["relative"])
         sched = self._schedule(kind, doc[kind], relative)
         if not present:
             return Definition(task, kind, sched, (), {}, {})
-        args = doc.get("args")
-        if args is None:
-            args = []
-        if not isinstance(args, list):
-            raise InvalidDefinition("args", f"must be a JSON array, not {_json_type(args)}")
-        kwargs = doc.get("kwargs")
-        if kwargs is None:
-            kwargs = {}
-        if not isinstance(kwargs, dict):
-            raise InvalidDefinition("kwargs", f"must be a JSON object, not {_json_type(kwargs)}")
-        enabled = _bool(doc, "enabled", True) if "enabled" in present else True
-        if present <= _COMMON_MEMBERS:  # relative, args, kwargs, enabled: nothing more to read
-            return Definition(task, kind, sched, tuple(args), kwargs, {}, enabled)
-        max_run_count = doc.get("max_run_count")
-        if max_run_count is not None and (
-            not isinstance(max_run_count, int) or isinstance(max_run_count, bool) or max_run_count < 1
-        ):
-            raise InvalidDefinition("max_run_count", "must be a positive integer or null")
-        description = doc.get("description") or ""
-        if not isinstance(description, str):
-            raise InvalidDefinition("description", "must be a string")
-        seed_count = doc.get("total_run_count")
-        if seed_count is not None and (not isinstance(seed_count, int) or isinstance(seed_count, bool) or seed_count < 0):
-            raise InvalidDefinition("total_run_count", "must be a non-negative integer")
-        return Definition(
-            task=task,
-            kind=kind,
-            schedule=sched,
-            args=tuple(args),
-            kwargs=kwargs,
-            options=_options(doc.get("options")),
-            enabled=enabled,
-            start_time=_date_field(doc, "start_time"),
-            expires=_date_field(doc, "expires"),
-            one_off=_bool(doc, "one_off", False),
-            max_run_count=max_run_count,
-            description=description,
-            seed_total_run_count=seed_count,
-            seed_last_run_at=_date_field(doc, "last_run_at"),
-        )
+        fields = COMMON_FIELDS if present <= COMMON_MEMBERS else FIELDS
+        values = {f.attr: f.read(doc[f.name]) for f in fields if f.attr and doc.get(f.name) is not None}
+        return Definition(task, kind, sched, **values)
 
     def _schedule(self, kind: str, spec: Any, relative: bool) -> BaseSchedule:
         key = _schedule_key(kind, spec, relative)
@@ -214,13 +139,7 @@ class Codec:
         return built
 
     def _build_schedule(self, kind: str, spec: Any, relative: bool) -> BaseSchedule:
-        if kind == "interval":
-            return schedule(parse_interval(spec), relative=relative, nowfun=self.nowfun, app=self.app)
-        if kind == "crontab":
-            return parse_crontab(spec, nowfun=self.nowfun, app=self.app)
-        if kind == "solar":
-            return parse_solar(spec, nowfun=self.nowfun, app=self.app)
-        return clocked(parse_clocked(spec), nowfun=self.nowfun, app=self.app)
+        return KINDS[kind].build(spec, relative, self.nowfun, self.app)
 
 
 def _schedule_key(kind: str, spec: Any, relative: bool) -> Hashable:
@@ -243,15 +162,6 @@ def _schedule_key(kind: str, spec: Any, relative: bool) -> Hashable:
 
 
 _SCALARS = frozenset({str, int, float, bool, type(None)})
-
-#: Members of a definition besides ``task`` and its schedule; a document without any is parsed at once.
-_OPTIONAL_MEMBERS = frozenset({
-    "relative", "args", "kwargs", "enabled", "options", "start_time", "expires", "one_off", "max_run_count",
-    "description", "total_run_count", "last_run_at",
-})
-#: The optional members most documents have, and all that a document with no others needs read.
-_COMMON_MEMBERS = frozenset({"relative", "args", "kwargs", "enabled"})
-
 
 def _first(item: tuple[str, Any, Any]) -> str:
     return item[0]
@@ -351,132 +261,6 @@ def _repair_seed_document(text: str) -> str:
     return text
 
 
-def parse_interval(spec: Any) -> timedelta:
-    """``{"every": 30, "period": "seconds"}`` -> ``timedelta``."""
-    if not isinstance(spec, dict):
-        raise InvalidDefinition("interval", f'must be an object like {{"every": 30, "period": "seconds"}}, not {_json_type(spec)}')
-    every = spec.get("every")
-    if not isinstance(every, (int, float)) or isinstance(every, bool) or not every > 0:
-        raise InvalidDefinition("interval.every", f"must be a number greater than 0, not {every!r}")
-    period = spec.get("period", "seconds")
-    if period not in PERIODS:
-        raise InvalidDefinition("interval.period", f"unknown period {period!r} (expected one of {', '.join(PERIODS)})")
-    try:
-        return timedelta(**{period: every})
-    except OverflowError:
-        raise InvalidDefinition("interval.every", f"{every!r} {period} is too large") from None
-
-
-def parse_crontab(spec: Any, nowfun: NowFun | None = None, app: Celery | None = None) -> ZonedCrontab:
-    """The five crontab fields (strings or numbers) and an optional ``timezone``."""
-    if not isinstance(spec, dict):
-        raise InvalidDefinition("crontab", f"must be an object with {', '.join(CRON_FIELDS)}, not {_json_type(spec)}")
-    fields: dict[str, str] = {}
-    for name in CRON_FIELDS:
-        value = spec.get(name, "*")
-        if isinstance(value, bool) or not isinstance(value, (str, int)):
-            raise InvalidDefinition(f"crontab.{name}", f"must be a string or an integer, not {_json_type(value)}")
-        fields[name] = str(value)
-    zone = spec.get("timezone")
-    if zone is not None:
-        if not isinstance(zone, str) or not zone:
-            raise InvalidDefinition("crontab.timezone", "must be an IANA time zone name such as 'Europe/Berlin'")
-        try:
-            ZoneInfo(zone)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise InvalidDefinition("crontab.timezone", f"unknown time zone {zone!r}") from None
-    for name, value in fields.items():
-        try:
-            crontab(**{name: value})
-        except Exception as exc:  # noqa: BLE001 - Celery raises several types for bad specs
-            raise InvalidDefinition(f"crontab.{name}", f"invalid value {value!r}: {exc}") from None
-    return ZonedCrontab(nowfun=nowfun, app=app, zone=zone, **fields)
-
-
-def parse_solar(spec: Any, nowfun: NowFun | None = None, app: Celery | None = None) -> solar:
-    """``{"event": "sunset", "latitude": 52.5, "longitude": 13.4}`` -> ``solar``."""
-    if not isinstance(spec, dict):
-        raise InvalidDefinition("solar", f"must be an object with event, latitude, longitude, not {_json_type(spec)}")
-    event = spec.get("event")
-    if event not in solar._all_events:
-        raise InvalidDefinition("solar.event", f"unknown event {event!r} (expected one of {', '.join(sorted(solar._all_events))})")
-    coords = {}
-    for name, bound in (("latitude", 90), ("longitude", 180)):
-        value = spec.get(name)
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or not -bound <= value <= bound:
-            raise InvalidDefinition(f"solar.{name}", f"must be a number from -{bound} to {bound}, not {value!r}")
-        coords[name] = float(value)
-    try:
-        return solar(event, coords["latitude"], coords["longitude"], nowfun=nowfun, app=app)
-    except ImportError:
-        raise InvalidDefinition("solar", "solar schedules need the 'ephem' package: pip install ephem") from None
-
-
-def parse_clocked(spec: Any) -> datetime:
-    """An ISO-8601 time, bare or as ``{"at": "..."}``."""
-    value = spec.get("at") if isinstance(spec, dict) else spec
-    return parse_date(value, "clocked" if not isinstance(spec, dict) else "clocked.at")
-
-
-def parse_date(value: Any, field_name: str) -> datetime:
-    """An ISO-8601 string or the seed's ``{"__type__": "datetime", ...}`` -> aware datetime (naive = UTC)."""
-    if isinstance(value, str):
-        try:
-            # Python before 3.11 does not read the "Z" suffix.
-            parsed = datetime.fromisoformat(value[:-1] + "+00:00" if value[-1:] in ("Z", "z") else value)
-        except ValueError:
-            raise InvalidDefinition(field_name, f"not an ISO-8601 date and time: {value!r}") from None
-    elif isinstance(value, dict) and value.get("__type__") == "datetime":
-        try:
-            year, month, day, hour, minute, second, micro = (
-                int(value.get(k, 0)) for k in ("year", "month", "day", "hour", "minute", "second", "microsecond")
-            )
-            parsed = datetime(year, month, day, hour, minute, second, micro)
-        except (TypeError, ValueError) as exc:
-            raise InvalidDefinition(field_name, f"invalid date: {exc}") from None
-    else:
-        raise InvalidDefinition(field_name, f'must be an ISO-8601 string or {{"__type__": "datetime", ...}}, not {_json_type(value)}')
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
-
-
-def _date_field(doc: Mapping[str, Any], name: str) -> datetime | None:
-    value = doc.get(name)
-    return None if value is None else parse_date(value, name)
-
-
-def _bool(doc: Mapping[str, Any], name: str, default: bool) -> bool:
-    value = doc.get(name, default)
-    if value is None:
-        return default
-    if not isinstance(value, bool):
-        raise InvalidDefinition(name, f"must be true or false, not {value!r}")
-    return value
-
-
-def _options(value: Any) -> dict[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise InvalidDefinition("options", f"must be a JSON object, not {_json_type(value)}")
-    options = dict(value)
-    for name in MESSAGE_DATE_OPTIONS:
-        if isinstance(options.get(name), str):
-            options[name] = parse_date(options[name], f"options.{name}")
-    if "headers" in options and not isinstance(options["headers"], dict):
-        raise InvalidDefinition("options.headers", "must be a JSON object")
-    if "priority" in options and (not isinstance(options["priority"], int) or isinstance(options["priority"], bool)):
-        raise InvalidDefinition("options.priority", "must be an integer")
-    return options
-
-
-def _json_type(value: Any) -> str:
-    names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", type(None): "null"}
-    for kind, name in names.items():
-        if isinstance(value, kind):
-            return name
-    return "a number" if isinstance(value, (int, float)) else type(value).__name__
-
-
 # --- Celery objects -> JSON ---------------------------------------------------
 
 
@@ -486,43 +270,7 @@ def schedule_to_json(value: Any) -> dict[str, Any]:
     Raises:
         InvalidDefinition: for a schedule type the JSON format cannot express.
     """
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        value = timedelta(seconds=value)
-    if isinstance(value, timedelta):
-        return {"interval": interval_to_json(value)}
-    if isinstance(value, clocked):
-        return {"clocked": value.run_at.isoformat()}
-    if isinstance(value, crontab):
-        spec: dict[str, Any] = {name: _cron_spec(getattr(value, f"_orig_{name}")) for name in CRON_FIELDS}
-        zone = getattr(value, "zone", None)
-        if zone:
-            spec["timezone"] = zone
-        return {"crontab": spec}
-    if isinstance(value, solar):
-        return {"solar": {"event": value.event, "latitude": value.lat, "longitude": value.lon}}
-    if isinstance(value, schedule):
-        out: dict[str, Any] = {"interval": interval_to_json(value.run_every)}
-        if value.relative:
-            out["relative"] = True
-        return out
-    raise InvalidDefinition("schedule", f"cannot store a schedule of type {type(value).__name__}")
-
-
-def interval_to_json(delta: timedelta) -> dict[str, Any]:
-    """The largest period that expresses ``delta`` exactly."""
-    micros = (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
-    for period, size in (("days", 86_400_000_000), ("hours", 3_600_000_000), ("minutes", 60_000_000), ("seconds", 1_000_000)):
-        if micros % size == 0:
-            return {"every": micros // size, "period": period}
-    if micros % 1000 == 0:
-        return {"every": micros / 1_000_000, "period": "seconds"}
-    return {"every": micros, "period": "microseconds"}
-
-
-def _cron_spec(value: Any) -> str:
-    if isinstance(value, (set, frozenset, list, tuple, range)):
-        return ",".join(str(v) for v in sorted(value))
-    return str(value)
+    return kind_to_json(value)
 
 
 def entry_to_document(entry: Mapping[str, Any]) -> dict[str, Any]:

@@ -7,64 +7,26 @@ from datetime import datetime
 from typing import Any
 
 from .entries import Entry
+from .kinds import KINDS
 
 _UNITS = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
-_SINGULAR = {"days": "day", "hours": "hour", "minutes": "minute", "seconds": "second", "microseconds": "microsecond"}
-_DAYS = {"0": "Sunday", "1": "Monday", "2": "Tuesday", "3": "Wednesday", "4": "Thursday", "5": "Friday",
-         "6": "Saturday", "7": "Sunday"}
 
 
 def describe_schedule(doc: Mapping[str, Any] | None) -> str:
     """``every 30 seconds``, ``daily at 07:30``, ``cron 0 7 * * 1``, ``once at ...``, ``at sunset (52.5, 13.4)``."""
     if not doc:
         return "?"
-    if isinstance(doc.get("interval"), Mapping):
-        text = _interval(doc["interval"])
-    elif isinstance(doc.get("crontab"), Mapping):
-        text = _crontab(doc["crontab"])
-    elif isinstance(doc.get("solar"), Mapping):
-        spec = doc["solar"]
-        text = f"at {spec.get('event')} ({spec.get('latitude')}, {spec.get('longitude')})"
-    elif doc.get("clocked") is not None:
-        at = doc["clocked"]
-        text = f"once at {at.get('at') if isinstance(at, Mapping) else at}"
-    else:
+    kind = next((k for name, k in KINDS.items() if doc.get(name) is not None), None)
+    if kind is None:
         return "?"
+    text = kind.describe(doc[kind.name])
+    if text == "?":
+        return text
     if doc.get("one_off"):
         text += ", once"
     if doc.get("max_run_count"):
         text += f", at most {doc['max_run_count']} runs"
     return text
-
-
-def _interval(spec: Mapping[str, Any]) -> str:
-    every, period = spec.get("every"), spec.get("period", "seconds")
-    if every == 1:
-        return f"every {_SINGULAR.get(str(period), period)}"
-    if isinstance(every, float) and every.is_integer():
-        every = int(every)
-    return f"every {every} {period}"
-
-
-def _crontab(spec: Mapping[str, Any]) -> str:
-    fields = [str(spec.get(n, "*")) for n in ("minute", "hour", "day_of_month", "month_of_year", "day_of_week")]
-    minute, hour, dom, month, dow = fields
-    zone = f" ({spec['timezone']})" if spec.get("timezone") else ""
-    if dom == month == "*":
-        if minute.isdigit() and hour.isdigit():
-            at = f"at {int(hour):02d}:{int(minute):02d}"
-            if dow == "*":
-                return f"daily {at}{zone}"
-            if dow in _DAYS:
-                return f"{_DAYS[dow]}s {at}{zone}"
-        if hour == dow == "*":
-            if minute == "*":
-                return f"every minute{zone}"
-            if minute.isdigit():
-                return f"hourly at :{int(minute):02d}{zone}"
-            if minute.startswith("*/") and minute[2:].isdigit():
-                return f"every {int(minute[2:])} minutes{zone}"
-    return f"cron {' '.join(fields)}{zone}"
 
 
 def duration(seconds: float) -> str:

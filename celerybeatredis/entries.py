@@ -14,18 +14,17 @@ from typing import Any, Union
 
 from celery.schedules import BaseSchedule
 
-from .codec import SCHEDULE_KINDS, load_document, schedule_to_json
+from .codec import load_document, schedule_to_json
 from .exceptions import InvalidDefinition
+from .fields import USER_FIELDS
+from .kinds import KINDS
 
 #: What ``add`` accepts as a schedule: a Celery schedule, a ``timedelta`` or seconds,
 #: a ``datetime`` (one run at that time), or the JSON form ``{"crontab": {...}}``.
 ScheduleLike = Union[BaseSchedule, timedelta, int, float, datetime, Mapping[str, Any]]
 
-#: Optional definition fields ``add`` and ``update`` take as keyword arguments.
-FIELDS = (
-    "args", "kwargs", "options", "enabled", "one_off", "max_run_count", "start_time", "expires",
-    "description", "relative",
-)
+#: Optional definition fields ``add`` and ``update`` take as keyword arguments (from the table in fields.py).
+FIELDS = USER_FIELDS
 
 
 @dataclass(frozen=True)
@@ -175,11 +174,11 @@ def schedule_document(schedule: ScheduleLike) -> dict[str, Any]:
     if isinstance(schedule, datetime):
         return {"clocked": json_value(schedule)}
     if isinstance(schedule, Mapping):
-        kinds = [k for k in SCHEDULE_KINDS if schedule.get(k) is not None]
-        extra = sorted(set(schedule) - set(SCHEDULE_KINDS) - {"relative"})
+        kinds = [k for k in KINDS if schedule.get(k) is not None]
+        extra = sorted(set(schedule) - set(KINDS) - {"relative"})
         if len(kinds) != 1 or extra:
             raise InvalidDefinition(
-                "schedule", f"a schedule given as a dict needs exactly one of {', '.join(SCHEDULE_KINDS)}"
+                "schedule", f"a schedule given as a dict needs exactly one of {', '.join(KINDS)}"
                 + (f" and nothing else (found {', '.join(extra)})" if extra else ""),
             )
         return {k: json_value(v) for k, v in schedule.items()}
@@ -195,7 +194,7 @@ def apply_changes(doc: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[st
     out = dict(doc)
     for name, value in changes.items():
         if name == "schedule":
-            for kind in (*SCHEDULE_KINDS, "relative"):
+            for kind in (*KINDS, "relative"):
                 out.pop(kind, None)
             out.update(schedule_document(value))
         elif name == "task":

@@ -34,9 +34,11 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from .codec import CRON_FIELDS, SCHEDULE_KINDS, interval_to_json, load_document, parse_date
+from .checks import parse_date
+from .codec import load_document
 from .connection import is_cluster
 from .exceptions import InvalidDefinition
+from .kinds import CRON_FIELDS, KINDS, interval_to_json
 from .store import ScheduleStore
 
 SOURCES = ("celerybeat-redis", "redbeat")
@@ -151,7 +153,7 @@ class CeleryBeatRedisSource:
             last = doc.get("last_run_at")
             last_at = parse_date(last, "last_run_at") if last is not None else None
             definition = {k: dates_to_iso(v) for k, v in doc.items() if k not in _OLD_INTERNALS}
-            if not any(definition.get(kind) is not None for kind in SCHEDULE_KINDS) and isinstance(definition.get("schedule"), dict):
+            if not any(definition.get(kind) is not None for kind in KINDS) and isinstance(definition.get("schedule"), dict):
                 definition.update(_old_schedule(definition.pop("schedule")))
         except InvalidDefinition as exc:
             return OldEntry(key, name, None, error=f"old key {key!r}: {exc.for_entry(name).reason}")

@@ -17,7 +17,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from .codec import load_document, parse_date
+from .checks import parse_date
+from .codec import load_document
 from .entries import Entry
 from .exceptions import CeleryBeatRedisError, InvalidDefinition
 from .store import ScheduleStore

@@ -10,18 +10,9 @@ import pytest
 from celery import Celery
 from celery.schedules import crontab, schedule, solar
 
-from celerybeatredis.codec import (
-    Codec,
-    ZonedCrontab,
-    clocked,
-    digest,
-    dump_document,
-    entry_to_document,
-    interval_to_json,
-    load_document,
-    schedule_to_json,
-)
+from celerybeatredis.codec import Codec, digest, dump_document, entry_to_document, load_document, schedule_to_json
 from celerybeatredis.exceptions import InvalidDefinition
+from celerybeatredis.kinds import ZonedCrontab, clocked, interval_to_json
 
 SEED_README = Path(__file__).resolve().parent.parent.parent / "shared" / "seed" / "celerybeat-redis-README.rst"
 

@@ -1,0 +1,167 @@
+"""Commands that read the schedule: list, show, invalid, stats."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from fnmatch import fnmatchcase
+
+import click
+
+from ..display import LIST_HEADERS, describe_schedule, last_run, list_row, next_run, size, table
+from ..entries import Entry
+from ..fields import FIELDS
+from ..settings import mask_url
+from ..store import ScheduleStore
+from .base import Context, dumps, json_option, pass_context, server_now
+
+STATUSES = ("scheduled", "pending", "run-now", "disabled", "finished", "invalid")
+
+
+@click.command("list")
+@click.option("--match", help="Only names matching this glob (Redis MATCH syntax, e.g. 'report-*').")
+@click.option("--task", "task_glob", help="Only entries whose task matches this glob.")
+@click.option("--status", "statuses", multiple=True, type=click.Choice(STATUSES), help="Only entries with this status.")
+@click.option("--enabled/--disabled", "enabled", default=None, help="Only enabled (or disabled) entries.")
+@click.option("--static/--dynamic", "static", default=None, help="Only entries from beat_schedule (or the others).")
+@click.option("--upcoming", is_flag=True, help="Soonest first, from the due index (leaves out entries that never run).")
+@click.option("--limit", type=click.IntRange(min=0), default=100, show_default=True, help="Most entries shown; 0 for all.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@pass_context
+def list_command(obj: Context, match: str | None, task_glob: str | None, statuses: tuple[str, ...], enabled: bool | None,
+                 static: bool | None, upcoming: bool, limit: int, as_json: bool) -> None:
+    """List entries with their schedule, next and last run."""
+    store = obj.store
+
+    def wanted(entry: Entry) -> bool:
+        return ((task_glob is None or fnmatchcase(entry.task, task_glob))
+                and (not statuses or entry.status in statuses)
+                and (enabled is None or entry.enabled is enabled)
+                and (static is None or entry.static is static)
+                and (not upcoming or match is None or fnmatchcase(entry.name, match)))
+
+    source = _upcoming(store) if upcoming else store.iter_entries(match)
+    now = server_now(store)
+    shown, more = 0, False
+    rows: list[list[str]] = []
+    for entry in source:
+        if not wanted(entry):
+            continue
+        if limit and shown >= limit:
+            more = True
+            break
+        shown += 1
+        if as_json:
+            click.echo(dumps(entry.to_json()))
+            continue
+        rows.append(list_row(entry, now))
+        if len(rows) >= 500:
+            click.echo(table(LIST_HEADERS, rows))
+            rows = []
+    if as_json:
+        return
+    if rows or not shown:
+        click.echo(table(LIST_HEADERS, rows))
+    note = "; more match: use --limit 0 or a filter" if more else ""
+    click.echo(f"{shown} shown of {store.count()} entries{note}")
+
+
+def _upcoming(store: ScheduleStore, page: int = 500) -> Iterator[Entry]:
+    offset = 0
+    while True:
+        entries = store.upcoming(page, offset)
+        yield from entries
+        if len(entries) < page:
+            return
+        offset += page
+
+
+@click.command("show")
+@click.argument("name")
+@json_option
+@pass_context
+def show_command(obj: Context, name: str, as_json: bool) -> None:
+    """Show one entry: definition, run state, next run, problems."""
+    entry = obj.store.get(name)
+    if as_json:
+        click.echo(dumps(entry.to_json()))
+        return
+    now = server_now(obj.store)
+    fields = [
+        ("name", entry.name),
+        ("task", entry.task or "?"),
+        ("schedule", describe_schedule(entry.definition)),
+        ("enabled", "yes" if entry.enabled else "no"),
+        ("status", entry.status),
+        ("next run", next_run(entry, now)),
+        ("last run", last_run(entry, now)),
+        ("runs", str(entry.total_run_count)),
+        ("origin", "beat_schedule (static)" if entry.static else "dynamic"),
+    ]
+    doc = entry.definition or {}
+    fields += [(f.label, _shown(doc[f.name])) for f in FIELDS if f.label and doc.get(f.name) not in (None, False, "")]
+    if entry.invalid_reason:
+        fields.append(("invalid", entry.invalid_reason))
+    for label, value in fields:
+        click.echo(f"{label + ':':<10} {value}")
+    body = json.dumps(entry.definition, indent=2, ensure_ascii=False) if entry.definition is not None else entry.raw
+    click.echo("definition:")
+    click.echo("\n".join("  " + line for line in body.splitlines()))
+
+
+def _shown(value: object) -> str:
+    return "yes" if value is True else str(value)
+
+
+@click.command("invalid")
+@click.option("--limit", type=click.IntRange(min=0), default=100, show_default=True, help="Most entries shown; 0 for all.")
+@json_option
+@pass_context
+def invalid_command(obj: Context, limit: int, as_json: bool) -> None:
+    """List quarantined entries and why beat rejected them."""
+    rows: list[list[str]] = []
+    cursor, more = 0, False
+    while True:
+        page = obj.store.invalid(cursor, 500)
+        for item in page.items:
+            if limit and len(rows) >= limit:
+                more = True
+                break
+            rows.append([item.name, item.reason])
+            if as_json:
+                click.echo(dumps({"name": item.name, "reason": item.reason}))
+        if more or page.done:
+            break
+        cursor = page.cursor
+    if as_json:
+        return
+    if rows:
+        click.echo(table(["NAME", "REASON"], rows))
+    click.echo(f"{len(rows)} invalid entries{' shown; more exist: use --limit 0' if more else ''}")
+
+
+@click.command("stats")
+@click.option("--no-scan", is_flag=True, help="Skip reading every definition (no count of enabled entries).")
+@click.option("--overdue-after", type=float, default=60.0, show_default=True, help="Seconds late that count as overdue.")
+@json_option
+@pass_context
+def stats_command(obj: Context, no_scan: bool, overdue_after: float, as_json: bool) -> None:
+    """Counts, health and Redis memory of the schedule."""
+    stats = obj.store.stats(scan=not no_scan, overdue_after=overdue_after)
+    if as_json:
+        click.echo(dumps(stats.to_json()))
+        return
+    enabled = "(not counted: --no-scan)" if stats.enabled is None else str(stats.enabled)
+    lines = [
+        ("schedule", f"{obj.store.tags} at {mask_url(obj.url)}"),
+        ("entries", str(stats.entries)),
+        ("enabled", enabled),
+        ("scheduled", f"{stats.scheduled} (with a next run time)"),
+        ("never", f"{stats.never} (disabled, finished or invalid)"),
+        ("due now", f"{stats.due_now} (of which {stats.pending} new, edited or run-now)"),
+        ("overdue", f"{stats.overdue} (more than {overdue_after:g}s late)"),
+        ("invalid", str(stats.invalid)),
+        ("memory", f"{size(stats.memory_total)} (Redis MEMORY USAGE estimate, all keys of the schedule)"),
+    ]
+    for label, value in lines:
+        click.echo(f"{label + ':':<11} {value}")

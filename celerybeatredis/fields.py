@@ -1,0 +1,110 @@
+"""The optional members of a definition, in one table.
+
+Each :class:`DefinitionField` says how the member is read and checked, where
+beat keeps it (an attribute of :class:`~celerybeatredis.codec.Definition`),
+whether the API and the command line may set it, with which flag, and how
+``show`` labels it. The codec, ``ScheduleStore.add`` / ``update``, the
+``add`` / ``edit`` flags and ``show`` all read this table, so a new member is
+one row here (and, if beat acts on it, one attribute of ``Definition``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from .checks import is_count, json_type, parse_bool, parse_date, parse_options
+from .exceptions import InvalidDefinition
+
+#: How a flag's text becomes the member's value: JSON, plain text, a positive integer, or an on/off pair.
+FlagKind = Literal["json", "text", "count", "toggle"]
+
+
+@dataclass(frozen=True)
+class DefinitionField:
+    """One optional member of a definition.
+
+    Attributes:
+        name: The JSON member.
+        read: The member's JSON value (never None) -> what beat keeps; raises InvalidDefinition naming it.
+        attr: The ``Definition`` attribute it fills; None when beat reads it elsewhere.
+        help: What it means, for the command line's help.
+        flag: The ``add`` / ``edit`` option that sets it, None for none.
+        flag_kind: How the option's text is read.
+        user: Whether the API and the command line set it (False: old documents' run state, read once).
+        label: How ``show`` names it; None to leave it to the definition listing.
+        common: Most documents have it: a document with only common members takes beat's short path.
+    """
+
+    name: str
+    read: Callable[[Any], Any]
+    attr: str | None
+    help: str
+    flag: str | None = None
+    flag_kind: FlagKind = "text"
+    user: bool = True
+    label: str | None = None
+    common: bool = False
+
+
+def _array(value: Any) -> tuple[Any, ...]:
+    if not isinstance(value, list):
+        raise InvalidDefinition("args", f"must be a JSON array, not {json_type(value)}")
+    return tuple(value)
+
+
+def _object(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise InvalidDefinition("kwargs", f"must be a JSON object, not {json_type(value)}")
+    return value
+
+
+def _max_run_count(value: Any) -> int:
+    if not is_count(value, least=1):
+        raise InvalidDefinition("max_run_count", "must be a positive integer or null")
+    return int(value)
+
+
+def _total_run_count(value: Any) -> int:
+    if not is_count(value):
+        raise InvalidDefinition("total_run_count", "must be a non-negative integer")
+    return int(value)
+
+
+def _description(value: Any) -> str:
+    if not isinstance(value, str):
+        raise InvalidDefinition("description", "must be a string")
+    return value
+
+
+FIELDS: tuple[DefinitionField, ...] = (
+    DefinitionField("args", _array, "args", "Positional arguments as a JSON array.", "--args", "json", common=True),
+    DefinitionField("kwargs", _object, "kwargs", "Keyword arguments as a JSON object.", "--kwargs", "json", common=True),
+    DefinitionField("options", parse_options, "options", "apply_async options as a JSON object.", "--options", "json"),
+    DefinitionField("enabled", lambda v: parse_bool(v, "enabled", True), "enabled", "Whether beat runs it.",
+                    common=True),
+    DefinitionField("relative", lambda v: parse_bool(v, "relative", False), None,
+                    "Interval relative to beat's start (Celery's relative).", "--relative", "toggle", common=True),
+    DefinitionField("start_time", lambda v: parse_date(v, "start_time"), "start_time",
+                    "Do not run before this ISO-8601 time.", "--start-time", label="starts"),
+    DefinitionField("expires", lambda v: parse_date(v, "expires"), "expires", "Do not run after this ISO-8601 time.",
+                    "--expires", label="expires"),
+    DefinitionField("one_off", lambda v: parse_bool(v, "one_off", False), "one_off", "Run once, then stop.",
+                    "--one-off", "toggle", label="one-off"),
+    DefinitionField("max_run_count", _max_run_count, "max_run_count", "Stop after this many runs.", "--max-runs",
+                    "count", label="max runs"),
+    DefinitionField("description", _description, "description", "Free text.", "--description", label="about"),
+    DefinitionField("total_run_count", _total_run_count, "seed_total_run_count",
+                    "Runs so far, from an old document: seeds the run state once.", user=False),
+    DefinitionField("last_run_at", lambda v: parse_date(v, "last_run_at"), "seed_last_run_at",
+                    "Last run, from an old document: seeds the run state once.", user=False),
+)
+
+BY_NAME = {f.name: f for f in FIELDS}
+#: Members the API and the command line set (``add(..., max_run_count=3)``).
+USER_FIELDS = tuple(f.name for f in FIELDS if f.user)
+#: Every member besides ``task`` and the schedule that beat reads; others (users' own) are kept and ignored.
+OPTIONAL_MEMBERS = frozenset(BY_NAME)
+COMMON_FIELDS = tuple(f for f in FIELDS if f.common)
+COMMON_MEMBERS = frozenset(f.name for f in COMMON_FIELDS)
