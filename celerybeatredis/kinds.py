@@ -65,9 +65,23 @@ class ScheduleKind:
 KINDS: dict[str, ScheduleKind] = {}
 
 
-def register(kind: ScheduleKind) -> ScheduleKind:
-    """Add a schedule kind (or replace the one of that name)."""
-    KINDS[kind.name] = kind
+def register(kind: ScheduleKind, *, before: str | None = None) -> ScheduleKind:
+    """Add a schedule kind (or replace the one of that name).
+
+    Args:
+        before: A registered kind to match Celery objects against after this one (a
+            subclass of ``celery.schedules.schedule`` must come before ``interval``).
+    """
+    KINDS.pop(kind.name, None)
+    if before is None:
+        KINDS[kind.name] = kind
+        return kind
+    if before not in KINDS:
+        raise KeyError(f"no schedule kind {before!r} to register {kind.name!r} before")
+    items = list(KINDS.items())
+    at = [name for name, _ in items].index(before)
+    KINDS.clear()
+    KINDS.update([*items[:at], (kind.name, kind), *items[at:]])
     return kind
 
 
