@@ -87,7 +87,9 @@ class RedisServer:
                 break
             except redis.ConnectionError:
                 if self.process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"redis-server on port {self.port} did not start") from None
+                    self.kill()  # not left running (or half started) behind the error
+                    client.close()
+                    raise RuntimeError(f"redis-server {self.binary} on port {self.port} did not start") from None
                 time.sleep(0.05)
         client.close()
         return self

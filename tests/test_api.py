@@ -295,4 +295,5 @@ def test_running_beat_dispatches_api_changes(tmp_path: Path, redis_url: str, pre
         wait_until(lambda: api.get("yearly").status == "disabled", what="beat to retire the disabled entry")
         assert beat.alive()
     finally:
-        assert beat.stop() == 0, beat.output()
+        code = beat.stop()
+    assert code == 0, beat.output()

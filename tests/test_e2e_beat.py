@@ -96,7 +96,8 @@ def test_raw_entries_statics_edits_deletes_and_restart(tmp_path: Path, redis_url
         assert after["tasks.static"] > before["tasks.static"]
         assert beat.alive()
     finally:
-        assert beat.stop() == 0, beat.output()
+        code = beat.stop()
+    assert code == 0, beat.output()
     runs_before_restart = int(client.hget(f"{{{tag}}}:total_run_count", "static-every-1s"))
     assert client.zscore(f"{{{tag}}}:due", "seed-style") is None  # the deleted entry left the index
 
@@ -106,7 +107,8 @@ def test_raw_entries_statics_edits_deletes_and_restart(tmp_path: Path, redis_url
     try:
         tally.wait_for("tasks.static", tally.counts["tasks.static"] + 2)
     finally:
-        assert beat.stop() == 0, beat.output()
+        code = beat.stop()
+    assert code == 0, beat.output()
     assert int(client.hget(f"{{{tag}}}:total_run_count", "static-every-1s")) >= runs_before_restart + 2
 
 
@@ -120,7 +122,8 @@ def test_bare_hset_is_found_by_the_reconciler(tmp_path: Path, redis_url: str, pr
         hset(client, tag, "bare", {"task": "tasks.bare", "interval": {"every": 1, "period": "seconds"}}, poke=False)
         tally.wait_for("tasks.bare", 1, timeout=15)
     finally:
-        assert beat.stop() == 0, beat.output()
+        code = beat.stop()
+    assert code == 0, beat.output()
 
 
 def test_a_real_worker_runs_what_beat_sends(tmp_path: Path, redis_url: str, prefix: str, tag: str, client: redis.Redis) -> None:
@@ -139,7 +142,8 @@ def test_a_real_worker_runs_what_beat_sends(tmp_path: Path, redis_url: str, pref
     try:
         wait_until(lambda: client.llen(results) >= 2, timeout=30, what="the worker to run the task twice")
     finally:
-        assert beat.stop() == 0, beat.output()
+        code = beat.stop()
         worker.stop()
+    assert code == 0, beat.output()
     assert client.lrange(results, 0, 0) == [b"hello"]
     assert int(client.hget(f"{{{tag}}}:total_run_count", "record")) >= 2
