@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import socket
 import subprocess
@@ -121,7 +120,3 @@ class RedisServer:
         self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
 
-
-def env_redis_url() -> str | None:
-    """``REDIS_URL`` when the user points the suite at a server of their own."""
-    return os.environ.get("REDIS_URL") or None

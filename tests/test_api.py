@@ -278,16 +278,16 @@ def test_never_is_infinite_score(api: ScheduleStore, app: Celery) -> None:
 @pytest.mark.e2e
 def test_running_beat_dispatches_api_changes(tmp_path: Path, redis_url: str, prefix: str, api: ScheduleStore) -> None:
     broker = redis.Redis.from_url(f"{redis_url}/1")
-    broker.delete("celery")
-    write_app(tmp_path, f"{redis_url}/1", f"{redis_url}/0", prefix)
+    queue = f"q-{prefix}"  # a queue of its own: nothing another test sent, nothing to empty first
+    write_app(tmp_path, f"{redis_url}/1", f"{redis_url}/0", prefix, extra=f"app.conf.task_default_queue = {queue!r}\n")
     beat = CeleryProcess.beat(tmp_path)
     try:
         beat.wait_for_output("beat: Starting")
         api.add("yearly", "tasks.yearly", crontab(minute="0", hour="0", day_of_month="1", month_of_year="1"), args=[7])
         wait_until(lambda: api.get("yearly").status == "scheduled", what="beat to plan the new entry")
-        assert drain_queue(broker) == []
+        assert drain_queue(broker, queue) == []
         api.run_now("yearly")
-        sent = wait_until(lambda: drain_queue(broker), what="the run-now dispatch")
+        sent = wait_until(lambda: drain_queue(broker, queue), what="the run-now dispatch")
         assert [(m.task, m.args) for m in sent] == [("tasks.yearly", [7])]
         entry = wait_until(lambda: (e := api.get("yearly")).status == "scheduled" and e, what="the next plan")
         assert entry.total_run_count == 1 and entry.last_run_at is not None
