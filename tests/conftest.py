@@ -15,15 +15,13 @@ from celerybeatredis.binaries import SERVER_ENV, redis_server_binary
 from celerybeatredis.store import RedisStore
 
 from .cluster import LocalCluster
-from .redis_server import NO_SERVER, RedisServer, env_redis_url
+from .redis_server import NO_SERVER, RedisServer
 
 _counter = itertools.count()
 
 
 def pytest_configure(config: pytest.Config) -> None:
     """Stop at once, with one line, when there is no redis-server to start (instead of an error per test)."""
-    if env_redis_url() is not None:
-        return
     binary = redis_server_binary(SERVER_ENV)
     if binary is None:
         pytest.exit(NO_SERVER, returncode=pytest.ExitCode.USAGE_ERROR)
@@ -33,11 +31,11 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
-    """Base URL of the suite's Redis: ``REDIS_URL`` if set, else a private redis-server."""
-    given = env_redis_url()
-    if given:
-        yield given.rstrip("/")
-        return
+    """Base URL of the suite's private redis-server.
+
+    Never a server of the user's: tests kill clients, flush scripts and fill
+    databases 0 and 1, which would harm anything else stored there.
+    """
     server = RedisServer().start()
     try:
         yield server.url

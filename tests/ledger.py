@@ -33,6 +33,22 @@ def _stamp_publisher(headers=None, **_kwargs):
 """
 
 
+#: Python for the test app (``write_app(extra=...)``, after ``STAMP_PUBLISHER``): stamps each task message with
+#: its run's time as beat committed it (``{T}:last_run_at``, Redis time), read when the message is published.
+STAMP_RUN_AT = """
+import redis as _redis
+from celery.signals import before_task_publish as _before_publish
+from celerybeatredis.store import RedisStore as _RunStore
+
+_runs = _RunStore(_redis.Redis.from_url(app.conf.redis_scheduler_url), app.conf.redis_scheduler_key_prefix)
+
+@_before_publish.connect
+def _stamp_run_at(headers=None, body=None, **_kwargs):
+    last = _runs.client.hget(_runs.keys.last_run_at, body[0][0])
+    headers["x_run_at"] = last.decode() if last else None
+"""
+
+
 @dataclass
 class Audit:
     """Runs committed in Redis against messages the broker received.
@@ -66,6 +82,8 @@ class Ledger:
         self.counts: Counter[str] = Counter()
         self.by_beat: Counter[int] = Counter()
         self.arrivals: defaultdict[str, list[float]] = defaultdict(list)
+        #: Each message's ``x_run_at`` header, where the test app stamps one (see :data:`STAMP_RUN_AT`).
+        self.run_at: defaultdict[str, list[float]] = defaultdict(list)
 
     def poll(self) -> int:
         """Drain the queue now; returns how many messages the ledger holds in all."""
@@ -74,6 +92,9 @@ class Ledger:
             name = str(message.args[0]) if message.args else message.task
             self.counts[name] += 1
             self.arrivals[name].append(arrived)
+            run_at = message.headers.get("x_run_at")
+            if run_at is not None:
+                self.run_at[name].append(datetime.fromisoformat(run_at).timestamp())
             pid = message.headers.get("x_beat_pid")
             if pid is not None:
                 self.by_beat[int(pid)] += 1

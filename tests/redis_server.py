@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import socket
 import subprocess
@@ -87,7 +86,9 @@ class RedisServer:
                 break
             except redis.ConnectionError:
                 if self.process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"redis-server on port {self.port} did not start") from None
+                    self.kill()  # not left running (or half started) behind the error
+                    client.close()
+                    raise RuntimeError(f"redis-server {self.binary} on port {self.port} did not start") from None
                 time.sleep(0.05)
         client.close()
         return self
@@ -119,7 +120,3 @@ class RedisServer:
         self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
 
-
-def env_redis_url() -> str | None:
-    """``REDIS_URL`` when the user points the suite at a server of their own."""
-    return os.environ.get("REDIS_URL") or None

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import redis
 from celery import Celery
 from celery.schedules import crontab, schedule, solar
 
-from celerybeatredis import EntryExists, EntryNotFound, InvalidDefinition
+from celerybeatredis import CeleryBeatRedisError, EntryExists, EntryNotFound, InvalidDefinition
 from celerybeatredis.schedulers import RedisScheduler
 from celerybeatredis.store import ScheduleStore
 
@@ -289,16 +290,16 @@ def test_never_is_infinite_score(api: ScheduleStore, app: Celery) -> None:
 @pytest.mark.e2e
 def test_running_beat_dispatches_api_changes(tmp_path: Path, redis_url: str, prefix: str, api: ScheduleStore) -> None:
     broker = redis.Redis.from_url(f"{redis_url}/1")
-    broker.delete("celery")
-    write_app(tmp_path, f"{redis_url}/1", f"{redis_url}/0", prefix)
+    queue = f"q-{prefix}"  # a queue of its own: nothing another test sent, nothing to empty first
+    write_app(tmp_path, f"{redis_url}/1", f"{redis_url}/0", prefix, extra=f"app.conf.task_default_queue = {queue!r}\n")
     beat = CeleryProcess.beat(tmp_path)
     try:
         beat.wait_for_output("beat: Starting")
         api.add("yearly", "tasks.yearly", crontab(minute="0", hour="0", day_of_month="1", month_of_year="1"), args=[7])
         wait_until(lambda: api.get("yearly").status == "scheduled", what="beat to plan the new entry")
-        assert drain_queue(broker) == []
+        assert drain_queue(broker, queue) == []
         api.run_now("yearly")
-        sent = wait_until(lambda: drain_queue(broker), what="the run-now dispatch")
+        sent = wait_until(lambda: drain_queue(broker, queue), what="the run-now dispatch")
         assert [(m.task, m.args) for m in sent] == [("tasks.yearly", [7])]
         entry = wait_until(lambda: (e := api.get("yearly")).status == "scheduled" and e, what="the next plan")
         assert entry.total_run_count == 1 and entry.last_run_at is not None
@@ -306,4 +307,74 @@ def test_running_beat_dispatches_api_changes(tmp_path: Path, redis_url: str, pre
         wait_until(lambda: api.get("yearly").status == "disabled", what="beat to retire the disabled entry")
         assert beat.alive()
     finally:
-        assert beat.stop() == 0, beat.output()
+        code = beat.stop()
+    assert code == 0, beat.output()
+
+
+class PausingStore(ScheduleStore):
+    """An editor that stops after each read of a definition until ``between`` (the other editor) has run."""
+
+    def __init__(self, client: redis.Redis, prefix: str, app: Celery, between: Callable[[int], None]) -> None:
+        super().__init__(client, prefix, app)
+        self.between = between
+        self.reads = 0
+
+    def get_raw(self, name: str) -> bytes | None:
+        raw = super().get_raw(name)
+        self.reads += 1
+        self.between(self.reads)
+        return raw
+
+
+def other_editor(redis_url: str, prefix: str, app: Celery, edit: Callable[[ScheduleStore, int], object],
+                 when: Callable[[int], bool]) -> tuple[Callable[[int], None], list[BaseException]]:
+    """A second editor, on its own connection and thread, that edits the entry while the first is between read and write."""
+    errors: list[BaseException] = []
+
+    def between(reads: int) -> None:
+        if not when(reads):
+            return
+
+        def run() -> None:
+            store = ScheduleStore(redis.Redis.from_url(f"{redis_url}/0"), prefix, app)
+            try:
+                edit(store, reads)
+            except BaseException as exc:  # noqa: BLE001 - reported by the test
+                errors.append(exc)
+            finally:
+                store.close()
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        thread.join(30)
+
+    return between, errors
+
+
+def test_two_editors_racing_on_one_entry_both_keep_their_change(api: ScheduleStore, redis_url: str, prefix: str,
+                                                                app: Celery, client: redis.Redis) -> None:
+    """The other editor writes between this one's read and its compare-and-set: this one reads again and keeps both."""
+    api.add("e", "tasks.a", timedelta(minutes=5), args=[0])
+    between, errors = other_editor(redis_url, prefix, app, lambda store, _: store.update("e", kwargs={"by": "other"}),
+                                   when=lambda reads: reads == 1)
+    editor = PausingStore(client, prefix, app, between)
+    assert editor.update("e", args=[1]) is True
+    assert errors == []
+    assert editor.reads == 2  # its first compare-and-set lost, the second won
+    definition = api.get("e").definition or {}
+    assert (definition["args"], definition["kwargs"]) == ([1], {"by": "other"})
+
+
+def test_an_editor_that_loses_every_race_gets_the_documented_error_and_writes_nothing(
+        api: ScheduleStore, redis_url: str, prefix: str, app: Celery, client: redis.Redis) -> None:
+    api.add("e", "tasks.a", timedelta(minutes=5), args=[0])
+    between, errors = other_editor(redis_url, prefix, app, lambda store, n: store.update("e", kwargs={"n": n}),
+                                   when=lambda reads: True)
+    editor = PausingStore(client, prefix, app, between)
+    with pytest.raises(CeleryBeatRedisError, match=r"entry 'e' kept changing while being edited; try again"):
+        editor.disable("e")
+    assert errors == []
+    assert editor.reads == ScheduleStore.EDIT_ATTEMPTS
+    definition = api.get("e").definition or {}
+    assert definition.get("enabled", True) is True  # the loser wrote nothing
+    assert definition["kwargs"] == {"n": ScheduleStore.EDIT_ATTEMPTS}  # and every change of the other editor stands

@@ -10,8 +10,10 @@ from __future__ import annotations
 import json
 import logging
 import pickle
+import re
 import uuid
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +26,7 @@ from hypothesis import strategies as st
 from celerybeatredis.schedulers import RedisScheduler
 from celerybeatredis.store import RedisStore
 
-from .processes import drain_queue
+from .processes import CeleryProcess, drain_queue, wait_until, write_app
 
 T0 = 1_800_000_000.0
 CANARY = "canary"
@@ -283,3 +285,68 @@ def test_nothing_read_from_redis_is_unpickled(schedule: Schedule, tmp_path: Path
     assert_nothing_lost(schedule, written)
     assert not marker.exists()
     assert "not UTF-8" in schedule.invalid()[b"pickled"] or "not valid JSON" in schedule.invalid()[b"pickled"]
+
+
+#: Test-app code: while ``fail-ticks`` (beside the module) holds a number above 0, each tick counts it down
+#: and raises an error of a type no part of beat knows: neither Redis's nor the broker's.
+FAILING_TICKS = """
+from pathlib import Path as _Path
+from celerybeatredis.store import ShardedStore as _Sharded
+
+class Unforeseen(Exception):
+    pass
+
+_armed = _Path(__file__).with_name("fail-ticks")
+_in_turn = _Sharded.in_turn  # called once by every tick
+def _in_turn_or_fail(self, start):
+    left = int(_armed.read_text()) if _armed.exists() else 0
+    if left > 0:
+        _armed.write_text(str(left - 1))
+        raise Unforeseen(f"injected fault, {left - 1} more to come")
+    return _in_turn(self, start)
+_Sharded.in_turn = _in_turn_or_fail
+"""
+
+#: celery beat's log line prefix: ``[2026-03-02 12:00:00,123: ERROR/MainProcess] ...``.
+LOGGED_AT = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}): \w+/\w+\] (.*)$")
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_an_unforeseen_error_in_a_tick_of_a_real_beat_is_logged_with_its_traceback_backed_off_and_survived(
+        tmp_path: Path, redis_url: str, prefix: str, store: RedisStore, broker: redis.Redis) -> None:
+    queue = f"q-{prefix}"
+    write_app(tmp_path, f"{redis_url}/1", f"{redis_url}/0", prefix,
+              extra=f"app.conf.task_default_queue = {queue!r}\n" + FAILING_TICKS)
+    store.put_raw({"every-second": json.dumps({"task": "tasks.tick", "interval": {"every": 1}})})
+    beat = CeleryProcess.beat(tmp_path)
+    sent = 0
+    try:
+        wait_until(lambda: beat.alive() and drain_queue(broker, queue), timeout=30, what="a first run")
+        armed = tmp_path / "fail-ticks.new"
+        armed.write_text("3")
+        armed.replace(tmp_path / "fail-ticks")  # whole, never half written when beat reads it
+        beat.wait_for_output("retrying in 2.0s")
+        wait_until(lambda: (tmp_path / "fail-ticks").read_text() == "0", timeout=10, what="the third failure")
+        drain_queue(broker, queue)  # anything sent before the faults were over
+        sent = len(wait_until(lambda: beat.alive() and drain_queue(broker, queue), timeout=30,
+                              what="a run after the faults"))
+        assert beat.alive()
+    finally:
+        code = beat.stop()
+    assert code == 0, beat.output()
+    assert sent >= 1  # beat went on
+    failures: list[tuple[float, str]] = []
+    lines = beat.output().splitlines()
+    for i, line in enumerate(lines):
+        logged = LOGGED_AT.match(line)
+        if logged and "beat: tick failed" in logged.group(2):
+            at = datetime.strptime(logged.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
+            failures.append((at, logged.group(2)))
+            trace = "\n".join(lines[i + 1 : i + 30])
+            assert trace.startswith("Traceback (most recent call last):"), trace
+            assert f"proj.Unforeseen: injected fault, {3 - len(failures)} more to come" in trace, trace
+    assert [message for _, message in failures] == [f"beat: tick failed; retrying in {delay}s" for delay in ("0.5", "1.0", "2.0")]
+    # Backed off: each failed tick was followed by at least the pause it announced (log times have 1 ms steps).
+    for (first, _), (second, _), pause in zip(failures, failures[1:], (0.5, 1.0)):
+        assert second - first >= pause - 0.002, (first, second, pause)

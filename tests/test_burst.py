@@ -50,6 +50,12 @@ def make_due(store: RedisStore, names: list[str], interval: int) -> None:
     pipe.execute()
 
 
+def latest_slowlog_id(client: redis.Redis) -> int:
+    """The id of the newest SLOWLOG entry (every command is logged on this server)."""
+    newest = client.slowlog_get(1)
+    return int(newest[0]["id"]) if newest else -1
+
+
 def vm_rss_kib(pid: int) -> int:
     status = Path(f"/proc/{pid}/status").read_text()
     match = re.search(r"VmRSS:\s+(\d+) kB", status)
@@ -93,11 +99,14 @@ def test_a_burst_is_cut_into_bounded_lua_calls_other_clients_run_between_them_an
         rss.append(vm_rss_kib(beat.process.pid))
         client.slowlog_reset()
         prober.start()
+        marks: list[int] = []  # the last SLOWLOG id before each burst's entries were made due, and after the last
         for burst in range(1, bursts + 1):
+            marks.append(latest_slowlog_id(client))
             make_due(store, names, interval)
             wait_until(lambda n=burst: beat.alive() and ledger.poll() >= n * entries, timeout=120, interval=0.2,
                        what=f"burst {burst} to be sent")
             rss.append(vm_rss_kib(beat.process.pid))
+        marks.append(latest_slowlog_id(client))
         prober.stop.set()
         prober.join()
         slowlog = client.slowlog_get(1_000_000)
@@ -127,10 +136,12 @@ def test_a_burst_is_cut_into_bounded_lua_calls_other_clients_run_between_them_an
         else:
             more = re.search(rb"\.\.\. \((\d+) more arguments\)", entry["command"])
             assert more is not None and (29 + int(more.group(1)) - 8) <= 9 * batch
-    # Not starved: the other client's commands ran between the first and the last Lua call of the bursts.
-    first, last = calls[0][0]["id"], calls[-1][0]["id"]
-    probes = [e for e in log if first < e["id"] < last and e["command"].startswith((b"INCR probe", b"INCRBY probe"))]
-    assert probes
+    # Not starved: in each burst, the other client's commands ran between beat's Lua calls for that burst.
+    probe_ids = [e["id"] for e in log if e["command"].startswith((b"INCR probe", b"INCRBY probe"))]
+    for burst, (start, end) in enumerate(zip(marks, marks[1:]), 1):
+        ids = [e["id"] for e, _ in calls if start < e["id"] <= end]
+        assert len(ids) >= 2 * entries // batch, (burst, len(ids))  # a claim and a commit per batch at least
+        assert any(ids[0] < i < ids[-1] for i in probe_ids), burst
     # Flat: the third burst did not leave beat bigger than the first did, beyond allocator noise.
     assert rss[-1] - rss[1] < max(rss[1] - rss[0], 8 * 1024), rss
     client.close()

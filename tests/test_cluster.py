@@ -126,7 +126,8 @@ def test_beat_carries_on_through_a_master_failover_without_sending_a_run_twice(
         probe.wait_finished(since=time.monotonic())
         assert beat.alive()
     finally:
-        assert beat.stop() == 0, beat.output()
+        code = beat.stop()
+    assert code == 0, beat.output()
     probe.assert_each_run_sent_once()
 
 
@@ -162,7 +163,8 @@ def test_beat_carries_on_when_the_schedules_master_is_killed(
             probe.wait_finished(since=time.monotonic(), timeout=60)
             assert beat.alive()
         finally:
-            assert beat.stop() == 0, beat.output()
+            code = beat.stop()
+        assert code == 0, beat.output()
         counts = probe.counts()
         assert all(counts[name] >= 1 for name in probe.one_offs)
         if wait_replicas:

@@ -75,7 +75,8 @@ def test_beat_never_deletes_dynamic_entries_and_a_changed_beat_schedule_removes_
             store.run_now_names(["dyn-disabled", "dyn-cron"])  # explicit requests, run once
             wait_until(lambda: store.due_score("dyn-cron") not in (None, -1.0), timeout=10, what="the run-now request")
         finally:
-            assert beat.stop() == 0, beat.output()
+            code = beat.stop()
+        assert code == 0, beat.output()
         return beat.output()
 
     first = run_beat('{"static-a": {"task": "tasks.a", "schedule": 1.0}, "static-b": {"task": "tasks.b", "schedule": 1.0},'

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import textwrap
 import time
 from collections import Counter
 from pathlib import Path
@@ -17,27 +18,26 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
-def broker(redis_url: str) -> redis.Redis:
-    conn = redis.Redis.from_url(f"{redis_url}/1")
-    conn.delete("celery")
-    return conn
-
-
-@pytest.fixture
 def tag(prefix: str) -> str:
     return prefix.rstrip(":")
+
+
+def own_queue(prefix: str, extra: str = "") -> str:
+    """Test-app code (``extra`` too) sending this test's tasks to a queue of its own, so no test reads or empties another's."""
+    return textwrap.dedent(extra) + f"\napp.conf.task_default_queue = {'q-' + prefix!r}\n"
 
 
 class Tally:
     """Counts task messages as they arrive on the broker."""
 
-    def __init__(self, broker: redis.Redis) -> None:
+    def __init__(self, broker: redis.Redis, prefix: str) -> None:
         self.broker = broker
+        self.queue = f"q-{prefix}"
         self.counts: Counter[str] = Counter()
         self.messages: list[tuple[float, str, list[object]]] = []
 
     def poll(self) -> Counter[str]:
-        for m in drain_queue(self.broker):
+        for m in drain_queue(self.broker, self.queue):
             self.counts[m.task] += 1
             self.messages.append((time.time(), m.task, m.args))
         return self.counts
@@ -54,15 +54,15 @@ def hset(client: redis.Redis, tag: str, name: str, doc: dict[str, object] | str,
 
 def test_raw_entries_statics_edits_deletes_and_restart(tmp_path: Path, redis_url: str, prefix: str, tag: str,
                                                        client: redis.Redis, broker: redis.Redis) -> None:
-    write_app(tmp_path, f"{redis_url}/1", f"{redis_url}/0", prefix, extra="""
+    write_app(tmp_path, f"{redis_url}/1", f"{redis_url}/0", prefix, extra=own_queue(prefix, """
         app.conf.beat_schedule = {"static-every-1s": {"task": "tasks.static", "schedule": timedelta(seconds=1)}}
-    """)
+    """))
     # The seed README's document, as printed there, with its 30 s interval made 1 s so the test is short.
     hset(client, tag, "seed-style", SEED_INTERVAL_30S.replace('"every" : 30', '"every" : 1').replace("task.add", "tasks.seed"))
     hset(client, tag, "seed-cron", SEED_CRONTAB)
     hset(client, tag, "raw-every-1s", {"task": "tasks.add", "enabled": True, "interval": {"every": 1, "period": "seconds"}, "args": [1, 2]})
     hset(client, tag, "broken", '{"task": "tasks.broken", "interval": {"every": 1, "period": "fortnights"}}')
-    tally = Tally(broker)
+    tally = Tally(broker, prefix)
     beat = CeleryProcess.beat(tmp_path)
     try:
         beat.wait_for_output(f"{{{tag}}}")
@@ -96,7 +96,8 @@ def test_raw_entries_statics_edits_deletes_and_restart(tmp_path: Path, redis_url
         assert after["tasks.static"] > before["tasks.static"]
         assert beat.alive()
     finally:
-        assert beat.stop() == 0, beat.output()
+        code = beat.stop()
+    assert code == 0, beat.output()
     runs_before_restart = int(client.hget(f"{{{tag}}}:total_run_count", "static-every-1s"))
     assert client.zscore(f"{{{tag}}}:due", "seed-style") is None  # the deleted entry left the index
 
@@ -106,40 +107,43 @@ def test_raw_entries_statics_edits_deletes_and_restart(tmp_path: Path, redis_url
     try:
         tally.wait_for("tasks.static", tally.counts["tasks.static"] + 2)
     finally:
-        assert beat.stop() == 0, beat.output()
+        code = beat.stop()
+    assert code == 0, beat.output()
     assert int(client.hget(f"{{{tag}}}:total_run_count", "static-every-1s")) >= runs_before_restart + 2
 
 
 def test_bare_hset_is_found_by_the_reconciler(tmp_path: Path, redis_url: str, prefix: str, tag: str,
                                               client: redis.Redis, broker: redis.Redis) -> None:
-    write_app(tmp_path, f"{redis_url}/1", f"{redis_url}/0", prefix)
+    write_app(tmp_path, f"{redis_url}/1", f"{redis_url}/0", prefix, extra=own_queue(prefix))
     beat = CeleryProcess.beat(tmp_path)
-    tally = Tally(broker)
+    tally = Tally(broker, prefix)
     try:
         beat.wait_for_output("beat: Starting")
         hset(client, tag, "bare", {"task": "tasks.bare", "interval": {"every": 1, "period": "seconds"}}, poke=False)
         tally.wait_for("tasks.bare", 1, timeout=15)
     finally:
-        assert beat.stop() == 0, beat.output()
+        code = beat.stop()
+    assert code == 0, beat.output()
 
 
 def test_a_real_worker_runs_what_beat_sends(tmp_path: Path, redis_url: str, prefix: str, tag: str, client: redis.Redis) -> None:
     results = f"results-{tag}"
-    write_app(tmp_path, f"{redis_url}/1", f"{redis_url}/0", prefix, extra=f"""
+    write_app(tmp_path, f"{redis_url}/1", f"{redis_url}/0", prefix, extra=own_queue(prefix, f"""
         import redis as _redis
         _results = _redis.Redis.from_url({redis_url + "/0"!r})
 
         @app.task(name="tasks.record")
         def record(value):
             _results.rpush({results!r}, value)
-    """)
+    """))
     hset(client, tag, "record", {"task": "tasks.record", "interval": {"every": 1, "period": "seconds"}, "args": ["hello"]})
     worker = CeleryProcess.worker(tmp_path)
     beat = CeleryProcess.beat(tmp_path)
     try:
         wait_until(lambda: client.llen(results) >= 2, timeout=30, what="the worker to run the task twice")
     finally:
-        assert beat.stop() == 0, beat.output()
+        code = beat.stop()
         worker.stop()
+    assert code == 0, beat.output()
     assert client.lrange(results, 0, 0) == [b"hello"]
     assert int(client.hget(f"{{{tag}}}:total_run_count", "record")) >= 2

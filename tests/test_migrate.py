@@ -1,7 +1,9 @@
 """``migrate``: schedules written exactly as the old celerybeat-redis and RedBeat write them.
 
-The fixtures are raw Redis commands reproducing those tools' layouts (neither
-tool is installed for the tests).
+The celerybeat-redis fixtures are raw Redis commands reproducing its layout (it
+is not installed for the tests); RedBeat's are both raw commands (every field
+its encoder writes, rrule included) and entries saved and run through RedBeat's
+own API (celery-redbeat is in the test extra).
 """
 
 from __future__ import annotations
@@ -12,11 +14,13 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 import redis
 from celery import Celery
+from celery.schedules import crontab, schedule
 
 from celerybeatredis.store import ScheduleStore
 
@@ -269,6 +273,56 @@ def test_migrate_from_redbeat(cli: Cli, api: ScheduleStore, client: redis.Redis,
     assert client.zrange(old_prefix + ":schedule", 0, -1) == [redbeat_keys["rrule"].encode()]
     assert client.smembers(old_prefix + ":statics") == set()
     assert client.exists(redbeat_keys["rrule"]) and client.get(old_prefix + ":lock") == b"token"
+
+
+def test_migrate_entries_saved_and_run_through_redbeats_own_api(cli: Cli, api: ScheduleStore, redis_url: str,
+                                                                 old_prefix: str, client: redis.Redis) -> None:
+    """RedBeat's scheduler syncs a beat_schedule (its statics), its entry API saves the rest, and runs are
+    recorded as RedBeat's tick records them; each migrated entry matches what RedBeat itself reads back."""
+    from redbeat import RedBeatScheduler, RedBeatSchedulerEntry
+
+    source = Celery("redbeat-source", set_as_current=False)
+    source.conf.update(redbeat_redis_url=f"{redis_url}/0", redbeat_key_prefix=old_prefix, timezone="UTC", result_expires=None,
+                       beat_schedule={"rb-static": {"task": "tasks.hourly", "schedule": timedelta(hours=1)}})
+    RedBeatScheduler(source, lazy=False).close()  # syncs beat_schedule into RedBeat's keys and statics set
+    saved = {
+        "rb-interval": RedBeatSchedulerEntry("rb-interval", "tasks.add", schedule(timedelta(seconds=30)), args=[1, 2],
+                                             options={"queue": "low"}, app=source),
+        "rb-cron": RedBeatSchedulerEntry("rb-cron", "tasks.report", crontab(minute="*/15", hour="9-17", day_of_week="mon-fri"),
+                                         kwargs={"fmt": "pdf"}, app=source),
+        "rb-disabled": RedBeatSchedulerEntry("rb-disabled", "tasks.off", schedule(timedelta(seconds=0.5)), enabled=False,
+                                             app=source),
+    }
+    for entry in saved.values():
+        entry.save()
+    ran = next(next(saved["rb-interval"]))  # two runs, as RedBeat's tick records them (meta: last run, run count)
+    next(saved["rb-cron"])
+    keys = [key.decode() for key in client.zrange(old_prefix + ":schedule", 0, -1)]
+    assert sorted(keys) == sorted(old_prefix + name for name in (*saved, "rb-static"))
+    theirs = {entry.name: entry for entry in (RedBeatSchedulerEntry.from_key(key, app=source) for key in keys)}
+    assert theirs["rb-interval"].total_run_count == ran.total_run_count == 2
+
+    done = cli.run("migrate", "--from", "redbeat", "--prefix", old_prefix)
+    assert done.returncode == 0, done.stderr
+    assert "migrated 4 entries: 4 added or changed" in done.stdout
+    for name, entry in theirs.items():
+        ours = api.get(name)
+        definition = ours.definition or {}
+        assert (definition["task"], definition.get("args", []), definition.get("kwargs", {})) == (
+            entry.task, list(entry.args or []), dict(entry.kwargs or {})), name
+        assert definition.get("options", {}) == dict(entry.options or {}), name
+        assert definition.get("enabled", True) is entry.enabled, name
+        assert ours.total_run_count == (entry.total_run_count or 0), name
+        if entry.total_run_count:
+            assert ours.last_run_at == entry.last_run_at, name
+        assert ours.static is (name == "rb-static"), name
+        kind = "crontab" if isinstance(entry.schedule, crontab) else "interval"
+        parsed = api.codec.from_document(definition).schedule
+        if kind == "crontab":
+            assert isinstance(parsed, crontab) and (parsed.minute, parsed.hour, parsed.day_of_week) == (
+                entry.schedule.minute, entry.schedule.hour, entry.schedule.day_of_week), name
+        else:
+            assert parsed.run_every == entry.schedule.run_every, name
 
 
 # --- the Celery plugin -------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import tempfile
@@ -83,6 +84,20 @@ def make_certificates(directory: Path) -> dict[str, Path]:
     return {name: directory / name for name in ("ca.crt", "server.crt", "server.key", "client.crt", "client.key")}
 
 
+#: What a redis-server (or valkey-server) built without TLS answers to ``--tls-port``: Redis 6.x and 7.0 do
+#: not know the tls-* directives; 7.2 and later, and Valkey, know them but have no TLS connection type.
+NO_TLS_ANSWERS = (
+    re.compile(r"^>>> 'tls-[a-z-]+ .*'\nBad directive or wrong number of arguments", re.MULTILINE),
+    re.compile(r"Failed finding connection listener of tls", re.IGNORECASE),
+    re.compile(r"Connection type tls not builtin", re.IGNORECASE),
+)
+
+
+def built_without_tls(output: str) -> bool:
+    """Whether a server that exited said it cannot do TLS at all (and not, say, that its port was taken)."""
+    return any(answer.search(output) for answer in NO_TLS_ANSWERS)
+
+
 class TLSRedis:
     """A redis-server that speaks only TLS, requires client certificates, and has one ACL user with a password."""
 
@@ -90,9 +105,9 @@ class TLSRedis:
         self.dir = Path(tempfile.mkdtemp(prefix="cbr-tls-"))
         self.certs = make_certificates(self.dir)
         self.port = free_port()
-        binary = server_binary()
+        self.binary = server_binary()
         self.process = subprocess.Popen(
-            [binary, "--port", "0", "--tls-port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+            [self.binary, "--port", "0", "--tls-port", str(self.port), "--bind", "127.0.0.1", "--save", "",
              "--appendonly", "no", "--dir", str(self.dir),
              "--tls-cert-file", str(self.certs["server.crt"]), "--tls-key-file", str(self.certs["server.key"]),
              "--tls-ca-cert-file", str(self.certs["ca.crt"]), "--tls-auth-clients", "yes",
@@ -115,11 +130,9 @@ class TLSRedis:
         while True:
             if self.process.poll() is not None:
                 out = self.process.stdout.read().decode(errors="replace") if self.process.stdout else ""
-                lowered = out.lower()
-                # Builds without TLS reject the tls-* options ("Bad directive", "not supported", ...).
-                if "tls" in lowered and any(word in lowered for word in ("not", "unsupported", "bad directive")):
-                    pytest.skip(f"this redis-server was built without TLS: {out.strip()[-200:]}")
-                raise RuntimeError(f"TLS redis-server did not start:\n{out}")
+                if built_without_tls(out):
+                    pytest.skip(f"{self.binary} was built without TLS: {out.strip()[-200:]}")
+                raise RuntimeError(f"TLS redis-server {self.binary} did not start:\n{out}")
             try:
                 with self.client() as conn:
                     conn.ping()
@@ -169,7 +182,8 @@ def test_beat_over_tls_with_an_acl_user_and_no_secret_in_its_log(tmp_path: Path,
             wait_until(lambda: beat.alive() and len(drain_queue(broker, queue)) > 0, timeout=30, what="a task sent")
             wait_until(lambda: store.invalid_reason("forbidden"), timeout=10, what="the forbidden entry's quarantine")
         finally:
-            assert beat.stop() == 0, beat.output()
+            code = beat.stop()
+        assert code == 0, beat.output()
         output = beat.output()
         assert PASSWORD not in output
         assert f"rediss://beat:****@127.0.0.1:{tls_redis.port}/0" in output  # the banner, masked
@@ -186,3 +200,19 @@ def test_beat_over_tls_with_an_acl_user_and_no_secret_in_its_log(tmp_path: Path,
         assert wrong not in output and PASSWORD not in output
         assert "****" in output
         broker.close()
+
+
+def test_only_the_servers_own_no_tls_answer_skips_the_tls_test() -> None:
+    """A port clash or any other failure to start must fail the TLS test, not skip it."""
+    redis_62 = "*** FATAL CONFIG FILE ERROR (Redis 6.2.14) ***\nReading the configuration file, at line 3\n" \
+               ">>> 'tls-port \"16999\"'\nBad directive or wrong number of arguments\n"
+    assert built_without_tls(redis_62)
+    assert built_without_tls("# Failed finding connection listener of tls\n")
+    clash = "# Warning: Could not create server TCP listening socket *:6380: bind: Address already in use\n" \
+            "# Failed listening on port 6380 (tls), aborting.\n"
+    assert not built_without_tls(clash)
+    bad_cert = "# Failed to load certificate: /tmp/x/server.crt: error:80000002:system library::No such file or directory\n" \
+               "# Failed to configure TLS. Check logs for more info.\n"
+    assert not built_without_tls(bad_cert)
+    other_directive = ">>> 'not-a-directive \"yes\"'\nBad directive or wrong number of arguments\n"
+    assert not built_without_tls(other_directive)

@@ -118,7 +118,8 @@ def test_beat_follows_a_sentinel_failover_without_sending_a_run_twice(tmp_path: 
         probe.wait_finished(since=time.monotonic())
         assert beat.alive()
     finally:
-        assert beat.stop() == 0, beat.output()
+        code = beat.stop()
+    assert code == 0, beat.output()
     assert "sentinel reports a new primary" in beat.output()
     probe.assert_each_run_sent_once(beat.output())
     store.client.close()
