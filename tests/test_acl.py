@@ -1,4 +1,4 @@
-"""README.rst's minimal ACL user is enough for beat, every script and resharding, on one server and on a cluster."""
+"""The docs' minimal ACL user (docs/operating.rst) is enough for beat, every script and resharding, on one server and on a cluster."""
 
 from __future__ import annotations
 
@@ -20,13 +20,14 @@ from .processes import drain_queue
 from .redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent
-README = (ROOT / "README.rst").read_text()
-#: The user line as README.rst prints it, e.g. ``user celerybeat on >CHANGE-ME ~{tasks:meta}:* ... +sscan``.
-USER_LINE = next(line.split() for line in README.splitlines() if line.strip().startswith("user celerybeat "))
-CLUSTER_RULES = re.search(r"On Redis Cluster add ``([^`]+)``", README).group(1).split()  # type: ignore[union-attr]
-API_RULES = re.search(r"command line also need ``([^`]+)``", README).group(1).split()  # type: ignore[union-attr]
+ACL_PAGE = (ROOT / "docs" / "operating.rst").read_text()
+#: The user line as docs/operating.rst prints it, e.g. ``user celerybeat on >CHANGE-ME ~{tasks:meta}:* ... +sscan``.
+USER_LINE = next(line.split() for line in ACL_PAGE.splitlines() if line.strip().startswith("user celerybeat "))
+CLUSTER_RULES = re.search(r"On Redis Cluster add ``([^`]+)``", ACL_PAGE).group(1).split()  # type: ignore[union-attr]
+API_RULES = [rule.strip("'") for rule in re.search(  # type: ignore[union-attr]
+    r"command line also need:\s+\.\. code-block:: console\s+\$ redis-cli ACL SETUSER celerybeat ([^\n]+)", ACL_PAGE).group(1).split()]
 USER, PASSWORD = USER_LINE[1], next(w[1:] for w in USER_LINE if w.startswith(">"))
-PREFIX = "tasks:meta:"  # the prefix the README's key patterns are written for
+PREFIX = "tasks:meta:"  # the prefix the docs' key patterns are written for
 T0 = 1_800_000_000.0
 
 
@@ -39,7 +40,7 @@ def test_the_acl_line_allows_every_command_the_scripts_call() -> None:
     for name in SCRIPT_NAMES:
         text = (ROOT / "lua" / f"{name}.lua").read_text()
         called = {c.lower() for c in re.findall(r"rcall\('([A-Za-z]+)'", text)}
-        assert called and called <= allowed, f"{name}.lua calls {sorted(called - allowed)}, missing from README's ACL line"
+        assert called and called <= allowed, f"{name}.lua calls {sorted(called - allowed)}, missing from the docs' ACL line"
 
 
 #: Refusals that change nothing: beat's optional CONFIG GET, and the CLIENT SETINFO redis-py sends on connect and
