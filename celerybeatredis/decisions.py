@@ -27,7 +27,7 @@ logger = logging.getLogger("celerybeatredis.schedulers")
 #: Longest reason kept in ``{T}:invalid`` and the log; a reason quotes what it rejects, which may be long.
 REASON_LIMIT = 1000
 
-#: run: published now; wait: not due yet; held: its start_time is ahead; retired: disabled or finished;
+#: run: to publish once committed; wait: not due yet; held: its start_time is ahead; retired: disabled or finished;
 #: quarantined: its definition (or its run state) cannot be used.
 Outcome = Literal["run", "wait", "held", "retired", "quarantined"]
 
@@ -125,6 +125,8 @@ def decide(entry: Claimed, defn: Definition, last_run: datetime | None, stamped:
 
     A run-now request (a negative score) runs even a disabled or finished entry.
     A definition whose schedule cannot say when it runs next is quarantined.
+    ``defn``'s schedule must read the batch's time as now (beat's codec reads
+    its :class:`~.planning.TickClock`, which the planner sets to it).
     """
     digest_field, anchor = stamped
     count = entry.total_run_count

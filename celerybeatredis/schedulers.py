@@ -19,7 +19,7 @@ from typing import Any
 import click
 import redis
 from celery import Celery
-from celery.beat import Scheduler
+from celery.beat import ScheduleEntry, Scheduler
 
 from .codec import Codec
 from .connection import eviction_warnings, follow_sentinel
@@ -113,11 +113,11 @@ class RedisScheduler(Scheduler):
         if self.store is not None:
             self.store.close()
 
-    def get_schedule(self) -> dict[str, Any]:
+    def get_schedule(self) -> dict[str, ScheduleEntry]:
         """Always empty: the schedule lives in Redis and is never loaded whole."""
         return {}
 
-    def set_schedule(self, schedule: Mapping[str, Any]) -> None:
+    def set_schedule(self, schedule: Mapping[str, ScheduleEntry]) -> None:
         """Ignored; use ``beat_schedule`` or the store to change the schedule."""
 
     schedule = property(get_schedule, set_schedule)
