@@ -15,6 +15,9 @@ from celerybeatredis.store import RedisStore
 from .processes import CeleryProcess, drain_queue, wait_until, write_app
 
 LUA_DIR = Path(__file__).resolve().parent.parent / "lua"
+#: The modules beat runs (celerybeatredis/schedulers.py and what it is made of).
+BEAT_MODULES = ("schedulers.py", "planning.py", "decisions.py", "dispatch.py", "stream.py", "publish.py", "statics.py",
+                "stopping.py", "runstate.py")
 
 
 def test_only_remove_lua_deletes_definitions() -> None:
@@ -37,8 +40,9 @@ def test_only_remove_lua_deletes_definitions() -> None:
     # upsert and replace write only what their caller asks (replace is the API's compare-and-set edit);
     # adopt (resharding) only stores a definition that is not there yet, the one it moves from another shard
     assert writes == {"adopt": ["HSETNX"], "remove": ["HDEL"], "replace": ["HSET"], "upsert": ["HSET"]}
-    scheduler = (LUA_DIR.parent / "celerybeatredis" / "schedulers.py").read_text()
-    assert "replace_raw" not in scheduler  # beat itself never edits a definition
+    package = LUA_DIR.parent / "celerybeatredis"
+    for module in BEAT_MODULES:
+        assert "replace_raw" not in (package / module).read_text(), module  # beat itself never edits a definition
 
 
 @pytest.mark.e2e

@@ -149,7 +149,7 @@ CRASH_POINTS = """
 import os as _os
 import signal as _signal
 from pathlib import Path as _Path
-from celerybeatredis.schedulers import RedisScheduler as _Scheduler
+from celerybeatredis.publish import Publisher as _Publisher
 from celerybeatredis.store import RedisStore as _Store
 
 _armed = _Path(__file__).with_name(f"crash-{_os.getpid()}")
@@ -166,11 +166,11 @@ def _commit_args_or_crash(plans):
     return _commit_args(plans)
 _Store.commit_args = staticmethod(_commit_args_or_crash)
 
-_publish = _Scheduler._publish
-def _publish_or_crash(self, name, run, now, producer):
+_send = _Publisher.send  # every run is sent here, streamed or not
+def _send_or_crash(self, name, run, now, producer):
     _crash_if_armed("after-commit")
-    return _publish(self, name, run, now, producer)
-_Scheduler._publish = _publish_or_crash
+    return _send(self, name, run, now, producer)
+_Publisher.send = _send_or_crash
 """
 
 

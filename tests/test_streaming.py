@@ -249,13 +249,14 @@ def test_a_beat_holds_a_batch_claimed_ahead_while_it_publishes_only_when_told_to
 def test_a_beat_claims_ahead_on_auto_once_publishing_costs_less_than_deciding(app: Celery) -> None:
     sched = RedisScheduler(app)
     try:
+        ahead = sched.dispatcher.claim_ahead
         full = Claim(0.0, "", None, 0, [None] * sched.settings.batch_size)  # type: ignore[list-item]
-        assert not sched._claims_ahead()  # not measured yet: assume a real broker
-        sched._measured(full, plan_seconds=0.010, publish_seconds=0.004)
-        assert sched._claims_ahead()
-        sched._measured(Claim(0.0, "", None, 0, []), plan_seconds=0.010, publish_seconds=9.0)  # a small batch says nothing
-        assert sched._claims_ahead()
-        sched._measured(full, plan_seconds=0.010, publish_seconds=0.250)
-        assert not sched._claims_ahead()
+        assert not ahead.wanted()  # not measured yet: assume a real broker
+        ahead.measured(full, plan_seconds=0.010, publish_seconds=0.004)
+        assert ahead.wanted()
+        ahead.measured(Claim(0.0, "", None, 0, []), plan_seconds=0.010, publish_seconds=9.0)  # a small batch says nothing
+        assert ahead.wanted()
+        ahead.measured(full, plan_seconds=0.010, publish_seconds=0.250)
+        assert not ahead.wanted()
     finally:
         sched.close()

@@ -1,0 +1,81 @@
+"""One shard's batches in a tick: claim, decide, commit, then publish, batch after full batch.
+
+Commit comes before publish, as in Celery's own scheduler: a beat killed
+between the two loses those runs rather than sending them twice (see
+"Guarantees" in README.rst). Full batches are streamed (:mod:`.stream`)
+while that pays.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from .planning import Planned, Planner
+from .publish import Publisher
+from .settings import Settings
+from .stopping import stop_signals_held
+from .store import Claim, RedisStore
+from .stream import ClaimAhead, Streamer
+
+#: Beat logs under the name of the module users configure it by, whichever of its modules speaks.
+logger = logging.getLogger("celerybeatredis.schedulers")
+
+
+class Dispatcher:
+    """Runs the batches of one shard for a tick."""
+
+    def __init__(self, settings: Settings, planner: Planner, publisher: Publisher) -> None:
+        self.settings = settings
+        self.planner = planner
+        self.publisher = publisher
+        self.claim_ahead = ClaimAhead(settings.claim_ahead, settings.batch_size)
+        self.streamer = Streamer(settings, planner, self.publish, self.claim_ahead)
+
+    def batches(self, store: RedisStore, now: float | None, seconds: float) -> tuple[bool, Claim]:
+        """Batches from ``store`` while they come back full; returns whether a publish failed, and the last claim.
+
+        Stops at a batch that is not full, after ``seconds`` (so the other
+        shards and the reconciler get their turn) or at a publish failure.
+        Full batches are streamed while :class:`~.stream.ClaimAhead` says so,
+        except with ``wait_replicas`` (each commit waits for its replicas) or
+        on Redis Cluster, where each batch is processed on its own.
+        """
+        batch, lease = self.settings.batch_size, self.settings.lease_seconds
+        ends = time.monotonic() + seconds
+        while True:
+            claim = store.claim(batch, lease, now)
+            full = len(claim.entries) >= batch
+            if full and self.claim_ahead.wanted():
+                stream = None if self.settings.wait_replicas else store.stream()
+                if stream is not None:
+                    return self.streamer.run(store, stream, claim, now, ends)
+            failed = self.process(store, claim) if claim.entries else False
+            if failed or not full or time.monotonic() >= ends:
+                return failed, claim
+
+    def process(self, store: RedisStore, claim: Claim) -> bool:
+        """Decide, commit and publish one batch claimed from ``store``; True if a publish failed."""
+        planned = self.planner.plan(claim)
+        with stop_signals_held():
+            replicas = self.settings.wait_replicas
+            if replicas:
+                committed, acked = store.commit_replicated(planned.plans, replicas, self.settings.wait_timeout)
+                # A commit the replicas did not get may be lost in a failover: undo its runs rather than publish them.
+                withheld = acked < replicas
+                if withheld:
+                    logger.warning("beat: commit acknowledged by %d of %d replicas; its runs are not published",
+                                   acked, replicas)
+            else:
+                committed, withheld = store.commit(planned.plans), False
+            return self.publish(store, planned, committed, withheld)
+
+    def publish(self, store: RedisStore, planned: Planned, committed: list[bool], withheld: bool) -> bool:
+        """Publish a committed batch (:meth:`~.publish.Publisher.publish`); True if runs were withheld.
+
+        A batch published in full is timed against deciding it, for :class:`~.stream.ClaimAhead`.
+        """
+        published = self.publisher.publish(store, planned, committed, withheld)
+        if not published.withheld:
+            self.claim_ahead.measured(planned.claim, planned.seconds, published.seconds)
+        return published.withheld

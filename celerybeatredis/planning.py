@@ -1,0 +1,89 @@
+"""Deciding a claimed batch: each definition parsed (cached by its digest) and admitted, then :func:`~.decisions.decide`."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+from typing import NamedTuple
+
+from .codec import SHORT_DIGEST, Codec, Definition, digest
+from .decisions import Batch, Decision, decide, log_quarantined, quarantine, stamp
+from .exceptions import InvalidDefinition
+from .settings import Settings
+from .store import Claim, Claimed, Plan
+
+
+class TickClock:
+    """The time of the batch being decided, taken from Redis so every beat agrees on it; schedules read it as now."""
+
+    def __init__(self) -> None:
+        self.current = datetime.now(timezone.utc)
+
+    def now(self) -> datetime:
+        """The batch's time (aware, UTC)."""
+        return self.current
+
+
+class Planned(NamedTuple):
+    """A claimed batch, decided: what happens to each entry, the plans for commit.lua, its time, and how long deciding took."""
+
+    claim: Claim
+    decisions: list[Decision]
+    plans: list[Plan]
+    now: datetime
+    seconds: float
+
+
+class Planner:
+    """Decides claimed batches; the codec's parsed definitions outlive batches, the :class:`Batch` answers do not."""
+
+    def __init__(self, codec: Codec, clock: TickClock, settings: Settings) -> None:
+        self.codec = codec
+        self.clock = clock
+        self.settings = settings
+
+    def plan(self, claim: Claim) -> Planned:
+        """What happens to each entry of ``claim``, decided at the claim's time (the Redis server's)."""
+        started = time.perf_counter()
+        batch = Batch(claim.lease, claim.now)
+        self.clock.current = batch.now
+        decisions = [self.decide(entry, batch) for entry in claim.entries]
+        return Planned(claim, decisions, [d.plan for d in decisions], batch.now, time.perf_counter() - started)
+
+    def decide(self, entry: Claimed, batch: Batch) -> Decision:
+        """:func:`~.decisions.decide` for one entry, quarantining it (not the batch) if it cannot be used or if anything
+        unforeseen goes wrong."""
+        try:
+            sha = digest(entry.definition)
+            last_run = batch.last_run(entry.last_run_at) if entry.last_run_at else None
+            stamped = stamp(entry.digest, sha, last_run is not None, batch.at)
+            try:
+                defn = self.admit(entry, self.codec.parse(entry.definition, sha))
+            except InvalidDefinition as exc:
+                decision = quarantine(entry.name, batch.lease, exc, stamped[0])
+            else:
+                decision = decide(entry, defn, last_run, stamped, batch)
+        except Exception as exc:  # noqa: BLE001 - one entry must not stop the others
+            problem = InvalidDefinition("", f"cannot be scheduled: {type(exc).__name__}: {exc}")
+            decision = quarantine(entry.name, batch.lease, problem, f"{digest(entry.definition)[:SHORT_DIGEST]} {batch.at:.6f}")
+            log_quarantined(decision.plan.invalid_reason, self.settings.tag, exc)
+            return decision
+        if decision.outcome == "quarantined":
+            log_quarantined(decision.plan.invalid_reason, self.settings.tag)
+        return decision
+
+    def admit(self, entry: Claimed, defn: Definition) -> Definition:
+        """``defn``, if beat may send its task and the entry's stored run count is an integer.
+
+        Raises:
+            InvalidDefinition: naming ``task`` or ``total_run_count``.
+        """
+        if not self.settings.task_allowed(defn.task):
+            raise InvalidDefinition("task", f"{defn.task!r} is not in redis_scheduler_task_allowlist")
+        if entry.bad_run_count is not None:
+            raise InvalidDefinition(
+                "total_run_count",
+                f"{{{self.settings.tag}}}:total_run_count holds {entry.bad_run_count[:40]!r}, not an integer; "
+                "set it right (or HDEL it), then make the entry due (ZADD ... 0)",
+            )
+        return defn
