@@ -33,7 +33,7 @@ def is_number(value: Any) -> TypeGuard[float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def is_count(value: Any, least: int = 0) -> bool:
+def is_count(value: Any, least: int = 0) -> TypeGuard[int]:
     """An integer (never a bool) of at least ``least``: a run count, a limit."""
     return isinstance(value, int) and not isinstance(value, bool) and value >= least
 

@@ -140,7 +140,7 @@ def decide(entry: Claimed, defn: Definition, last_run: datetime | None, stamped:
         seed_last = last_run.isoformat()
     now = batch.now
     run_now = entry.score < 0
-    limited = defn.one_off or defn.max_run_count is not None or defn.expires is not None or defn.kind == "clocked"
+    limited = defn.runs_once or defn.max_run_count is not None or defn.expires is not None
     retired = not defn.enabled or (limited and finished(defn, count, now))
     if retired and not run_now:
         return _not_run(entry, batch, NEVER, digest_field, seed_count, seed_last, "retired")

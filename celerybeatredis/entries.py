@@ -171,8 +171,6 @@ def build_definition(task: str, schedule: ScheduleLike, **fields: Any) -> dict[s
 
 def schedule_document(schedule: ScheduleLike) -> dict[str, Any]:
     """The schedule members of a definition (``{"interval": {...}}``, ...) for any accepted form."""
-    if isinstance(schedule, datetime):
-        return {"clocked": json_value(schedule)}
     if isinstance(schedule, Mapping):
         kinds = [k for k in KINDS if schedule.get(k) is not None]
         extra = sorted(set(schedule) - set(KINDS) - {"relative"})

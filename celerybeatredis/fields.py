@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from .checks import is_count, json_type, parse_bool, parse_date, parse_options
 from .exceptions import InvalidDefinition
+from .runstate import check_run_count
 
 #: How a flag's text becomes the member's value: JSON, plain text, a positive integer, or an on/off pair.
 FlagKind = Literal["json", "text", "count", "toggle"]
@@ -63,13 +64,7 @@ def _object(value: Any) -> dict[str, Any]:
 def _max_run_count(value: Any) -> int:
     if not is_count(value, least=1):
         raise InvalidDefinition("max_run_count", "must be a positive integer or null")
-    return int(value)
-
-
-def _total_run_count(value: Any) -> int:
-    if not is_count(value):
-        raise InvalidDefinition("total_run_count", "must be a non-negative integer")
-    return int(value)
+    return value
 
 
 def _description(value: Any) -> str:
@@ -95,7 +90,7 @@ FIELDS: tuple[DefinitionField, ...] = (
     DefinitionField("max_run_count", _max_run_count, "max_run_count", "Stop after this many runs.", "--max-runs",
                     "count", label="max runs"),
     DefinitionField("description", _description, "description", "Free text.", "--description", label="about"),
-    DefinitionField("total_run_count", _total_run_count, "seed_total_run_count",
+    DefinitionField("total_run_count", check_run_count, "seed_total_run_count",
                     "Runs so far, from an old document: seeds the run state once.", user=False),
     DefinitionField("last_run_at", lambda v: parse_date(v, "last_run_at"), "seed_last_run_at",
                     "Last run, from an old document: seeds the run state once.", user=False),

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -374,8 +374,11 @@ def parse_clocked(spec: Any) -> datetime:
 
 
 def _clocked_from_celery(value: Any) -> dict[str, Any] | None:
+    """A ``clocked`` schedule, or a ``datetime`` for one run at that time (naive = UTC)."""
     if isinstance(value, clocked):
-        return {"clocked": value.run_at.isoformat()}
+        value = value.run_at
+    if isinstance(value, datetime):
+        return {"clocked": (value if value.tzinfo else value.replace(tzinfo=timezone.utc)).isoformat()}
     return None
 
 

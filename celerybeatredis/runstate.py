@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+from .checks import is_count
 from .exceptions import InvalidDefinition
 
 
@@ -34,6 +35,6 @@ def check_run_count(value: object, field: str = "total_run_count", entry: str | 
     """
     if value is None:
         return None
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+    if not is_count(value):
         raise InvalidDefinition(field, "must be a non-negative integer", entry)
     return value

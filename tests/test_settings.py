@@ -126,7 +126,7 @@ def test_lease_seconds_is_how_long_a_claim_left_uncommitted_holds_its_entries(
     def fail(*_args: Any) -> Any:
         raise RuntimeError("fails between claim and commit")
 
-    monkeypatch.setattr(sched, "_plan", fail)
+    monkeypatch.setattr(sched.planner, "plan", fail)
     try:
         sched.tick(now=T0)
     finally:
