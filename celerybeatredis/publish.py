@@ -53,9 +53,10 @@ class Publisher:
         for (plan, run, _), ok, claimed in zip(planned.decisions, committed, claim.entries):
             if not ok or run is None:
                 continue
+            if not withheld and producer is None:
+                producer = self.producer()
+                withheld = producer is None
             if not withheld:
-                if producer is None:
-                    producer = self.scheduler.producer  # a lazy property that costs a lock per read: read once per batch
                 error = self.send(claimed.name, run, now, producer)
                 if error is None:
                     continue
@@ -76,7 +77,22 @@ class Publisher:
             logger.warning("beat: %d runs not published; they are due again in %.1fs", retried, self.settings.publish_retry_seconds)
         return Published(withheld, time.perf_counter() - started)
 
-    def send(self, name: str, run: Run, now: datetime, producer: Producer) -> BaseException | None:
+    def producer(self) -> Producer | None:
+        """The scheduler's producer, connected; None, logged, when the broker cannot be reached.
+
+        Read once per batch: it is a lazy property that takes a lock on every read,
+        and its first read connects, which fails like a publish when the broker is down.
+        """
+        try:
+            producer: Producer = self.scheduler.producer
+        except Exception as exc:  # kombu raises the transport's own connection errors; anything else goes on up
+            if not self.broker_fault(exc):
+                raise
+            logger.error("beat: cannot reach the broker to publish: %s", exc)
+            return None
+        return producer
+
+    def send(self, name: str, run: Run, now: datetime, producer: Producer | None) -> BaseException | None:
         """Send one task as Celery beat would; the error if it could not be published."""
         defn, runs = run
         options = dict(defn.options)

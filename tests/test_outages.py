@@ -8,6 +8,7 @@ what it held before the stop is there again after the restart.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
 from collections.abc import Iterator
@@ -15,12 +16,15 @@ from pathlib import Path
 
 import pytest
 import redis
+from celery import Celery
 
+from celerybeatredis.schedulers import RedisScheduler
 from celerybeatredis.store import RedisStore
 
 from .ledger import STAMP_PUBLISHER, Ledger, load_entries, run_counts
 from .processes import CeleryProcess, wait_until, write_app
-from .redis_server import RedisServer
+from .redis_server import RedisServer, free_port
+from .test_scheduler import T0
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -146,3 +150,23 @@ def test_broker_down_while_entries_are_due(tmp_path: Path, restartable: RedisSer
     assert (audit.duplicates, audit.lost) == (0, 0)
     assert "they are due again in 1.0s" in output
     broker.close()
+
+
+def test_a_beat_that_never_reached_the_broker_puts_its_committed_runs_back(
+        app: Celery, store: RedisStore, caplog: pytest.LogCaptureFixture) -> None:
+    """The producer connects on first use: failing there is a broker outage like a failed publish, not a lost batch."""
+    store.put_raw({"r": every("r", 10)})
+    app.conf.update(broker_url=f"redis://127.0.0.1:{free_port()}/1", broker_connection_timeout=1,
+                    broker_connection_max_retries=0, redis_scheduler_claim_ahead=False)
+    sched = RedisScheduler(app)
+    try:
+        sched.tick(now=T0)  # first look: due one interval later
+        with caplog.at_level(logging.WARNING, logger="celerybeatredis.schedulers"):
+            assert sched.tick(now=T0 + 10) == 5
+    finally:
+        sched.close()
+    assert store.run_state("r")[0] == 0  # put back uncounted
+    assert store.due_score("r") == T0 + 10 + 5
+    logged = [r.getMessage() for r in caplog.records]
+    assert any(m.startswith("beat: cannot reach the broker to publish") for m in logged), logged
+    assert "beat: 1 runs not published; they are due again in 5.0s" in logged, logged
