@@ -44,13 +44,15 @@ class Dispatcher:
         batch, lease = self.settings.batch_size, self.settings.lease_seconds
         ends = time.monotonic() + seconds
         while True:
-            claim = store.claim(batch, lease, now)
-            full = len(claim.entries) >= batch
-            if full and self.claim_ahead.wanted():
-                stream = None if self.settings.wait_replicas else store.stream()
-                if stream is not None:
-                    return self.streamer.run(store, stream, claim, now, ends)
-            failed = self.process(store, claim) if claim.entries else False
+            # Held from the claim: a stop lands between batches, so it never leaves a claimed batch reserved.
+            with stop_signals_held():
+                claim = store.claim(batch, lease, now)
+                full = len(claim.entries) >= batch
+                if full and self.claim_ahead.wanted():
+                    stream = None if self.settings.wait_replicas else store.stream()
+                    if stream is not None:
+                        return self.streamer.run(store, stream, claim, now, ends)
+                failed = self.process(store, claim) if claim.entries else False
             if failed or not full or time.monotonic() >= ends:
                 return failed, claim
 

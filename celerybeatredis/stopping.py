@@ -1,4 +1,4 @@
-"""Holding beat's stop signals while a batch is committed and published, so a stop never falls between the two."""
+"""Holding beat's stop signals while a batch is claimed, committed and published, so a stop falls between batches."""
 
 from __future__ import annotations
 
@@ -18,11 +18,13 @@ _Handler = Union[Callable[[int, Union[FrameType, None]], object], int, signal.Ha
 
 @contextlib.contextmanager
 def stop_signals_held() -> Iterator[list[int]]:
-    """Hold SIGTERM and SIGINT until the block ends, so a stop lands before a commit or after its publish.
+    """Hold SIGTERM and SIGINT until the block ends, so a stop lands before a claim or after its batch's publish.
 
     A committed batch is published whole (or its runs reverted) before beat
     exits; without this, a stop between commit and publish would lose the
-    batch's runs. The signals' handlers are swapped for ones that only note
+    batch's runs, and one between claim and commit would leave the batch
+    reserved for the lease. Blocks may nest: an inner one hands a signal it
+    noted to the outer one. The signals' handlers are swapped for ones that only note
     the signal (masking would not do: the kernel hands a process's signal to
     any thread that does not mask it), then put back, and a noted signal is
     raised again for them. Python runs signal handlers in the main thread

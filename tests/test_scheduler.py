@@ -283,6 +283,44 @@ def test_a_stop_signal_during_publishing_lands_after_the_whole_committed_batch_i
     assert all(store.run_state(n)[0] == 1 for n in names)
 
 
+@pytest.mark.parametrize("claim_ahead", [False, True], ids=["batch", "streamed"])
+def test_a_stop_signal_between_claim_and_commit_lands_after_the_batch_leaving_nothing_reserved(
+        app: Celery, store: RedisStore, broker: redis.Redis, monkeypatch: pytest.MonkeyPatch, claim_ahead: bool) -> None:
+    """SIGTERM while beat decides a batch it claimed: the batch is committed and sent, then beat stops."""
+    names = [f"s{i:02d}" for i in range(30)]
+    for name in names:
+        put(store, name, dict(EVERY_10S, args=[name]))
+    app.conf.update(redis_scheduler_batch_size=10, redis_scheduler_claim_ahead=claim_ahead)
+    sched = RedisScheduler(app)
+    sched.tick(now=T0)  # first seen: due at T0 + 10
+    real_plan = sched.planner.plan
+    signalled: list[int] = []
+
+    def plan_and_signal(claim: Any) -> Any:
+        if not signalled:  # deciding the first batch: the stop request arrives now
+            signalled.append(1)
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real_plan(claim)
+
+    def stop(signum: int, frame: Any) -> None:
+        raise SystemExit(0)
+
+    monkeypatch.setattr(sched.planner, "plan", plan_and_signal)
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        with pytest.raises(SystemExit):
+            sched.tick(now=T0 + 10)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        sched.close()
+    sent_now = sorted(m.args[0] for m in sent(broker, app))
+    assert sent_now and len(sent_now) % 10 == 0 and len(sent_now) < len(names)
+    assert all(store.run_state(n)[0] == 1 for n in sent_now)
+    leased = store.client.zrangebyscore(store.keys.due, f"({T0 + 20}", T0 + 60)  # after the next run at T0 + 20
+    assert leased == []
+    assert sorted(n.decode() for n in store.client.zrangebyscore(store.keys.due, T0 + 20, T0 + 20)) == sent_now
+
+
 def test_static_entries_sync(app: Celery, store: RedisStore, broker: redis.Redis) -> None:
     app.conf.beat_schedule = {
         "static-a": {"task": "tasks.a", "schedule": timedelta(seconds=10)},
