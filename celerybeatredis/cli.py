@@ -34,7 +34,8 @@ from .display import LIST_HEADERS, describe_schedule, last_run, list_row, next_r
 from .entries import FIELDS, Entry, apply_changes
 from .exceptions import CeleryBeatRedisError, EntryExists, EntryNotFound, InvalidDefinition
 from .settings import DEFAULT_PREFIX, DEFAULT_URL, Settings, mask_url
-from .shards import ShardedStore, reshard
+from .sharded_store import ShardedStore
+from .shards import reshard
 from .store import ScheduleStore
 from .transfer import BadLine, ImportResult, Record, export_lines, import_batch, parse_lines
 

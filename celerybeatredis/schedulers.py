@@ -33,9 +33,12 @@ from redis.exceptions import NoScriptError
 from .codec import SHORT_DIGEST, Codec, Definition, digest, dump_document, entry_to_document, interval_is_due
 from .connection import eviction_warnings, follow_sentinel
 from .exceptions import InvalidDefinition
+from .keys import NEVER
+from .redis_store import RedisStore
+from .scripts import ScriptStream
 from .settings import Settings
-from .shards import ShardedStore
-from .store import NEVER, Claim, Claimed, Plan, RedisStore, Revert, ScriptStream
+from .sharded_store import ShardedStore
+from .wire import Claim, Claimed, Plan, Revert
 
 logger = logging.getLogger(__name__)
 

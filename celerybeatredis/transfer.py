@@ -20,7 +20,7 @@ from typing import Any
 from .codec import load_document, parse_date
 from .entries import Entry
 from .exceptions import CeleryBeatRedisError, InvalidDefinition
-from .store import ScheduleStore
+from .store import ScheduleStore, ValidatedEntry
 
 
 class BadLine(CeleryBeatRedisError):
@@ -32,15 +32,8 @@ class BadLine(CeleryBeatRedisError):
         super().__init__(f"line {lineno}: {message}")
 
 
-@dataclass(frozen=True)
-class Record:
-    """One validated entry of an import."""
-
-    name: str
-    text: str
-    total_run_count: int | None = None
-    last_run_at: str | None = None
-    static: bool = False
+#: One validated entry of an import.
+Record = ValidatedEntry
 
 
 @dataclass
@@ -117,13 +110,10 @@ def parse_lines(store: ScheduleStore, lines: Iterable[str]) -> Iterator[Record |
 
 
 def import_batch(store: ScheduleStore, records: list[Record], result: ImportResult) -> None:
-    """Write one batch: run state first (so a beat picking up a new entry sees it), then definitions."""
-    states = [(r.name, r.total_run_count, r.last_run_at) for r in records if r.total_run_count or r.last_run_at]
-    result.restored += store.restore_state(states)
-    for static in (False, True):
-        texts = {r.name: r.text for r in records if r.static is static}
-        written, unchanged, skipped, _ = store.put_raw(texts, static=static)
-        result.written += written
-        result.unchanged += unchanged
-        result.skipped += skipped
+    """Write one batch (run state first, so a beat picking up a new entry sees it) and count it in ``result``."""
+    done = store.import_entries(records)
+    result.restored += done.restored
+    result.written += done.written
+    result.unchanged += done.unchanged
+    result.skipped += done.skipped
     result.entries += len(records)

@@ -17,8 +17,8 @@ from datetime import datetime, timedelta, timezone
 
 import redis
 
-from celerybeatredis.shards import ShardedStore
-from celerybeatredis.store import RedisStore
+from celerybeatredis.redis_store import RedisStore
+from celerybeatredis.sharded_store import ShardedStore
 
 from .processes import drain_queue, wait_until
 

@@ -21,8 +21,8 @@ from celery import Celery
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from celerybeatredis.redis_store import RedisStore
 from celerybeatredis.schedulers import RedisScheduler
-from celerybeatredis.store import RedisStore
 
 from .processes import drain_queue
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from celerybeatredis.store import RedisStore
+from celerybeatredis.redis_store import RedisStore
 
 from .processes import CeleryProcess, drain_queue, wait_until, write_app
 

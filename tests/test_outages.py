@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from celerybeatredis.store import RedisStore
+from celerybeatredis.redis_store import RedisStore
 
 from .ledger import STAMP_PUBLISHER, Ledger, load_entries, run_counts
 from .processes import CeleryProcess, wait_until, write_app

@@ -7,7 +7,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-from celerybeatredis.store import SCRIPT_NAMES
+from celerybeatredis.scripts import SCRIPT_NAMES
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -25,7 +25,7 @@ def test_wheel_ships_and_finds_the_lua_scripts(tmp_path: Path) -> None:
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
     probe = (
-        "import celerybeatredis.store as s, pathlib;"
+        "import celerybeatredis.scripts as s, pathlib;"
         f"assert pathlib.Path(s.__file__).is_relative_to(pathlib.Path(r'{site}'));"
         "from importlib import resources;"
         "assert resources.files('celerybeatredis').joinpath('lua', 'claim.lua').is_file();"

@@ -11,7 +11,10 @@ from pathlib import Path
 import pytest
 import redis
 
-from celerybeatredis.store import SCRIPT_NAMES, Keys, Plan, RedisStore, Revert
+from celerybeatredis.keys import Keys
+from celerybeatredis.redis_store import RedisStore
+from celerybeatredis.scripts import SCRIPT_NAMES, load_script_text, script_keys, script_source
+from celerybeatredis.wire import Plan, Revert
 
 LUA_DIR = Path(__file__).resolve().parent.parent / "lua"
 DEF = json.dumps({"task": "t", "interval": {"every": 10, "period": "seconds"}})
@@ -28,16 +31,14 @@ def test_script_header_declares_the_keys_it_is_called_with(name: str) -> None:
     header = text.split("]]", 1)[0]
     declared = re.findall(r"KEYS\[(\d+)\]\s+(\{T\}:\w+)", header)
     assert [int(i) for i, _ in declared] == list(range(1, len(declared) + 1))
-    keys = Keys("T").for_script(name)
+    keys = script_keys(Keys("T"), name)
     assert [k for _, k in declared] == keys
     assert "ARGV" in header and "Returns" in header
-    used = {int(i) for i in re.findall(r"KEYS\[(\d+)\]", text.split("]]", 1)[1])}
+    used = {int(i) for i in re.findall(r"KEYS\[(\d+)\]", script_source(name).split("]]", 1)[1])}
     assert used <= set(range(1, len(keys) + 1))
 
 
 def test_scripts_ship_with_the_package() -> None:
-    from celerybeatredis.store import load_script_text
-
     for name in SCRIPT_NAMES:
         assert load_script_text(name) == (LUA_DIR / f"{name}.lua").read_text()
 

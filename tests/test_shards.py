@@ -12,9 +12,12 @@ import pytest
 import redis
 from celery import Celery
 
+from celerybeatredis.keys import shard_for, shard_tag
+from celerybeatredis.redis_store import RedisStore
 from celerybeatredis.schedulers import RedisScheduler
-from celerybeatredis.shards import ShardedStore, main, reshard, shard_for, shard_tag
-from celerybeatredis.store import Plan, RedisStore
+from celerybeatredis.sharded_store import ShardedStore
+from celerybeatredis.shards import main, reshard
+from celerybeatredis.wire import Plan
 
 from .processes import drain_queue
 
