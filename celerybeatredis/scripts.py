@@ -1,7 +1,15 @@
-"""The Lua scripts: which keys each takes, their text, and sending them pipelined."""
+"""The Lua scripts: which keys each takes, their text with shared includes, and sending them pipelined.
+
+A script in ``lua/<name>.lua`` may pull in a helper of ``lua/includes/`` with a
+line ``--@include <helper>``; the helper's text takes that line's place when
+the script is loaded (once per script, helpers may include helpers), so a
+helper is written once and every script that uses it stays one
+self-contained script for Redis.
+"""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from importlib import resources
 from pathlib import Path
@@ -36,6 +44,7 @@ SCRIPT_KEYS: dict[str, tuple[str, ...]] = {
     "adopt": ("schedule", "due", "total_run_count", "last_run_at", "digest", "statics"),
 }
 SCRIPT_NAMES = tuple(SCRIPT_KEYS)
+INCLUDE = re.compile(r"^--@include (\w+)[ \t]*$", re.MULTILINE)
 
 
 def script_keys(keys: Keys, script: str) -> list[str]:
@@ -44,16 +53,29 @@ def script_keys(keys: Keys, script: str) -> list[str]:
 
 
 def load_script_text(name: str) -> str:
-    """Text of ``lua/<name>.lua``, from the installed package or a source checkout."""
-    packaged = resources.files("celerybeatredis").joinpath("lua", f"{name}.lua")
+    """Text of ``lua/<name>.lua`` (``includes/<helper>`` for a helper) as written, from the package or a checkout."""
+    parts = f"{name}.lua".split("/")
+    packaged = resources.files("celerybeatredis").joinpath("lua", *parts)
     if packaged.is_file():
         return packaged.read_text(encoding="utf-8")
-    return (Path(__file__).resolve().parent.parent / "lua" / f"{name}.lua").read_text(encoding="utf-8")
+    return Path(__file__).resolve().parent.parent.joinpath("lua", *parts).read_text(encoding="utf-8")
 
 
 def script_source(name: str) -> str:
-    """The script as sent to Redis."""
-    return load_script_text(name)
+    """The script as sent to Redis: each ``--@include <helper>`` line replaced by ``lua/includes/<helper>.lua``."""
+    return _expand(load_script_text(name), set())
+
+
+def _expand(text: str, pulled: set[str]) -> str:
+    """``text`` with its includes, and theirs, in place; a helper already ``pulled`` in is not repeated."""
+    def pull(found: re.Match[str]) -> str:
+        helper = found.group(1)
+        if helper in pulled:
+            return f"-- {helper}: pulled in above"
+        pulled.add(helper)
+        return _expand(load_script_text(f"includes/{helper}").rstrip("\n"), pulled)
+
+    return INCLUDE.sub(pull, text)
 
 
 class ScriptStream:
