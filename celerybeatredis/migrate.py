@@ -120,14 +120,7 @@ class CeleryBeatRedisSource:
 
     def scan(self) -> Iterator[list[OldEntry]]:
         """Every string key under the prefix, converted."""
-        batch: list[str] = []
-        for key in self.client.scan_iter(match=glob_escape(self.prefix) + "*", count=self.page, _type="string"):
-            batch.append(key.decode("utf-8", "replace"))
-            if len(batch) >= self.page:
-                yield self.fetch(batch)
-                batch = []
-        if batch:
-            yield self.fetch(batch)
+        return scan_batches(self.client, self.prefix, "string", self.page, self.fetch)
 
     def fetch(self, keys: list[str]) -> list[OldEntry]:
         """Convert the documents at ``keys`` (on a cluster, one MGET per slot: old keys have no hash tag)."""
@@ -190,14 +183,7 @@ class RedBeatSource:
 
     def scan(self) -> Iterator[list[OldEntry]]:
         """Every entry hash under the prefix, converted."""
-        batch: list[str] = []
-        for key in self.client.scan_iter(match=glob_escape(self.prefix) + "*", count=self.page, _type="hash"):
-            batch.append(key.decode("utf-8", "replace"))
-            if len(batch) >= self.page:
-                yield self.fetch(batch)
-                batch = []
-        if batch:
-            yield self.fetch(batch)
+        return scan_batches(self.client, self.prefix, "hash", self.page, self.fetch)
 
     def fetch(self, keys: list[str]) -> list[OldEntry]:
         """Convert the hashes at ``keys`` (hashes without a ``definition`` are not RedBeat entries)."""
@@ -316,6 +302,19 @@ def _revalidate(store: ScheduleStore, fresh: list[OldEntry], problems: list[str]
         last = old.last_run_at.isoformat() if old.last_run_at else None
         valid.append((old, ValidatedEntry(old.name, text, old.total_run_count, last, old.static)))
     return valid
+
+
+def scan_batches(client: RedisClient, prefix: str, kind: str, page: int,
+                 fetch: Callable[[list[str]], list[OldEntry]]) -> Iterator[list[OldEntry]]:
+    """Keys of Redis type ``kind`` under ``prefix``, SCANned and read by ``fetch`` a page at a time."""
+    batch: list[str] = []
+    for key in client.scan_iter(match=glob_escape(prefix) + "*", count=page, _type=kind):
+        batch.append(key.decode("utf-8", "replace"))
+        if len(batch) >= page:
+            yield fetch(batch)
+            batch = []
+    if batch:
+        yield fetch(batch)
 
 
 def glob_escape(text: str) -> str:
