@@ -10,28 +10,24 @@ by its own ``RedisStore``, so every Lua script still touches one slot only.
 The layout in use is recorded in ``{T}:meta`` (field ``shards``); beat warns
 at start when it differs from its setting, and the management API refuses
 to write. ``reshard`` moves entries, with their run state, to a new K;
-``celerybeatredis reshard --to K`` and ``python -m celerybeatredis.shards``
-run it. The routing itself is
+``celerybeatredis reshard --to K`` runs it. The routing itself is
 :class:`~celerybeatredis.sharded_store.ShardedStore`'s.
 """
 
 from __future__ import annotations
 
-import argparse
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from operator import attrgetter
 from typing import Any
 
-from .connection import RedisClient, make_client
+from .connection import RedisClient
 from .keys import LAYOUT_FIELD, Keys, name_text, shard_tag
 from .redis_store import RedisStore
 from .sharded_store import ShardedStore
 from .wire import Adopted
 
-__all__ = ["ReshardReport", "main", "reshard"]
-
+__all__ = ["ReshardReport", "reshard"]
 
 @dataclass(frozen=True)
 class ReshardReport:
@@ -107,27 +103,3 @@ def _move(source: RedisStore, target: ShardedStore, names: Sequence[str]) -> Ado
         moved, merged = moved + done.adopted, merged + done.merged
     source.remove_names([e.name for e in exported])
     return Adopted(moved, merged)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m celerybeatredis.shards --url URL --prefix P --to K``: reshard a schedule."""
-    parser = argparse.ArgumentParser(prog="python -m celerybeatredis.shards",
-                                     description="Move a schedule's entries to a new number of shards.")
-    parser.add_argument("--url", required=True, help="schedule Redis URL (redis://, redis-cluster://, ...)")
-    parser.add_argument("--prefix", default="tasks:meta:", help="key prefix (default tasks:meta:)")
-    parser.add_argument("--to", type=int, required=True, dest="shards", help="new number of shards")
-    parser.add_argument("--from", type=int, dest="from_shards", help="current number of shards (default: recorded)")
-    parser.add_argument("--cluster", action="store_true", help="treat a redis:// URL as a cluster node")
-    args = parser.parse_args(argv)
-    try:
-        client = make_client(args.url, cluster=args.cluster)
-        report = reshard(client, args.prefix, args.shards, args.from_shards)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    print(report.summary)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
