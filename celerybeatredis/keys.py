@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 
 #: Due score of an entry that never runs again (disabled, finished, quarantined).
 NEVER = math.inf
@@ -22,61 +22,33 @@ LAYOUT_FIELD = "shards"
 
 @dataclass(frozen=True)
 class Keys:
-    """The Redis keys of one schedule (or of one shard of it)."""
+    """The Redis keys of one schedule (or of one shard of it): ``{tag}:<name>`` each."""
 
     tag: str
+    #: Hash: entry name -> definition JSON.
+    schedule: str = field(init=False)
+    #: Sorted set: entry name -> next due time (Unix seconds).
+    due: str = field(init=False)
+    #: Hash: entry name -> number of runs.
+    total_run_count: str = field(init=False)
+    #: Hash: entry name -> ISO-8601 time of the last run.
+    last_run_at: str = field(init=False)
+    #: Set: names that came from ``beat_schedule``.
+    statics: str = field(init=False)
+    #: Hash: static entry name -> first 12 hex of the SHA-1 of the definition ``beat_schedule`` last wrote.
+    static_digest: str = field(init=False)
+    #: Hash: entry name -> why its definition was rejected.
+    invalid: str = field(init=False)
+    #: Hash: entry name -> ``"<first 12 hex of the definition's sha1> <anchor>"`` as last planned. The anchor
+    #: (when beat first saw this version) is dropped once the entry has a ``last_run_at`` to time its runs
+    #: from. A full 40-hex SHA-1 (older data) is read too.
+    digest: str = field(init=False)
+    #: Hash: reconciler cursors, the schema version and the shard layout.
+    meta: str = field(init=False)
 
-    def _key(self, name: str) -> str:
-        return f"{{{self.tag}}}:{name}"
-
-    @property
-    def schedule(self) -> str:
-        """Hash: entry name -> definition JSON."""
-        return self._key("schedule")
-
-    @property
-    def due(self) -> str:
-        """Sorted set: entry name -> next due time (Unix seconds)."""
-        return self._key("due")
-
-    @property
-    def total_run_count(self) -> str:
-        """Hash: entry name -> number of runs."""
-        return self._key("total_run_count")
-
-    @property
-    def last_run_at(self) -> str:
-        """Hash: entry name -> ISO-8601 time of the last run."""
-        return self._key("last_run_at")
-
-    @property
-    def statics(self) -> str:
-        """Set: names that came from ``beat_schedule``."""
-        return self._key("statics")
-
-    @property
-    def static_digest(self) -> str:
-        """Hash: static entry name -> first 12 hex of the SHA-1 of the definition ``beat_schedule`` last wrote."""
-        return self._key("static_digest")
-
-    @property
-    def invalid(self) -> str:
-        """Hash: entry name -> why its definition was rejected."""
-        return self._key("invalid")
-
-    @property
-    def digest(self) -> str:
-        """Hash: entry name -> ``"<first 12 hex of the definition's sha1> <anchor>"`` as last planned.
-
-        The anchor (when beat first saw this version) is dropped once the entry has a
-        ``last_run_at`` to time its runs from. A full 40-hex SHA-1 (older data) is read too.
-        """
-        return self._key("digest")
-
-    @property
-    def meta(self) -> str:
-        """Hash: reconciler cursors, the schema version and the shard layout."""
-        return self._key("meta")
+    def __post_init__(self) -> None:
+        for key in fields(self)[1:]:
+            object.__setattr__(self, key.name, f"{{{self.tag}}}:{key.name}")
 
     def all(self) -> list[str]:
         """Every key the schedule may use."""
