@@ -4,6 +4,11 @@ It holds a :class:`~celerybeatredis.sharded_store.ShardedStore` (the keys and
 scripts) rather than being one, so what it offers is what a user should call:
 every definition is validated before it is written, and writes are refused
 while the schedule is laid out in another number of shards than this store's.
+
+Below it, one idea per module: keys.py (key names, scores, which shard),
+wire.py (what each Lua script takes and returns), scripts.py (loading the
+scripts of lua/, pipelining), redis_store.py (one hash tag), sharded_store.py
+(routing over shards), shards.py (moving entries to another shard count).
 """
 
 from __future__ import annotations
