@@ -192,9 +192,9 @@ def decode_claim(reply: list[Any]) -> Claim:
     """claim.lua's reply: ``now, lease, next score or "", removed``, then six values per entry."""
     now, lease, next_score, removed = reply[:CLAIM_HEAD]
     entries: list[Claimed] = []
-    append = entries.append
-    for i in range(CLAIM_HEAD, len(reply), CLAIM_ENTRY):
-        raw_name, score, definition, count, last, dig = reply[i : i + CLAIM_ENTRY]
+    append, width = entries.append, CLAIM_ENTRY  # locals: this loop runs once per claimed entry
+    for i in range(CLAIM_HEAD, len(reply), width):
+        raw_name, score, definition, count, last, dig = reply[i : i + width]
         bad_count = None
         if count is not None:
             if redis_integer(count):
