@@ -1,4 +1,4 @@
-"""Packaging for celerybeat-redis; the Lua scripts in lua/ ship inside the package."""
+"""Packaging for celerybeat-redis; the Lua scripts in lua/ (and their shared includes) ship inside the package."""
 
 from pathlib import Path
 
@@ -23,7 +23,7 @@ setup(
     python_requires=">=3.9",
     packages=["celerybeatredis", "celerybeatredis.cli", "celerybeatredis.lua"],
     package_dir={"celerybeatredis.lua": "lua"},
-    package_data={"celerybeatredis": ["py.typed"], "celerybeatredis.lua": ["*.lua"]},
+    package_data={"celerybeatredis": ["py.typed"], "celerybeatredis.lua": ["*.lua", "includes/*.lua"]},
     include_package_data=False,
     # celery[redis]: kombu's Redis transport needs the packages of its redis extra (packaging among them),
     # and a Redis broker is what most users of this scheduler run.

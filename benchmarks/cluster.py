@@ -30,8 +30,9 @@ import redis  # noqa: E402
 from celery import Celery  # noqa: E402
 
 from celerybeatredis.connection import make_client  # noqa: E402
+from celerybeatredis.keys import shard_tag  # noqa: E402
 from celerybeatredis.schedulers import RedisScheduler  # noqa: E402
-from celerybeatredis.shards import ShardedStore, shard_tag  # noqa: E402
+from celerybeatredis.sharded_store import ShardedStore  # noqa: E402
 from tests.cluster import LocalCluster  # noqa: E402
 
 

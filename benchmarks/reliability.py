@@ -34,7 +34,8 @@ import redis
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from celerybeatredis.store import SCRIPT_NAMES, RedisStore  # noqa: E402
+from celerybeatredis.redis_store import RedisStore  # noqa: E402
+from celerybeatredis.scripts import SCRIPT_NAMES  # noqa: E402
 from tests.ledger import STAMP_PUBLISHER, Audit, Ledger, run_counts  # noqa: E402
 from tests.processes import CeleryProcess, write_app  # noqa: E402
 from tests.redis_server import RedisServer  # noqa: E402

@@ -22,8 +22,8 @@ from celery.beat import PersistentScheduler, Scheduler
 from celery.schedules import BaseSchedule, crontab, schedule
 from celery.signals import beat_init
 
+from celerybeatredis.redis_store import RedisStore
 from celerybeatredis.schedulers import RedisScheduler
-from celerybeatredis.store import RedisStore
 
 from .workload import TASK, Entry, Workload
 

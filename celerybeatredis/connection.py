@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Union
 from urllib.parse import unquote, urlsplit
 
 import redis
@@ -33,7 +33,12 @@ from redis.cluster import ClusterNode, RedisCluster
 from redis.connection import parse_url as redis_parse_url
 from redis.sentinel import Sentinel
 
+#: A client on the schedule's Redis: a single server (or Sentinel's primary) or a cluster; replies are bytes.
+RedisClient = Union[redis.Redis, RedisCluster]
+
 if TYPE_CHECKING:
+    from typing_extensions import TypeIs
+
     from .settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -113,7 +118,7 @@ def _check_single(url: str, scheme: str) -> None:
         _db(urlsplit(url).path.strip("/"))
 
 
-def make_client(url: str, options: Mapping[str, Any] | None = None, cluster: bool = False) -> Any:
+def make_client(url: str, options: Mapping[str, Any] | None = None, cluster: bool = False) -> RedisClient:
     """A client for ``url``: ``redis.Redis``, ``redis.cluster.RedisCluster``, or a Sentinel-managed ``redis.Redis``.
 
     Args:
@@ -153,7 +158,7 @@ def make_client(url: str, options: Mapping[str, Any] | None = None, cluster: boo
     return sentinel.master_for(service, redis_class=redis.Redis)
 
 
-def client_from_settings(settings: Settings) -> Any:
+def client_from_settings(settings: Settings) -> RedisClient:
     """A new client for scheduler settings, with keepalive and health checks on by default."""
     options = dict(settings.redis_options or {})
     options.setdefault("health_check_interval", 30)
@@ -161,7 +166,7 @@ def client_from_settings(settings: Settings) -> Any:
     return make_client(settings.url, options, settings.cluster)
 
 
-def close_client(client: Any) -> None:
+def close_client(client: RedisClient) -> None:
     """Close ``client``'s connections, and those to the sentinels behind it, if any."""
     client.close()
     manager = getattr(getattr(client, "connection_pool", None), "sentinel_manager", None)
@@ -169,12 +174,12 @@ def close_client(client: Any) -> None:
         manager.close()
 
 
-def is_cluster(client: Any) -> bool:
+def is_cluster(client: RedisClient) -> TypeIs[RedisCluster]:
     """Whether ``client`` is a Redis Cluster client."""
     return isinstance(client, RedisCluster)
 
 
-def follow_sentinel(client: Any) -> bool:
+def follow_sentinel(client: RedisClient) -> bool:
     """Ask the sentinels for the current primary; drop connections to a former one.
 
     redis-py asks the sentinels only when it opens a connection, and a primary
@@ -198,13 +203,14 @@ def follow_sentinel(client: Any) -> bool:
     return False
 
 
-def eviction_warnings(client: Any) -> list[str]:
+def eviction_warnings(client: RedisClient) -> list[str]:
     """Warnings for nodes whose ``maxmemory-policy`` may evict the schedule's keys.
 
     The schedule's keys have no TTL, so only ``allkeys-*`` policies can evict
     them. ``CONFIG GET`` is often denied (ACL, managed services); then nothing
     can be said and the list is empty.
     """
+    per_node: dict[Any, Any]  # redis-py's annotations assume decoded replies; these are bytes
     try:
         if is_cluster(client):
             replies = client.config_get("maxmemory-policy", target_nodes=RedisCluster.PRIMARIES)

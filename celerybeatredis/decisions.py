@@ -18,8 +18,9 @@ from celery.schedules import schedule as interval_schedule
 
 from .codec import SHORT_DIGEST, Definition, interval_is_due
 from .exceptions import InvalidDefinition
+from .keys import NEVER
 from .runstate import parse_last_run_at
-from .store import NEVER, Claimed, Plan
+from .wire import Claimed, Plan
 
 #: Beat logs under the name of the module users configure it by, whichever of its modules speaks.
 logger = logging.getLogger("celerybeatredis.schedulers")

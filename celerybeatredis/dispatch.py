@@ -13,10 +13,11 @@ import time
 
 from .planning import Planned, Planner
 from .publish import Publisher
+from .redis_store import RedisStore
 from .settings import Settings
 from .stopping import stop_signals_held
-from .store import Claim, RedisStore
 from .stream import ClaimAhead, Streamer
+from .wire import Claim
 
 #: Beat logs under the name of the module users configure it by, whichever of its modules speaks.
 logger = logging.getLogger("celerybeatredis.schedulers")

@@ -46,7 +46,3 @@ class EntryExists(CeleryBeatRedisError, KeyError):
 
     def __str__(self) -> str:
         return f"entry {self.args[0]!r} exists; pass replace=True to replace it"
-
-
-class ScriptError(CeleryBeatRedisError):
-    """A Lua script returned an error code."""

@@ -1,7 +1,7 @@
 """Move schedules over from the old celerybeat-redis and from RedBeat.
 
 The readers here are the only code that touches those tools' keys (the
-schedule's own keys stay with :mod:`celerybeatredis.store`). A migration runs
+schedule's own keys stay with :mod:`celerybeatredis.redis_store`). A migration runs
 in two passes: the first reads every old entry, converts and validates it, and
 picks one key per name; the second re-reads the picked keys a batch at a time
 and writes them through the store. Old keys are left alone unless asked to
@@ -31,15 +31,17 @@ import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from operator import attrgetter
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .checks import parse_date
 from .codec import load_document
-from .connection import is_cluster
+from .connection import RedisClient, is_cluster
 from .exceptions import InvalidDefinition
 from .kinds import CRON_FIELDS, KINDS, interval_to_json
-from .store import ScheduleStore
+from .runstate import check_run_count
+from .store import ScheduleStore, ValidatedEntry
 
 SOURCES = ("celerybeat-redis", "redbeat")
 DEFAULT_PREFIXES = {"celerybeat-redis": "tasks:meta:", "redbeat": "redbeat:"}
@@ -113,7 +115,7 @@ class CeleryBeatRedisSource:
         static_names: Names to migrate as static (the app's ``beat_schedule``).
     """
 
-    def __init__(self, client: Any, prefix: str, static_names: frozenset[str] = frozenset(), page: int = 1000) -> None:
+    def __init__(self, client: RedisClient, prefix: str, static_names: frozenset[str] = frozenset(), page: int = 1000) -> None:
         self.client = client
         self.prefix = prefix
         self.static_names = static_names
@@ -121,19 +123,12 @@ class CeleryBeatRedisSource:
 
     def scan(self) -> Iterator[list[OldEntry]]:
         """Every string key under the prefix, converted."""
-        batch: list[str] = []
-        for key in self.client.scan_iter(match=glob_escape(self.prefix) + "*", count=self.page, _type="string"):
-            batch.append(key.decode("utf-8", "replace"))
-            if len(batch) >= self.page:
-                yield self.fetch(batch)
-                batch = []
-        if batch:
-            yield self.fetch(batch)
+        return scan_batches(self.client, self.prefix, "string", self.page, self.fetch)
 
     def fetch(self, keys: list[str]) -> list[OldEntry]:
         """Convert the documents at ``keys`` (on a cluster, one MGET per slot: old keys have no hash tag)."""
         read = self.client.mget_nonatomic if is_cluster(self.client) else self.client.mget
-        values = read(keys) if keys else []
+        values: Any = read(keys) if keys else []
         return [self.convert(key, raw) for key, raw in zip(keys, values) if raw is not None]
 
     def convert(self, key: str, raw: bytes) -> OldEntry:
@@ -147,9 +142,7 @@ class CeleryBeatRedisSource:
             doc = load_document(raw)
             if not isinstance(doc, dict):
                 raise InvalidDefinition("", "the document is not a JSON object")
-            count = doc.get("total_run_count")
-            if count is not None and (not isinstance(count, int) or isinstance(count, bool) or count < 0):
-                raise InvalidDefinition("total_run_count", "must be a non-negative integer")
+            count = check_run_count(doc.get("total_run_count"))
             last = doc.get("last_run_at")
             last_at = parse_date(last, "last_run_at") if last is not None else None
             definition = {k: dates_to_iso(v) for k, v in doc.items() if k not in _OLD_INTERNALS}
@@ -173,7 +166,7 @@ class RedBeatSource:
         prefix: RedBeat's key prefix, ``redbeat:`` by default.
     """
 
-    def __init__(self, client: Any, prefix: str, page: int = 1000) -> None:
+    def __init__(self, client: RedisClient, prefix: str, page: int = 1000) -> None:
         self.client = client
         self.prefix = prefix
         self.schedule_key = prefix + ":schedule"
@@ -185,20 +178,13 @@ class RedBeatSource:
     def statics(self) -> frozenset[str]:
         """Names RedBeat synced from ``beat_schedule``."""
         if self._statics is None:
-            members = self.client.smembers(self.statics_key) if self.client.type(self.statics_key) == b"set" else set()
+            members: Any = self.client.smembers(self.statics_key) if self.client.type(self.statics_key) == b"set" else set()
             self._statics = frozenset(m.decode("utf-8", "replace") for m in members)
         return self._statics
 
     def scan(self) -> Iterator[list[OldEntry]]:
         """Every entry hash under the prefix, converted."""
-        batch: list[str] = []
-        for key in self.client.scan_iter(match=glob_escape(self.prefix) + "*", count=self.page, _type="hash"):
-            batch.append(key.decode("utf-8", "replace"))
-            if len(batch) >= self.page:
-                yield self.fetch(batch)
-                batch = []
-        if batch:
-            yield self.fetch(batch)
+        return scan_batches(self.client, self.prefix, "hash", self.page, self.fetch)
 
     def fetch(self, keys: list[str]) -> list[OldEntry]:
         """Convert the hashes at ``keys`` (hashes without a ``definition`` are not RedBeat entries)."""
@@ -221,9 +207,7 @@ class RedBeatSource:
                 if doc.get(member):
                     out[member] = dates_to_iso(doc[member])
             state = _json_object(meta, "meta") if meta else {}
-            count = state.get("total_run_count")
-            if count is not None and (not isinstance(count, int) or isinstance(count, bool) or count < 0):
-                raise InvalidDefinition("meta.total_run_count", "must be a non-negative integer")
+            count = check_run_count(state.get("total_run_count"), "meta.total_run_count")
             last = state.get("last_run_at")
             last_at = datetime.fromisoformat(dates_to_iso(last)) if isinstance(last, dict) else None
         except InvalidDefinition as exc:
@@ -244,7 +228,7 @@ class RedBeatSource:
         return sum(int(deleted) for deleted in pipe.execute()[:len(entries)])
 
 
-def make_source(kind: str, client: Any, prefix: str | None, static_names: frozenset[str] = frozenset()) -> Source:
+def make_source(kind: str, client: RedisClient, prefix: str | None, static_names: frozenset[str] = frozenset()) -> Source:
     """The reader for ``kind`` (one of :data:`SOURCES`)."""
     prefix = prefix or DEFAULT_PREFIXES[kind]
     if kind == "redbeat":
@@ -289,26 +273,13 @@ def migrate(source: Source, store: ScheduleStore, found: Plan, delete_old: bool 
         chunk = keys[i : i + batch_size]
         fresh = [old for old in source.fetch(chunk) if old.definition is not None and found.picked.get(old.name, ("",))[0] == old.key]
         result.vanished += len(chunk) - len(fresh)
-        states = [(o.name, o.total_run_count, o.last_run_at.isoformat() if o.last_run_at else None) for o in fresh
-                  if o.total_run_count or o.last_run_at is not None]
-        result.restored += store.restore_state(states)
-        done: list[OldEntry] = []
-        for static in (False, True):
-            texts: dict[str, str] = {}
-            group: list[OldEntry] = []
-            for old in fresh:
-                if old.static is not static:
-                    continue
-                try:
-                    texts[old.name] = store.validate(old.name, old.definition or {})
-                    group.append(old)
-                except InvalidDefinition as exc:
-                    result.problems.append(f"old key {old.key!r}: {exc.reason} (changed since the first pass)")
-            written, unchanged, skipped, _ = store.put_raw(texts, static=static)
-            result.written += written
-            result.unchanged += unchanged
-            result.skipped += skipped
-            done += [o for o in group if o.name not in skipped]
+        valid = _revalidate(store, fresh, result.problems)
+        counts = store.import_entries([entry for _, entry in valid])
+        result.restored += counts.restored
+        result.written += counts.written
+        result.unchanged += counts.unchanged
+        result.skipped += counts.skipped
+        done = [old for old, _ in valid if old.name not in counts.skipped]
         result.migrated += len(done)
         if delete_old:
             stale = [k for o in done for k in found.stale_keys.get(o.name, [])]
@@ -316,6 +287,33 @@ def migrate(source: Source, store: ScheduleStore, found: Plan, delete_old: bool 
         if progress:
             progress(len(chunk))
     return result
+
+
+def _revalidate(store: ScheduleStore, fresh: list[OldEntry], problems: list[str]) -> list[tuple[OldEntry, ValidatedEntry]]:
+    """The re-read entries that are still valid (dynamic ones first), ready to import; the others go to ``problems``."""
+    valid = []
+    for old in sorted(fresh, key=attrgetter("static")):
+        try:
+            text = store.validate(old.name, old.definition or {})
+        except InvalidDefinition as exc:
+            problems.append(f"old key {old.key!r}: {exc.reason} (changed since the first pass)")
+            continue
+        last = old.last_run_at.isoformat() if old.last_run_at else None
+        valid.append((old, ValidatedEntry(old.name, text, old.total_run_count, last, old.static)))
+    return valid
+
+
+def scan_batches(client: RedisClient, prefix: str, kind: str, page: int,
+                 fetch: Callable[[list[str]], list[OldEntry]]) -> Iterator[list[OldEntry]]:
+    """Keys of Redis type ``kind`` under ``prefix``, SCANned and read by ``fetch`` a page at a time."""
+    batch: list[str] = []
+    for key in client.scan_iter(match=glob_escape(prefix) + "*", count=page, _type=kind):
+        batch.append(key.decode("utf-8", "replace"))
+        if len(batch) >= page:
+            yield fetch(batch)
+            batch = []
+    if batch:
+        yield fetch(batch)
 
 
 def glob_escape(text: str) -> str:

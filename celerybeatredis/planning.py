@@ -10,7 +10,7 @@ from .codec import SHORT_DIGEST, Codec, Definition, digest
 from .decisions import Batch, Decision, decide, log_quarantined, quarantine, stamp
 from .exceptions import InvalidDefinition
 from .settings import Settings
-from .store import Claim, Claimed, Plan
+from .wire import Claim, Claimed, Plan
 
 
 class TickClock:

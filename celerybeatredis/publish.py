@@ -18,9 +18,11 @@ from kombu.exceptions import OperationalError
 
 from .decisions import Run, log_quarantined, quarantine_reason
 from .exceptions import InvalidDefinition
+from .keys import NEVER
 from .planning import Planned
+from .redis_store import RedisStore
 from .settings import Settings
-from .store import NEVER, RedisStore, Revert
+from .wire import Revert
 
 #: Beat logs under the name of the module users configure it by, whichever of its modules speaks.
 logger = logging.getLogger("celerybeatredis.schedulers")

@@ -27,7 +27,7 @@ from .dispatch import Dispatcher
 from .planning import Planner, TickClock
 from .publish import Publisher
 from .settings import Settings
-from .shards import ShardedStore
+from .sharded_store import ShardedStore
 from .statics import sync_statics
 
 logger = logging.getLogger(__name__)

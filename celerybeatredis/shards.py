@@ -10,28 +10,24 @@ by its own ``RedisStore``, so every Lua script still touches one slot only.
 The layout in use is recorded in ``{T}:meta`` (field ``shards``); beat warns
 at start when it differs from its setting, and the management API refuses
 to write. ``reshard`` moves entries, with their run state, to a new K;
-``celerybeatredis reshard --to K`` and ``python -m celerybeatredis.shards``
-run it. ``ShardedStore`` lives in :mod:`celerybeatredis.store` with the other
-code that touches keys, and is imported from here too.
+``celerybeatredis reshard --to K`` runs it. The routing itself is
+:class:`~celerybeatredis.sharded_store.ShardedStore`'s.
 """
 
 from __future__ import annotations
 
-import argparse
-import logging
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from operator import attrgetter
 from typing import Any
 
-from .connection import make_client
-from .store import LAYOUT_FIELD, Keys, RedisStore, ShardedStore, name_text, shard_for, shard_tag
+from .connection import RedisClient
+from .keys import LAYOUT_FIELD, Keys, name_text, shard_tag
+from .redis_store import RedisStore
+from .sharded_store import ShardedStore
+from .wire import Adopted
 
-__all__ = ["LAYOUT_FIELD", "ReshardReport", "ShardedStore", "main", "reshard", "shard_for", "shard_tag"]
-
-logger = logging.getLogger(__name__)
-
+__all__ = ["ReshardReport", "reshard"]
 
 @dataclass(frozen=True)
 class ReshardReport:
@@ -50,7 +46,7 @@ class ReshardReport:
                 f"shards {self.shards_before} -> {self.shards_after}")
 
 
-def reshard(client: Any, key_prefix: str, shards: int, from_shards: int | None = None, batch: int = 500,
+def reshard(client: RedisClient, key_prefix: str, shards: int, from_shards: int | None = None, batch: int = 500,
             progress: Callable[[int], None] | None = None) -> ReshardReport:
     """Move every entry of a schedule to its shard under a new shard count, with its run state.
 
@@ -81,12 +77,13 @@ def reshard(client: Any, key_prefix: str, shards: int, from_shards: int | None =
         source = RedisStore(client, tag)
         cursor = 0
         while True:
-            cursor, page = client.hscan(source.keys.schedule, cursor, count=batch)
+            reply: Any = client.hscan(source.keys.schedule, cursor, count=batch)
+            cursor, page = reply
             names = [name_text(n) for n in page]
             scanned += len(names)
             leaving = [n for n in names if shard_tag(target.tag, target.index_for(n), shards) != tag]
-            m, g = _move(source, target, leaving)
-            moved, merged = moved + m, merged + g
+            done = _move(source, target, leaving)
+            moved, merged = moved + done.adopted, merged + done.merged
             if progress is not None and leaving:
                 progress(moved + merged)
             if cursor == 0:
@@ -95,37 +92,14 @@ def reshard(client: Any, key_prefix: str, shards: int, from_shards: int | None =
     return ReshardReport(before, shards, moved, merged, scanned)
 
 
-def _move(source: RedisStore, target: ShardedStore, names: Sequence[str]) -> tuple[int, int]:
+def _move(source: RedisStore, target: ShardedStore, names: Sequence[str]) -> Adopted:
+    """Export ``names`` from ``source``, adopt them in their new shards, then remove them from ``source``."""
     if not names:
-        return 0, 0
+        return Adopted(0, 0)
     exported = source.export_names(names)
     moved = merged = 0
     for index, entries in target.group(exported, attrgetter("name")).items():
-        m, g = target.stores[index].adopt(entries)
-        moved, merged = moved + m, merged + g
+        done = target.stores[index].adopt(entries)
+        moved, merged = moved + done.adopted, merged + done.merged
     source.remove_names([e.name for e in exported])
-    return moved, merged
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m celerybeatredis.shards --url URL --prefix P --to K``: reshard a schedule."""
-    parser = argparse.ArgumentParser(prog="python -m celerybeatredis.shards",
-                                     description="Move a schedule's entries to a new number of shards.")
-    parser.add_argument("--url", required=True, help="schedule Redis URL (redis://, redis-cluster://, ...)")
-    parser.add_argument("--prefix", default="tasks:meta:", help="key prefix (default tasks:meta:)")
-    parser.add_argument("--to", type=int, required=True, dest="shards", help="new number of shards")
-    parser.add_argument("--from", type=int, dest="from_shards", help="current number of shards (default: recorded)")
-    parser.add_argument("--cluster", action="store_true", help="treat a redis:// URL as a cluster node")
-    args = parser.parse_args(argv)
-    try:
-        client = make_client(args.url, cluster=args.cluster)
-        report = reshard(client, args.prefix, args.shards, args.from_shards)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    print(report.summary)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    return Adopted(moved, merged)

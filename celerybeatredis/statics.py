@@ -13,7 +13,7 @@ from celery.schedules import crontab
 
 from .codec import Codec, dump_document, entry_to_document
 from .exceptions import InvalidDefinition
-from .shards import ShardedStore
+from .sharded_store import ShardedStore
 
 #: Beat logs under the name of the module users configure it by, whichever of its modules speaks.
 logger = logging.getLogger("celerybeatredis.schedulers")

@@ -16,9 +16,11 @@ import redis
 from redis.exceptions import NoScriptError
 
 from .planning import Planned, Planner
+from .redis_store import RedisStore
+from .scripts import ScriptStream
 from .settings import Settings
 from .stopping import stop_signals_held
-from .store import Claim, RedisStore, ScriptStream
+from .wire import Claim
 
 #: Beat logs under the name of the module users configure it by, whichever of its modules speaks.
 logger = logging.getLogger("celerybeatredis.schedulers")

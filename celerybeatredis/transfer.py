@@ -21,7 +21,8 @@ from .checks import parse_date
 from .codec import load_document
 from .entries import Entry
 from .exceptions import CeleryBeatRedisError, InvalidDefinition
-from .store import ScheduleStore
+from .runstate import check_run_count
+from .store import ScheduleStore, ValidatedEntry
 
 
 class BadLine(CeleryBeatRedisError):
@@ -33,15 +34,8 @@ class BadLine(CeleryBeatRedisError):
         super().__init__(f"line {lineno}: {message}")
 
 
-@dataclass(frozen=True)
-class Record:
-    """One validated entry of an import."""
-
-    name: str
-    text: str
-    total_run_count: int | None = None
-    last_run_at: str | None = None
-    static: bool = False
+#: One validated entry of an import.
+Record = ValidatedEntry
 
 
 @dataclass
@@ -96,9 +90,7 @@ def parse_line(store: ScheduleStore, line: str, lineno: int) -> Record:
         if not isinstance(definition, dict):
             raise InvalidDefinition("definition", "must be a JSON object", name)
         text = store.validate(name, definition)
-        count = data.get("total_run_count")
-        if count is not None and (not isinstance(count, int) or isinstance(count, bool) or count < 0):
-            raise InvalidDefinition("total_run_count", "must be a non-negative integer", name)
+        count = check_run_count(data.get("total_run_count"), entry=name)
         last = data.get("last_run_at")
         last_text = parse_date(last, "last_run_at").isoformat() if last is not None else None
     except InvalidDefinition as exc:
@@ -118,13 +110,10 @@ def parse_lines(store: ScheduleStore, lines: Iterable[str]) -> Iterator[Record |
 
 
 def import_batch(store: ScheduleStore, records: list[Record], result: ImportResult) -> None:
-    """Write one batch: run state first (so a beat picking up a new entry sees it), then definitions."""
-    states = [(r.name, r.total_run_count, r.last_run_at) for r in records if r.total_run_count or r.last_run_at]
-    result.restored += store.restore_state(states)
-    for static in (False, True):
-        texts = {r.name: r.text for r in records if r.static is static}
-        written, unchanged, skipped, _ = store.put_raw(texts, static=static)
-        result.written += written
-        result.unchanged += unchanged
-        result.skipped += skipped
+    """Write one batch (run state first, so a beat picking up a new entry sees it) and count it in ``result``."""
+    done = store.import_entries(records)
+    result.restored += done.restored
+    result.written += done.written
+    result.unchanged += done.unchanged
+    result.skipped += done.skipped
     result.entries += len(records)

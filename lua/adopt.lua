@@ -22,29 +22,32 @@
 ]]
 local schedule, due, run_count, last_run, digest, statics = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local rcall = redis.call
+--@include look_now
 
 local adopted, merged = 0, 0
 for i = 1, #ARGV, 7 do
-  local name = ARGV[i]
-  local changed = rcall('HSETNX', schedule, name, ARGV[i + 1]) == 1
+  local name, definition, count, last = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  local new_digest, static, run_now = ARGV[i + 4], ARGV[i + 5], ARGV[i + 6]
+  local changed = rcall('HSETNX', schedule, name, definition) == 1
   if changed then
     adopted = adopted + 1
-    if ARGV[i + 4] ~= '' then rcall('HSET', digest, name, ARGV[i + 4]) end
+    if new_digest ~= '' then rcall('HSET', digest, name, new_digest) end
   else
     merged = merged + 1
   end
   local here = tonumber(rcall('HGET', run_count, name) or '-1')
-  local there = tonumber(ARGV[i + 2] ~= '' and ARGV[i + 2] or '-1')
-  if there > here or (there == here and ARGV[i + 3] ~= '' and not rcall('HGET', last_run, name)) then
-    if ARGV[i + 2] ~= '' then rcall('HSET', run_count, name, ARGV[i + 2]) end
-    if ARGV[i + 3] ~= '' then rcall('HSET', last_run, name, ARGV[i + 3]) end
+  local there = tonumber(count ~= '' and count or '-1')
+  if there > here or (there == here and last ~= '' and not rcall('HGET', last_run, name)) then
+    if count ~= '' then rcall('HSET', run_count, name, count) end
+    if last ~= '' then rcall('HSET', last_run, name, last) end
     changed = true
   end
-  if ARGV[i + 5] == '1' then rcall('SADD', statics, name) end
-  local score = rcall('ZSCORE', due, name)
-  if ARGV[i + 6] == '1' then
+  if static == '1' then rcall('SADD', statics, name) end
+  if run_now == '1' then
     rcall('ZADD', due, -1, name)
-  elseif not score or (changed and tonumber(score) > 0) then
+  elseif changed then
+    look_now(due, name)
+  elseif not rcall('ZSCORE', due, name) then
     rcall('ZADD', due, 0, name)
   end
 end

@@ -23,39 +23,24 @@
            after the claim.
 ]]
 local due, schedule, run_count, last_run, digest, invalid = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local batch, lease_seconds, now = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local rcall = redis.call
+--@include each_slice
 
-local now = tonumber(ARGV[3])
 if not now then
   local t = rcall('TIME')
   now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 end
 local now_s = string.format('%.6f', now)
-local lease = string.format('%.6f', now + tonumber(ARGV[2]))
+local lease = string.format('%.6f', now + lease_seconds)
 
-local picked = rcall('ZRANGEBYSCORE', due, '-inf', now_s, 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[1]))
+local picked = rcall('ZRANGEBYSCORE', due, '-inf', now_s, 'WITHSCORES', 'LIMIT', 0, batch)
 local out = {now_s, lease, '', 0}
 local removed = 0
 
--- Multi-field commands over the whole batch, in slices that stay within Lua's unpack limit.
-local SLICE = 1000
-local function each_slice(list, fn)
-  for first = 1, #list, SLICE do
-    fn(unpack(list, first, math.min(first + SLICE - 1, #list)))
-  end
-end
-local function hmget(key, names)
-  local values = {}
-  each_slice(names, function(...)
-    local part = rcall('HMGET', key, ...)
-    for j = 1, #part do values[#values + 1] = part[j] end
-  end)
-  return values
-end
-
 local names = {}
 for i = 1, #picked, 2 do names[#names + 1] = picked[i] end
-local definitions = hmget(schedule, names)
+local definitions = multi('HMGET', schedule, names)
 local live, gone, leased = {}, {}, {}
 for j = 1, #names do
   if definitions[j] then
@@ -70,7 +55,8 @@ if #live > 0 then
   each_slice(leased, function(...) rcall('ZADD', due, ...) end)
   local live_names = {}
   for k = 1, #live do live_names[k] = names[live[k]] end
-  local counts, lasts, digests = hmget(run_count, live_names), hmget(last_run, live_names), hmget(digest, live_names)
+  local counts, lasts = multi('HMGET', run_count, live_names), multi('HMGET', last_run, live_names)
+  local digests = multi('HMGET', digest, live_names)
   for k = 1, #live do
     local j = live[k]
     out[#out + 1] = names[j]

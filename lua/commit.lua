@@ -26,52 +26,42 @@
 ]]
 local due, run_count, last_run, digest, invalid = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local rcall = redis.call
-
--- Multi-field commands over the whole batch, in slices that stay within Lua's unpack limit.
-local SLICE = 1000
-local function each_slice(list, fn)
-  for first = 1, #list, SLICE do
-    fn(unpack(list, first, math.min(first + SLICE - 1, #list)))
-  end
-end
+--@include each_slice
 
 local names = {}
 for i = 1, #ARGV, 9 do names[#names + 1] = ARGV[i] end
-local scores = {}
-each_slice(names, function(...)
-  local part = rcall('ZMSCORE', due, ...)
-  for j = 1, #part do scores[#scores + 1] = part[j] end
-end)
+local scores = multi('ZMSCORE', due, names)
 
 local out = {}
 local next_scores, runs, digests, valid, reasons = {}, {}, {}, {}, {}
 for j = 1, #names do
   local i = 9 * j - 8
-  local name = names[j]
+  local name, lease, next_score, ran, run_at = names[j], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
+  local new_digest, reason, seed_count, seed_last = ARGV[i + 5], ARGV[i + 6], ARGV[i + 7], ARGV[i + 8]
   local current = scores[j]
-  if current and tonumber(current) == tonumber(ARGV[i + 1]) then
-    next_scores[#next_scores + 1] = ARGV[i + 2]
+  if current and tonumber(current) == tonumber(lease) then
+    next_scores[#next_scores + 1] = next_score
     next_scores[#next_scores + 1] = name
-    if ARGV[i + 7] ~= '' then rcall('HSETNX', run_count, name, ARGV[i + 7]) end
-    if ARGV[i + 8] ~= '' then rcall('HSETNX', last_run, name, ARGV[i + 8]) end
-    if ARGV[i + 3] == '1' then
+    if seed_count ~= '' then rcall('HSETNX', run_count, name, seed_count) end
+    if seed_last ~= '' then rcall('HSETNX', last_run, name, seed_last) end
+    if ran == '1' then
       rcall('HINCRBY', run_count, name, 1)
       runs[#runs + 1] = name
-      runs[#runs + 1] = ARGV[i + 4]
+      runs[#runs + 1] = run_at
     end
-    if ARGV[i + 5] ~= '' then
+    if new_digest ~= '' then
       digests[#digests + 1] = name
-      digests[#digests + 1] = ARGV[i + 5]
+      digests[#digests + 1] = new_digest
     end
-    if ARGV[i + 6] ~= '' then
+    if reason ~= '' then
       reasons[#reasons + 1] = name
-      reasons[#reasons + 1] = ARGV[i + 6]
+      reasons[#reasons + 1] = reason
     else
       valid[#valid + 1] = name
     end
     out[j] = 1
-  elseif current and ARGV[i + 3] == '1' and tonumber(current) == tonumber(ARGV[i + 2])
-      and rcall('HGET', last_run, name) == ARGV[i + 4] then
+  elseif current and ran == '1' and tonumber(current) == tonumber(next_score)
+      and rcall('HGET', last_run, name) == run_at then
     out[j] = 1
   else
     out[j] = 0

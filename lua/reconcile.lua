@@ -22,27 +22,12 @@
 ]]
 local schedule, due, digest, meta = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local run_count, last_run, invalid = KEYS[5], KEYS[6], KEYS[7]
-local rcall = redis.call
 local count = tonumber(ARGV[1])
+local rcall = redis.call
+--@include each_slice
 
 local hcursor = rcall('HGET', meta, 'reconcile_schedule_cursor') or '0'
 local zcursor = rcall('HGET', meta, 'reconcile_due_cursor') or '0'
-
--- Multi-field commands over a whole page, in slices that stay within Lua's unpack limit.
-local SLICE = 1000
-local function each_slice(list, fn)
-  for first = 1, #list, SLICE do
-    fn(unpack(list, first, math.min(first + SLICE - 1, #list)))
-  end
-end
-local function multi(command, key, names)
-  local values = {}
-  each_slice(names, function(...)
-    local part = rcall(command, key, ...)
-    for j = 1, #part do values[#values + 1] = part[j] end
-  end)
-  return values
-end
 
 local page = rcall('HSCAN', schedule, hcursor, 'COUNT', count)
 local fields = page[2]

@@ -14,13 +14,16 @@
 
   Returns  number of definitions removed
 ]]
+local schedule, due, statics, static_digest = KEYS[1], KEYS[2], KEYS[7], KEYS[8]
+local state = {KEYS[3], KEYS[4], KEYS[5], KEYS[6]}  -- total_run_count, last_run_at, digest, invalid
 local rcall = redis.call
+
 local removed = 0
 for _, name in ipairs(ARGV) do
-  removed = removed + rcall('HDEL', KEYS[1], name)
-  rcall('ZREM', KEYS[2], name)
-  for k = 3, 6 do rcall('HDEL', KEYS[k], name) end
-  rcall('SREM', KEYS[7], name)
-  rcall('HDEL', KEYS[8], name)
+  removed = removed + rcall('HDEL', schedule, name)
+  rcall('ZREM', due, name)
+  for _, key in ipairs(state) do rcall('HDEL', key, name) end
+  rcall('SREM', statics, name)
+  rcall('HDEL', static_digest, name)
 end
 return removed

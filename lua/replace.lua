@@ -15,6 +15,7 @@
 ]]
 local schedule, due = KEYS[1], KEYS[2]
 local rcall = redis.call
+--@include write_definition
 
 local out = {}
 for i = 1, #ARGV, 3 do
@@ -26,11 +27,7 @@ for i = 1, #ARGV, 3 do
     out[#out + 1] = 0
   else
     if old ~= definition then
-      rcall('HSET', schedule, name, definition)
-      local score = rcall('ZSCORE', due, name)
-      if not score or tonumber(score) > 0 then
-        rcall('ZADD', due, 0, name)
-      end
+      write_definition(schedule, due, name, definition)
     end
     out[#out + 1] = 1
   end

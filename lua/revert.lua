@@ -22,20 +22,20 @@ local rcall = redis.call
 
 local out = {}
 for i = 1, #ARGV, 5 do
-  local name = ARGV[i]
+  local name, committed, retry, previous_last, reason = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
   local current = rcall('ZSCORE', due, name)
-  if current and tonumber(current) == tonumber(ARGV[i + 1]) then
-    rcall('ZADD', due, ARGV[i + 2], name)
+  if current and tonumber(current) == tonumber(committed) then
+    rcall('ZADD', due, retry, name)
     if rcall('HINCRBY', run_count, name, -1) <= 0 then
       rcall('HDEL', run_count, name)
     end
-    if ARGV[i + 3] == '' then
+    if previous_last == '' then
       rcall('HDEL', last_run, name)
     else
-      rcall('HSET', last_run, name, ARGV[i + 3])
+      rcall('HSET', last_run, name, previous_last)
     end
-    if ARGV[i + 4] ~= '' then
-      rcall('HSET', invalid, name, ARGV[i + 4])
+    if reason ~= '' then
+      rcall('HSET', invalid, name, reason)
     end
     out[#out + 1] = 1
   else

@@ -20,9 +20,10 @@
   Returns  {written, unchanged, {skipped name, ...}, {overwritten name, ...}}
 ]]
 local schedule, due, statics, static_digest = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local rcall = redis.call
 local mode = ARGV[1]
 local static = mode == 'static'
+local rcall = redis.call
+--@include write_definition
 
 local function short_digest(text)
   return string.sub(redis.sha1hex(text), 1, 12)
@@ -47,11 +48,7 @@ for i = 2, #ARGV, 2 do
         local recorded = rcall('HGET', static_digest, name)
         if recorded and recorded ~= short_digest(old) then overwritten[#overwritten + 1] = name end
       end
-      rcall('HSET', schedule, name, definition)
-      local score = rcall('ZSCORE', due, name)
-      if not score or tonumber(score) > 0 then
-        rcall('ZADD', due, 0, name)
-      end
+      write_definition(schedule, due, name, definition)
       written = written + 1
     else
       if not rcall('ZSCORE', due, name) then

@@ -12,7 +12,7 @@ import redis
 from celery import Celery
 
 from celerybeatredis.binaries import SERVER_ENV, redis_server_binary
-from celerybeatredis.store import RedisStore
+from celerybeatredis.redis_store import RedisStore
 
 from .cluster import LocalCluster
 from .redis_server import NO_SERVER, RedisServer

@@ -12,8 +12,10 @@ import redis
 from celery import Celery
 
 from celerybeatredis.schedulers import RedisScheduler
-from celerybeatredis.shards import ShardedStore, reshard
-from celerybeatredis.store import SCRIPT_NAMES, ScheduleStore
+from celerybeatredis.scripts import SCRIPT_NAMES
+from celerybeatredis.sharded_store import ShardedStore
+from celerybeatredis.shards import reshard
+from celerybeatredis.store import ScheduleStore
 
 from .cluster import LocalCluster
 from .processes import drain_queue

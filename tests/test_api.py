@@ -39,7 +39,7 @@ def tick(app: Celery) -> RedisScheduler:
 
 
 def stored(api: ScheduleStore, name: str) -> dict:
-    raw = api.get_raw(name)
+    raw = api.sharded.get_raw(name)
     assert raw is not None
     return json.loads(raw)
 
@@ -70,17 +70,17 @@ def test_add_accepts_every_schedule_form(api: ScheduleStore) -> None:
 
 def test_add_refuses_an_existing_name_and_replaces_only_when_told(api: ScheduleStore, client: redis.Redis) -> None:
     assert api.add("a", "tasks.a", timedelta(seconds=30)) is True
-    client.zadd(api.keys.due, {"a": 12345})
-    client.hset(api.keys.total_run_count, "a", 7)
+    client.zadd(api.sharded.keys.due, {"a": 12345})
+    client.hset(api.sharded.keys.total_run_count, "a", 7)
     with pytest.raises(EntryExists, match="entry 'a' exists; pass replace=True"):
         api.add("a", "tasks.b", timedelta(seconds=60))
     assert stored(api, "a") == {"task": "tasks.a", "enabled": True, "interval": {"every": 30, "period": "seconds"}}
-    assert client.zscore(api.keys.due, "a") == 12345
+    assert client.zscore(api.sharded.keys.due, "a") == 12345
     assert api.add("a", "tasks.a", timedelta(seconds=30), replace=True) is False
-    assert client.zscore(api.keys.due, "a") == 12345
+    assert client.zscore(api.sharded.keys.due, "a") == 12345
     assert api.add("a", "tasks.a", timedelta(seconds=60), replace=True) is True
     assert stored(api, "a")["interval"]["every"] == 1
-    assert client.zscore(api.keys.due, "a") == 0
+    assert client.zscore(api.sharded.keys.due, "a") == 0
     assert api.get("a").total_run_count == 7
 
 
@@ -126,7 +126,7 @@ def test_enable_and_disable_rewrite_only_enabled(api: ScheduleStore, client: red
     tick(app)
     assert api.disable("a") is True
     assert stored(api, "a") == {**doc, "enabled": False}
-    assert client.zscore(api.keys.due, "a") == 0, "beat must look at the disabled entry at once"
+    assert client.zscore(api.sharded.keys.due, "a") == 0, "beat must look at the disabled entry at once"
     assert api.disable("a") is False
     tick(app)
     assert api.get("a").status == "disabled"
@@ -137,19 +137,19 @@ def test_enable_and_disable_rewrite_only_enabled(api: ScheduleStore, client: red
 
 
 def test_disable_refuses_an_unreadable_definition_and_changes_nothing(api: ScheduleStore, client: redis.Redis) -> None:
-    client.hset(api.keys.schedule, "broken", "{not json")
+    client.hset(api.sharded.keys.schedule, "broken", "{not json")
     with pytest.raises(InvalidDefinition, match="entry 'broken'"):
         api.disable("broken")
-    assert client.hget(api.keys.schedule, "broken") == b"{not json"
+    assert client.hget(api.sharded.keys.schedule, "broken") == b"{not json"
     assert api.replace("broken", {"task": "tasks.a", "interval": {"every": 5, "period": "seconds"}}) is True
     assert api.get("broken").invalid_reason is None
 
 
 def test_edits_compare_and_set_against_the_text_they_read(api: ScheduleStore) -> None:
     api.add("a", "tasks.a", timedelta(seconds=5))
-    raw = api.get_raw("a")
+    raw = api.sharded.get_raw("a")
     api.add("a", "tasks.b", timedelta(seconds=5), replace=True)
-    assert api.replace_raw([("a", raw, '{"task": "tasks.c", "interval": {"every": 1}}'), ("zz", "", "{}")]) == [0, -1]
+    assert api.sharded.replace_raw([("a", raw, '{"task": "tasks.c", "interval": {"every": 1}}'), ("zz", "", "{}")]) == [0, -1]
     assert stored(api, "a")["task"] == "tasks.b"
 
 
@@ -163,7 +163,7 @@ def test_get_reports_state_next_run_and_problems(api: ScheduleStore, client: red
     assert planned.status == "scheduled"
     now = datetime.fromtimestamp(api.server_time(), timezone.utc)
     assert timedelta(minutes=59) < planned.next_run_at - now <= timedelta(hours=1)
-    client.hset(api.keys.schedule, "bad", json.dumps({"task": "t", "interval": {"every": 1, "period": "weeks"}}))
+    client.hset(api.sharded.keys.schedule, "bad", json.dumps({"task": "t", "interval": {"every": 1, "period": "weeks"}}))
     assert "field 'interval.period'" in api.get("bad").invalid_reason
     with pytest.raises(EntryNotFound, match="no entry named 'nope'"):
         api.get("nope")
@@ -171,10 +171,10 @@ def test_get_reports_state_next_run_and_problems(api: ScheduleStore, client: red
 
 def test_remove_drops_entry_and_state(api: ScheduleStore, client: redis.Redis) -> None:
     api.add("a", "tasks.a", timedelta(seconds=5))
-    api.restore_state([("a", 3, "2024-01-01T00:00:00+00:00")])
+    api.sharded.restore_state([("a", 3, "2024-01-01T00:00:00+00:00")])
     api.remove("a")
     assert not api.exists("a")
-    assert client.hget(api.keys.total_run_count, "a") is None and client.zscore(api.keys.due, "a") is None
+    assert client.hget(api.sharded.keys.total_run_count, "a") is None and client.zscore(api.sharded.keys.due, "a") is None
     with pytest.raises(EntryNotFound):
         api.remove("a")
 
@@ -182,7 +182,7 @@ def test_remove_drops_entry_and_state(api: ScheduleStore, client: redis.Redis) -
 def test_run_now_marks_the_entry_and_rejects_unknown_names(api: ScheduleStore, client: redis.Redis) -> None:
     api.add("a", "tasks.a", crontab(minute="0", hour="0", day_of_month="1", month_of_year="1"))
     api.run_now("a")
-    assert client.zscore(api.keys.due, "a") == -1
+    assert client.zscore(api.sharded.keys.due, "a") == -1
     assert api.get("a").status == "run-now"
     with pytest.raises(EntryNotFound):
         api.run_now("nope")
@@ -222,8 +222,8 @@ def test_upcoming_is_in_due_order_and_leaves_out_never(api: ScheduleStore, app: 
 
 def test_invalid_lists_quarantined_entries_with_reasons(api: ScheduleStore, client: redis.Redis, app: Celery) -> None:
     api.add("good", "tasks.a", timedelta(seconds=5))
-    client.hset(api.keys.schedule, "bad", json.dumps({"task": "t", "crontab": {"minute": "99"}}))
-    client.zadd(api.keys.due, {"bad": 0})
+    client.hset(api.sharded.keys.schedule, "bad", json.dumps({"task": "t", "crontab": {"minute": "99"}}))
+    client.zadd(api.sharded.keys.due, {"bad": 0})
     tick(app)
     page = api.invalid()
     assert page.done
@@ -252,15 +252,15 @@ def test_bulk_add_writes_in_batches_and_stops_at_the_first_bad_batch(api: Schedu
 def test_stats_counts_and_memory(api: ScheduleStore, client: redis.Redis, app: Celery) -> None:
     api.add("a", "tasks.a", timedelta(hours=1))
     api.add("b", "tasks.a", timedelta(hours=1), enabled=False)
-    client.hset(api.keys.schedule, "bad", json.dumps({"task": "t", "interval": {"every": 0}}))
+    client.hset(api.sharded.keys.schedule, "bad", json.dumps({"task": "t", "interval": {"every": 0}}))
     tick(app)
     api.add("new", "tasks.a", timedelta(hours=1))
-    client.zadd(api.keys.due, {"a": api.server_time() - 3600})
+    client.zadd(api.sharded.keys.due, {"a": api.server_time() - 3600})
     stats = api.stats()
     assert (stats.entries, stats.enabled, stats.invalid) == (4, 3, 1)
     assert (stats.scheduled, stats.never, stats.pending) == (1, 2, 1)
     assert (stats.due_now, stats.overdue) == (2, 1)
-    assert stats.memory_bytes[api.keys.schedule] > 0 and stats.memory_total >= stats.memory_bytes[api.keys.schedule]
+    assert stats.memory_bytes[api.sharded.keys.schedule] > 0 and stats.memory_total >= stats.memory_bytes[api.sharded.keys.schedule]
     assert api.stats(scan=False).enabled is None
 
 
@@ -274,16 +274,16 @@ def test_from_app_uses_the_schedulers_settings(app: Celery, prefix: str, client:
 
 
 def test_restore_state_never_overwrites_state_beat_wrote(api: ScheduleStore, client: redis.Redis) -> None:
-    assert api.restore_state([("a", 5, "2024-01-01T00:00:00+00:00"), ("b", None, None)]) == 1
-    assert api.restore_state([("a", 9, "2025-01-01T00:00:00+00:00")]) == 0
-    assert client.hget(api.keys.total_run_count, "a") == b"5"
-    assert client.hget(api.keys.last_run_at, "a") == b"2024-01-01T00:00:00+00:00"
+    assert api.sharded.restore_state([("a", 5, "2024-01-01T00:00:00+00:00"), ("b", None, None)]) == 1
+    assert api.sharded.restore_state([("a", 9, "2025-01-01T00:00:00+00:00")]) == 0
+    assert client.hget(api.sharded.keys.total_run_count, "a") == b"5"
+    assert client.hget(api.sharded.keys.last_run_at, "a") == b"2024-01-01T00:00:00+00:00"
 
 
 def test_never_is_infinite_score(api: ScheduleStore, app: Celery) -> None:
     api.add("off", "tasks.a", timedelta(seconds=1), enabled=False)
     tick(app)
-    assert math.isinf(api.due_score("off"))
+    assert math.isinf(api.sharded.due_score("off"))
     assert api.get("off").next_run_at is None
 
 
@@ -318,12 +318,15 @@ class PausingStore(ScheduleStore):
         super().__init__(client, prefix, app)
         self.between = between
         self.reads = 0
+        read = self.sharded.get_raw
 
-    def get_raw(self, name: str) -> bytes | None:
-        raw = super().get_raw(name)
-        self.reads += 1
-        self.between(self.reads)
-        return raw
+        def get_raw(name: str) -> bytes | None:  # the edit's read, through the store it holds
+            raw = read(name)
+            self.reads += 1
+            self.between(self.reads)
+            return raw
+
+        self.sharded.get_raw = get_raw  # type: ignore[method-assign]
 
 
 def other_editor(redis_url: str, prefix: str, app: Celery, edit: Callable[[ScheduleStore, int], object],

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from celerybeatredis.store import RedisStore
+from celerybeatredis.redis_store import RedisStore
 
 from .ledger import Ledger, run_counts
 from .processes import CeleryProcess, wait_until, write_app

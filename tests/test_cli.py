@@ -37,7 +37,7 @@ def tag(prefix: str) -> str:
 
 
 def doc(api: ScheduleStore, name: str) -> dict:
-    raw = api.get_raw(name)
+    raw = api.sharded.get_raw(name)
     assert raw is not None, f"no entry {name}"
     return json.loads(raw)
 
@@ -278,14 +278,14 @@ def test_enable_disable_remove_and_run_now(cli: Cli, api: ScheduleStore, client:
     assert "enabled a" in cli.ok("enable", "a")
     assert doc(api, "a")["enabled"] is True and doc(api, "a")["owner"] == "ops"
     assert "a runs within a second" in cli.ok("run-now", "a")
-    assert client.zscore(api.keys.due, "a") == -1
+    assert client.zscore(api.sharded.keys.due, "a") == -1
     assert "removed 2 entries" in cli.ok("remove", "a", "b")
     assert api.count() == 0
     assert "removed 0 entries" in cli.ok("remove", "a", "--missing-ok")
 
 
 def test_disable_an_unreadable_definition_fails_cleanly(cli: Cli, api: ScheduleStore, client: redis.Redis, tag: str) -> None:
-    client.hset(api.keys.schedule, "broken", '{"task": "t", ')
+    client.hset(api.sharded.keys.schedule, "broken", '{"task": "t", ')
     before = snapshot(client, tag)
     assert "entry 'broken'" in cli.fails("disable", "broken")
     assert snapshot(client, tag) == before
@@ -297,7 +297,7 @@ def test_disable_an_unreadable_definition_fails_cleanly(cli: Cli, api: ScheduleS
 def test_invalid_and_stats(cli: Cli, api: ScheduleStore, client: redis.Redis, app: Celery) -> None:
     api.add("ok", "tasks.ok", timedelta(hours=1))
     api.add("off", "tasks.ok", timedelta(hours=1), enabled=False)
-    client.hset(api.keys.schedule, "bad", json.dumps({"task": "t", "interval": {"every": 5, "period": "weeks"}}))
+    client.hset(api.sharded.keys.schedule, "bad", json.dumps({"task": "t", "interval": {"every": 5, "period": "weeks"}}))
     tick(app)
     out = cli.ok("invalid")
     assert re.search(r"^bad\s+entry 'bad': field 'interval.period': unknown period 'weeks'", out, re.M), out
@@ -322,9 +322,9 @@ def test_export_import_round_trip_is_idempotent(cli: Cli, api: ScheduleStore, ap
     api.add("a", "tasks.a", timedelta(seconds=30), args=[1, "x"], kwargs={"k": [1, 2]})
     api.add("b", {"task": "tasks.b", "crontab": {"minute": "*/5"}, "owner": "ops", "enabled": False})
     api.add("c", "tasks.c", timedelta(minutes=1))
-    client.hset(api.keys.schedule, "raw", "{not json")
+    client.hset(api.sharded.keys.schedule, "raw", "{not json")
     tick(app)
-    api.restore_state([("a", 41, "2024-05-01T12:00:00+00:00")])
+    api.sharded.restore_state([("a", 41, "2024-05-01T12:00:00+00:00")])
 
     dump = tmp_path / "schedule.jsonl"
     done = cli.run("export", str(dump))

@@ -15,9 +15,12 @@ from celery import Celery
 from redis.cluster import RedisCluster
 
 from celerybeatredis.connection import eviction_warnings, make_client
+from celerybeatredis.keys import NEVER, shard_tag
+from celerybeatredis.redis_store import RedisStore
 from celerybeatredis.schedulers import RedisScheduler
-from celerybeatredis.shards import ShardedStore, shard_tag
-from celerybeatredis.store import NEVER, Plan, RedisStore, Revert, ScheduleStore
+from celerybeatredis.sharded_store import ShardedStore
+from celerybeatredis.store import ScheduleStore
+from celerybeatredis.wire import Plan, Revert
 
 from .cluster import LocalCluster
 from .ledger import FailoverProbe
@@ -190,7 +193,7 @@ def test_the_management_api_works_on_a_cluster(redis_cluster: LocalCluster, pref
     assert isinstance(api.client, RedisCluster)
     assert api.add("nightly", "tasks.report", {"crontab": {"minute": 0, "hour": 3}})
     assert api.bulk_add({f"e{i}": {"task": "tasks.add", "interval": {"every": 10}} for i in range(20)}).written == 20
-    api.client.hset(api.keys.schedule, "bad", "{")
+    api.client.hset(api.sharded.keys.schedule, "bad", "{")
     assert api.get("nightly").definition["crontab"]["hour"] == 3
     assert api.update("e1", args=[1, 2]) and api.disable("e2") and api.enable("e2")
     api.run_now("e3")

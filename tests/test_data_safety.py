@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from celerybeatredis.store import RedisStore
+from celerybeatredis.redis_store import RedisStore
+from celerybeatredis.scripts import script_source
 
 from .processes import CeleryProcess, drain_queue, wait_until, write_app
 
@@ -25,6 +26,7 @@ def test_only_remove_lua_deletes_definitions() -> None:
     writes = {}
     for path in sorted(LUA_DIR.glob("*.lua")):
         header, body = path.read_text().split("]]", 1)
+        body = script_source(path.stem).split("]]", 1)[1]  # with its shared helpers
         slot = re.search(r"KEYS\[(\d+)\]\s+\{T\}:schedule", header)
         if slot is None:
             continue

@@ -13,9 +13,10 @@ from celery import Celery
 from celerybeatredis.codec import SHORT_DIGEST, Codec, digest
 from celerybeatredis.decisions import REASON_LIMIT, Batch, Decision, Run, decide, quarantine_reason, stamp
 from celerybeatredis.exceptions import InvalidDefinition
+from celerybeatredis.keys import NEVER, RUN_NOW
 from celerybeatredis.planning import Planner, TickClock
 from celerybeatredis.settings import Settings
-from celerybeatredis.store import NEVER, RUN_NOW, Claimed, Plan
+from celerybeatredis.wire import Claimed, Plan
 
 T0 = datetime(2026, 3, 2, 12, 0, 0, tzinfo=timezone.utc).timestamp()  # a Monday, noon UTC
 EVERY_10S: dict[str, Any] = {"task": "tasks.add", "interval": {"every": 10, "period": "seconds"}}

@@ -11,8 +11,9 @@ import pytest
 import redis
 from celery import Celery
 
+from celerybeatredis.redis_store import RedisStore
 from celerybeatredis.schedulers import RedisScheduler
-from celerybeatredis.store import Plan, RedisStore
+from celerybeatredis.wire import Plan
 
 from .processes import drain_queue
 

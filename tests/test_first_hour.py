@@ -14,9 +14,9 @@ import pytest
 from celery import Celery
 
 from celerybeatredis.binaries import SERVER_ENV
+from celerybeatredis.redis_store import RedisStore
 from celerybeatredis.schedulers import RedisScheduler
 from celerybeatredis.settings import Settings
-from celerybeatredis.store import RedisStore
 
 from .processes import PROJECT_ROOT, CeleryProcess, write_app
 

@@ -104,7 +104,7 @@ def celerybeat_redis_keys(client: redis.Redis, old_prefix: str) -> dict[str, str
 
 def test_migrate_from_celerybeat_redis(cli: Cli, api: ScheduleStore, client: redis.Redis, old_prefix: str,
                                        celerybeat_redis_keys: dict[str, str]) -> None:
-    tag = api.keys.tag
+    tag = api.sharded.keys.tag
     before = snapshot(client, tag)
     out = cli.ok("migrate", "--from", "celerybeat-redis", "--prefix", old_prefix, "--dry-run")
     assert "found 4 celerybeat-redis entries in 5 keys" in out and "(1 older copies)" in out
@@ -166,11 +166,11 @@ def test_migrate_invalid_old_entries_changes_nothing_unless_skipped(cli: Cli, ap
     bad_key = f"{old_prefix}bad:{sha()}"
     client.set(bad_key, json.dumps({"task": "t", "interval": {"every": 5, "period": "fortnights"}}))
     client.set(f"{old_prefix}garbage", "not json at all")
-    before = snapshot(client, api.keys.tag)
+    before = snapshot(client, api.sharded.keys.tag)
     err = cli.fails("migrate", "--from", "celerybeat-redis", "--prefix", old_prefix)
     assert "entry 'bad': field 'interval.period'" in err or "entry 'garbage'" in err
     assert "(and 1 more)" in err and "nothing migrated" in err
-    assert snapshot(client, api.keys.tag) == before
+    assert snapshot(client, api.sharded.keys.tag) == before
 
     done = cli.run("migrate", "--from", "celerybeat-redis", "--prefix", old_prefix, "--skip-invalid", "--delete-old")
     assert done.returncode == 0, done.stderr
@@ -235,7 +235,7 @@ def redbeat_keys(client: redis.Redis, old_prefix: str) -> dict[str, str]:
 
 def test_migrate_from_redbeat(cli: Cli, api: ScheduleStore, client: redis.Redis, old_prefix: str,
                               redbeat_keys: dict[str, str]) -> None:
-    tag = api.keys.tag
+    tag = api.sharded.keys.tag
     before = snapshot(client, tag)
     err = cli.fails("migrate", "--from", "redbeat", "--prefix", old_prefix)
     assert "entry 'rb-rrule': field 'schedule': RedBeat rrule schedules have no equivalent" in err

@@ -18,8 +18,8 @@ import pytest
 import redis
 from celery import Celery
 
+from celerybeatredis.redis_store import RedisStore
 from celerybeatredis.schedulers import RedisScheduler
-from celerybeatredis.store import RedisStore
 
 from .ledger import STAMP_PUBLISHER, Ledger, load_entries, run_counts
 from .processes import CeleryProcess, wait_until, write_app

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from celerybeatredis.store import RedisStore
+from celerybeatredis.redis_store import RedisStore
 
 from .ledger import STAMP_PUBLISHER, Ledger, every_second, load_entries, run_counts
 from .processes import CeleryProcess, wait_until, write_app
@@ -150,7 +150,7 @@ import os as _os
 import signal as _signal
 from pathlib import Path as _Path
 from celerybeatredis.publish import Publisher as _Publisher
-from celerybeatredis.store import RedisStore as _Store
+from celerybeatredis.redis_store import RedisStore as _Store
 
 _armed = _Path(__file__).with_name(f"crash-{_os.getpid()}")
 

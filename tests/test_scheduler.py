@@ -16,9 +16,9 @@ import redis
 from celery import Celery
 from celery.schedules import crontab
 
+from celerybeatredis.redis_store import RedisStore
 from celerybeatredis.schedulers import RedisScheduler
 from celerybeatredis.settings import Settings
-from celerybeatredis.store import RedisStore
 
 from .processes import Published, drain_queue
 

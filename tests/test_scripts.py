@@ -11,7 +11,10 @@ from pathlib import Path
 import pytest
 import redis
 
-from celerybeatredis.store import SCRIPT_NAMES, Keys, Plan, RedisStore, Revert
+from celerybeatredis.keys import Keys
+from celerybeatredis.redis_store import RedisStore
+from celerybeatredis.scripts import INCLUDE, SCRIPT_NAMES, load_script_text, script_keys, script_source
+from celerybeatredis.wire import Plan, Revert
 
 LUA_DIR = Path(__file__).resolve().parent.parent / "lua"
 DEF = json.dumps({"task": "t", "interval": {"every": 10, "period": "seconds"}})
@@ -28,18 +31,40 @@ def test_script_header_declares_the_keys_it_is_called_with(name: str) -> None:
     header = text.split("]]", 1)[0]
     declared = re.findall(r"KEYS\[(\d+)\]\s+(\{T\}:\w+)", header)
     assert [int(i) for i, _ in declared] == list(range(1, len(declared) + 1))
-    keys = Keys("T").for_script(name)
+    keys = script_keys(Keys("T"), name)
     assert [k for _, k in declared] == keys
     assert "ARGV" in header and "Returns" in header
-    used = {int(i) for i in re.findall(r"KEYS\[(\d+)\]", text.split("]]", 1)[1])}
+    used = {int(i) for i in re.findall(r"KEYS\[(\d+)\]", script_source(name).split("]]", 1)[1])}
     assert used <= set(range(1, len(keys) + 1))
 
 
 def test_scripts_ship_with_the_package() -> None:
-    from celerybeatredis.store import load_script_text
-
     for name in SCRIPT_NAMES:
         assert load_script_text(name) == (LUA_DIR / f"{name}.lua").read_text()
+    for include in (LUA_DIR / "includes").glob("*.lua"):
+        assert load_script_text(f"includes/{include.stem}") == include.read_text()
+
+
+@pytest.mark.parametrize("name", SCRIPT_NAMES)
+def test_includes_are_pulled_in_once_each_and_never_copied(name: str) -> None:
+    """A helper lives in lua/includes/ only; the script Redis gets holds it in place of the marker line."""
+    text = (LUA_DIR / f"{name}.lua").read_text()
+    source = script_source(name)
+    assert "--@include" not in source
+    defines = {include: re.findall(r"local function (\w+)", (LUA_DIR / "includes" / f"{include}.lua").read_text())
+               for include in INCLUDE.findall(text)}
+    for include, functions in defines.items():
+        assert functions, include
+        assert all(source.count(f"local function {f}(") == 1 for f in functions), include
+    helpers = {m for f in (LUA_DIR / "includes").glob("*.lua") for m in re.findall(r"local function (\w+)", f.read_text())}
+    assert not helpers & set(re.findall(r"local function (\w+)", text))
+
+
+def test_includes_take_no_keys_or_arguments_of_their_own() -> None:
+    """Helpers get what they touch as parameters, so a script's header stays the whole of its contract."""
+    for include in (LUA_DIR / "includes").glob("*.lua"):
+        body = include.read_text().split("]]", 1)[1]
+        assert "KEYS" not in body and "ARGV" not in body, include.name
 
 
 def test_claim_takes_due_entries_in_score_order_and_leases_them(store: RedisStore) -> None:

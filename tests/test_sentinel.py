@@ -12,9 +12,9 @@ import pytest
 import redis
 from celery import Celery
 
+from celerybeatredis.redis_store import RedisStore
 from celerybeatredis.schedulers import RedisScheduler
 from celerybeatredis.settings import Settings
-from celerybeatredis.store import RedisStore
 
 from .cluster import LocalSentinel
 from .ledger import FailoverProbe

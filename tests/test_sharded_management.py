@@ -14,9 +14,11 @@ from celery import Celery
 
 from celerybeatredis.connection import make_client
 from celerybeatredis.exceptions import CeleryBeatRedisError, EntryExists, EntryNotFound
+from celerybeatredis.keys import RUN_NOW, shard_for
+from celerybeatredis.redis_store import RedisStore
 from celerybeatredis.schedulers import RedisScheduler
-from celerybeatredis.shards import ShardedStore, shard_for
-from celerybeatredis.store import RUN_NOW, RedisStore, ScheduleStore
+from celerybeatredis.sharded_store import ShardedStore
+from celerybeatredis.store import ScheduleStore
 
 from .cli import Cli, snapshot
 from .cluster import LocalCluster
@@ -91,7 +93,7 @@ def test_every_per_name_call_works_in_the_shard_of_the_name(api: ScheduleStore, 
     assert api.replace(name, every(20, name))
     assert api.get(name).definition == every(20, name)
     api.run_now(name)
-    assert api.due_score(name) == RUN_NOW and api.get(name).status == "run-now"
+    assert api.sharded.due_score(name) == RUN_NOW and api.get(name).status == "run-now"
     assert [e.name if e else None for e in api.find([names[1], "missing", names[2]])] == [names[1], None, names[2]]
     api.remove(name)
     assert not api.exists(name) and where(client, tag, name) == []
@@ -106,7 +108,7 @@ def test_listings_counts_and_bulk_calls_cover_every_shard(api: ScheduleStore, cl
     app.conf.redis_scheduler_shards = K
     docs = {f"e{i:03}": every(10 + i, f"e{i:03}") for i in range(200)}
     assert api.bulk_add(docs, batch_size=64).written == 200
-    assert [api.stores[i].count() for i in range(K)] == [sum(shard_for(n, K) == i for n in docs) for i in range(K)]
+    assert [api.sharded.stores[i].count() for i in range(K)] == [sum(shard_for(n, K) == i for n in docs) for i in range(K)]
     assert api.count() == 200
     # Pagination across shards: small pages, every name exactly once, the API shape unchanged.
     seen: list[str] = []
@@ -205,7 +207,7 @@ def test_cli_on_a_sharded_schedule(cli: Cli, client: redis.Redis, prefix: str, t
     cli.ok("disable", "job-1", "job-2", env=env)
     assert not api.get("job-1").enabled and not api.get("job-2").enabled
     cli.ok("run-now", "job-5", env=env)
-    assert api.due_score("job-5") == RUN_NOW
+    assert api.sharded.due_score("job-5") == RUN_NOW
     listed = [json.loads(line)["name"] for line in cli.ok("list", "--json", "--limit", "0", env=env).splitlines()]
     assert sorted(listed) == names
     assert cli.ok("list", env=env).splitlines()[-1] == "9 shown of 9 entries"
@@ -244,7 +246,7 @@ def test_reshard_command_keeps_run_state_and_can_be_repeated(cli: Cli, client: r
     sched.tick(now=T0 + 10)
     sched.close()
     one.run_now("e7")
-    before = {f"e{i}": one.run_state(f"e{i}") for i in range(30)}
+    before = {f"e{i}": one.sharded.run_state(f"e{i}") for i in range(30)}
     assert before["e0"][0] == 1
 
     out = cli.ok("reshard", "--to", str(K))
@@ -252,10 +254,10 @@ def test_reshard_command_keeps_run_state_and_can_be_repeated(cli: Cli, client: r
     assert f"redis_scheduler_shards = {K}" in out
     three = ScheduleStore(client, prefix, app, shards=K)
     assert three.recorded_shards() == K and three.count() == 30 and one.count() == 0
-    assert {n: three.run_state(n) for n in before} == before
-    assert three.due_score("e7") == RUN_NOW
+    assert {n: three.sharded.run_state(n) for n in before} == before
+    assert three.sharded.due_score("e7") == RUN_NOW
     assert cli.ok("reshard", "--to", str(K)).startswith("0 entries moved, 0 merged, 30 scanned")
-    assert {n: three.run_state(n) for n in before} == before
+    assert {n: three.sharded.run_state(n) for n in before} == before
     # The management commands follow once they are told the new layout.
     assert "30 shown of 30 entries" in cli.ok("--shards", str(K), "list", "--limit", "0")
     # Usage errors exit 2; a Redis that cannot be reached exits 1 with one line.
@@ -266,17 +268,17 @@ def test_reshard_command_keeps_run_state_and_can_be_repeated(cli: Cli, client: r
     write_app(tmp_path, app.conf.broker_url, app.conf.redis_scheduler_url, prefix)
     done = celery_schedule(tmp_path, "reshard", "--to", "1")
     assert done.returncode == 0 and f"shards {K} -> 1" in done.stdout, done.stderr
-    assert one.count() == 30 and {n: one.run_state(n) for n in before} == before
+    assert one.count() == 30 and {n: one.sharded.run_state(n) for n in before} == before
     assert ShardedStore(client, prefix, 1).recorded_shards() == 1
 
 
 def test_one_shard_keeps_the_cursor_of_hscan(cleanup: None, client: redis.Redis, prefix: str, app: Celery) -> None:
     one = ScheduleStore(client, prefix, app)
     one.bulk_add({f"e{i}": every(10) for i in range(300)})
-    cursor, page = client.hscan(one.keys.schedule, 0, count=50)
-    assert one.list(0, 50).cursor == cursor and one.keys.schedule == f"{{{prefix.rstrip(':')}}}:schedule"
+    cursor, page = client.hscan(one.sharded.keys.schedule, 0, count=50)
+    assert one.list(0, 50).cursor == cursor and one.sharded.keys.schedule == f"{{{prefix.rstrip(':')}}}:schedule"
     assert sorted(e.name for e in one.list(cursor, 50).items) == sorted(
-        n.decode() for n in client.hscan(one.keys.schedule, cursor, count=50)[1])
+        n.decode() for n in client.hscan(one.sharded.keys.schedule, cursor, count=50)[1])
     assert len(page) > 0
 
 
@@ -294,8 +296,8 @@ def test_api_and_commands_on_a_sharded_schedule_across_cluster_masters(redis_clu
         for name in names:
             cli.ok("add", name, "--task", "tasks.add", "--every", "30s", env=env)
         api = ScheduleStore.from_url(redis_cluster.url, prefix, shards=K)
-        assert [s.count() for s in api.stores] == [sum(shard_for(n, K) == i for n in names) for i in range(K)]
-        assert all(s.count() > 0 for s in api.stores)  # so every master holds entries
+        assert [s.count() for s in api.sharded.stores] == [sum(shard_for(n, K) == i for n in names) for i in range(K)]
+        assert all(s.count() > 0 for s in api.sharded.stores)  # so every master holds entries
         # A redis:// URL of one node with --cluster (redis_scheduler_cluster) reaches the same schedule.
         by_node = Cli(redis_cluster.first_url, prefix)
         listed = by_node.ok("--cluster", "list", "--json", "--limit", "0", env=env).splitlines()
@@ -318,7 +320,7 @@ def test_api_and_commands_on_a_sharded_schedule_across_cluster_masters(redis_clu
         out = cli.ok("migrate", "--from", "redbeat", "--prefix", f"{old}rb:", "--delete-old", env=env)
         assert "migrated 6 entries" in out and "deleted 6 old keys" in out
         assert api.count() == 7 + 12 + 6 and api.get("rb-3").total_run_count == 4
-        assert all(api.stores[shard_for(f"old-{i}", K)].exists(f"old-{i}") for i in range(12))
+        assert all(api.sharded.stores[shard_for(f"old-{i}", K)].exists(f"old-{i}") for i in range(12))
         assert not list(client.scan_iter(match=f"{old}meta:*")) and not client.exists(f"{old}rb:rb-0")
         # Resharding on the cluster, from the command line.
         assert "shards 3 -> 2" in cli.ok("reshard", "--to", "2")

@@ -12,10 +12,14 @@ import pytest
 import redis
 from celery import Celery
 
+from celerybeatredis.keys import shard_for, shard_tag
+from celerybeatredis.redis_store import RedisStore
 from celerybeatredis.schedulers import RedisScheduler
-from celerybeatredis.shards import ShardedStore, main, reshard, shard_for, shard_tag
-from celerybeatredis.store import Plan, RedisStore
+from celerybeatredis.sharded_store import ShardedStore
+from celerybeatredis.shards import reshard
+from celerybeatredis.wire import Plan
 
+from .cli import Cli
 from .processes import drain_queue
 
 T0 = datetime(2026, 3, 2, 12, 0, 0, tzinfo=timezone.utc).timestamp()
@@ -221,14 +225,11 @@ def test_beat_reports_a_layout_other_than_its_setting(app: Celery, client: redis
     assert any("laid out in 3 shards" in r.getMessage() for r in caplog.records)
 
 
-def test_reshard_command(redis_url: str, client: redis.Redis, prefix: str, cleanup: None,
-                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_reshard_command(redis_url: str, client: redis.Redis, prefix: str, cleanup: None) -> None:
     ShardedStore(client, prefix, 1).put_raw({f"e{i}": EVERY_10S for i in range(5)})
-    assert main(["--url", f"{redis_url}/0", "--prefix", prefix, "--to", "3"]) == 0
-    assert "5 entries moved" in capsys.readouterr().out
+    assert "5 entries moved" in Cli(f"{redis_url}/0", prefix).ok("reshard", "--to", "3")
     assert ShardedStore(client, prefix, 3).count() == 5
-    assert main(["--url", "nope://x", "--prefix", prefix, "--to", "3"]) == 1
-    assert "unknown scheme" in capsys.readouterr().err
+    assert "unknown scheme" in Cli("nope://x", prefix).fails("reshard", "--to", "3")
 
 
 def test_a_one_off_due_during_the_move_runs_once(app: Celery, client: redis.Redis, prefix: str, broker: redis.Redis,

@@ -17,8 +17,9 @@ import pytest
 import redis
 from celery import Celery
 
+from celerybeatredis.redis_store import RedisStore
 from celerybeatredis.schedulers import RedisScheduler
-from celerybeatredis.store import Claim, RedisStore
+from celerybeatredis.wire import Claim
 
 from .processes import drain_queue
 from .redis_server import RedisServer

@@ -14,7 +14,8 @@ import click
 from .. import migrate as migration
 from ..connection import make_client
 from ..settings import mask_url
-from ..shards import ShardedStore, reshard
+from ..sharded_store import ShardedStore
+from ..shards import reshard
 from ..transfer import BadLine, ImportResult, Record, export_lines, import_batch, parse_lines
 from .base import Context, pass_context, progress
 

@@ -1,0 +1,294 @@
+"""One schedule under one hash tag: a method per Lua script, plus the reads.
+
+Every write that changes the due index, run state or digests goes through a
+script in ``lua/``; the reads are plain commands, pipelined where they cover
+many names. ``ShardedStore`` (sharded_store.py) holds one of these per shard.
+Replies are bytes (no ``decode_responses``); redis-py annotates them as
+decoded text, so a reply read here is typed ``Any`` and decoded by hand.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from datetime import datetime
+from functools import cached_property
+from typing import Any
+
+import redis
+from celery import Celery
+from redis.commands.core import Script
+
+from . import wire
+from .connection import RedisClient, client_from_settings, is_cluster, make_client
+from .keys import Keys, name_bytes, name_text
+from .runstate import parse_last_run_at
+from .scripts import SCRIPT_NAMES, ScriptStream, script_keys, script_source
+from .settings import Settings, key_tag
+from .wire import Adopted, Claim, Exported, Plan, ReconcileStep, Revert, StoredEntry, Upserted
+
+
+class RedisStore:
+    """A schedule in Redis: keys under one hash tag, changed through Lua scripts.
+
+    Args:
+        client: A ``redis.Redis`` (or ``RedisCluster``) client; replies must be bytes
+            (no ``decode_responses``).
+        key_prefix: The schedule's key prefix, e.g. ``tasks:meta:``.
+    """
+
+    def __init__(self, client: RedisClient, key_prefix: str) -> None:
+        self.client = client
+        self.keys = Keys(key_tag(key_prefix))
+        #: KEYS of each script, worked out once: the tick sends them with every call.
+        self.script_keys = {name: script_keys(self.keys, name) for name in SCRIPT_NAMES}
+
+    @classmethod
+    def from_url(cls, url: str, key_prefix: str, **options: Any) -> RedisStore:
+        """A store on a new client for ``url`` (single server, cluster or sentinel URL; see connection.py)."""
+        return cls(make_client(url, options), key_prefix)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RedisStore:
+        """A store on a new client made from scheduler settings."""
+        return cls(client_from_settings(settings), settings.key_prefix)
+
+    @classmethod
+    def from_app(cls, app: Celery) -> RedisStore:
+        """A store for the schedule ``app``'s configuration names."""
+        return cls.from_settings(Settings.from_app(app))
+
+    @cached_property
+    def scripts(self) -> dict[str, Script]:
+        """Registered scripts by name (registered once per store)."""
+        return {name: self.client.register_script(script_source(name)) for name in SCRIPT_NAMES}
+
+    def _run(self, script: str, args: Sequence[Any]) -> Any:
+        return self.scripts[script](keys=self.script_keys[script], args=list(args))
+
+    def _run_resending(self, script: str, args: Sequence[Any]) -> Any:
+        """Run an idempotent script, sending it once more if the connection drops (its reply may be lost)."""
+        try:
+            return self._run(script, args)
+        except (redis.ConnectionError, redis.TimeoutError):
+            return self._run(script, args)
+
+    # --- the tick: claim.lua, commit.lua, revert.lua, reconcile.lua -------------------------
+
+    claim_args = staticmethod(wire.claim_args)
+    claim_from_reply = staticmethod(wire.decode_claim)
+    commit_args = staticmethod(wire.commit_args)
+
+    def claim(self, batch: int, lease_seconds: float, now: float | None = None) -> Claim:
+        """Claim up to ``batch`` entries due at ``now`` (default: Redis server time)."""
+        return self.claim_from_reply(self._run("claim", self.claim_args(batch, lease_seconds, now)))
+
+    def stream(self) -> ScriptStream | None:
+        """A :class:`ScriptStream` on this store's server, or None where there is none (Redis Cluster)."""
+        return None if is_cluster(self.client) else ScriptStream(self)
+
+    def commit(self, plans: Sequence[Plan]) -> list[bool]:
+        """Write the plans whose lease still holds; one flag per plan."""
+        args = self.commit_args(plans)
+        return wire.decode_flags(self._run_resending("commit", args)) if plans else []
+
+    def commit_replicated(self, plans: Sequence[Plan], replicas: int, timeout: float) -> tuple[list[bool], int]:
+        """``commit``, then ``WAIT`` on the same connection: ``(flags, replicas that acknowledged it)``.
+
+        Sent once more if the connection drops, as ``commit`` is (commit.lua reports a
+        resent run as committed; the ``WAIT`` then covers the first send too).
+        """
+        if not plans:
+            return [], replicas
+        args = self.commit_args(plans)
+        try:
+            return self._commit_and_wait(args, replicas, timeout)
+        except (redis.ConnectionError, redis.TimeoutError):
+            return self._commit_and_wait(args, replicas, timeout)
+
+    def _commit_and_wait(self, args: list[Any], replicas: int, timeout: float) -> tuple[list[bool], int]:
+        keys = self.script_keys["commit"]
+        wait = ("WAIT", replicas, max(1, int(timeout * 1000)))
+        if is_cluster(self.client):
+            # No scripts in cluster pipelines; the node's pool hands this single-threaded caller the same connection.
+            reply = self.scripts["commit"](keys=keys, args=args)
+            acked = self.client.execute_command(*wait, target_nodes=self.client.get_node_from_key(self.keys.due))
+        else:
+            pipe = self.client.pipeline(transaction=False)
+            self.scripts["commit"](keys=keys, args=args, client=pipe)
+            pipe.execute_command(*wait)
+            reply, acked = pipe.execute()
+        return wire.decode_flags(reply), int(acked)
+
+    def revert(self, reverts: Sequence[Revert]) -> list[bool]:
+        """Undo committed runs that were never published; one flag per entry."""
+        return wire.decode_flags(self._run_resending("revert", wire.revert_args(reverts))) if reverts else []
+
+    def reconcile_step(self, count: int) -> ReconcileStep:
+        """One bounded reconciler step (see ``lua/reconcile.lua``)."""
+        return wire.decode_reconcile(self._run("reconcile", [count]))
+
+    # --- writing definitions: upsert, remove, run_now, replace, restore_state -----------------
+
+    def put_raw(self, definitions: Mapping[str, str], static: bool = False, only_new: bool = False) -> Upserted:
+        """Store definition JSON texts as they are (callers validate first).
+
+        Args:
+            static: Write them as ``beat_schedule`` entries (see upsert.lua).
+            only_new: Write nothing if any of the names exists (they come back as skipped).
+        """
+        if not definitions:
+            return Upserted(0, 0, [], [])
+        return wire.decode_upsert(self._run("upsert", wire.upsert_args(definitions, static, only_new)))
+
+    def remove_names(self, names: Iterable[str]) -> int:
+        """Remove entries and all their state; returns how many existed."""
+        wire_names = [name_bytes(n) for n in names]
+        return int(self._run("remove", wire_names)) if wire_names else 0
+
+    def run_now_names(self, names: Iterable[str]) -> list[bool]:
+        """Make entries due at once, as a run; one flag per name (False = no such entry)."""
+        names = list(names)
+        return wire.decode_flags(self._run("run_now", names)) if names else []
+
+    def replace_raw(self, changes: Sequence[tuple[str, bytes | str, str]]) -> list[int]:
+        """Compare-and-set definitions: ``(name, expected text, new text)`` each.
+
+        Returns:
+            One code per change: 1 replaced, 0 changed meanwhile, -1 no such entry.
+        """
+        return wire.decode_codes(self._run("replace", wire.triples(changes))) if changes else []
+
+    def restore_state(self, states: Sequence[tuple[str, int | None, str | None]]) -> int:
+        """Set ``(name, total_run_count, last_run_at)`` where an entry has no run state yet."""
+        return int(self._run("restore_state", wire.restore_state_args(states))) if states else 0
+
+    # --- moving entries between shards: export, adopt ---------------------------------------
+
+    def export_names(self, names: Iterable[str]) -> list[Exported]:
+        """Take entries out of service here (due score inf) and return all they carry; missing names are skipped."""
+        wire_names = [name_bytes(n) for n in names]
+        return wire.decode_export(self._run("export", wire_names)) if wire_names else []
+
+    def adopt(self, entries: Sequence[Exported]) -> Adopted:
+        """Bring exported entries into this store: how many are new here, how many merged with an existing one."""
+        return wire.decode_adopt(self._run("adopt", wire.adopt_args(entries))) if entries else Adopted(0, 0)
+
+    # --- reading ----------------------------------------------------------------------------
+
+    def server_time(self) -> float:
+        """Redis server time in Unix seconds (the clock every beat shares)."""
+        seconds, micros = self.client.time()
+        return seconds + micros / 1_000_000
+
+    def get_raw(self, name: str) -> bytes | None:
+        """The stored definition text of ``name``, or None."""
+        value: Any = self.client.hget(self.keys.schedule, name)
+        return value
+
+    def exists(self, name: str) -> bool:
+        """Whether an entry of that name exists."""
+        return bool(self.client.hexists(self.keys.schedule, name))
+
+    def run_state(self, name: str) -> tuple[int, datetime | None]:
+        """``(total_run_count, last_run_at)`` of ``name``."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hget(self.keys.total_run_count, name)
+        pipe.hget(self.keys.last_run_at, name)
+        count, last = pipe.execute()
+        return int(count or 0), parse_last_run_at(last)
+
+    def due_score(self, name: str) -> float | None:
+        """The entry's score in the due index, or None."""
+        score: Any = self.client.zscore(self.keys.due, name)
+        return score
+
+    def invalid_reason(self, name: str) -> str | None:
+        """Why ``name`` is quarantined, or None."""
+        value: Any = self.client.hget(self.keys.invalid, name)
+        return value.decode() if value is not None else None
+
+    def entry_states(self, names: Sequence[str]) -> list[StoredEntry | None]:
+        """Definition and state of each name (None where there is no definition), one round trip."""
+        if not names:
+            return []
+        k, names = self.keys, list(names)
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hmget(k.schedule, names)
+        pipe.zmscore(k.due, names)
+        pipe.hmget(k.total_run_count, names)
+        pipe.hmget(k.last_run_at, names)
+        pipe.hmget(k.invalid, names)
+        pipe.smismember(k.statics, names)
+        replies = pipe.execute()
+        return [None if raw is None else _stored(name, raw, *state)
+                for name, raw, *state in zip(names, *replies)]
+
+    def scan_definitions(self, cursor: int = 0, count: int = 500, match: str | None = None) -> tuple[int, list[tuple[str, bytes]]]:
+        """One HSCAN page of ``{T}:schedule``: ``(next cursor, [(name, definition)])``; cursor 0 = done."""
+        reply: Any = self.client.hscan(self.keys.schedule, cursor, match=match, count=count)
+        next_cursor, page = reply
+        return int(next_cursor), [(name.decode(), raw) for name, raw in page.items()]
+
+    def scan_invalid(self, cursor: int = 0, count: int = 500, match: str | None = None) -> tuple[int, list[tuple[str, str]]]:
+        """One HSCAN page of ``{T}:invalid``: ``(next cursor, [(name, reason)])``; cursor 0 = done."""
+        reply: Any = self.client.hscan(self.keys.invalid, cursor, match=match, count=count)
+        next_cursor, page = reply
+        return int(next_cursor), [(name.decode(), reason.decode()) for name, reason in page.items()]
+
+    def iter_static_names(self) -> Iterator[str]:
+        """Names in ``{T}:statics``, scanned incrementally."""
+        for name in self.client.sscan_iter(self.keys.statics, count=500):
+            yield name_text(name)
+
+    def next_due(self, count: int, offset: int = 0) -> list[tuple[str, float]]:
+        """Up to ``count`` entries with a finite score, soonest first (a bounded ZRANGE)."""
+        reply: Any = self.client.zrangebyscore(self.keys.due, "-inf", "(inf", start=offset, num=count, withscores=True)
+        return [(name.decode(), float(score)) for name, score in reply]
+
+    def count(self) -> int:
+        """Number of entries (O(1))."""
+        return int(self.client.hlen(self.keys.schedule))
+
+    def count_scores(self, low: float | str, high: float | str) -> int:
+        """How many entries have a score in ``[low, high]`` (ZCOUNT syntax for exclusive bounds)."""
+        return int(self.client.zcount(self.keys.due, low, high))
+
+    def invalid_count(self) -> int:
+        """Number of quarantined entries."""
+        return int(self.client.hlen(self.keys.invalid))
+
+    def wrong_types(self) -> list[str]:
+        """The schedule's keys that hold another Redis type than the one they need, described for a log line."""
+        expected = self.keys.types()
+        pipe = self.client.pipeline(transaction=False)
+        for key in expected:
+            pipe.type(key)
+        found = [t.decode() if isinstance(t, bytes) else str(t) for t in pipe.execute()]
+        return [f"{key} is a {kind}, not a {want}" for (key, want), kind in zip(expected.items(), found)
+                if kind not in ("none", want)]
+
+    def memory_usage(self) -> dict[str, int]:
+        """Bytes each existing key of the schedule uses (Redis' MEMORY USAGE estimate)."""
+        names = self.keys.all()
+        pipe = self.client.pipeline(transaction=False)
+        for key in names:
+            pipe.memory_usage(key)
+        return {key: int(used) for key, used in zip(names, pipe.execute()) if used is not None}
+
+    def drop(self) -> int:
+        """Delete the whole schedule (every key of it); returns how many keys existed."""
+        return int(self.client.delete(*self.keys.all()))
+
+
+def _stored(name: str, raw: bytes, score: float | None, count: bytes | None, last: bytes | None,
+            reason: bytes | None, static: int) -> StoredEntry:
+    """A :class:`StoredEntry` from the replies of :meth:`RedisStore.entry_states`."""
+    return StoredEntry(
+        name=name,
+        raw=raw,
+        score=score,
+        total_run_count=int(count) if count is not None else 0,
+        last_run_at=last.decode() if last is not None else None,
+        invalid_reason=reason.decode() if reason is not None else None,
+        static=bool(static),
+    )

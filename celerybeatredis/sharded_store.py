@@ -1,0 +1,262 @@
+"""One schedule over ``K`` hash tags: a ``RedisStore`` per shard, with each call routed by entry name.
+
+``K = 1`` is the unsharded layout: one ``RedisStore`` on ``{T}``. The layout in
+use is recorded in ``{T}:meta``; moving entries to another ``K`` is shards.py's.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from datetime import datetime
+from itertools import islice
+from operator import itemgetter
+from typing import Any, TypeVar
+
+from celery import Celery
+
+from .connection import RedisClient, client_from_settings, close_client, make_client
+from .keys import LAYOUT_FIELD, Keys, shard_for, shard_tag
+from .redis_store import RedisStore
+from .settings import Settings, key_tag
+from .wire import ReconcileStep, StoredEntry, Upserted
+
+_Item = TypeVar("_Item")
+_Result = TypeVar("_Result")
+
+
+class ShardedStore:
+    """One schedule over ``shards`` hash tags: a ``RedisStore`` per shard, with calls routed by entry name.
+
+    Calls on one name go to its shard; calls on many names make one call per
+    shard touched; scans walk the shards in order with a cursor that encodes
+    both (``HSCAN cursor * shards + shard``, so with one shard it is the HSCAN
+    cursor itself, and 0 means start or done).
+
+    Args:
+        client: A ``redis.Redis`` or ``RedisCluster`` client (bytes replies).
+        key_prefix: The schedule's key prefix, e.g. ``tasks:meta:``.
+        shards: Number of shards (1 = the unsharded layout).
+    """
+
+    def __init__(self, client: RedisClient, key_prefix: str, shards: int = 1) -> None:
+        if shards < 1:
+            raise ValueError("redis_scheduler_shards must be at least 1")
+        self.client = client
+        self.tag = key_tag(key_prefix)
+        #: The unsharded keys ``{T}:...``: the schedule's keys when there is one shard; ``meta`` records the layout.
+        self.keys = Keys(self.tag)
+        self.shards = shards
+        self.stores = [RedisStore(client, shard_tag(self.tag, i, shards)) for i in range(shards)]
+        self._reconcile_turn = 0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ShardedStore:
+        """A sharded store on a new client made from scheduler settings."""
+        return cls(client_from_settings(settings), settings.key_prefix, shards=settings.shards)
+
+    @classmethod
+    def from_app(cls, app: Celery) -> ShardedStore:
+        """A sharded store for ``app``'s configuration."""
+        return cls.from_settings(Settings.from_app(app))
+
+    @classmethod
+    def from_url(cls, url: str, key_prefix: str, *, shards: int = 1, cluster: bool = False, **options: Any) -> ShardedStore:
+        """A sharded store on a new client for ``url`` (``cluster``: a ``redis://`` URL names a cluster node)."""
+        return cls(make_client(url, options, cluster), key_prefix, shards=shards)
+
+    @property
+    def tags(self) -> str:
+        """The hash tags in use, for messages: ``{T}``, or ``{T:0} .. {T:K-1}``."""
+        last = self.shards - 1
+        return f"{{{self.stores[0].keys.tag}}}" + (f" .. {{{self.stores[last].keys.tag}}}" if last else "")
+
+    # --- routing -------------------------------------------------------------------
+
+    def index_for(self, name: str) -> int:
+        """The shard number of entry ``name``."""
+        return shard_for(name, self.shards)
+
+    def store_for(self, name: str) -> RedisStore:
+        """The ``RedisStore`` that holds entry ``name``."""
+        return self.stores[shard_for(name, self.shards)]
+
+    def in_turn(self, start: int) -> list[RedisStore]:
+        """All shard stores, beginning with shard ``start % shards`` (rotate ``start`` for fairness)."""
+        first = start % self.shards
+        return self.stores[first:] + self.stores[:first]
+
+    def group(self, items: Iterable[_Item], name_of: Callable[[_Item], str] = str) -> dict[int, list[_Item]]:
+        """Items (entry names, or records whose entry name ``name_of`` gives) by shard number, in the order given."""
+        groups: dict[int, list[_Item]] = defaultdict(list)
+        for item in items:
+            groups[self.index_for(name_of(item))].append(item)
+        return groups
+
+    def _routed(self, items: Sequence[_Item], name_of: Callable[[_Item], str],
+                call: Callable[[RedisStore, list[_Item]], Sequence[_Result]]) -> list[_Result]:
+        """``call`` once per shard touched, with that shard's items; one result per item, in the order given."""
+        positions: dict[int, list[int]] = defaultdict(list)
+        for position, item in enumerate(items):
+            positions[self.index_for(name_of(item))].append(position)
+        results: dict[int, _Result] = {}
+        for index, chosen in positions.items():
+            results.update(zip(chosen, call(self.stores[index], [items[p] for p in chosen])))
+        return [results[p] for p in range(len(items))]
+
+    def _scan(self, cursor: int, scan: Callable[[RedisStore, int], tuple[int, list[_Item]]]) -> tuple[int, list[_Item]]:
+        """One page of a per-shard scan, across shards (see the class docstring for the cursor)."""
+        index, inner = cursor % self.shards, cursor // self.shards
+        while True:
+            inner, page = scan(self.stores[index], inner)
+            if inner:
+                return inner * self.shards + index, page
+            index += 1
+            if index == self.shards:
+                return 0, page
+            if page:
+                return index, page
+
+    # --- writing -------------------------------------------------------------------
+
+    def put_raw(self, definitions: Mapping[str, str], static: bool = False, only_new: bool = False) -> Upserted:
+        """``RedisStore.put_raw`` for entries of any shard; one script call per shard touched.
+
+        With ``only_new`` on several shards, existing names are looked up on every shard
+        first, so a refused batch writes nothing on any shard.
+        """
+        if only_new and self.shards > 1:
+            existing = [n for n, e in zip(definitions, self.entry_states(list(definitions))) if e is not None]
+            if existing:
+                return Upserted(0, 0, existing, [])
+        total = Upserted(0, 0, [], [])
+        for index, names in self.group(definitions).items():
+            part = self.stores[index].put_raw({n: definitions[n] for n in names}, static=static, only_new=only_new)
+            total = Upserted(total.written + part.written, total.unchanged + part.unchanged,
+                             total.skipped + part.skipped, total.overwritten + part.overwritten)
+        return total
+
+    def remove_names(self, names: Iterable[str]) -> int:
+        """Remove entries and all their state; returns how many existed."""
+        return sum(self.stores[i].remove_names(group) for i, group in self.group(names).items())
+
+    def run_now_names(self, names: Iterable[str]) -> list[bool]:
+        """Make entries due at once, as a run; one flag per name, in the order given."""
+        return self._routed(list(names), str, RedisStore.run_now_names)
+
+    def replace_raw(self, changes: Sequence[tuple[str, bytes | str, str]]) -> list[int]:
+        """``RedisStore.replace_raw`` (compare-and-set) for entries of any shard; one code per change."""
+        return self._routed(changes, itemgetter(0), RedisStore.replace_raw)
+
+    def restore_state(self, states: Sequence[tuple[str, int | None, str | None]]) -> int:
+        """Set ``(name, total_run_count, last_run_at)`` where an entry has no run state yet."""
+        return sum(self.stores[i].restore_state(group) for i, group in self.group(states, itemgetter(0)).items())
+
+    def reconcile_step(self, count: int) -> ReconcileStep:
+        """One reconciler step on the next shard in turn (so the work per step does not grow with K)."""
+        store = self.stores[self._reconcile_turn % self.shards]
+        self._reconcile_turn += 1
+        return store.reconcile_step(count)
+
+    def drop(self) -> int:
+        """Delete the whole schedule, every shard and the recorded layout; returns how many keys existed."""
+        dropped = sum(store.drop() for store in self.stores)
+        return dropped + (int(self.client.delete(self.keys.meta)) if self.shards > 1 else 0)
+
+    # --- reading -------------------------------------------------------------------
+
+    def get_raw(self, name: str) -> bytes | None:
+        """The stored definition text of ``name``, or None."""
+        return self.store_for(name).get_raw(name)
+
+    def exists(self, name: str) -> bool:
+        """Whether an entry of that name exists."""
+        return self.store_for(name).exists(name)
+
+    def run_state(self, name: str) -> tuple[int, datetime | None]:
+        """``(total_run_count, last_run_at)`` of ``name``."""
+        return self.store_for(name).run_state(name)
+
+    def due_score(self, name: str) -> float | None:
+        """The entry's score in its shard's due index, or None."""
+        return self.store_for(name).due_score(name)
+
+    def invalid_reason(self, name: str) -> str | None:
+        """Why ``name`` is quarantined, or None."""
+        return self.store_for(name).invalid_reason(name)
+
+    def entry_states(self, names: Sequence[str]) -> list[StoredEntry | None]:
+        """Definition and state of each name (None where there is none); one round trip per shard touched."""
+        return self._routed(names, str, RedisStore.entry_states)
+
+    def scan_definitions(self, cursor: int = 0, count: int = 500, match: str | None = None) -> tuple[int, list[tuple[str, bytes]]]:
+        """One HSCAN page of the shards' ``schedule`` hashes: ``(next cursor, [(name, definition)])``; 0 = done."""
+        return self._scan(cursor, lambda store, inner: store.scan_definitions(inner, count, match))
+
+    def scan_invalid(self, cursor: int = 0, count: int = 500, match: str | None = None) -> tuple[int, list[tuple[str, str]]]:
+        """One HSCAN page of the shards' ``invalid`` hashes: ``(next cursor, [(name, reason)])``; 0 = done."""
+        return self._scan(cursor, lambda store, inner: store.scan_invalid(inner, count, match))
+
+    def next_due(self, count: int, offset: int = 0) -> list[tuple[str, float]]:
+        """Up to ``count`` entries with a finite score, soonest first, merged from every shard's due index."""
+        if self.shards == 1:
+            return self.stores[0].next_due(count, offset)
+        merged = heapq.merge(*(store.next_due(offset + count) for store in self.stores), key=itemgetter(1))
+        return list(islice(merged, offset, offset + count))
+
+    def count(self) -> int:
+        """Number of entries in all shards (one O(1) call per shard)."""
+        return sum(store.count() for store in self.stores)
+
+    def count_scores(self, low: float | str, high: float | str) -> int:
+        """How many entries of all shards have a due score in ``[low, high]`` (ZCOUNT syntax)."""
+        return sum(store.count_scores(low, high) for store in self.stores)
+
+    def invalid_count(self) -> int:
+        """Number of quarantined entries in all shards."""
+        return sum(store.invalid_count() for store in self.stores)
+
+    def memory_usage(self) -> dict[str, int]:
+        """Bytes each existing key of every shard uses (Redis' MEMORY USAGE estimate)."""
+        return {key: used for store in self.stores for key, used in store.memory_usage().items()}
+
+    def iter_static_names(self) -> Iterator[str]:
+        """Names in every shard's ``statics`` set, scanned incrementally."""
+        for store in self.stores:
+            yield from store.iter_static_names()
+
+    def wrong_types(self) -> list[str]:
+        """Keys of any shard that hold another Redis type than the one they need, described for a log line."""
+        return [found for store in self.stores for found in store.wrong_types()]
+
+    def server_time(self) -> float:
+        """Redis server time in Unix seconds."""
+        return self.stores[0].server_time()
+
+    def close(self) -> None:
+        """Release the client's connections (and a Sentinel's)."""
+        close_client(self.client)
+
+    # --- layout --------------------------------------------------------------------------
+
+    def recorded_shards(self) -> int | None:
+        """The shard count recorded in ``{T}:meta``, or None when nothing is recorded."""
+        value: Any = self.client.hget(self.keys.meta, LAYOUT_FIELD)
+        return int(value) if value is not None else None
+
+    def check_layout(self, record: bool = True) -> str | None:
+        """Record the layout if none is (and ``record``), or describe how it differs from this store's; None if it agrees."""
+        recorded = self.recorded_shards()
+        fix = f"run: celerybeatredis --url URL --prefix {self.tag}: reshard --to {self.shards}"
+        if recorded is None:
+            if self.shards > 1 and self.client.exists(self.keys.schedule):
+                return (f"entries exist under {{{self.tag}}} (1 shard) but redis_scheduler_shards is {self.shards}; "
+                        f"they do not run until moved; {fix}")
+            if record:
+                self.client.hsetnx(self.keys.meta, LAYOUT_FIELD, self.shards)
+            return None
+        if recorded != self.shards:
+            return (f"schedule {{{self.tag}}} is laid out in {recorded} shards but redis_scheduler_shards is "
+                    f"{self.shards}; entries outside this layout do not run until moved; {fix}")
+        return None

@@ -1,0 +1,148 @@
+"""The read half of the user API: entries as users see them, and the validation both halves share.
+
+:class:`~celerybeatredis.store.ScheduleStore` is the class to use; this base
+keeps its reads (each a page, a bounded range or one round trip per shard,
+never the whole schedule at once) apart from its writes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+from .codec import Codec, dump_document, load_document
+from .entries import Entry, InvalidEntry, Page, Stats, decode, status_of, timestamp_to_datetime
+from .exceptions import EntryNotFound, InvalidDefinition
+from .runstate import parse_last_run_at
+from .sharded_store import ShardedStore
+from .wire import StoredEntry
+
+
+class ScheduleReads:
+    """Reading a schedule: entries with their state, status and problems; see :class:`ScheduleStore`."""
+
+    sharded: ShardedStore
+    codec: Codec
+
+    def validate(self, name: str, definition: Mapping[str, Any]) -> str:
+        """Check a definition and return the JSON text to store.
+
+        Raises:
+            InvalidDefinition: naming ``name`` and the field at fault.
+        """
+        if not isinstance(name, str) or not name:
+            raise InvalidDefinition("name", "an entry needs a non-empty name")
+        try:
+            self.codec.from_document(definition)
+            return dump_document(definition)
+        except InvalidDefinition as exc:
+            raise exc.for_entry(name) from None
+
+
+    # --- reading ----------------------------------------------------------------------
+
+    def get(self, name: str) -> Entry:
+        """The entry's definition, run state, next run and status.
+
+        Raises:
+            EntryNotFound: no entry of that name.
+        """
+        found = self.sharded.entry_states([name])[0]
+        if found is None:
+            raise EntryNotFound(name)
+        return self._entry(found)
+
+    def find(self, names: Sequence[str]) -> list[Entry | None]:
+        """Entries for ``names`` in one round trip (None where there is none)."""
+        return [self._entry(s) if s is not None else None for s in self.sharded.entry_states(names)]
+
+    def upcoming(self, count: int = 10, offset: int = 0) -> list[Entry]:
+        """The next ``count`` entries in due order (due-now ones first), from a bounded ZRANGE."""
+        names = [name for name, _ in self.sharded.next_due(count, offset)]
+        return [e for e in self.find(names) if e is not None]
+
+    def list(self, cursor: int = 0, count: int = 100, match: str | None = None) -> Page:
+        """One page of entries (HSCAN order; ``count`` is a hint); pass ``page.cursor`` back for more.
+
+        ``match`` is a Redis glob on the entry name. An entry may appear twice
+        if the hash is resized during the listing.
+        """
+        next_cursor, page = self.sharded.scan_definitions(cursor, count, match)
+        return Page([e for e in self.find([n for n, _ in page]) if e is not None], next_cursor)
+
+    def iter_entries(self, match: str | None = None, page_size: int = 500) -> Iterator[Entry]:
+        """Every entry, fetched a page at a time (never all at once)."""
+        cursor = 0
+        while True:
+            page = self.list(cursor, page_size, match)
+            yield from page.items
+            if page.done:
+                return
+            cursor = page.cursor
+
+    def invalid(self, cursor: int = 0, count: int = 100) -> Page:
+        """One page of quarantined entries (:class:`InvalidEntry`) with beat's reasons."""
+        next_cursor, page = self.sharded.scan_invalid(cursor, count)
+        return Page([InvalidEntry(name, reason) for name, reason in page], next_cursor)
+
+    def stats(self, scan: bool = True, overdue_after: float = 60.0) -> Stats:
+        """Counts and memory of the schedule; ``scan`` reads every definition to count enabled ones."""
+        now = self.server_time()
+        enabled = None
+        if scan:
+            enabled = sum(1 for _, raw in self.iter_raw() if _is_enabled(raw))
+        return Stats(
+            entries=self.count(),
+            scheduled=self.sharded.count_scores("(0", "(inf"),
+            never=self.sharded.count_scores("inf", "inf"),
+            due_now=self.sharded.count_scores("-inf", now),
+            overdue=self.sharded.count_scores("(0", now - overdue_after),
+            pending=self.sharded.count_scores("-inf", 0),
+            invalid=self.sharded.invalid_count(),
+            enabled=enabled,
+            memory_bytes=self.sharded.memory_usage(),
+            overdue_after=overdue_after,
+        )
+
+    def iter_raw(self, match: str | None = None, page_size: int = 1000) -> Iterator[tuple[str, bytes]]:
+        """Every ``(name, definition text)``, an HSCAN page at a time."""
+        cursor = 0
+        while True:
+            cursor, page = self.sharded.scan_definitions(cursor, page_size, match)
+            yield from page
+            if cursor == 0:
+                return
+
+    def count(self) -> int:
+        """Number of entries (one O(1) call per shard)."""
+        return self.sharded.count()
+
+    def exists(self, name: str) -> bool:
+        """Whether an entry of that name exists."""
+        return self.sharded.exists(name)
+
+    def server_time(self) -> float:
+        """Redis server time in Unix seconds (the clock every beat shares)."""
+        return self.sharded.server_time()
+
+
+    def _entry(self, stored: StoredEntry) -> Entry:
+        """An :class:`Entry` for users: the stored state, the next run, and why the definition is unusable if it is."""
+        text, doc = decode(stored.raw)
+        reason = stored.invalid_reason
+        if reason is None:
+            try:
+                self.validate(stored.name, doc if doc is not None else load_document(text))
+            except InvalidDefinition as exc:
+                reason = exc.reason
+        last = parse_last_run_at(stored.last_run_at)
+        return Entry(
+            name=stored.name, raw=text, definition=doc, total_run_count=stored.total_run_count, last_run_at=last,
+            next_run_at=timestamp_to_datetime(stored.score), status=status_of(stored.score, doc, reason),
+            invalid_reason=reason, static=stored.static,
+        )
+
+
+def _is_enabled(raw: bytes) -> bool:
+    _, doc = decode(raw)
+    return doc is not None and doc.get("enabled", True) is not False
