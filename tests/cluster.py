@@ -10,7 +10,7 @@ from pathlib import Path
 
 import redis
 
-from .redis_server import RedisServer, cli_binary, free_port, port_is_free, server_binary
+from .redis_server import RedisServer, cli_binary, free_port, port_is_free, server_binary, stop_process
 
 
 def _free_port_with_bus() -> int:
@@ -262,13 +262,7 @@ class LocalSentinel:
 
     def cleanup(self) -> None:
         """Stop everything and delete the directories."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
         self.process = None
         self.replica.cleanup()
         self.primary.cleanup()

@@ -13,7 +13,9 @@ from celery import Celery
 
 from celerybeatredis.binaries import SERVER_ENV, redis_server_binary
 from celerybeatredis.redis_store import RedisStore
+from celerybeatredis.store import ScheduleStore
 
+from .cli import Cli
 from .cluster import LocalCluster
 from .redis_server import NO_SERVER, RedisServer
 
@@ -97,3 +99,23 @@ def redis_cluster() -> Iterator[LocalCluster]:
         yield cluster
     finally:
         cluster.cleanup()
+
+
+@pytest.fixture
+def tag(prefix: str) -> str:
+    """The hash tag of this test's schedule (its prefix without the trailing ':')."""
+    return prefix.rstrip(":")
+
+
+@pytest.fixture
+def api(client: redis.Redis, prefix: str, app: Celery) -> Iterator[ScheduleStore]:
+    """A ScheduleStore on a fresh schedule; its keys are deleted afterwards."""
+    store = ScheduleStore(client, prefix, app)
+    yield store
+    store.drop()
+
+
+@pytest.fixture
+def cli(redis_url: str, prefix: str, api: ScheduleStore) -> Cli:
+    """The ``celerybeatredis`` console script pointed at this test's schedule."""
+    return Cli(f"{redis_url}/0", prefix)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -15,27 +15,10 @@ from celery import Celery
 from celery.schedules import crontab, schedule, solar
 
 from celerybeatredis import CeleryBeatRedisError, EntryExists, EntryNotFound, InvalidDefinition
-from celerybeatredis.schedulers import RedisScheduler
 from celerybeatredis.store import ScheduleStore
 
+from .helpers import tick
 from .processes import CeleryProcess, drain_queue, wait_until, write_app
-
-
-@pytest.fixture
-def api(client: redis.Redis, prefix: str, app: Celery) -> Iterator[ScheduleStore]:
-    """A ScheduleStore on a fresh schedule; its keys are deleted afterwards."""
-    store = ScheduleStore(client, prefix, app)
-    yield store
-    store.drop()
-
-
-def tick(app: Celery) -> RedisScheduler:
-    """One in-process beat tick, so entries get planned or quarantined as beat would."""
-    scheduler = RedisScheduler(app, lazy=True)
-    scheduler.setup_schedule()
-    scheduler.tick()
-    scheduler.close()
-    return scheduler
 
 
 def stored(api: ScheduleStore, name: str) -> dict:

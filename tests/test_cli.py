@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -15,25 +14,8 @@ from celery import Celery
 from celerybeatredis.store import ScheduleStore
 
 from .cli import Cli, snapshot
+from .helpers import tick
 from .redis_server import free_port
-from .test_api import tick
-
-
-@pytest.fixture
-def api(client: redis.Redis, prefix: str, app: Celery) -> Iterator[ScheduleStore]:
-    store = ScheduleStore(client, prefix, app)
-    yield store
-    store.drop()
-
-
-@pytest.fixture
-def cli(redis_url: str, prefix: str, api: ScheduleStore) -> Cli:
-    return Cli(f"{redis_url}/0", prefix)
-
-
-@pytest.fixture
-def tag(prefix: str) -> str:
-    return prefix.rstrip(":")
 
 
 def doc(api: ScheduleStore, name: str) -> dict:

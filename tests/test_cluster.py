@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -23,11 +22,9 @@ from celerybeatredis.store import ScheduleStore
 from celerybeatredis.wire import Plan, Revert
 
 from .cluster import LocalCluster
+from .helpers import EVERY_10S, T0, spread_prefix
 from .ledger import FailoverProbe
 from .processes import CeleryProcess, drain_queue, write_app
-
-EVERY_10S = json.dumps({"task": "tasks.add", "interval": {"every": 10, "period": "seconds"}, "args": [1, 2]})
-T0 = datetime(2026, 3, 2, 12, 0, 0, tzinfo=timezone.utc).timestamp()
 
 
 @pytest.fixture
@@ -37,14 +34,6 @@ def cluster_client(redis_cluster: LocalCluster) -> Iterator[RedisCluster]:
     client.close()
 
 
-def spread_prefix(client: RedisCluster, base: str, shards: int) -> str:
-    """A prefix (``base`` plus a number) whose shard tags are served by ``shards`` different masters."""
-    for n in range(1000):
-        tag = f"{base}{n}"
-        nodes = {client.get_node_from_key(f"{{{shard_tag(tag, i, shards)}}}:due").name for i in range(shards)}
-        if len(nodes) == shards:
-            return tag + ":"
-    raise AssertionError("no prefix spreads over the masters")
 
 
 def test_cluster_urls_and_the_cluster_setting_make_cluster_clients(redis_cluster: LocalCluster, prefix: str) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
 from celery import Celery
@@ -14,31 +13,7 @@ from celerybeatredis.codec import Codec, digest, dump_document, entry_to_documen
 from celerybeatredis.exceptions import InvalidDefinition
 from celerybeatredis.kinds import ZonedCrontab, clocked, interval_to_json
 
-#: The old README's JSON documents, copied as printed there (see the file's header).
-SEED_FIXTURE = Path(__file__).resolve().parent / "fixtures" / "seed_readme_documents.txt"
-
-
-def seed_documents() -> dict[str, str]:
-    """The documents of :data:`SEED_FIXTURE` by name, each exactly as the old README printed it."""
-    documents: dict[str, list[str]] = {}
-    current: list[str] | None = None
-    for line in SEED_FIXTURE.read_text().split("\n"):
-        if line.startswith("### "):
-            current = documents[line[4:].strip()] = []
-        elif current is not None:
-            current.append(line)
-        elif line and not line.startswith("#"):
-            raise ValueError(f"{SEED_FIXTURE}: text before the first document: {line!r}")
-    return {name: "\n".join(lines).strip("\n") for name, lines in documents.items()}
-
-
-_SEED = seed_documents()
-# The interval document (its slips included).
-SEED_INTERVAL = _SEED["interval"]
-# The crontab document (Mongo's ObjectId included).
-SEED_CRONTAB = _SEED["crontab"]
-# The second interval example (trailing comma, missing comma before total_run_count).
-SEED_INTERVAL_30S = _SEED["interval-30s"]
+from .helpers import SEED, SEED_CRONTAB, SEED_INTERVAL, SEED_INTERVAL_30S
 
 
 @pytest.fixture
@@ -50,8 +25,8 @@ def codec() -> Codec:
 
 def test_the_seed_fixture_keeps_the_old_readmes_slips_as_printed() -> None:
     """The documents stay as the old README printed them: a tidied copy would test nothing."""
-    assert set(_SEED) == {"interval", "interval-30s", "crontab"}
-    for name, doc in _SEED.items():
+    assert set(SEED) == {"interval", "interval-30s", "crontab"}
+    for name, doc in SEED.items():
         assert doc.lstrip().startswith("{") and doc.rstrip().endswith("}"), name
         assert '"__type__", "datetime",' in doc, name  # a comma where a colon belongs
         with pytest.raises(json.JSONDecodeError):

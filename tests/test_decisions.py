@@ -18,7 +18,8 @@ from celerybeatredis.planning import Planner, TickClock
 from celerybeatredis.settings import Settings
 from celerybeatredis.wire import Claimed, Plan
 
-T0 = datetime(2026, 3, 2, 12, 0, 0, tzinfo=timezone.utc).timestamp()  # a Monday, noon UTC
+from .helpers import T0
+
 EVERY_10S: dict[str, Any] = {"task": "tasks.add", "interval": {"every": 10, "period": "seconds"}}
 
 

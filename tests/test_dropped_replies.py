@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import socket
 import threading
 from collections.abc import Iterator
@@ -15,6 +14,7 @@ from celerybeatredis.redis_store import RedisStore
 from celerybeatredis.schedulers import RedisScheduler
 from celerybeatredis.wire import Plan
 
+from .helpers import EVERY_10S
 from .processes import drain_queue
 
 T0 = 1_800_000_000.0
@@ -79,7 +79,6 @@ def dropper(redis_url: str) -> Iterator[ReplyDropper]:
     proxy.close()
 
 
-EVERY_10S = json.dumps({"task": "tasks.add", "interval": {"every": 10, "period": "seconds"}, "args": [1, 2]})
 
 
 def test_a_lost_commit_reply_still_sends_the_run_once(app: Celery, store: RedisStore, dropper: ReplyDropper,

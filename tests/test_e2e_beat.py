@@ -11,15 +11,10 @@ from pathlib import Path
 import pytest
 import redis
 
+from .helpers import SEED_CRONTAB, SEED_INTERVAL_30S
 from .processes import CeleryProcess, drain_queue, wait_until, write_app
-from .test_codec import SEED_CRONTAB, SEED_INTERVAL_30S
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-def tag(prefix: str) -> str:
-    return prefix.rstrip(":")
 
 
 def own_queue(prefix: str, extra: str = "") -> str:

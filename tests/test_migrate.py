@@ -9,9 +9,6 @@ own API (celery-redbeat is in the test extra).
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
@@ -25,8 +22,8 @@ from celery.schedules import crontab, schedule
 from celerybeatredis.store import ScheduleStore
 
 from .cli import Cli, snapshot
+from .helpers import SEED_CRONTAB, SEED_INTERVAL_30S, celery_schedule, redbeat_save
 from .processes import write_app
-from .test_codec import SEED_CRONTAB, SEED_INTERVAL_30S
 
 # The old README's documents as printed there (slips included), shared with the codec tests.
 SEED_INTERVAL = SEED_INTERVAL_30S
@@ -43,18 +40,6 @@ def redbeat_datetime(year: int, month: int, day: int, hour: int, zone: str | flo
     """RedBeatJSONEncoder's form: a zone name, or an offset in seconds for fixed offsets."""
     return {"__type__": "datetime", "year": year, "month": month, "day": day, "hour": hour, "minute": 0, "second": 0,
             "microsecond": 0, "timezone": zone}
-
-
-@pytest.fixture
-def api(client: redis.Redis, prefix: str, app: Celery) -> Iterator[ScheduleStore]:
-    store = ScheduleStore(client, prefix, app)
-    yield store
-    store.drop()
-
-
-@pytest.fixture
-def cli(redis_url: str, prefix: str, api: ScheduleStore) -> Cli:
-    return Cli(f"{redis_url}/0", prefix)
 
 
 @pytest.fixture
@@ -190,17 +175,6 @@ def test_migrate_nothing_found_is_an_error(cli: Cli, old_prefix: str) -> None:
 # --- RedBeat -----------------------------------------------------------------------------
 
 
-def redbeat_save(client: redis.Redis, prefix: str, name: str, task: str, schedule: dict, score: float,
-                 args: list | None = None, kwargs: dict | None = None, options: dict | None = None,
-                 enabled: bool = True, meta: dict | None = None) -> str:
-    """What RedBeatSchedulerEntry.save() and a later run write for one entry."""
-    key = prefix + name
-    definition = {"name": name, "task": task, "args": args or [], "kwargs": kwargs or {}, "options": options or {},
-                  "schedule": schedule, "enabled": enabled}
-    client.hset(key, "definition", json.dumps(definition))
-    client.hsetnx(key, "meta", json.dumps(meta or {"last_run_at": None}))
-    client.zadd(prefix + ":schedule", {key: score})
-    return key
 
 
 @pytest.fixture
@@ -328,13 +302,6 @@ def test_migrate_entries_saved_and_run_through_redbeats_own_api(cli: Cli, api: S
 # --- the Celery plugin -------------------------------------------------------------------
 
 
-def celery_schedule(directory: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """``celery -A proj schedule ARGS`` as a user runs it in their project."""
-    env = dict(os.environ, PYTHONPATH=f"{directory}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
-    env.pop("CELERYBEATREDIS_URL", None)
-    env.pop("CELERYBEATREDIS_PREFIX", None)
-    return subprocess.run([sys.executable, "-m", "celery", "-A", "proj", "schedule", *args], cwd=directory, env=env,
-                          capture_output=True, text=True, timeout=120)
 
 
 def test_celery_plugin_reads_the_apps_settings(tmp_path: Path, redis_url: str, prefix: str, api: ScheduleStore,

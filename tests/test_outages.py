@@ -21,10 +21,10 @@ from celery import Celery
 from celerybeatredis.redis_store import RedisStore
 from celerybeatredis.schedulers import RedisScheduler
 
+from .helpers import T0
 from .ledger import STAMP_PUBLISHER, Ledger, load_entries, run_counts
 from .processes import CeleryProcess, wait_until, write_app
 from .redis_server import RedisServer, free_port
-from .test_scheduler import T0
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

@@ -20,9 +20,9 @@ from celerybeatredis.redis_store import RedisStore
 from celerybeatredis.schedulers import RedisScheduler
 from celerybeatredis.settings import Settings
 
-from .processes import Published, drain_queue
-
-T0 = datetime(2026, 3, 2, 12, 0, 0, tzinfo=timezone.utc).timestamp()  # a Monday
+from .helpers import EVERY_10S_DOC as EVERY_10S
+from .helpers import T0, put, sent
+from .processes import drain_queue
 
 
 @pytest.fixture
@@ -32,17 +32,10 @@ def scheduler(app: Celery, store: RedisStore) -> Iterator[RedisScheduler]:
     sched.close()
 
 
-def put(store: RedisStore, name: str, doc: dict[str, Any] | str, score: float | None = 0.0) -> None:
-    store.client.hset(store.keys.schedule, name, doc if isinstance(doc, str) else json.dumps(doc))
-    if score is not None:
-        store.client.zadd(store.keys.due, {name: score})
 
 
-def sent(broker: redis.Redis, app: Celery) -> list[Published]:
-    return drain_queue(broker, app.conf.task_default_queue)
 
 
-EVERY_10S = {"task": "tasks.add", "interval": {"every": 10, "period": "seconds"}, "args": [1, 2]}
 
 
 def test_new_interval_entry_runs_one_interval_after_it_is_first_seen(scheduler: RedisScheduler, store: RedisStore,

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
-from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -17,14 +15,13 @@ from celerybeatredis.schedulers import RedisScheduler
 from celerybeatredis.settings import Settings
 
 from .cluster import LocalSentinel
+from .helpers import EVERY_10S, T0
 from .ledger import FailoverProbe
 from .processes import CeleryProcess, drain_queue, write_app
 
 SERVICE = "schedule"
 PASSWORD = "data-pw"
 SENTINEL_PASSWORD = "sentinel-pw"
-EVERY_10S = json.dumps({"task": "tasks.add", "interval": {"every": 10, "period": "seconds"}, "args": [1, 2]})
-T0 = datetime(2026, 3, 2, 12, 0, 0, tzinfo=timezone.utc).timestamp()
 
 
 @pytest.fixture(scope="module")

@@ -20,8 +20,8 @@ from celerybeatredis.redis_store import RedisStore
 from celerybeatredis.schedulers import RedisScheduler
 from celerybeatredis.settings import Settings
 
+from .helpers import T0
 from .redis_server import RedisServer
-from .test_scheduler import T0
 
 SETTINGS_PAGE = Path(__file__).resolve().parent.parent / "docs" / "settings.rst"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -22,22 +22,14 @@ from celerybeatredis.store import ScheduleStore
 
 from .cli import Cli, snapshot
 from .cluster import LocalCluster
+from .helpers import SEED_INTERVAL_30S, T0, celery_schedule, redbeat_save, spread_prefix
 from .processes import drain_queue, write_app
-from .test_cluster import spread_prefix
-from .test_codec import SEED_INTERVAL_30S
-from .test_migrate import celery_schedule, redbeat_save
 
-T0 = datetime(2026, 3, 2, 12, 0, 0, tzinfo=timezone.utc).timestamp()
 K = 3
 
 
 def every(seconds: int, name: str = "") -> dict:
     return {"task": "tasks.add", "interval": {"every": seconds, "period": "seconds"}, "kwargs": {"name": name}}
-
-
-@pytest.fixture
-def tag(prefix: str) -> str:
-    return prefix.rstrip(":")
 
 
 @pytest.fixture

@@ -20,10 +20,8 @@ from celerybeatredis.shards import reshard
 from celerybeatredis.wire import Plan
 
 from .cli import Cli
+from .helpers import EVERY_10S, T0
 from .processes import drain_queue
-
-T0 = datetime(2026, 3, 2, 12, 0, 0, tzinfo=timezone.utc).timestamp()
-EVERY_10S = json.dumps({"task": "tasks.add", "interval": {"every": 10, "period": "seconds"}, "args": [1, 2]})
 
 
 def every(seconds: int, task: str = "tasks.add") -> str:

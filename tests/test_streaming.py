@@ -21,9 +21,10 @@ from celerybeatredis.redis_store import RedisStore
 from celerybeatredis.schedulers import RedisScheduler
 from celerybeatredis.wire import Claim
 
+from .helpers import EVERY_10S_DOC as EVERY_10S
+from .helpers import T0, put, sent
 from .processes import drain_queue
 from .redis_server import RedisServer
-from .test_scheduler import EVERY_10S, T0, put, sent
 
 
 def patient(app: Celery) -> RedisScheduler:
