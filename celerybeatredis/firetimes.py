@@ -29,17 +29,14 @@ STEPS_PER_TIME = 20
 
 
 class FireTime(NamedTuple):
-    """One time the entry's schedule fires.
+    """One time the entry's schedule fires."""
 
-    Attributes:
-        at: When (UTC), as a beat ticking on time would send it.
-        run: The entry's run count once it ran then; None for a time ruled out.
-        ruled_out: None when beat sends it, else the field that stops it (``start_time``, ``expires``,
-            ``max_run_count``, ``one_off``, ``enabled``).
-    """
-
+    #: When (UTC), as a beat that ticks on time sends it.
     at: datetime
+    #: The entry's run count once it ran then; None for a time ruled out.
     run: int | None
+    #: None when beat sends it, else the field that stops it: ``start_time``, ``expires``, ``max_run_count``,
+    #: ``one_off`` or ``enabled``.
     ruled_out: str | None = None
 
     def to_json(self) -> dict[str, object]:

@@ -126,7 +126,7 @@ def next_command(obj: Context, name: str, count: int, as_json: bool) -> None:
         for fire in times:
             click.echo(dumps({"name": name, **fire.to_json()}))
         return
-    rows = [[str(t.run) if t.run is not None else "-", t.at.isoformat(timespec="seconds"), relative(t.at, now),
+    rows = [[str(t.run) if t.run is not None else "-", t.at.isoformat(timespec="seconds"), relative(t.at, now).ljust(11),  # a steady width
              f"ruled out by {t.ruled_out}" if t.ruled_out else ""] for t in times]
     if rows:
         click.echo(table(["RUN", "AT (UTC)", "WHEN", "NOTE"], rows))
