@@ -113,6 +113,13 @@ def test_crontab_in_its_zone_across_dst(scheduler: RedisScheduler, store: RedisS
                       "2026-03-31T02:30:00+02:00"]
 
 
+def test_crontab_in_the_apps_zone(scheduler: RedisScheduler, store: RedisStore, broker: redis.Redis, app: Celery,
+                                  api: ScheduleStore) -> None:
+    app.conf.timezone = "America/New_York"  # read by beat and by the store, as they share the app
+    times = check(scheduler, store, broker, app, api, "ny", {"task": "t.a", "crontab": {"minute": "0", "hour": "9"}}, count=2)
+    assert [t.at.astimezone(ZoneInfo("America/New_York")).hour for t in times] == [9, 9]
+
+
 def test_clocked(scheduler: RedisScheduler, store: RedisStore, broker: redis.Redis, app: Celery, api: ScheduleStore) -> None:
     at = datetime.fromtimestamp(T0 + 3600, timezone.utc)
     times = check(scheduler, store, broker, app, api, "once", {"task": "t.a", "clocked": at.isoformat()})
