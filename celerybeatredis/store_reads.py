@@ -66,9 +66,11 @@ class ScheduleReads:
         """The next ``count`` times the entry fires from ``now`` (default: the Redis server's clock), soonest first.
 
         Worked out by replaying beat's own decisions on the entry's stored state
-        (:mod:`~celerybeatredis.firetimes`), for a beat that ticks on time; the
-        times ``start_time``, ``expires``, ``max_run_count``, ``one_off`` or
-        ``enabled`` rule out are included, marked in :attr:`FireTime.ruled_out`.
+        (:mod:`~celerybeatredis.firetimes`), for a beat that ticks on time. When
+        ``max_run_count``, ``expires``, ``one_off`` or ``enabled`` stop the runs
+        short of ``count``, the times they rule out fill the list, then those
+        ``start_time`` holds back, marked in
+        :attr:`~celerybeatredis.firetimes.FireTime.ruled_out`.
 
         Raises:
             EntryNotFound: no entry of that name.
@@ -80,8 +82,10 @@ class ScheduleReads:
         if found.invalid_reason is not None:
             raise CeleryBeatRedisError(f"{found.invalid_reason} (quarantined by beat)")
         shard = self.sharded.store_for(name)
-        stamped = shard.client.hget(shard.keys.digest, name)
-        count_stored = shard.client.hexists(shard.keys.total_run_count, name)
+        pipe = shard.client.pipeline(transaction=False)
+        pipe.hget(shard.keys.digest, name)  # when beat first saw it: a never-run entry's runs are timed from then
+        pipe.hexists(shard.keys.total_run_count, name)  # absent, a definition's seed_total_run_count applies
+        stamped, count_stored = pipe.execute()
         entry = Claimed(name, found.score if found.score is not None else 0.0, found.raw,
                         found.total_run_count if count_stored else None, found.last_run_at,
                         stamped.decode() if isinstance(stamped, bytes) else None)

@@ -162,6 +162,17 @@ def test_disabled_times_are_all_marked(api: ScheduleStore) -> None:
                                                                               (30, None, "enabled")]
 
 
+def test_sharded_schedule(client: redis.Redis, prefix: str, app: Celery) -> None:
+    sharded = ScheduleStore(client, prefix, app, shards=3)
+    try:
+        for i in range(6):  # spread over the shards
+            sharded.add(f"s{i}", {"task": "t.a", "interval": {"every": 10 + i}})
+        for i in range(6):
+            assert [t.at.timestamp() - T0 for t in sharded.next_runs(f"s{i}", 2, now=T0)] == [10 + i, 20 + 2 * i]
+    finally:
+        sharded.drop()
+
+
 def test_solar(scheduler: RedisScheduler, store: RedisStore, broker: redis.Redis, app: Celery, api: ScheduleStore) -> None:
     pytest.importorskip("ephem")
     times = check(scheduler, store, broker, app, api, "sunset",
