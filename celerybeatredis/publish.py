@@ -24,6 +24,9 @@ from .redis_store import RedisStore
 from .settings import Settings
 from .wire import Revert
 
+#: The message header naming the entry that sent a task (the name django-celery-beat uses).
+HEADER = "periodic_task_name"
+
 #: Beat logs under the name of the module users configure it by, whichever of its modules speaks.
 logger = logging.getLogger("celerybeatredis.schedulers")
 
@@ -98,8 +101,9 @@ class Publisher:
         """Send one task as Celery beat would; the error if it could not be published."""
         defn, runs = run
         options = dict(defn.options)
-        if "headers" in options:
-            options["headers"] = dict(options["headers"])
+        # The entry's name rides in a header (as django-celery-beat's), so a worker, a result backend or Flower can
+        # tell which entry sent a task: ``self.request.periodic_task_name`` in the task.
+        options["headers"] = {**options["headers"], HEADER: name} if "headers" in options else {HEADER: name}
         entry = ScheduleEntry(
             name=name, task=defn.task, last_run_at=now, total_run_count=runs, schedule=defn.schedule,
             args=defn.args, kwargs=defn.kwargs, options=options, app=self.scheduler.app,

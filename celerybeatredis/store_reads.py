@@ -12,10 +12,11 @@ from typing import Any
 
 from .codec import Codec, dump_document, load_document
 from .entries import Entry, InvalidEntry, Page, Stats, decode, status_of, timestamp_to_datetime
-from .exceptions import EntryNotFound, InvalidDefinition
+from .exceptions import CeleryBeatRedisError, EntryNotFound, InvalidDefinition
+from .firetimes import FireTime, fire_times
 from .runstate import parse_last_run_at
 from .sharded_store import ShardedStore
-from .wire import StoredEntry
+from .wire import Claimed, StoredEntry
 
 
 class ScheduleReads:
@@ -60,6 +61,38 @@ class ScheduleReads:
         """The next ``count`` entries in due order (due-now ones first), from a bounded ZRANGE."""
         names = [name for name, _ in self.sharded.next_due(count, offset)]
         return [e for e in self.find(names) if e is not None]
+
+    def next_runs(self, name: str, count: int = 10, now: float | None = None) -> list[FireTime]:
+        """The next ``count`` times the entry fires from ``now`` (default: the Redis server's clock), soonest first.
+
+        Worked out by replaying beat's own decisions on the entry's stored state
+        (:mod:`~celerybeatredis.firetimes`), for a beat that ticks on time. When
+        ``max_run_count``, ``expires``, ``one_off`` or ``enabled`` stop the runs
+        short of ``count``, the times they rule out fill the list, then those
+        ``start_time`` holds back, marked in
+        :attr:`~celerybeatredis.firetimes.FireTime.ruled_out`.
+
+        Raises:
+            EntryNotFound: no entry of that name.
+            InvalidDefinition: beat cannot use the definition (naming the entry and field).
+        """
+        found = self.sharded.entry_states([name])[0]
+        if found is None:
+            raise EntryNotFound(name)
+        if found.invalid_reason is not None:
+            raise CeleryBeatRedisError(f"{found.invalid_reason} (quarantined by beat)")
+        shard = self.sharded.store_for(name)
+        pipe = shard.client.pipeline(transaction=False)
+        pipe.hget(shard.keys.digest, name)  # when beat first saw it: a never-run entry's runs are timed from then
+        pipe.hexists(shard.keys.total_run_count, name)  # absent, a definition's seed_total_run_count applies
+        stamped, count_stored = pipe.execute()
+        entry = Claimed(name, found.score if found.score is not None else 0.0, found.raw,
+                        found.total_run_count if count_stored else None, found.last_run_at,
+                        stamped.decode() if isinstance(stamped, bytes) else None)
+        try:
+            return fire_times(entry, self.codec.app, self.server_time() if now is None else now, count)
+        except InvalidDefinition as exc:
+            raise exc.for_entry(name) from None
 
     def list(self, cursor: int = 0, count: int = 100, match: str | None = None) -> Page:
         """One page of entries (HSCAN order; ``count`` is a hint); pass ``page.cursor`` back for more.

@@ -1,4 +1,4 @@
-"""Commands that read the schedule: list, show, invalid, stats."""
+"""Commands that read the schedule: list, show, next, invalid, stats."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from fnmatch import fnmatchcase
 
 import click
 
-from ..display import LIST_HEADERS, describe_schedule, last_run, list_row, next_run, size, table
+from ..display import LIST_HEADERS, describe_schedule, last_run, list_row, next_run, relative, size, table
 from ..entries import Entry
 from ..fields import FIELDS
 from ..settings import mask_url
@@ -111,6 +111,27 @@ def show_command(obj: Context, name: str, as_json: bool) -> None:
 
 def _shown(value: object) -> str:
     return "yes" if value is True else str(value)
+
+
+@click.command("next")
+@click.argument("name")
+@click.option("-n", "--count", type=click.IntRange(1, 1000), default=10, show_default=True, help="How many times.")
+@json_option
+@pass_context
+def next_command(obj: Context, name: str, count: int, as_json: bool) -> None:
+    """When an entry runs next, by beat's own arithmetic; times a limit rules out are marked."""
+    now = server_now(obj.store)
+    times = obj.store.next_runs(name, count, now.timestamp())
+    if as_json:
+        for fire in times:
+            click.echo(dumps({"name": name, **fire.to_json()}))
+        return
+    rows = [[str(t.run) if t.run is not None else "-", t.at.isoformat(timespec="seconds"), relative(t.at, now).ljust(11),  # a steady width
+             f"ruled out by {t.ruled_out}" if t.ruled_out else ""] for t in times]
+    if rows:
+        click.echo(table(["RUN", "AT (UTC)", "WHEN", "NOTE"], rows))
+    else:
+        click.echo(f"{name} never runs again")
 
 
 @click.command("invalid")
