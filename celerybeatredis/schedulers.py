@@ -21,6 +21,8 @@ import redis
 from celery import Celery
 from celery.beat import ScheduleEntry, Scheduler
 
+from .beats import Heartbeat, time_scripts
+from .beatstats import BeatStats
 from .codec import Codec
 from .connection import eviction_warnings, follow_sentinel
 from .dispatch import Dispatcher
@@ -55,10 +57,12 @@ class RedisScheduler(Scheduler):
             self.settings = Settings.from_app(app)
         except ValueError as exc:
             raise BadSettings(f"celerybeat-redis: {exc}") from None
+        self.stats = BeatStats()
+        self.heartbeat = Heartbeat(self.stats)
         self.clock = TickClock()
         self.codec = Codec(app, nowfun=self.clock.now)
         self.planner = Planner(self.codec, self.clock, self.settings)
-        self.publisher = Publisher(self, self.settings)
+        self.publisher = Publisher(self, self.settings, self.stats)
         self.dispatcher = Dispatcher(self.settings, self.planner, self.publisher)
         self.store: ShardedStore | None = None
         self._turn = 0
@@ -72,7 +76,7 @@ class RedisScheduler(Scheduler):
 
     def setup_schedule(self) -> None:
         """Connect and sync ``beat_schedule`` into Redis (retried by tick if Redis is down)."""
-        self.store = ShardedStore.from_settings(self.settings)
+        self.store = self._connect()
         logger.info("beat: schedule in Redis at %s, keys {%s}:*", self.settings.safe_url, self.settings.tag)
         try:
             self.check_redis()
@@ -86,20 +90,22 @@ class RedisScheduler(Scheduler):
         Args:
             now: Unix time to tick at instead of the Redis server's clock (for tests and tools).
         """
+        started = time.perf_counter()
         try:
             delay = self._tick(now)
         except redis.ResponseError as exc:
-            delay = self._backoff()
+            delay = self._failed(started, f"Redis refused a command: {exc}")
             logger.error("beat: Redis refused a schedule command (%s)%s; retrying in %.1fs", exc, self._wrong_types(), delay)
             return delay
         except redis.RedisError as exc:
-            delay = self._backoff()
+            delay = self._failed(started, f"Redis unavailable: {exc}")
             logger.error("beat: Redis unavailable at %s (%s); retrying in %.1fs", self.settings.safe_url, exc, delay)
             return delay
-        except Exception:  # beat must outlive any one tick; the traceback is logged
-            delay = self._backoff()
+        except Exception as exc:  # beat must outlive any one tick; the traceback is logged
+            delay = self._failed(started, f"{type(exc).__name__}: {exc}")
             logger.exception("beat: tick failed; retrying in %.1fs", delay)
             return delay
+        self.stats.ticked(time.perf_counter() - started)
         if self._failures:
             logger.info("beat: Redis is back at %s", self.settings.safe_url)
             self._failures = 0
@@ -149,7 +155,7 @@ class RedisScheduler(Scheduler):
 
     def _tick(self, now: float | None) -> float:
         if self.store is None:
-            self.store = ShardedStore.from_settings(self.settings)
+            self.store = self._connect()
         if not self._checked:
             self.check_redis()
         if not self._statics_synced:
@@ -158,6 +164,7 @@ class RedisScheduler(Scheduler):
             follow_sentinel(self.store.client)
             self.store.reconcile_step(self.settings.reconcile_batch)
             self._next_reconcile = time.monotonic() + self.settings.reconcile_interval
+        self.heartbeat.beat(self.store.stores[0])
         # Every shard in turn, starting one shard later each tick so none is always last.
         self._turn += 1
         delay = self.max_interval
@@ -170,6 +177,16 @@ class RedisScheduler(Scheduler):
             elif claim.next_score is not None:
                 delay = min(delay, max(0.0, claim.next_score - claim.now))
         return delay
+
+    def _connect(self) -> ShardedStore:
+        store = ShardedStore.from_settings(self.settings)
+        time_scripts(store, self.stats)
+        return store
+
+    def _failed(self, started: float, reason: str) -> float:
+        """Record a failed tick (``/healthz`` answers 503 with ``reason`` until one succeeds); returns the backoff."""
+        self.stats.ticked(time.perf_counter() - started, reason)
+        return self._backoff()
 
     def _wrong_types(self) -> str:
         """``": <key> is a string, not a zset ..."`` when a key of the schedule has the wrong type, else ``""``."""
