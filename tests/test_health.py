@@ -10,7 +10,10 @@ import redis
 from celerybeatredis.beats import FORGET_SECONDS, Heartbeat, read_beats
 from celerybeatredis.beatstats import LATENESS_BUCKETS, BeatStats
 from celerybeatredis.redis_store import RedisStore
+from celerybeatredis.sharded_store import ShardedStore
 from celerybeatredis.wire import Revert
+
+from .cli import Cli
 
 
 class Clock:
@@ -82,3 +85,24 @@ def test_heartbeat_refuses_a_key_of_another_type_before_writing(store: RedisStor
         Heartbeat(BeatStats()).beat(store)
     assert client.get(store.keys.beats) == b"mine"
     assert client.ttl(store.keys.beats) == -1
+
+
+def test_status_exits_1_without_a_recent_beat(store: RedisStore, redis_url: str, prefix: str) -> None:
+    cli = Cli(f"{redis_url}/0", prefix)
+    done = cli.run("status")
+    assert done.returncode == 1 and "none heard from" in done.stdout, done
+    Heartbeat(BeatStats()).beat(store)
+    assert "1 of 1 ticked within 30s" in cli.ok("status")
+    report = json.loads(cli.ok("status", "--json"))
+    assert report["alive"] == 1 and report["due_backlog"] == 0 and report["quarantined"] == 0
+    assert cli.run("status", "--max-age", "0").returncode == 1  # its last tick is older than 0 s
+
+
+def test_sharded_beats_live_on_the_first_shard(client: redis.Redis, redis_url: str, prefix: str) -> None:
+    sharded = ShardedStore(client, prefix, shards=2)
+    try:
+        Heartbeat(BeatStats()).beat(sharded.stores[0])
+        assert client.exists(f"{{{sharded.tag}:0}}:beats") and not client.exists(f"{{{sharded.tag}:1}}:beats")
+        assert "1 of 1 ticked" in Cli(f"{redis_url}/0", prefix).ok("status", env={"CELERYBEATREDIS_SHARDS": "2"})
+    finally:
+        sharded.drop()
