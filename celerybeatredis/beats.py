@@ -17,10 +17,14 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+import redis
+
 from . import __version__
 from .beatstats import BeatStats
+from .connection import is_cluster
 from .redis_store import RedisStore
 from .sharded_store import ShardedStore
+from .wire import Claim
 
 #: Beat logs under the name of the module users configure it by, whichever of its modules speaks.
 logger = logging.getLogger("celerybeatredis.schedulers")
@@ -34,10 +38,16 @@ ALIVE_SECONDS = 30.0
 
 
 class Heartbeat:
-    """Writes this beat's record to ``{T}:beats`` at most once every :data:`HEARTBEAT_SECONDS`."""
+    """Writes this beat's record to ``{T}:beats`` at most once every :data:`HEARTBEAT_SECONDS`.
 
-    def __init__(self, stats: BeatStats) -> None:
+    Args:
+        stats: What the record reports.
+        tag: Hash tag of the shard that holds ``{T}:beats`` (the first one).
+    """
+
+    def __init__(self, stats: BeatStats, tag: str = "") -> None:
         self.stats = stats
+        self.tag = tag
         self.host = socket.gethostname()
         self.pid = os.getpid()
         #: Unique even for two beats with the same host and pid (containers): a random suffix.
@@ -46,19 +56,65 @@ class Heartbeat:
         self._next = 0.0
         self._announced = False
 
-    def beat(self, store: RedisStore) -> None:
-        """Record a tick on ``store`` (the first shard), unless the last record is less than a second old."""
+    def due(self) -> bool:
+        """Whether a heartbeat is due now; if so, the next is not due for :data:`HEARTBEAT_SECONDS`."""
         now = time.monotonic()
         if now < self._next:
-            return
+            return False
         self._next = now + HEARTBEAT_SECONDS
+        return True
+
+    def args(self) -> list[str | int]:
+        """heartbeat.lua's ARGV for a record of this beat now."""
         record = {"id": self.id, "host": self.host, "pid": self.pid, "version": __version__, "started": self.started,
                   **self.stats.summary()}
-        args: list[str | int] = [self.id, json.dumps(record, separators=(",", ":")), FORGET_SECONDS]
+        return [self.id, json.dumps(record, separators=(",", ":")), FORGET_SECONDS]
+
+    def beat(self, store: RedisStore) -> None:
+        """Record a tick on ``store`` (the first shard) in a call of its own, unless one was recorded less than a second ago."""
+        if self.due():
+            self.write(store, self.args())
+
+    def write(self, store: RedisStore, args: list[str | int]) -> None:
         store.scripts["heartbeat"](keys=store.script_keys["heartbeat"], args=args)
+        self.announce(store)
+
+    def announce(self, store: RedisStore) -> None:
         if not self._announced:
             self._announced = True
             logger.info("beat: heartbeat in %s as %s (see: celerybeatredis status)", store.keys.beats, self.id)
+
+    def claim(self, store: RedisStore, batch: int, lease_seconds: float, now: float | None) -> Claim:
+        """``store.claim(...)``, with a heartbeat due on this shard sent in the same round trip (pipelined).
+
+        Both go as plain ``EVALSHA``: a script Redis does not know (``NOSCRIPT``) did
+        not run, and is run again the usual way, which loads it. On a cluster
+        (no scripts in its pipelines) the heartbeat is a call of its own.
+        """
+        if store.keys.tag != self.tag or not self.due():
+            return store.claim(batch, lease_seconds, now)
+        beat_args = self.args()
+        if is_cluster(store.client):
+            self.write(store, beat_args)
+            return store.claim(batch, lease_seconds, now)
+        started = time.perf_counter()
+        pipe = store.client.pipeline(transaction=False)
+        for script, args in (("heartbeat", beat_args), ("claim", store.claim_args(batch, lease_seconds, now))):
+            keys = store.script_keys[script]
+            pipe.execute_command("EVALSHA", store.scripts[script].sha, len(keys), *keys, *args)
+        beat_reply, claim_reply = pipe.execute(raise_on_error=False)
+        self.stats.lua_call("claim", time.perf_counter() - started)
+        if isinstance(beat_reply, redis.exceptions.NoScriptError):
+            self.write(store, beat_args)
+        elif isinstance(beat_reply, redis.RedisError):
+            logger.warning("beat: could not write the heartbeat to %s: %s", store.keys.beats, beat_reply)
+        else:
+            self.announce(store)
+        if isinstance(claim_reply, redis.exceptions.NoScriptError):
+            return store.claim(batch, lease_seconds, now)
+        if isinstance(claim_reply, Exception):
+            raise claim_reply
+        return store.claim_from_reply(claim_reply)
 
 
 @dataclass(frozen=True)

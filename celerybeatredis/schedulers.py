@@ -26,6 +26,7 @@ from .beatstats import BeatStats
 from .codec import Codec
 from .connection import eviction_warnings, follow_sentinel
 from .dispatch import Dispatcher
+from .keys import shard_tag
 from .planning import Planner, TickClock
 from .publish import Publisher
 from .settings import Settings
@@ -58,12 +59,12 @@ class RedisScheduler(Scheduler):
         except ValueError as exc:
             raise BadSettings(f"celerybeat-redis: {exc}") from None
         self.stats = BeatStats()
-        self.heartbeat = Heartbeat(self.stats)
+        self.heartbeat = Heartbeat(self.stats, shard_tag(self.settings.tag, 0, self.settings.shards))
         self.clock = TickClock()
         self.codec = Codec(app, nowfun=self.clock.now)
         self.planner = Planner(self.codec, self.clock, self.settings)
         self.publisher = Publisher(self, self.settings, self.stats)
-        self.dispatcher = Dispatcher(self.settings, self.planner, self.publisher)
+        self.dispatcher = Dispatcher(self.settings, self.planner, self.publisher, self.heartbeat)
         self.store: ShardedStore | None = None
         self._turn = 0
         self._checked = False
@@ -164,7 +165,6 @@ class RedisScheduler(Scheduler):
             follow_sentinel(self.store.client)
             self.store.reconcile_step(self.settings.reconcile_batch)
             self._next_reconcile = time.monotonic() + self.settings.reconcile_interval
-        self.heartbeat.beat(self.store.stores[0])
         # Every shard in turn, starting one shard later each tick so none is always last.
         self._turn += 1
         delay = self.max_interval

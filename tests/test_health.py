@@ -106,3 +106,23 @@ def test_sharded_beats_live_on_the_first_shard(client: redis.Redis, redis_url: s
         assert "1 of 1 ticked" in Cli(f"{redis_url}/0", prefix).ok("status", env={"CELERYBEATREDIS_SHARDS": "2"})
     finally:
         sharded.drop()
+
+
+def test_the_heartbeat_rides_the_first_shards_claim(store: RedisStore, client: redis.Redis,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+    store.put_raw({"a": json.dumps({"task": "t.a", "interval": {"every": 60}})})
+    client.script_flush()  # both scripts unknown to Redis: each is run again the usual way
+    beat = Heartbeat(BeatStats(), store.keys.tag)
+    claim = beat.claim(store, 10, 30.0, None)
+    assert [entry.name for entry in claim.entries] == ["a"]
+    assert client.hexists(store.keys.beats, beat.id)
+    client.delete(store.keys.beats)
+    assert beat.claim(store, 10, 30.0, None).entries == []  # "a" is leased; no heartbeat within the second
+    assert not client.exists(store.keys.beats)
+    assert Heartbeat(BeatStats(), "another-shard").claim(store, 10, 30.0, None).entries == []
+    assert not client.exists(store.keys.beats)
+    client.set(store.keys.beats, "not a hash")
+    client.zadd(store.keys.due, {"a": 0})
+    claim = Heartbeat(BeatStats(), store.keys.tag).claim(store, 10, 30.0, None)
+    assert [entry.name for entry in claim.entries] == ["a"]  # due again: the claim went through all the same
+    assert "could not write the heartbeat" in caplog.text
