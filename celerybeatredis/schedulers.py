@@ -11,6 +11,7 @@ commit, publish), :mod:`.publish`, :mod:`.statics` (``beat_schedule``).
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import time
 from collections.abc import Mapping
@@ -60,6 +61,10 @@ class RedisScheduler(Scheduler):
             raise BadSettings(f"celerybeat-redis: {exc}") from None
         self.stats = BeatStats()
         self.heartbeat = Heartbeat(self.stats, shard_tag(self.settings.tag, 0, self.settings.shards))
+        self.http: Any = None
+        if self.settings.http is not None and importlib.util.find_spec("prometheus_client") is None:
+            raise BadSettings("celerybeat-redis: redis_scheduler_http needs prometheus_client: "
+                              "pip install 'celerybeat-redis[metrics]'")
         self.clock = TickClock()
         self.codec = Codec(app, nowfun=self.clock.now)
         self.planner = Planner(self.codec, self.clock, self.settings)
@@ -78,6 +83,7 @@ class RedisScheduler(Scheduler):
     def setup_schedule(self) -> None:
         """Connect and sync ``beat_schedule`` into Redis (retried by tick if Redis is down)."""
         self.store = self._connect()
+        self.serve_http()
         logger.info("beat: schedule in Redis at %s, keys {%s}:*", self.settings.safe_url, self.settings.tag)
         try:
             self.check_redis()
@@ -116,7 +122,10 @@ class RedisScheduler(Scheduler):
         """Nothing to do: every change is written to Redis when it happens."""
 
     def close(self) -> None:
-        """Release the Redis connections."""
+        """Stop the HTTP endpoint and release the Redis connections."""
+        if self.http is not None:
+            self.http.stop()
+            self.http = None
         if self.store is not None:
             self.store.close()
 
@@ -135,6 +144,20 @@ class RedisScheduler(Scheduler):
         shards = self.settings.shards
         tags = f"{{{self.settings.tag}:0}} .. {{{self.settings.tag}:{shards - 1}}}" if shards > 1 else f"{{{self.settings.tag}}}"
         return f"    . redis -> {self.settings.safe_url}\n    . key tag -> {tags}"
+
+    def serve_http(self) -> None:
+        """Start ``/healthz`` and ``/metrics`` (:mod:`.http`) when ``redis_scheduler_http`` is set; a port taken stops beat."""
+        address = self.settings.http_address
+        if address is None or self.http is not None or self.store is None:
+            return
+        from .http import HealthServer, alive_within  # imports prometheus_client: only with the setting on
+
+        alive = alive_within(self.max_interval, self.settings.publish_retry_seconds, MAX_BACKOFF)
+        try:
+            self.http = HealthServer(address, self.stats, self.store, alive)
+        except OSError as exc:
+            raise BadSettings(f"celerybeat-redis: redis_scheduler_http {self.settings.http}: cannot listen: {exc}") from None
+        self.http.start()
 
     def check_redis(self) -> None:
         """Log what could make the schedule's Redis lose or hide entries: an evicting memory policy, another layout."""

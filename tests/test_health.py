@@ -3,17 +3,31 @@
 from __future__ import annotations
 
 import json
+import re
+import socket
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
 
 import pytest
 import redis
+from celery import Celery
+from prometheus_client.parser import text_string_to_metric_families
 
 from celerybeatredis.beats import FORGET_SECONDS, Heartbeat, read_beats
 from celerybeatredis.beatstats import LATENESS_BUCKETS, BeatStats
+from celerybeatredis.metrics import METRIC_NAMES
 from celerybeatredis.redis_store import RedisStore
+from celerybeatredis.schedulers import BadSettings, RedisScheduler
+from celerybeatredis.settings import Settings
 from celerybeatredis.sharded_store import ShardedStore
 from celerybeatredis.wire import Revert
 
 from .cli import Cli
+from .processes import CeleryProcess, drain_queue, wait_until, write_app
+from .redis_server import RedisServer, free_port
 
 
 class Clock:
@@ -126,3 +140,139 @@ def test_the_heartbeat_rides_the_first_shards_claim(store: RedisStore, client: r
     claim = Heartbeat(BeatStats(), store.keys.tag).claim(store, 10, 30.0, None)
     assert [entry.name for entry in claim.entries] == ["a"]  # due again: the claim went through all the same
     assert "could not write the heartbeat" in caplog.text
+
+
+@pytest.mark.parametrize("value", ["9808", "localhost:", ":9808", "host:99999", "host:port"])
+def test_a_bad_http_address_names_the_setting(value: str) -> None:
+    app = Celery("bad", set_as_current=False)
+    app.conf.redis_scheduler_http = value
+    with pytest.raises(BadSettings, match="redis_scheduler_http must be host:port"):
+        RedisScheduler(app, lazy=True)
+
+
+def test_http_addresses() -> None:
+    assert Settings(http="127.0.0.1:9808").http_address == ("127.0.0.1", 9808)
+    assert Settings(http="[::1]:9808").http_address == ("::1", 9808)
+    assert Settings().http_address is None
+
+
+def test_http_without_prometheus_client_names_the_setting_and_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "prometheus_client", None)  # as if it were not installed
+    app = Celery("bad", set_as_current=False)
+    app.conf.redis_scheduler_http = "127.0.0.1:9808"
+    with pytest.raises(BadSettings, match=r"redis_scheduler_http needs prometheus_client: .*celerybeat-redis\[metrics\]"):
+        RedisScheduler(app, lazy=True)
+
+
+def test_beat_does_not_import_prometheus_client_unless_asked() -> None:
+    code = ("import sys; from celery import Celery; from celerybeatredis.schedulers import RedisScheduler; "
+            "RedisScheduler(Celery('x', set_as_current=False), lazy=True); print('prometheus_client' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
+
+
+def get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as reply:
+            return reply.status, reply.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """``/metrics`` parsed by prometheus_client's own parser: (sample name, labels) -> value."""
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def test_http_endpoint_in_process(client: redis.Redis, prefix: str) -> None:
+    """/healthz follows the ticks recorded; /metrics parses, with the schedule's gauges read from Redis."""
+    from celerybeatredis.http import HealthServer
+
+    store = ShardedStore(client, prefix)
+    store.put_raw({"a": json.dumps({"task": "t.a", "interval": {"every": 60}}),
+                   "b": json.dumps({"task": "t.b", "interval": {"every": 60}})})
+    stats = BeatStats()
+    server = HealthServer(("127.0.0.1", 0), stats, store, alive=30)
+    server.start()
+    base = f"http://127.0.0.1:{server.server.server_address[1]}"
+    try:
+        assert get(f"{base}/healthz") == (503, "beat has not finished a tick yet\n")
+        stats.ticked(0.002)
+        stats.lua_call("claim", 0.001)
+        assert get(f"{base}/healthz") == (200, "ok\n")
+        assert get(f"{base}/nothing")[0] == 404
+        found = samples(get(f"{base}/metrics")[1])
+        tag = (("schedule", store.tag),)
+        assert found[("celerybeatredis_entries", tag)] == 2
+        assert found[("celerybeatredis_due_backlog", tag)] == 2  # new entries are due at once
+        assert found[("celerybeatredis_beats_alive", tag)] == 0
+        assert found[("celerybeatredis_tick_duration_seconds_count", tag)] == 1
+        names = {name for name, _ in found}
+        assert {re.sub(r"_(bucket|sum|count|total|created)$", "", n) for n in names} == set(METRIC_NAMES)
+        assert not any(label == "name" for _, labels in found for label, _ in labels)  # never by entry name
+    finally:
+        server.stop()
+        store.drop()
+
+
+def test_a_port_taken_stops_beat_with_one_line(app: Celery) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        app.conf.redis_scheduler_http = f"127.0.0.1:{taken.getsockname()[1]}"
+        with pytest.raises(BadSettings, match=r"redis_scheduler_http 127\.0\.0\.1:\d+: cannot listen"):
+            RedisScheduler(app)
+
+
+@pytest.mark.slow
+@pytest.mark.e2e
+def test_beat_health_end_to_end(tmp_path: Path, redis_url: str, broker: redis.Redis, prefix: str) -> None:
+    """One beat on a schedule Redis of its own: status, /healthz through an outage, /metrics against the broker, kill -9."""
+    schedule = RedisServer().start()
+    port = free_port()
+    queue = f"q-{prefix}"
+    tag = prefix.rstrip(":")
+    write_app(tmp_path, f"{redis_url}/1", schedule.url, prefix, f"""
+        app.conf.task_default_queue = {queue!r}
+        app.conf.redis_scheduler_http = "127.0.0.1:{port}"
+        app.conf.beat_schedule = {{"tick": {{"task": "t.tick", "schedule": 0.5}}}}
+    """)
+    cli = Cli(schedule.url, prefix)
+    beat = CeleryProcess.beat(tmp_path)
+    try:
+        health = f"http://127.0.0.1:{port}/healthz"
+        wait_until(lambda: beat.alive() and "serving /healthz" in beat.output(), what="the HTTP endpoint")
+        wait_until(lambda: get(health) == (200, "ok\n"), what="/healthz 200")
+        assert "1 of 1 ticked within 5s" in cli.ok("status", "--max-age", "5")
+
+        def sent() -> float:
+            return samples(get(f"http://127.0.0.1:{port}/metrics")[1])[
+                ("celerybeatredis_runs_total", (("outcome", "sent"), ("schedule", tag)))]
+
+        wait_until(lambda: sent() >= 3, what="three runs sent")
+        metrics = samples(get(f"http://127.0.0.1:{port}/metrics")[1])
+        assert metrics[("celerybeatredis_entries", (("schedule", tag),))] >= 1
+        assert metrics[("celerybeatredis_beats_alive", (("schedule", tag),))] == 1
+        assert metrics[("celerybeatredis_dispatch_lateness_seconds_count", (("schedule", tag),))] >= 3
+        assert metrics[("celerybeatredis_lua_duration_seconds_count", (("schedule", tag), ("script", "claim")))] >= 1
+
+        schedule.stop()  # beat can no longer claim, so its sent counter stops where the broker's queue stops
+
+        def unhealthy() -> str | None:
+            code, body = get(health)
+            return body if code == 503 else None
+
+        reason = wait_until(unhealthy, what="/healthz 503")
+        assert "Redis unavailable" in reason
+        assert len(drain_queue(broker, queue)) == sent() >= 3
+        assert beat.alive()
+
+        schedule.start()
+        wait_until(lambda: get(health) == (200, "ok\n"), what="/healthz 200 once Redis is back")
+        wait_until(lambda: cli.run("status", "--max-age", "2").returncode == 0, what="the heartbeat written again")
+        beat.kill()
+        wait_until(lambda: cli.run("status", "--max-age", "2").returncode == 1, timeout=15, what="status exit 1 after kill -9")
+    finally:
+        beat.stop()
+        schedule.cleanup()
+
