@@ -29,6 +29,8 @@ from .cli import Cli
 from .processes import CeleryProcess, drain_queue, wait_until, write_app
 from .redis_server import RedisServer, free_port
 
+CONTRIB = Path(__file__).resolve().parent.parent / "contrib"
+
 
 class Clock:
     """Monotonic seconds the test moves by hand (BeatStats takes its clock as a parameter)."""
@@ -168,6 +170,22 @@ def test_beat_does_not_import_prometheus_client_unless_asked() -> None:
     code = ("import sys; from celery import Celery; from celerybeatredis.schedulers import RedisScheduler; "
             "RedisScheduler(Celery('x', set_as_current=False), lazy=True); print('prometheus_client' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
+
+
+def metric_names_in(text: str) -> set[str]:
+    """Every ``celerybeatredis_*`` name an expression uses, without Prometheus's _bucket/_sum/_count/_total suffixes."""
+    return {re.sub(r"_(bucket|sum|count|total)$", "", name) for name in re.findall(r"celerybeatredis_\w+", text)}
+
+
+def test_the_grafana_dashboard_and_alert_rule_name_only_metrics_that_exist() -> None:
+    dashboard = json.loads((CONTRIB / "grafana-dashboard.json").read_text())
+    exprs = [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
+    used = set().union(*map(metric_names_in, exprs))
+    assert used and used <= set(METRIC_NAMES), used - set(METRIC_NAMES)
+    rules = (CONTRIB / "prometheus-alerts.yml").read_text()
+    exprs = re.findall(r"^\s+expr: (.+)$", rules, re.MULTILINE)
+    assert any("celerybeatredis_beats_alive" in e for e in exprs)
+    assert set().union(*map(metric_names_in, exprs)) <= set(METRIC_NAMES)
 
 
 def get(url: str) -> tuple[int, str]:
