@@ -1,7 +1,8 @@
 """Beats on a schedule: each beat's heartbeat in ``{T}:beats``, and reading it back for ``status`` and ``/metrics``.
 
 The hash lives on the first shard's tag (``{T}`` or ``{T:0}``): one small
-write a second per beat, from the tick beat already makes. heartbeat.lua
+write a second per beat, pipelined with a claim the tick makes anyway, so it
+costs no round trip of its own (:meth:`Heartbeat.claim`). heartbeat.lua
 stamps it with the Redis server's clock and drops beats silent for
 :data:`FORGET_SECONDS`, so the hash stays as small as the number of beats.
 """
