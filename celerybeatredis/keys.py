@@ -45,6 +45,8 @@ class Keys:
     digest: str = field(init=False)
     #: Hash: reconciler cursors, the schema version and the shard layout.
     meta: str = field(init=False)
+    #: Hash: beat id -> JSON heartbeat (beats.py); used on the first shard only, pruned by heartbeat.lua.
+    beats: str = field(init=False)
 
     def __post_init__(self) -> None:
         for key in fields(self)[1:]:
@@ -53,13 +55,13 @@ class Keys:
     def all(self) -> list[str]:
         """Every key the schedule may use."""
         return [self.schedule, self.due, self.total_run_count, self.last_run_at, self.statics, self.static_digest,
-                self.invalid, self.digest, self.meta]
+                self.invalid, self.digest, self.meta, self.beats]
 
     def types(self) -> dict[str, str]:
         """The Redis type each key beat checks at start must have, when it exists."""
         return {
             self.schedule: "hash", self.due: "zset", self.total_run_count: "hash", self.last_run_at: "hash",
-            self.statics: "set", self.invalid: "hash", self.digest: "hash", self.meta: "hash",
+            self.statics: "set", self.invalid: "hash", self.digest: "hash", self.meta: "hash", self.beats: "hash",
         }
 
 

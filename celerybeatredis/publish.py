@@ -16,6 +16,7 @@ from celery.beat import ScheduleEntry, Scheduler, SchedulingError
 from kombu import Producer
 from kombu.exceptions import OperationalError
 
+from .beatstats import BeatStats
 from .decisions import Run, log_quarantined, quarantine_reason
 from .exceptions import InvalidDefinition
 from .keys import NEVER
@@ -41,9 +42,10 @@ class Published(NamedTuple):
 class Publisher:
     """Sends runs through a Celery beat ``Scheduler`` (its ``apply_async``, producer and broker connection)."""
 
-    def __init__(self, scheduler: Scheduler, settings: Settings) -> None:
+    def __init__(self, scheduler: Scheduler, settings: Settings, stats: BeatStats | None = None) -> None:
         self.scheduler = scheduler
         self.settings = settings
+        self.stats = stats or BeatStats()
 
     def publish(self, store: RedisStore, planned: Planned, committed: list[bool], withheld: bool) -> Published:
         """Publish the runs of ``planned`` that ``committed`` says were committed, reverting those that cannot be sent.
@@ -54,7 +56,8 @@ class Publisher:
         started = time.perf_counter()
         claim, now = planned.claim, planned.now
         reverts: list[Revert] = []
-        producer = None
+        late: list[float] = []  # seconds each run sent was late (run-now and new entries: 0)
+        unsafe, producer = withheld, None
         for (plan, run, _), ok, claimed in zip(planned.decisions, committed, claim.entries):
             if not ok or run is None:
                 continue
@@ -64,6 +67,7 @@ class Publisher:
             if not withheld:
                 error = self.send(claimed.name, run, now, producer)
                 if error is None:
+                    late.append(max(0.0, claim.now - claimed.score) if claimed.score > 0 else 0.0)
                     continue
                 if not self.broker_fault(error):
                     # Only this entry's task cannot be sent (its options, say): quarantine it, send the others.
@@ -77,6 +81,7 @@ class Publisher:
             reverts.append(Revert(claimed.name, plan.score, retry, claimed.last_run_at))
         if reverts:
             store.revert(reverts)
+        self.stats.published(late, reverts, broker_failed=withheld and not unsafe)
         if withheld:
             retried = sum(1 for r in reverts if not r.invalid_reason)
             logger.warning("beat: %d runs not published; they are due again in %.1fs", retried, self.settings.publish_retry_seconds)

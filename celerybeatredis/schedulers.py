@@ -11,6 +11,7 @@ commit, publish), :mod:`.publish`, :mod:`.statics` (``beat_schedule``).
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import time
 from collections.abc import Mapping
@@ -21,9 +22,12 @@ import redis
 from celery import Celery
 from celery.beat import ScheduleEntry, Scheduler
 
+from .beats import Heartbeat, time_scripts
+from .beatstats import BeatStats
 from .codec import Codec
 from .connection import eviction_warnings, follow_sentinel
 from .dispatch import Dispatcher
+from .keys import shard_tag
 from .planning import Planner, TickClock
 from .publish import Publisher
 from .settings import Settings
@@ -55,11 +59,17 @@ class RedisScheduler(Scheduler):
             self.settings = Settings.from_app(app)
         except ValueError as exc:
             raise BadSettings(f"celerybeat-redis: {exc}") from None
+        self.stats = BeatStats()
+        self.heartbeat = Heartbeat(self.stats, shard_tag(self.settings.tag, 0, self.settings.shards))
+        self.http: Any = None
+        if self.settings.http is not None and importlib.util.find_spec("prometheus_client") is None:
+            raise BadSettings("celerybeat-redis: redis_scheduler_http needs prometheus_client: "
+                              "pip install 'celerybeat-redis[metrics]'")
         self.clock = TickClock()
         self.codec = Codec(app, nowfun=self.clock.now)
         self.planner = Planner(self.codec, self.clock, self.settings)
-        self.publisher = Publisher(self, self.settings)
-        self.dispatcher = Dispatcher(self.settings, self.planner, self.publisher)
+        self.publisher = Publisher(self, self.settings, self.stats)
+        self.dispatcher = Dispatcher(self.settings, self.planner, self.publisher, self.heartbeat)
         self.store: ShardedStore | None = None
         self._turn = 0
         self._checked = False
@@ -72,7 +82,8 @@ class RedisScheduler(Scheduler):
 
     def setup_schedule(self) -> None:
         """Connect and sync ``beat_schedule`` into Redis (retried by tick if Redis is down)."""
-        self.store = ShardedStore.from_settings(self.settings)
+        self.store = self._connect()
+        self.serve_http()
         logger.info("beat: schedule in Redis at %s, keys {%s}:*", self.settings.safe_url, self.settings.tag)
         try:
             self.check_redis()
@@ -86,20 +97,22 @@ class RedisScheduler(Scheduler):
         Args:
             now: Unix time to tick at instead of the Redis server's clock (for tests and tools).
         """
+        started = time.perf_counter()
         try:
             delay = self._tick(now)
         except redis.ResponseError as exc:
-            delay = self._backoff()
+            delay = self._failed(started, f"Redis refused a command: {exc}")
             logger.error("beat: Redis refused a schedule command (%s)%s; retrying in %.1fs", exc, self._wrong_types(), delay)
             return delay
         except redis.RedisError as exc:
-            delay = self._backoff()
+            delay = self._failed(started, f"Redis unavailable: {exc}")
             logger.error("beat: Redis unavailable at %s (%s); retrying in %.1fs", self.settings.safe_url, exc, delay)
             return delay
-        except Exception:  # beat must outlive any one tick; the traceback is logged
-            delay = self._backoff()
+        except Exception as exc:  # beat must outlive any one tick; the traceback is logged
+            delay = self._failed(started, f"{type(exc).__name__}: {exc}")
             logger.exception("beat: tick failed; retrying in %.1fs", delay)
             return delay
+        self.stats.ticked(time.perf_counter() - started)
         if self._failures:
             logger.info("beat: Redis is back at %s", self.settings.safe_url)
             self._failures = 0
@@ -109,7 +122,10 @@ class RedisScheduler(Scheduler):
         """Nothing to do: every change is written to Redis when it happens."""
 
     def close(self) -> None:
-        """Release the Redis connections."""
+        """Stop the HTTP endpoint and release the Redis connections."""
+        if self.http is not None:
+            self.http.stop()
+            self.http = None
         if self.store is not None:
             self.store.close()
 
@@ -128,6 +144,20 @@ class RedisScheduler(Scheduler):
         shards = self.settings.shards
         tags = f"{{{self.settings.tag}:0}} .. {{{self.settings.tag}:{shards - 1}}}" if shards > 1 else f"{{{self.settings.tag}}}"
         return f"    . redis -> {self.settings.safe_url}\n    . key tag -> {tags}"
+
+    def serve_http(self) -> None:
+        """Start ``/healthz`` and ``/metrics`` (:mod:`.http`) when ``redis_scheduler_http`` is set; a port taken stops beat."""
+        address = self.settings.http_address
+        if address is None or self.http is not None or self.store is None:
+            return
+        from .http import HealthServer, alive_within  # imports prometheus_client: only with the setting on
+
+        alive = alive_within(self.max_interval, self.settings.publish_retry_seconds, MAX_BACKOFF)
+        try:
+            self.http = HealthServer(address, self.stats, self.store, alive)
+        except OSError as exc:
+            raise BadSettings(f"celerybeat-redis: redis_scheduler_http {self.settings.http}: cannot listen: {exc}") from None
+        self.http.start()
 
     def check_redis(self) -> None:
         """Log what could make the schedule's Redis lose or hide entries: an evicting memory policy, another layout."""
@@ -149,7 +179,7 @@ class RedisScheduler(Scheduler):
 
     def _tick(self, now: float | None) -> float:
         if self.store is None:
-            self.store = ShardedStore.from_settings(self.settings)
+            self.store = self._connect()
         if not self._checked:
             self.check_redis()
         if not self._statics_synced:
@@ -170,6 +200,16 @@ class RedisScheduler(Scheduler):
             elif claim.next_score is not None:
                 delay = min(delay, max(0.0, claim.next_score - claim.now))
         return delay
+
+    def _connect(self) -> ShardedStore:
+        store = ShardedStore.from_settings(self.settings)
+        time_scripts(store, self.stats)
+        return store
+
+    def _failed(self, started: float, reason: str) -> float:
+        """Record a failed tick (``/healthz`` answers 503 with ``reason`` until one succeeds); returns the backoff."""
+        self.stats.ticked(time.perf_counter() - started, reason)
+        return self._backoff()
 
     def _wrong_types(self) -> str:
         """``": <key> is a string, not a zset ..."`` when a key of the schedule has the wrong type, else ``""``."""

@@ -42,6 +42,7 @@ SCRIPT_KEYS: dict[str, tuple[str, ...]] = {
     "restore_state": ("total_run_count", "last_run_at"),
     "export": ("schedule", "due", "total_run_count", "last_run_at", "digest", "statics"),
     "adopt": ("schedule", "due", "total_run_count", "last_run_at", "digest", "statics"),
+    "heartbeat": ("beats",),
 }
 SCRIPT_NAMES = tuple(SCRIPT_KEYS)
 INCLUDE = re.compile(r"^--@include (\w+)[ \t]*$", re.MULTILINE)

@@ -51,6 +51,8 @@ class Settings:
         claim_ahead: Whether a tick claims the next full batch before it publishes the
             current one (True), never (False), or only while publishing a batch costs
             less than deciding it does, measured (None, "auto").
+        http: ``host:port`` beat serves ``/healthz`` and ``/metrics`` on (needs the
+            ``metrics`` extra); None = no HTTP endpoint.
     """
 
     url: str = DEFAULT_URL
@@ -67,6 +69,7 @@ class Settings:
     wait_replicas: int = 0
     wait_timeout: float = 1.0
     claim_ahead: bool | None = None
+    http: str | None = None
 
     @property
     def tag(self) -> str:
@@ -119,6 +122,7 @@ class Settings:
             wait_replicas=number("wait_replicas", int),
             wait_timeout=number("wait_timeout", float),
             claim_ahead=_auto_flag(get("redis_scheduler_claim_ahead"), "redis_scheduler_claim_ahead"),
+            http=str(get("redis_scheduler_http")) if get("redis_scheduler_http") not in (None, "") else None,
         )
         settings.validate()
         return settings
@@ -142,6 +146,22 @@ class Settings:
             if getattr(self, name) <= 0:
                 raise ValueError(f"redis_scheduler_{name} must be greater than 0")
         parse_url(self.url, self.cluster)
+        if self.http is not None:
+            http_address(self.http)
+
+    @property
+    def http_address(self) -> tuple[str, int] | None:
+        """``(host, port)`` of the HTTP endpoint, or None when it is off."""
+        return None if self.http is None else http_address(self.http)
+
+
+def http_address(value: str) -> tuple[str, int]:
+    """``host:port`` (``[::1]:9808`` for IPv6) as ``(host, port)``; else ``ValueError`` naming redis_scheduler_http."""
+    host, colon, port = value.strip().rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"redis_scheduler_http must be host:port to listen on, such as 127.0.0.1:9808, not {value!r}")
+    return host, int(port)
 
 
 def _number(value: Any, setting: str, kind: type[int] | type[float], default: float) -> Any:
