@@ -45,6 +45,9 @@ class Keys:
     digest: str = field(init=False)
     #: Hash: reconciler cursors, the schema version and the shard layout.
     meta: str = field(init=False)
+    #: Hash: entry name -> its run history, ``"<sent>,<skipped>,<missed>;"`` then the last runs as fixed-width
+    #: records (see history.py). Not in :meth:`types`: history that cannot be read never stops beat.
+    history: str = field(init=False)
 
     def __post_init__(self) -> None:
         for key in fields(self)[1:]:
@@ -53,7 +56,7 @@ class Keys:
     def all(self) -> list[str]:
         """Every key the schedule may use."""
         return [self.schedule, self.due, self.total_run_count, self.last_run_at, self.statics, self.static_digest,
-                self.invalid, self.digest, self.meta]
+                self.invalid, self.digest, self.meta, self.history]
 
     def types(self) -> dict[str, str]:
         """The Redis type each key beat checks at start must have, when it exists."""

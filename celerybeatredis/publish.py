@@ -18,12 +18,15 @@ from kombu.exceptions import OperationalError
 
 from .decisions import Run, log_quarantined, quarantine_reason
 from .exceptions import InvalidDefinition
+from .history import STAMP, task_id
 from .keys import NEVER
 from .planning import Planned
 from .redis_store import RedisStore
 from .settings import Settings
 from .wire import Revert
 
+#: A history record's stamp is its characters 1 .. STAMP.
+HISTORY_STAMP_END = 1 + STAMP
 #: Beat logs under the name of the module users configure it by, whichever of its modules speaks.
 logger = logging.getLogger("celerybeatredis.schedulers")
 
@@ -58,8 +61,11 @@ class Publisher:
             if not withheld and producer is None:
                 producer = self.producer()
                 withheld = producer is None
+            # The history's stamp names the run: its task id is chosen here, before the worker can see it.
+            run_stamp = plan.history[1:HISTORY_STAMP_END]
             if not withheld:
-                error = self.send(claimed.name, run, now, producer)
+                tid = task_id(self.settings.tag, claimed.name, run_stamp) if run_stamp else None
+                error = self.send(claimed.name, run, now, producer, tid)
                 if error is None:
                     continue
                 if not self.broker_fault(error):
@@ -67,11 +73,11 @@ class Publisher:
                     problem = InvalidDefinition("options", f"the task cannot be sent: {type(error).__name__}: {error}")
                     reason = quarantine_reason(claimed.name, problem)
                     log_quarantined(reason, self.settings.tag)
-                    reverts.append(Revert(claimed.name, plan.score, NEVER, claimed.last_run_at, reason))
+                    reverts.append(Revert(claimed.name, plan.score, NEVER, claimed.last_run_at, reason, run_stamp))
                     continue
                 withheld = True
             retry = -1.0 if claimed.score < 0 else claim.now + self.settings.publish_retry_seconds
-            reverts.append(Revert(claimed.name, plan.score, retry, claimed.last_run_at))
+            reverts.append(Revert(claimed.name, plan.score, retry, claimed.last_run_at, "", run_stamp))
         if reverts:
             store.revert(reverts)
         if withheld:
@@ -94,10 +100,13 @@ class Publisher:
             return None
         return producer
 
-    def send(self, name: str, run: Run, now: datetime, producer: Producer | None) -> BaseException | None:
-        """Send one task as Celery beat would; the error if it could not be published."""
+    def send(self, name: str, run: Run, now: datetime, producer: Producer | None,
+             tid: str | None = None) -> BaseException | None:
+        """Send one task as Celery beat would (with task id ``tid``, if given); the error if it could not be published."""
         defn, runs = run
         options = dict(defn.options)
+        if tid is not None:
+            options["task_id"] = tid
         if "headers" in options:
             options["headers"] = dict(options["headers"])
         entry = ScheduleEntry(

@@ -51,6 +51,7 @@ class Settings:
         claim_ahead: Whether a tick claims the next full batch before it publishes the
             current one (True), never (False), or only while publishing a batch costs
             less than deciding it does, measured (None, "auto").
+        history: Runs kept in each entry's history (``{T}:history``), written by the commit; 0 = off.
     """
 
     url: str = DEFAULT_URL
@@ -67,6 +68,7 @@ class Settings:
     wait_replicas: int = 0
     wait_timeout: float = 1.0
     claim_ahead: bool | None = None
+    history: int = 20
 
     @property
     def tag(self) -> str:
@@ -119,6 +121,7 @@ class Settings:
             wait_replicas=number("wait_replicas", int),
             wait_timeout=number("wait_timeout", float),
             claim_ahead=_auto_flag(get("redis_scheduler_claim_ahead"), "redis_scheduler_claim_ahead"),
+            history=number("history", int),
         )
         settings.validate()
         return settings
@@ -136,8 +139,9 @@ class Settings:
         for name in ("batch_size", "reconcile_batch", "shards"):
             if getattr(self, name) < 1:
                 raise ValueError(f"redis_scheduler_{name} must be at least 1")
-        if self.wait_replicas < 0:
-            raise ValueError("redis_scheduler_wait_replicas must not be negative")
+        for name in ("wait_replicas", "history"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"redis_scheduler_{name} must not be negative")
         for name in ("lease_seconds", "reconcile_interval", "publish_retry_seconds", "wait_timeout"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"redis_scheduler_{name} must be greater than 0")

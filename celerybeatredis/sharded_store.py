@@ -170,6 +170,10 @@ class ShardedStore:
         """The stored definition text of ``name``, or None."""
         return self.store_for(name).get_raw(name)
 
+    def history_raw(self, name: str) -> bytes | None:
+        """:meth:`RedisStore.history_raw` in the entry's shard."""
+        return self.store_for(name).history_raw(name)
+
     def exists(self, name: str) -> bool:
         """Whether an entry of that name exists."""
         return self.store_for(name).exists(name)

@@ -16,7 +16,7 @@ from ..demo import demo_command
 from ..settings import DEFAULT_PREFIX, DEFAULT_URL, Settings
 from .base import Context, ManageGroup, check_prefix, check_url
 from .moving import export_command, import_command, migrate_command, reshard_command
-from .reading import invalid_command, list_command, show_command, stats_command
+from .reading import history_command, invalid_command, list_command, show_command, stats_command
 from .writing import (
     add_command,
     disable_command,
@@ -64,7 +64,7 @@ def celery_command(ctx: click.Context, url: str | None, prefix: str | None) -> N
 
 #: The commands both entry points share.
 COMMANDS = [list_command, show_command, add_command, edit_command, remove_command, enable_command, disable_command,
-            run_now_command, invalid_command, stats_command, import_command, export_command, migrate_command,
+            run_now_command, invalid_command, stats_command, history_command, import_command, export_command, migrate_command,
             reshard_command]
 for _command in COMMANDS:
     main.add_command(_command)

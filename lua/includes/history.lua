@@ -1,0 +1,47 @@
+--[[
+  Run history of an entry: one {T}:history field, "<sent>,<skipped>,<missed>;" then
+  fixed-width records (RECORD characters each, newest first; see history.py).
+
+  history_fields(key, names)          the fields of names (false where none), or nil when key is not a hash
+  history_drop(key, names)            HDEL names, unless key is not a hash
+  A history key of another type never fails a script (and needs no TYPE): pcall, and it is left alone.
+  history_read(value)                 sent, skipped, missed and the whole records of a field; 0, 0, 0, "" if it does not read
+  history_add(value, record, depth)   the field with record first, at most depth records, its counter up
+]]
+local RECORD = 16
+local function history_fields(key, names)
+  local values = {}
+  for first = 1, #names, 1000 do
+    local part = redis.pcall('HMGET', key, unpack(names, first, math.min(first + 999, #names)))
+    if part.err then return nil end
+    for j = 1, #part do values[#values + 1] = part[j] end
+  end
+  return values
+end
+local function history_drop(key, names)
+  for first = 1, #names, 1000 do
+    redis.pcall('HDEL', key, unpack(names, first, math.min(first + 999, #names)))
+  end
+end
+local function history_read(value)
+  if value then
+    local sent, skipped, missed, at = string.match(value, '^(%d+),(%d+),(%d+);()')
+    if sent then
+      local records = string.sub(value, at)
+      return tonumber(sent), tonumber(skipped), tonumber(missed), string.sub(records, 1, #records - #records % RECORD)
+    end
+  end
+  return 0, 0, 0, ''
+end
+local function history_add(value, record, depth)
+  local sent, skipped, missed, records = history_read(value)
+  local code = string.sub(record, 1, 1)
+  if code == 's' then
+    sent = sent + 1
+  elseif code == 'm' then
+    sent, missed = sent + 1, missed + 1
+  else
+    skipped = skipped + 1
+  end
+  return sent .. ',' .. skipped .. ',' .. missed .. ';' .. record .. string.sub(records, 1, (depth - 1) * RECORD)
+end
