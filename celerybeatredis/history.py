@@ -8,8 +8,8 @@ keeps the last N by cutting the string at ``N * RECORD``:
   at least the time to its next run), ``e`` publish error, and the skipped
   runs: ``d`` not run as disabled or finished, ``h`` held (start_time ahead),
   ``q`` quarantined;
-* 10 characters, the batch time it was decided at (sent time), Unix
-  microseconds in base 36 (the *stamp*);
+* 8 characters, the batch time it was decided at (sent time), Unix
+  milliseconds in base 36 (the *stamp*; up to the year 2059);
 * 5 characters, its lateness (sent time - due time) in milliseconds, base 36,
   at most ``zzzzz`` (about 16.8 hours).
 
@@ -23,11 +23,12 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from functools import lru_cache
 from typing import Any
 
 #: Characters per record; also in lua/includes/history.lua.
-RECORD = 16
-STAMP = 10
+RECORD = 14
+STAMP = 8
 LATE = 5
 DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
 LATE_MAX = 36**LATE - 1
@@ -49,20 +50,35 @@ def base36(value: int, width: int) -> str:
 
 
 def stamp(at: float) -> str:
-    """The stamp of a batch decided at Unix time ``at``: its microseconds in base 36 (10 characters, up to 2084)."""
-    return base36(round(at * 1_000_000), STAMP)
+    """The stamp of a batch decided at Unix time ``at``: its milliseconds in base 36 (8 characters, up to 2059).
+
+    It names the run in its task id: two runs of one entry are a claim and a commit apart, more than a millisecond.
+    """
+    return base36(int(at * 1000), STAMP)
 
 
 def record(code: str, batch_stamp: str, late_seconds: float) -> str:
     """One record: outcome letter, the batch's stamp, lateness in ms (capped)."""
-    late = min(max(int(late_seconds * 1000), 0), LATE_MAX)
-    return code + batch_stamp + base36(late, LATE)
+    return code + batch_stamp + lateness(int(late_seconds * 1000))
+
+
+@lru_cache(maxsize=4096)
+def lateness(ms: int) -> str:
+    """A lateness in ms as a record holds it (cached: the runs of a batch are mostly equally late)."""
+    return base36(min(max(ms, 0), LATE_MAX), LATE)
 
 
 def task_id(tag: str, name: str, run_stamp: str) -> str:
     """The task id of the run of entry ``name`` (schedule ``tag``) decided at ``run_stamp``: a UUID-shaped digest."""
-    h = hashlib.md5(f"{tag}\0{name}\0{run_stamp}".encode("utf-8", "surrogateescape"), usedforsecurity=False).hexdigest()
+    digest = _tag_hash(tag).copy()  # once per run of every sent task: the tag's part is hashed once
+    digest.update(f"{name}\0{run_stamp}".encode("utf-8", "surrogateescape"))
+    h = digest.hexdigest()
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:32]}"
+
+
+@lru_cache(maxsize=64)
+def _tag_hash(tag: str) -> Any:
+    return hashlib.md5(f"{tag}\0".encode("utf-8", "surrogateescape"), usedforsecurity=False)
 
 
 @dataclass(frozen=True)
@@ -124,10 +140,10 @@ def _run(tag: str, name: str, rec: str) -> Run | None:
     if code not in OUTCOMES:
         return None
     try:
-        micros, late_ms = int(run_stamp, 36), int(late, 36)
+        millis, late_ms = int(run_stamp, 36), int(late, 36)
     except ValueError:
         return None
-    sent = EPOCH + timedelta(microseconds=micros)
+    sent = EPOCH + timedelta(milliseconds=millis)
     lateness = late_ms / 1000
     return Run(OUTCOMES[code], sent, sent - timedelta(seconds=lateness), lateness,
                task_id(tag, name, run_stamp) if code in WITH_TASK else None)

@@ -22,7 +22,7 @@
            run time ISO-8601 (when ran), digest value ("" = leave it as it is),
            invalid reason ("" = valid),
            seed total_run_count ("" = none), seed last_run_at ("" = none),
-           history record (16 characters, "" = none)
+           history record (14 characters, "" = none)
 
   History is written in this call (no round trip of its own): the record goes
   first, the oldest past the depth are cut off, the counters go up. A

@@ -8,7 +8,7 @@
   history_read(value)                 sent, skipped, missed and the whole records of a field; 0, 0, 0, "" if it does not read
   history_add(value, record, depth)   the field with record first, at most depth records, its counter up
 ]]
-local RECORD = 16
+local RECORD = 14
 local function history_fields(key, names)
   local values = {}
   for first = 1, #names, 1000 do
@@ -43,5 +43,5 @@ local function history_add(value, record, depth)
   else
     skipped = skipped + 1
   end
-  return sent .. ',' .. skipped .. ',' .. missed .. ';' .. record .. string.sub(records, 1, (depth - 1) * RECORD)
+  return string.format('%d,%d,%d;%s%s', sent, skipped, missed, record, string.sub(records, 1, (depth - 1) * RECORD))
 end
