@@ -91,8 +91,7 @@ class RedisStore:
         args = self.commit_args(plans, history)
         return wire.decode_flags(self._run_resending("commit", args)) if plans else []
 
-    def commit_replicated(self, plans: Sequence[Plan], replicas: int, timeout: float,
-                          history: int = 0) -> tuple[list[bool], int]:
+    def commit_replicated(self, plans: Sequence[Plan], replicas: int, timeout: float, history: int = 0) -> tuple[list[bool], int]:
         """``commit``, then ``WAIT`` on the same connection: ``(flags, replicas that acknowledged it)``.
 
         Sent once more if the connection drops, as ``commit`` is (commit.lua reports a
@@ -184,14 +183,6 @@ class RedisStore:
     def get_raw(self, name: str) -> bytes | None:
         """The stored definition text of ``name``, or None."""
         value: Any = self.client.hget(self.keys.schedule, name)
-        return value
-
-    def history_raw(self, name: str) -> bytes | None:
-        """The stored run history of ``name`` (history.py), or None; None too when the history key is not a hash."""
-        try:
-            value: Any = self.client.hget(self.keys.history, name)
-        except redis.ResponseError:  # WRONGTYPE: history that cannot be read is no history
-            return None
         return value
 
     def exists(self, name: str) -> bool:
