@@ -37,6 +37,7 @@ import json, sys, time
 from pathlib import Path
 tree, url, n, kind, workdir = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], Path(sys.argv[5])
 conf = json.loads(sys.argv[6])
+fill = int(sys.argv[7])
 sys.path.insert(0, tree)
 import redis
 import celerybeatredis
@@ -49,6 +50,15 @@ subject = Ours(url, workdir)
 workload = Burst(n, kind)
 subject.insert(workload, range(n))
 subject.prepare(workload)
+if fill:  # every entry's history full, as after that many runs: each commit then rewrites a full field
+    from celerybeatredis.history import record, stamp
+    pipe = server.pipeline(transaction=False)
+    runs = f"{fill},0,0;" + "".join(record("s", stamp(1_795_514_400.0 - 60 * k), 0.004) for k in range(fill))
+    for i in range(n):
+        pipe.hset(subject.store.keys.history, workload.entry(i).name, runs)
+        if len(pipe) >= 10_000:
+            pipe.execute()
+    pipe.execute()
 app, recorder = subject.stub_app(**conf)
 app.tasks  # the app is finalized before the clock starts
 sched = subject.scheduler(app)
@@ -74,6 +84,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--entries", type=int, default=100_000, help="N (default 100,000)")
     parser.add_argument("--kind", choices=("interval", "crontab"), default="interval")
     parser.add_argument("--rounds", type=int, default=2, help="runs of every tree (default 2)")
+    parser.add_argument("--fill-history", type=int, default=0, metavar="D",
+                        help="start with every entry's run history full at depth D (trees that have history.py)")
     return parser.parse_args(argv)
 
 
@@ -94,7 +106,8 @@ def run_once(spec: str, url: str, args: argparse.Namespace, workdir: Path) -> di
     """One tree's figures, from a process of its own."""
     tree, conf = tree_conf(spec)
     done = subprocess.run(
-        [sys.executable, "-c", CHILD, str(tree.resolve()), url, str(args.entries), args.kind, str(workdir), json.dumps(conf)],
+        [sys.executable, "-c", CHILD, str(tree.resolve()), url, str(args.entries), args.kind, str(workdir), json.dumps(conf),
+         str(args.fill_history)],
         capture_output=True, text=True, check=False,
     )
     if done.returncode != 0:

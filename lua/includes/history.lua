@@ -5,7 +5,7 @@
   history_fields(key, names)          the fields of names (false where none), or nil when key is not a hash
   history_drop(key, names)            HDEL names, unless key is not a hash
   A history key of another type never fails a script (and needs no TYPE): pcall, and it is left alone.
-  history_read(value)                 sent, skipped, missed and the whole records of a field; 0, 0, 0, "" if it does not read
+  history_read(value, most)           sent, skipped, missed and the (most) whole records of a field; 0, 0, 0, "" if it does not read
   history_add(value, record, depth)   the field with record first, at most depth records, its counter up
 ]]
 local RECORD = 14
@@ -23,18 +23,21 @@ local function history_drop(key, names)
     redis.pcall('HDEL', key, unpack(names, first, math.min(first + 999, #names)))
   end
 end
-local function history_read(value)
+local function history_read(value, most)
+  -- most: the records wanted (nil: all); cut from value at once, so a long field is copied once
   if value then
     local sent, skipped, missed, at = string.match(value, '^(%d+),(%d+),(%d+);()')
     if sent then
-      local records = string.sub(value, at)
-      return tonumber(sent), tonumber(skipped), tonumber(missed), string.sub(records, 1, #records - #records % RECORD)
+      local whole = #value - at + 1
+      whole = whole - whole % RECORD
+      if most and most * RECORD < whole then whole = most * RECORD end
+      return tonumber(sent), tonumber(skipped), tonumber(missed), string.sub(value, at, at + whole - 1)
     end
   end
   return 0, 0, 0, ''
 end
 local function history_add(value, record, depth)
-  local sent, skipped, missed, records = history_read(value)
+  local sent, skipped, missed, records = history_read(value, depth - 1)
   local code = string.sub(record, 1, 1)
   if code == 's' then
     sent = sent + 1
@@ -43,5 +46,5 @@ local function history_add(value, record, depth)
   else
     skipped = skipped + 1
   end
-  return string.format('%d,%d,%d;%s%s', sent, skipped, missed, record, string.sub(records, 1, (depth - 1) * RECORD))
+  return string.format('%d,%d,%d;%s%s', sent, skipped, missed, record, records)
 end
