@@ -1,6 +1,11 @@
 """Dispatch throughput of two (or more) source trees of celerybeat-redis, side by side in one run.
 
     python benchmarks/compare.py /path/to/old-checkout . --entries 100000 --rounds 2
+    python benchmarks/compare.py .::redis_scheduler_history=0 . --entries 100000 --rounds 3
+
+A tree written ``PATH::setting=value[,setting=value]`` runs with those Celery
+settings (a value is read as JSON when it is JSON): one tree can so be set
+against itself, e.g. with a feature off and on.
 
 Each round runs every tree once, in turn, in a process of its own against the
 same private redis-server: ``N`` interval (or crontab) entries with 20% due at
@@ -20,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -30,6 +36,8 @@ CHILD = """
 import json, sys, time
 from pathlib import Path
 tree, url, n, kind, workdir = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], Path(sys.argv[5])
+conf = json.loads(sys.argv[6])
+fill = int(sys.argv[7])
 sys.path.insert(0, tree)
 import redis
 import celerybeatredis
@@ -42,7 +50,16 @@ subject = Ours(url, workdir)
 workload = Burst(n, kind)
 subject.insert(workload, range(n))
 subject.prepare(workload)
-app, recorder = subject.stub_app()
+if fill:  # every entry's history full, as after that many runs: each commit then rewrites a full field
+    from celerybeatredis.history import record, stamp
+    pipe = server.pipeline(transaction=False)
+    runs = f"{fill},0,0;" + "".join(record("s", stamp(1_795_514_400.0 - 60 * k), 0.004) for k in range(fill))
+    for i in range(n):
+        pipe.hset(subject.store.keys.history, workload.entry(i).name, runs)
+        if len(pipe) >= 10_000:
+            pipe.execute()
+    pipe.execute()
+app, recorder = subject.stub_app(**conf)
 app.tasks  # the app is finalized before the clock starts
 sched = subject.scheduler(app)
 due = workload.due_count()
@@ -62,17 +79,35 @@ print(json.dumps({"rate": recorder.count / took, "cpu_us": cpu * per, "redis_us"
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("trees", nargs="+", type=Path, help="source checkouts to compare; ratios are to the first")
+    parser.add_argument("trees", nargs="+", help="source checkouts to compare (PATH or PATH::setting=value,...); "
+                        "ratios are to the first")
     parser.add_argument("--entries", type=int, default=100_000, help="N (default 100,000)")
     parser.add_argument("--kind", choices=("interval", "crontab"), default="interval")
     parser.add_argument("--rounds", type=int, default=2, help="runs of every tree (default 2)")
+    parser.add_argument("--fill-history", type=int, default=0, metavar="D",
+                        help="start with every entry's run history full at depth D (trees that have history.py)")
     return parser.parse_args(argv)
 
 
-def run_once(tree: Path, url: str, args: argparse.Namespace, workdir: Path) -> dict[str, float]:
+def tree_conf(spec: str) -> tuple[Path, dict[str, Any]]:
+    """``PATH::setting=value,...`` as the tree's path and its settings (values read as JSON when they are JSON)."""
+    path, _, settings = spec.partition("::")
+    conf: dict[str, Any] = {}
+    for item in filter(None, settings.split(",")):
+        key, _, value = item.partition("=")
+        try:
+            conf[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            conf[key.strip()] = value
+    return Path(path), conf
+
+
+def run_once(spec: str, url: str, args: argparse.Namespace, workdir: Path) -> dict[str, float]:
     """One tree's figures, from a process of its own."""
+    tree, conf = tree_conf(spec)
     done = subprocess.run(
-        [sys.executable, "-c", CHILD, str(tree.resolve()), url, str(args.entries), args.kind, str(workdir)],
+        [sys.executable, "-c", CHILD, str(tree.resolve()), url, str(args.entries), args.kind, str(workdir), json.dumps(conf),
+         str(args.fill_history)],
         capture_output=True, text=True, check=False,
     )
     if done.returncode != 0:
@@ -84,7 +119,7 @@ def run_once(tree: Path, url: str, args: argparse.Namespace, workdir: Path) -> d
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     server = RedisServer().start()
-    results: dict[Path, list[dict[str, float]]] = {tree: [] for tree in args.trees}
+    results: dict[str, list[dict[str, float]]] = {tree: [] for tree in args.trees}
     try:
         with tempfile.TemporaryDirectory() as workdir:
             for round_no in range(1, args.rounds + 1):

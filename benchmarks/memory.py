@@ -8,6 +8,12 @@ the 20% that are due (``app.send_task`` replaced by a counter), and prints the
 ``used_memory`` delta per entry of each step and ``MEMORY USAGE`` of every key
 of the schedule divided by its number of fields, on a private redis-server.
 
+``--history D`` (default: the setting's default, 20; 0 = off) runs beat
+with ``redis_scheduler_history = D``, then fills every entry's history to
+its depth, as it is once the entry has run ``D`` times, and prints the bytes
+per entry with full history and its ratio to RedBeat's 782 B per entry
+(measured by ``benchmarks/run.py``, docs/benchmarks.rst).
+
 ``--layouts`` then writes the same entries, as they are after one run, in
 other key layouts with plain commands and prints each one's ``used_memory``
 per entry: what a layout change would save, measured instead of estimated.
@@ -28,7 +34,12 @@ import redis
 
 from benchmarks.subjects import Ours
 from benchmarks.workload import Burst
+from celerybeatredis.history import record, stamp
+from celerybeatredis.settings import Settings
 from tests.redis_server import RedisServer
+
+#: RedBeat's Redis memory per entry at N = 1,000,000 (docs/benchmarks.rst); memory is reported against 0.75x of it.
+REDBEAT_BYTES = 782
 
 
 def text(value: bytes | str) -> str:
@@ -81,10 +92,26 @@ def layouts(client: redis.Redis, subject: Ours, workload: Burst, used: Callable[
         print(f"{label:56} {(used() - before) / n:>11.0f}")
 
 
+def fill_history(client: redis.Redis, subject: Ours, workload: Burst, depth: int) -> None:
+    """Write every entry's history as it is after ``depth`` sent runs (plain HSET)."""
+    if depth > 0:
+        key = subject.store.keys.history
+        t0 = 1_795_514_400.0
+        pipe = client.pipeline(transaction=False)
+        for i in range(workload.n):
+            runs = "".join(record("s", stamp(t0 - 60 * k - i / 1000), 0.004) for k in range(depth))
+            pipe.hset(key, workload.entry(i).name, f"{depth},0,0;{runs}")
+            if len(pipe) >= 10_000:
+                pipe.execute()
+        pipe.execute()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--entries", type=int, default=100_000, help="schedule size N")
     parser.add_argument("--layouts", action="store_true", help="also measure other key layouts (see above)")
+    parser.add_argument("--history", type=int, default=Settings().history,
+                        help="redis_scheduler_history: runs kept per entry (default %(default)s; 0 = off)")
     args = parser.parse_args()
     n: int = args.entries
 
@@ -102,7 +129,7 @@ def main() -> None:
         inserted = used()
         subject.prepare(workload)
         prepared = used()
-        app, recorder = subject.stub_app()
+        app, recorder = subject.stub_app(redis_scheduler_history=args.history)
         sched = subject.scheduler(app)
         while recorder.count < workload.due_count():
             sched.tick()
@@ -113,6 +140,14 @@ def main() -> None:
         print(f"N = {n:,}; used_memory per entry: written {(inserted - before) / n:.0f} B, "
               f"after beat looked at it {(prepared - before) / n:.0f} B, a first run adds {per_run:.0f} B "
               f"(the figure benchmarks/run.py reports: {(prepared - before) / n + per_run:.0f} B)")
+        history_key = subject.store.keys.history
+        first_records = client.memory_usage(history_key, samples=0) or 0  # the one record each run wrote
+        fill_history(client, subject, workload, args.history)
+        history = (client.memory_usage(history_key, samples=0) or 0) / n
+        total = (prepared - before) / n + per_run - first_records / max(recorder.count, 1) + history
+        print(f"history depth {args.history}: {history:.0f} B per entry once full ({{T}}:history, MEMORY USAGE); "
+              f"an entry that has run, with full history: {total:.0f} B, {total / REDBEAT_BYTES:.2f}x RedBeat's "
+              f"{REDBEAT_BYTES} B (the target, 0.75x, is {0.75 * REDBEAT_BYTES:.0f} B)")
         print(f"{'key':32} {'type':6} {'members':>9} {'encoding':10} {'B per member':>12}")
         for key in sorted(client.scan_iter(match=f"{{{subject.store.keys.tag}}}:*")):
             count = fields(client, key)

@@ -18,6 +18,8 @@ from celery.schedules import schedule as interval_schedule
 
 from .codec import SHORT_DIGEST, Definition, interval_is_due
 from .exceptions import InvalidDefinition
+from .history import record
+from .history import stamp as history_stamp
 from .keys import NEVER
 from .runstate import parse_last_run_at
 from .wire import Claimed, Plan
@@ -60,14 +62,16 @@ class Batch:
     for the batch and dropped with it.
     """
 
-    __slots__ = ("_anchors", "_due", "_last_runs", "at", "lease", "now", "run_at")
+    __slots__ = ("_anchors", "_due", "_last_runs", "at", "lease", "now", "run_at", "stamp")
 
-    def __init__(self, lease: str, at: float) -> None:
+    def __init__(self, lease: str, at: float, history: bool = False) -> None:
         self.lease = lease
         #: The batch's time (Unix seconds, from Redis), as a datetime, and as written to last_run_at.
         self.at = at
         self.now = datetime.fromtimestamp(at, timezone.utc)
         self.run_at = self.now.isoformat()
+        #: Its history stamp (history.py), "" with history off: no records, no task ids chosen.
+        self.stamp = history_stamp(at) if history else ""
         #: By (schedule id, last run, its zone); the schedule is kept so its id stays its own.
         self._due: dict[tuple[int, datetime, object], tuple[BaseSchedule, tuple[bool, float]]] = {}
         self._last_runs: dict[str, datetime | None] = {}
@@ -144,9 +148,9 @@ def decide(entry: Claimed, defn: Definition, last_run: datetime | None, stamped:
     limited = defn.runs_once or defn.max_run_count is not None or defn.expires is not None
     retired = not defn.enabled or (limited and finished(defn, count, now))
     if retired and not run_now:
-        return _not_run(entry, batch, NEVER, digest_field, seed_count, seed_last, "retired")
+        return _not_run(entry, batch, NEVER, digest_field, seed_count, seed_last, "retired", "d")
     if not run_now and defn.start_time is not None and now < defn.start_time:
-        return _not_run(entry, batch, defn.start_time.timestamp(), digest_field, seed_count, seed_last, "held")
+        return _not_run(entry, batch, defn.start_time.timestamp(), digest_field, seed_count, seed_last, "held", "h")
     try:
         sched = defn.schedule
         if run_now:
@@ -160,15 +164,32 @@ def decide(entry: Claimed, defn: Definition, last_run: datetime | None, stamped:
         return _not_run(entry, batch, batch.at + max(float(next_in), 0.0), digest_field, seed_count, seed_last, "wait")
     runs = count + 1
     next_score = NEVER if retired or (limited and finished(defn, runs, now)) else batch.at + float(next_in)
-    plan = _make(Plan, (entry.name, batch.lease, next_score, True, batch.run_at, digest_field, "", seed_count, seed_last))
+    noted = ""
+    if batch.stamp:
+        late = batch.at - entry.score if entry.score > 0 else 0.0
+        noted = record("m" if late >= float(next_in) > 0 else "s", batch.stamp, late)
+    plan = _make(Plan, (entry.name, batch.lease, next_score, True, batch.run_at, digest_field, "", seed_count, seed_last,
+                        noted))
     return _make(Decision, (plan, _make(Run, (defn, runs)), "run"))
 
 
 def _not_run(entry: Claimed, batch: Batch, score: float, digest_field: str, seed_count: int | None, seed_last: str | None,
-             outcome: Outcome) -> Decision:
-    """The decision for an entry that does not run now: due again at ``score``."""
-    plan = _make(Plan, (entry.name, batch.lease, score, False, "", digest_field, "", seed_count, seed_last))
+             outcome: Outcome, skipped: str = "") -> Decision:
+    """The decision for an entry that does not run now: due again at ``score``.
+
+    A ``skipped`` run (its outcome letter) is noted in the history when a due time had passed (score > 0, not a
+    look-now after an edit).
+    """
+    noted = skip_record(entry, batch, skipped) if skipped else ""
+    plan = _make(Plan, (entry.name, batch.lease, score, False, "", digest_field, "", seed_count, seed_last, noted))
     return _make(Decision, (plan, None, outcome))
+
+
+def skip_record(entry: Claimed, batch: Batch, code: str) -> str:
+    """The history record of a due run not sent (``code``: its reason), "" with history off or nothing due."""
+    if not batch.stamp or entry.score <= 0:
+        return ""
+    return record(code, batch.stamp, batch.at - entry.score)
 
 
 def finished(defn: Definition, runs: int, now: datetime) -> bool:

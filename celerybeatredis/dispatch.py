@@ -69,14 +69,15 @@ class Dispatcher:
         with stop_signals_held():
             replicas = self.settings.wait_replicas
             if replicas:
-                committed, acked = store.commit_replicated(planned.plans, replicas, self.settings.wait_timeout)
+                committed, acked = store.commit_replicated(planned.plans, replicas, self.settings.wait_timeout,
+                                                            self.settings.history)
                 # A commit the replicas did not get may be lost in a failover: undo its runs rather than publish them.
                 withheld = acked < replicas
                 if withheld:
                     logger.warning("beat: commit acknowledged by %d of %d replicas; its runs are not published",
                                    acked, replicas)
             else:
-                committed, withheld = store.commit(planned.plans), False
+                committed, withheld = store.commit(planned.plans, self.settings.history), False
             return self.publish(store, planned, committed, withheld)
 
     def publish(self, store: RedisStore, planned: Planned, committed: list[bool], withheld: bool) -> bool:

@@ -47,6 +47,9 @@ class Keys:
     meta: str = field(init=False)
     #: Hash: beat id -> JSON heartbeat (beats.py); used on the first shard only, pruned by heartbeat.lua.
     beats: str = field(init=False)
+    #: Hash: entry name -> its run history, ``"<sent>,<skipped>,<missed>;"`` then the last runs as fixed-width
+    #: records (see history.py). Not in :meth:`types`: history that cannot be read never stops beat.
+    history: str = field(init=False)
 
     def __post_init__(self) -> None:
         for key in fields(self)[1:]:
@@ -55,7 +58,7 @@ class Keys:
     def all(self) -> list[str]:
         """Every key the schedule may use."""
         return [self.schedule, self.due, self.total_run_count, self.last_run_at, self.statics, self.static_digest,
-                self.invalid, self.digest, self.meta, self.beats]
+                self.invalid, self.digest, self.meta, self.beats, self.history]
 
     def types(self) -> dict[str, str]:
         """The Redis type each key beat checks at start must have, when it exists."""

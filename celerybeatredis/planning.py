@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 from typing import NamedTuple
 
 from .codec import SHORT_DIGEST, Codec, Definition, digest
-from .decisions import Batch, Decision, decide, log_quarantined, quarantine, stamp
+from .decisions import Batch, Decision, decide, log_quarantined, quarantine, skip_record, stamp
 from .exceptions import InvalidDefinition
 from .settings import Settings
 from .wire import Claim, Claimed, Plan
@@ -45,7 +45,7 @@ class Planner:
     def plan(self, claim: Claim) -> Planned:
         """What happens to each entry of ``claim``, decided at the claim's time (the Redis server's)."""
         started = time.perf_counter()
-        batch = Batch(claim.lease, claim.now)
+        batch = Batch(claim.lease, claim.now, self.settings.history > 0)
         self.clock.current = batch.now
         decisions = [self.decide(entry, batch) for entry in claim.entries]
         return Planned(claim, decisions, [d.plan for d in decisions], batch.now, time.perf_counter() - started)
@@ -67,9 +67,11 @@ class Planner:
             problem = InvalidDefinition("", f"cannot be scheduled: {type(exc).__name__}: {exc}")
             decision = quarantine(entry.name, batch.lease, problem, f"{digest(entry.definition)[:SHORT_DIGEST]} {batch.at:.6f}")
             log_quarantined(decision.plan.invalid_reason, self.settings.tag, exc)
-            return decision
-        if decision.outcome == "quarantined":
-            log_quarantined(decision.plan.invalid_reason, self.settings.tag)
+        else:
+            if decision.outcome == "quarantined":
+                log_quarantined(decision.plan.invalid_reason, self.settings.tag)
+        if decision.outcome == "quarantined" and batch.stamp:
+            decision = decision._replace(plan=decision.plan._replace(history=skip_record(entry, batch, "q")))
         return decision
 
     def admit(self, entry: Claimed, defn: Definition) -> Definition:

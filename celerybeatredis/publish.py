@@ -19,6 +19,7 @@ from kombu.exceptions import OperationalError
 from .beatstats import BeatStats
 from .decisions import Run, log_quarantined, quarantine_reason
 from .exceptions import InvalidDefinition
+from .history import STAMP, task_id
 from .keys import NEVER
 from .planning import Planned
 from .redis_store import RedisStore
@@ -27,6 +28,9 @@ from .wire import Revert
 
 #: The message header naming the entry that sent a task (the name django-celery-beat uses).
 HEADER = "periodic_task_name"
+
+#: A history record's stamp is its characters 1 .. STAMP.
+HISTORY_STAMP_END = 1 + STAMP
 
 #: Beat logs under the name of the module users configure it by, whichever of its modules speaks.
 logger = logging.getLogger("celerybeatredis.schedulers")
@@ -64,8 +68,11 @@ class Publisher:
             if not withheld and producer is None:
                 producer = self.producer()
                 withheld = producer is None
+            # The history's stamp names the run: its task id is chosen here, before the worker can see it.
+            run_stamp = plan.history[1:HISTORY_STAMP_END]
             if not withheld:
-                error = self.send(claimed.name, run, now, producer)
+                tid = task_id(self.settings.tag, claimed.name, run_stamp) if run_stamp else None
+                error = self.send(claimed.name, run, now, producer, tid)
                 if error is None:
                     late.append(max(0.0, claim.now - claimed.score) if claimed.score > 0 else 0.0)
                     continue
@@ -74,11 +81,11 @@ class Publisher:
                     problem = InvalidDefinition("options", f"the task cannot be sent: {type(error).__name__}: {error}")
                     reason = quarantine_reason(claimed.name, problem)
                     log_quarantined(reason, self.settings.tag)
-                    reverts.append(Revert(claimed.name, plan.score, NEVER, claimed.last_run_at, reason))
+                    reverts.append(Revert(claimed.name, plan.score, NEVER, claimed.last_run_at, reason, run_stamp))
                     continue
                 withheld = True
             retry = -1.0 if claimed.score < 0 else claim.now + self.settings.publish_retry_seconds
-            reverts.append(Revert(claimed.name, plan.score, retry, claimed.last_run_at))
+            reverts.append(Revert(claimed.name, plan.score, retry, claimed.last_run_at, "", run_stamp))
         if reverts:
             store.revert(reverts)
         self.stats.published(late, reverts, broker_failed=withheld and not unsafe)
@@ -102,10 +109,13 @@ class Publisher:
             return None
         return producer
 
-    def send(self, name: str, run: Run, now: datetime, producer: Producer | None) -> BaseException | None:
-        """Send one task as Celery beat would; the error if it could not be published."""
+    def send(self, name: str, run: Run, now: datetime, producer: Producer | None,
+             tid: str | None = None) -> BaseException | None:
+        """Send one task as Celery beat would (with task id ``tid``, if given); the error if it could not be published."""
         defn, runs = run
         options = dict(defn.options)
+        if tid is not None:
+            options["task_id"] = tid
         # The entry's name rides in a header (as django-celery-beat's), so a worker, a result backend or Flower can
         # tell which entry sent a task: ``self.request.periodic_task_name`` in the task.
         options["headers"] = {**options["headers"], HEADER: name} if "headers" in options else {HEADER: name}

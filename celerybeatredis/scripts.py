@@ -31,12 +31,13 @@ except ImportError:  # pragma: no cover - hiredis comes with redis[hiredis], a d
 
 #: Each script's KEYS, as :class:`Keys` attribute names in the order its header declares them.
 SCRIPT_KEYS: dict[str, tuple[str, ...]] = {
-    "claim": ("due", "schedule", "total_run_count", "last_run_at", "digest", "invalid"),
-    "commit": ("due", "total_run_count", "last_run_at", "digest", "invalid"),
-    "revert": ("due", "total_run_count", "last_run_at", "invalid"),
-    "reconcile": ("schedule", "due", "digest", "meta", "total_run_count", "last_run_at", "invalid"),
+    "claim": ("due", "schedule", "total_run_count", "last_run_at", "digest", "invalid", "history"),
+    "commit": ("due", "total_run_count", "last_run_at", "digest", "invalid", "history"),
+    "revert": ("due", "total_run_count", "last_run_at", "invalid", "history"),
+    "reconcile": ("schedule", "due", "digest", "meta", "total_run_count", "last_run_at", "invalid", "history"),
     "upsert": ("schedule", "due", "statics", "static_digest"),
-    "remove": ("schedule", "due", "total_run_count", "last_run_at", "digest", "invalid", "statics", "static_digest"),
+    "remove": ("schedule", "due", "total_run_count", "last_run_at", "digest", "invalid", "statics", "static_digest",
+               "history"),
     "run_now": ("schedule", "due"),
     "replace": ("schedule", "due"),
     "restore_state": ("total_run_count", "last_run_at"),

@@ -53,6 +53,7 @@ class Settings:
             less than deciding it does, measured (None, "auto").
         http: ``host:port`` beat serves ``/healthz`` and ``/metrics`` on (needs the
             ``metrics`` extra); None = no HTTP endpoint.
+        history: Runs kept in each entry's history (``{T}:history``), written by the commit; 0 = off.
     """
 
     url: str = DEFAULT_URL
@@ -70,6 +71,7 @@ class Settings:
     wait_timeout: float = 1.0
     claim_ahead: bool | None = None
     http: str | None = None
+    history: int = 20
 
     @property
     def tag(self) -> str:
@@ -123,6 +125,7 @@ class Settings:
             wait_timeout=number("wait_timeout", float),
             claim_ahead=_auto_flag(get("redis_scheduler_claim_ahead"), "redis_scheduler_claim_ahead"),
             http=str(get("redis_scheduler_http")) if get("redis_scheduler_http") not in (None, "") else None,
+            history=number("history", int),
         )
         settings.validate()
         return settings
@@ -140,8 +143,9 @@ class Settings:
         for name in ("batch_size", "reconcile_batch", "shards"):
             if getattr(self, name) < 1:
                 raise ValueError(f"redis_scheduler_{name} must be at least 1")
-        if self.wait_replicas < 0:
-            raise ValueError("redis_scheduler_wait_replicas must not be negative")
+        for name in ("wait_replicas", "history"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"redis_scheduler_{name} must not be negative")
         for name in ("lease_seconds", "reconcile_interval", "publish_retry_seconds", "wait_timeout"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"redis_scheduler_{name} must be greater than 0")

@@ -14,6 +14,7 @@ from itertools import islice
 from operator import itemgetter
 from typing import Any, TypeVar
 
+import redis
 from celery import Celery
 
 from .connection import RedisClient, client_from_settings, close_client, make_client
@@ -169,6 +170,15 @@ class ShardedStore:
     def get_raw(self, name: str) -> bytes | None:
         """The stored definition text of ``name``, or None."""
         return self.store_for(name).get_raw(name)
+
+    def history_raw(self, name: str) -> bytes | None:
+        """The stored run history of ``name`` (history.py) in its shard, or None; None too when the key is not a hash."""
+        store = self.store_for(name)
+        try:
+            value: Any = store.client.hget(store.keys.history, name)
+        except redis.ResponseError:  # WRONGTYPE: history that cannot be read is no history
+            return None
+        return value
 
     def exists(self, name: str) -> bool:
         """Whether an entry of that name exists."""

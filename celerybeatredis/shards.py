@@ -10,7 +10,12 @@ by its own ``RedisStore``, so every Lua script still touches one slot only.
 The layout in use is recorded in ``{T}:meta`` (field ``shards``); beat warns
 at start when it differs from its setting, and the management API refuses
 to write. ``reshard`` moves entries, with their run state, to a new K;
-``celerybeatredis reshard --to K`` runs it. The routing itself is
+``celerybeatredis reshard --to K`` runs it. Run history (``{T:i}:history``)
+does not move: it is a log of recent runs, not state beat needs, and would
+add a few hundred bytes per entry to every export/adopt call; remove.lua
+deletes it from the old shard and the entry starts a fresh one in its new
+shard (its task ids stay derived from the schedule's tag, not the shard's).
+The routing itself is
 :class:`~celerybeatredis.sharded_store.ShardedStore`'s.
 """
 

@@ -14,6 +14,8 @@ from .codec import Codec, dump_document, load_document
 from .entries import Entry, InvalidEntry, Page, Stats, decode, status_of, timestamp_to_datetime
 from .exceptions import CeleryBeatRedisError, EntryNotFound, InvalidDefinition
 from .firetimes import FireTime, fire_times
+from .history import History
+from .history import parse as parse_history
 from .runstate import parse_last_run_at
 from .sharded_store import ShardedStore
 from .wire import Claimed, StoredEntry
@@ -52,6 +54,17 @@ class ScheduleReads:
         if found is None:
             raise EntryNotFound(name)
         return self._entry(found)
+
+    def history(self, name: str, n: int = 20) -> History:
+        """The entry's run counters and its ``n`` newest runs (newest first), each with its task id when it was sent.
+
+        Raises:
+            EntryNotFound: no entry of that name and no history left of one.
+        """
+        raw = self.sharded.history_raw(name)
+        if raw is None and not self.sharded.exists(name):
+            raise EntryNotFound(name)
+        return parse_history(self.sharded.tag, name, raw, n)
 
     def find(self, names: Sequence[str]) -> list[Entry | None]:
         """Entries for ``names`` in one round trip (None where there is none)."""

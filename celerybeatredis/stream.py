@@ -92,7 +92,7 @@ class Streamer:
                 planned = self.planner.plan(current)
                 if committing is not None:  # published before this batch is committed: one batch at risk, as ever
                     failed = self.publish_committed(store, stream, committing, failed)
-                stream.send("commit", store.commit_args(planned.plans))
+                stream.send("commit", store.commit_args(planned.plans, self.settings.history))
                 committing = planned
                 if not claim_sent:
                     break
@@ -129,5 +129,5 @@ class Streamer:
             committed = [bool(flag) for flag in stream.read()]
         except (NoScriptError, redis.ConnectionError, redis.TimeoutError):
             # Not run, or perhaps run with the reply lost: commit.lua takes the same plans again.
-            committed = store.commit(planned.plans)
+            committed = store.commit(planned.plans, self.settings.history)
         return self.publish(store, planned, committed, failed) or failed

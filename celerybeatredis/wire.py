@@ -69,6 +69,8 @@ class Plan(NamedTuple):
     invalid_reason: str = ""
     seed_total_run_count: int | None = None
     seed_last_run_at: str | None = None
+    #: The run's history record (history.py), "" for none.
+    history: str = ""
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,8 @@ class Revert:
     retry_score: float
     previous_last_run_at: str | None
     invalid_reason: str = ""
+    #: The stamp of the run's history record to mark as a publish error, "" for none.
+    history_stamp: str = ""
 
 
 @dataclass(frozen=True)
@@ -134,24 +138,24 @@ def claim_args(batch: int, lease_seconds: float, now: float | None) -> list[Any]
     return [batch, lease_seconds, "" if now is None else repr(now)]
 
 
-def commit_args(plans: Sequence[Plan]) -> list[Any]:
-    """ARGV of commit.lua: nine values per plan."""
-    args: list[Any] = []
+def commit_args(plans: Sequence[Plan], history: int = 0) -> list[Any]:
+    """ARGV of commit.lua: the history depth (0 = off), then ten values per plan."""
+    args: list[Any] = [history]
     extend = args.extend
-    for name, lease, score, ran, run_at, dig, reason, seed_count, seed_last in plans:
+    for name, lease, score, ran, run_at, dig, reason, seed_count, seed_last, record in plans:
         extend((
             name.encode("utf-8", "surrogateescape"), lease, "inf" if score == NEVER else repr(float(score)),
-            "1" if ran else "0", run_at, dig, reason, "" if seed_count is None else seed_count, seed_last or "",
+            "1" if ran else "0", run_at, dig, reason, "" if seed_count is None else seed_count, seed_last or "", record,
         ))
     return args
 
 
 def revert_args(reverts: Sequence[Revert]) -> list[Any]:
-    """ARGV of revert.lua: five values per entry."""
+    """ARGV of revert.lua: six values per entry."""
     args: list[Any] = []
     for r in reverts:
         args += [name_bytes(r.name), score_arg(r.committed_score), score_arg(r.retry_score),
-                 r.previous_last_run_at or "", r.invalid_reason]
+                 r.previous_last_run_at or "", r.invalid_reason, r.history_stamp]
     return args
 
 

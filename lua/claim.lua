@@ -12,6 +12,7 @@
   KEYS[4]  {T}:last_run_at      hash   name -> ISO-8601
   KEYS[5]  {T}:digest           hash   name -> "<sha1 prefix>[ <anchor>]"
   KEYS[6]  {T}:invalid          hash   name -> reason
+  KEYS[7]  {T}:history          hash   name -> run history (dropped with a gone entry; left alone if not a hash)
 
   ARGV[1]  batch size (most entries claimed)
   ARGV[2]  lease in seconds
@@ -23,9 +24,11 @@
            after the claim.
 ]]
 local due, schedule, run_count, last_run, digest, invalid = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local history = KEYS[7]
 local batch, lease_seconds, now = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local rcall = redis.call
 --@include each_slice
+--@include history
 
 if not now then
   local t = rcall('TIME')
@@ -72,6 +75,7 @@ if #gone > 0 then
   for _, key in ipairs({run_count, last_run, digest, invalid}) do
     each_slice(gone, function(...) rcall('HDEL', key, ...) end)
   end
+  history_drop(history, gone)
   removed = #gone
 end
 

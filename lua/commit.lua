@@ -14,28 +14,38 @@
   KEYS[3]  {T}:last_run_at      hash
   KEYS[4]  {T}:digest           hash
   KEYS[5]  {T}:invalid          hash
+  KEYS[6]  {T}:history          hash   name -> "<sent>,<skipped>,<missed>;<record>..." (see history.py)
 
-  ARGV     nine values per entry:
+  ARGV[1]  history depth: records kept per entry (0 = history off: KEYS[6] untouched)
+  ARGV     then ten values per entry:
            name, lease, next score ("inf" = never), ran ("1"/"0"),
            run time ISO-8601 (when ran), digest value ("" = leave it as it is),
            invalid reason ("" = valid),
-           seed total_run_count ("" = none), seed last_run_at ("" = none)
+           seed total_run_count ("" = none), seed last_run_at ("" = none),
+           history record (14 characters, "" = none)
+
+  History is written in this call (no round trip of its own): the record goes
+  first, the oldest past the depth are cut off, the counters go up. A
+  history key that is not a hash, or a field that does not read as history,
+  never stops the commit: the key is left alone, the field starts afresh.
 
   Returns  {1 or 0, ...} one per entry: 1 = committed (now or by a resent
            call), 0 = lease lost
 ]]
-local due, run_count, last_run, digest, invalid = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local due, run_count, last_run, digest, invalid, history = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local rcall = redis.call
 --@include each_slice
+--@include history
 
+local depth = tonumber(ARGV[1]) or 0
 local names = {}
-for i = 1, #ARGV, 9 do names[#names + 1] = ARGV[i] end
+for i = 2, #ARGV, 10 do names[#names + 1] = ARGV[i] end
 local scores = multi('ZMSCORE', due, names)
 
 local out = {}
-local next_scores, runs, digests, valid, reasons = {}, {}, {}, {}, {}
+local next_scores, runs, digests, valid, reasons, noted, records = {}, {}, {}, {}, {}, {}, {}
 for j = 1, #names do
-  local i = 9 * j - 8
+  local i = 10 * j - 8
   local name, lease, next_score, ran, run_at = names[j], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
   local new_digest, reason, seed_count, seed_last = ARGV[i + 5], ARGV[i + 6], ARGV[i + 7], ARGV[i + 8]
   local current = scores[j]
@@ -48,6 +58,10 @@ for j = 1, #names do
       rcall('HINCRBY', run_count, name, 1)
       runs[#runs + 1] = name
       runs[#runs + 1] = run_at
+    end
+    if depth > 0 and ARGV[i + 9] ~= '' then
+      noted[#noted + 1] = name
+      records[#records + 1] = ARGV[i + 9]
     end
     if new_digest ~= '' then
       digests[#digests + 1] = name
@@ -72,4 +86,13 @@ each_slice(runs, function(...) rcall('HSET', last_run, ...) end)
 each_slice(digests, function(...) rcall('HSET', digest, ...) end)
 each_slice(reasons, function(...) rcall('HSET', invalid, ...) end)
 each_slice(valid, function(...) rcall('HDEL', invalid, ...) end)
+local olds = #noted > 0 and history_fields(history, noted)
+if olds then
+  local fields = {}
+  for k = 1, #noted do
+    fields[#fields + 1] = noted[k]
+    fields[#fields + 1] = history_add(olds[k], records[k], depth)
+  end
+  each_slice(fields, function(...) rcall('HSET', history, ...) end)
+end
 return out

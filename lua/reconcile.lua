@@ -14,6 +14,7 @@
   KEYS[5]  {T}:total_run_count  hash
   KEYS[6]  {T}:last_run_at      hash
   KEYS[7]  {T}:invalid          hash
+  KEYS[8]  {T}:history          hash   (left alone when it is not a hash)
 
   ARGV[1]  COUNT hint for each scan
 
@@ -21,10 +22,11 @@
             1 if the schedule pass wrapped around else 0}
 ]]
 local schedule, due, digest, meta = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local run_count, last_run, invalid = KEYS[5], KEYS[6], KEYS[7]
+local run_count, last_run, invalid, history = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 local count = tonumber(ARGV[1])
 local rcall = redis.call
 --@include each_slice
+--@include history
 
 local hcursor = rcall('HGET', meta, 'reconcile_schedule_cursor') or '0'
 local zcursor = rcall('HGET', meta, 'reconcile_due_cursor') or '0'
@@ -60,6 +62,7 @@ for i = 1, #zpage[2], 2 do
     rcall('HDEL', last_run, name)
     rcall('HDEL', digest, name)
     rcall('HDEL', invalid, name)
+    history_drop(history, {name})
     dropped = dropped + 1
   end
 end

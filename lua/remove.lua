@@ -1,5 +1,5 @@
 --[[
-  Remove entries: definition, due time, run state, digest, quarantine, static mark and digest.
+  Remove entries: definition, due time, run state, digest, quarantine, static mark and digest, run history.
 
   KEYS[1]  {T}:schedule         hash
   KEYS[2]  {T}:due              zset
@@ -9,14 +9,16 @@
   KEYS[6]  {T}:invalid          hash
   KEYS[7]  {T}:statics          set
   KEYS[8]  {T}:static_digest    hash
+  KEYS[9]  {T}:history          hash
 
   ARGV     names
 
   Returns  number of definitions removed
 ]]
 local schedule, due, statics, static_digest = KEYS[1], KEYS[2], KEYS[7], KEYS[8]
-local state = {KEYS[3], KEYS[4], KEYS[5], KEYS[6]}  -- total_run_count, last_run_at, digest, invalid
 local rcall = redis.call
+--@include history
+local state = {KEYS[3], KEYS[4], KEYS[5], KEYS[6]}  -- total_run_count, last_run_at, digest, invalid
 
 local removed = 0
 for _, name in ipairs(ARGV) do
@@ -26,4 +28,5 @@ for _, name in ipairs(ARGV) do
   rcall('SREM', statics, name)
   rcall('HDEL', static_digest, name)
 end
+history_drop(KEYS[9], ARGV)
 return removed

@@ -5,24 +5,29 @@
   the run count goes back down, last_run_at goes back, and the entry is due
   again at the retry score. With a reason, the entry is also quarantined
   (its task cannot be sent as defined; the retry score is then "inf").
+  The run's history record (the newest, when its sent time is the one given)
+  becomes a publish error ("e") and the sent (and missed) counters go back down.
 
   KEYS[1]  {T}:due              zset
   KEYS[2]  {T}:total_run_count  hash
   KEYS[3]  {T}:last_run_at      hash
   KEYS[4]  {T}:invalid          hash
+  KEYS[5]  {T}:history          hash
 
-  ARGV     five values per entry:
+  ARGV     six values per entry:
            name, committed score, retry score, previous last_run_at ("" = none),
-           quarantine reason ("" = none)
+           quarantine reason ("" = none), the run's history stamp ("" = no record)
 
   Returns  {1 or 0, ...} one per entry: 1 = reverted, 0 = changed meanwhile
 ]]
-local due, run_count, last_run, invalid = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local due, run_count, last_run, invalid, history = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local rcall = redis.call
+--@include history
 
 local out = {}
-for i = 1, #ARGV, 5 do
+for i = 1, #ARGV, 6 do
   local name, committed, retry, previous_last, reason = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
+  local stamp = ARGV[i + 5]
   local current = rcall('ZSCORE', due, name)
   if current and tonumber(current) == tonumber(committed) then
     rcall('ZADD', due, retry, name)
@@ -36,6 +41,16 @@ for i = 1, #ARGV, 5 do
     end
     if reason ~= '' then
       rcall('HSET', invalid, name, reason)
+    end
+    local stored = stamp ~= '' and history_fields(history, {name})
+    if stored and stored[1] then
+      local sent, skipped, missed, records = history_read(stored[1])
+      local code = string.sub(records, 1, 1)
+      if (code == 's' or code == 'm') and string.sub(records, 2, 1 + #stamp) == stamp then
+        if code == 'm' then missed = missed - 1 end
+        rcall('HSET', history, name, math.max(sent - 1, 0) .. ',' .. skipped .. ',' .. math.max(missed, 0) .. ';e'
+              .. string.sub(records, 2))
+      end
     end
     out[#out + 1] = 1
   else

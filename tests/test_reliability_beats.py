@@ -161,15 +161,15 @@ def _crash_if_armed(point, plans=()):
         _os.kill(_os.getpid(), _signal.SIGKILL)
 
 _commit_args = _Store.commit_args  # every commit is written out here, streamed or not
-def _commit_args_or_crash(plans):
+def _commit_args_or_crash(plans, history=0):
     _crash_if_armed("after-claim", plans)
-    return _commit_args(plans)
+    return _commit_args(plans, history)
 _Store.commit_args = staticmethod(_commit_args_or_crash)
 
 _send = _Publisher.send  # every run is sent here, streamed or not
-def _send_or_crash(self, name, run, now, producer):
+def _send_or_crash(self, name, run, now, producer, tid=None):
     _crash_if_armed("after-commit")
-    return _send(self, name, run, now, producer)
+    return _send(self, name, run, now, producer, tid)
 _Publisher.send = _send_or_crash
 """
 

@@ -17,7 +17,7 @@ from ..settings import DEFAULT_PREFIX, DEFAULT_URL, Settings
 from .base import Context, ManageGroup, check_prefix, check_url
 from .health import status_command
 from .moving import export_command, import_command, migrate_command, reshard_command
-from .reading import invalid_command, list_command, next_command, show_command, stats_command
+from .reading import history_command, invalid_command, list_command, next_command, show_command, stats_command
 from .writing import (
     add_command,
     disable_command,
@@ -64,9 +64,9 @@ def celery_command(ctx: click.Context, url: str | None, prefix: str | None) -> N
 
 
 #: The commands both entry points share.
-COMMANDS = [list_command, show_command, next_command, add_command, edit_command, remove_command, enable_command, disable_command,
-            run_now_command, invalid_command, stats_command, import_command, export_command, migrate_command,
-            reshard_command, status_command]
+COMMANDS = [list_command, show_command, next_command, history_command, add_command, edit_command, remove_command,
+            enable_command, disable_command, run_now_command, invalid_command, stats_command, import_command,
+            export_command, migrate_command, reshard_command, status_command]
 for _command in COMMANDS:
     main.add_command(_command)
     celery_command.add_command(_command)

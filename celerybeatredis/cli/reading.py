@@ -186,3 +186,21 @@ def stats_command(obj: Context, no_scan: bool, overdue_after: float, as_json: bo
     ]
     for label, value in lines:
         click.echo(f"{label + ':':<11} {value}")
+
+
+@click.command("history")
+@click.argument("name")
+@click.option("-n", "count", type=click.IntRange(min=1), default=20, show_default=True, help="Most runs shown, newest first.")
+@json_option
+@pass_context
+def history_command(obj: Context, name: str, count: int, as_json: bool) -> None:
+    """Show an entry's last runs (sent, skipped, missed, publish errors) with their task ids, and its counters."""
+    history = obj.store.history(name, count)
+    if as_json:
+        click.echo(dumps(history.to_json()))
+        return
+    rows = [[run.sent_at.isoformat(timespec="milliseconds"), f"{run.lateness:.3f}s", run.outcome, run.task_id or "-"]
+            for run in history.runs]
+    click.echo(table(["SENT (UTC)", "LATE", "OUTCOME", "TASK ID"], rows))
+    note = "" if history.readable else "; the stored history did not read in full (beat starts it afresh)"
+    click.echo(f"{history.sent} sent, {history.skipped} skipped, {history.missed} missed{note}")
