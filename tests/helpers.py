@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -104,3 +107,17 @@ def celery_schedule(directory: Path, *args: str) -> subprocess.CompletedProcess[
     env.pop("CELERYBEATREDIS_PREFIX", None)
     return subprocess.run([sys.executable, "-m", "celery", "-A", "proj", "schedule", *args], cwd=directory, env=env,
                           capture_output=True, text=True, timeout=120)
+
+
+@contextmanager
+def sigterm_exits() -> Iterator[None]:
+    """SIGTERM handled as ``celery beat`` handles it (SystemExit raised wherever the main thread is), then put back."""
+
+    def stop(signum: int, frame: object) -> None:
+        raise SystemExit(0)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

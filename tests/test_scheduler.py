@@ -21,7 +21,7 @@ from celerybeatredis.schedulers import RedisScheduler
 from celerybeatredis.settings import Settings
 
 from .helpers import EVERY_10S_DOC as EVERY_10S
-from .helpers import T0, put, sent
+from .helpers import T0, put, sent, sigterm_exits
 from .processes import drain_queue
 
 
@@ -254,20 +254,15 @@ def test_a_stop_signal_during_publishing_lands_after_the_whole_committed_batch_i
             os.kill(os.getpid(), signal.SIGTERM)
         return real_send(*args, **kwargs)
 
-    def stop(signum: int, frame: Any) -> None:
-        raise SystemExit(0)
-
     monkeypatch.setattr(app, "send_task", send_and_signal)
-    previous = signal.signal(signal.SIGTERM, stop)
     # Another thread alive, as in a worker with an embedded beat: the kernel may hand it the signal.
     idle = threading.Event()
     other = threading.Thread(target=idle.wait, daemon=True)
     other.start()
     try:
-        with pytest.raises(SystemExit):
+        with sigterm_exits(), pytest.raises(SystemExit):
             scheduler.tick(now=T0 + 10)
     finally:
-        signal.signal(signal.SIGTERM, previous)
         idle.set()
         other.join()
     assert signalled == [1]
@@ -295,16 +290,11 @@ def test_a_stop_signal_between_claim_and_commit_lands_after_the_batch_leaving_no
             os.kill(os.getpid(), signal.SIGTERM)
         return real_plan(claim)
 
-    def stop(signum: int, frame: Any) -> None:
-        raise SystemExit(0)
-
     monkeypatch.setattr(sched.planner, "plan", plan_and_signal)
-    previous = signal.signal(signal.SIGTERM, stop)
     try:
-        with pytest.raises(SystemExit):
+        with sigterm_exits(), pytest.raises(SystemExit):
             sched.tick(now=T0 + 10)
     finally:
-        signal.signal(signal.SIGTERM, previous)
         sched.close()
     sent_now = sorted(m.args[0] for m in sent(broker, app))
     assert sent_now and len(sent_now) % 10 == 0 and len(sent_now) < len(names)

@@ -22,7 +22,7 @@ from celerybeatredis.schedulers import RedisScheduler
 from celerybeatredis.wire import Claim
 
 from .helpers import EVERY_10S_DOC as EVERY_10S
-from .helpers import T0, put, sent
+from .helpers import T0, put, sent, sigterm_exits
 from .processes import drain_queue
 from .redis_server import RedisServer
 
@@ -156,17 +156,13 @@ def test_a_stop_signal_mid_stream_ends_the_tick_with_every_committed_run_sent_an
     names = entries(store, 40)
     sched = patient(app)
 
-    def stop(signum: int, frame: Any) -> None:
-        raise SystemExit(0)
-
-    previous = signal.signal(signal.SIGTERM, stop)
     try:
-        sched.tick(now=T0)
-        on_publish(app, monkeypatch, 3, lambda: os.kill(os.getpid(), signal.SIGTERM))
-        with pytest.raises(SystemExit):
-            sched.tick(now=T0 + 10)
+        with sigterm_exits():
+            sched.tick(now=T0)
+            on_publish(app, monkeypatch, 3, lambda: os.kill(os.getpid(), signal.SIGTERM))
+            with pytest.raises(SystemExit):
+                sched.tick(now=T0 + 10)
     finally:
-        signal.signal(signal.SIGTERM, previous)
         sched.close()
     published = sorted(m.args[0] for m in sent(broker, app))
     assert 3 <= len(published) < 40
