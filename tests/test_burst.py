@@ -20,6 +20,7 @@ import pytest
 import redis
 
 from celerybeatredis.redis_store import RedisStore
+from celerybeatredis.wire import Plan
 
 from .ledger import Ledger, run_counts
 from .processes import CeleryProcess, wait_until, write_app
@@ -131,11 +132,16 @@ def test_a_burst_is_cut_into_bounded_lua_calls_other_clients_run_between_them_an
     claims = [e for e, name in calls if name == "claim"]
     assert len(claims) >= bursts * entries // batch
     for entry, name in calls:
+        words = entry["command"].split()
+        numkeys = int(words[2])  # EVALSHA sha numkeys KEYS... ARGV...
         if name == "claim":
-            assert int(entry["command"].split()[9]) == batch  # ARGV[1], the batch size
+            assert int(words[3 + numkeys]) == batch  # ARGV[1], the batch size
         else:
+            # SLOWLOG keeps 31 arguments and counts the rest; commit's ARGV is the history depth, then one Plan per entry.
             more = re.search(rb"\.\.\. \((\d+) more arguments\)", entry["command"])
-            assert more is not None and (29 + int(more.group(1)) - 8) <= 9 * batch
+            assert more is not None
+            argv = 31 + int(more.group(1)) - 3 - numkeys
+            assert (argv - 1) % len(Plan._fields) == 0 and (argv - 1) // len(Plan._fields) <= batch
     # Not starved: in each burst, the other client's commands ran between beat's Lua calls for that burst.
     probe_ids = [e["id"] for e in log if e["command"].startswith((b"INCR probe", b"INCRBY probe"))]
     for burst, (start, end) in enumerate(zip(marks, marks[1:]), 1):
