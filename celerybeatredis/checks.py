@@ -38,6 +38,11 @@ def is_count(value: Any, least: int = 0) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool) and value >= least
 
 
+def aware(value: datetime) -> datetime:
+    """``value`` with a zone: a naive time is UTC, as beat writes and the docs define."""
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
 def parse_date(value: Any, field_name: str) -> datetime:
     """An ISO-8601 string or the seed's ``{"__type__": "datetime", ...}`` -> aware datetime (naive = UTC)."""
     if isinstance(value, str):
@@ -56,7 +61,7 @@ def parse_date(value: Any, field_name: str) -> datetime:
             raise InvalidDefinition(field_name, f"invalid date: {exc}") from None
     else:
         raise InvalidDefinition(field_name, f'must be an ISO-8601 string or {{"__type__": "datetime", ...}}, not {json_type(value)}')
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return aware(parsed)
 
 
 def parse_bool(value: Any, field_name: str, default: bool) -> bool:

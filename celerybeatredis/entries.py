@@ -14,6 +14,7 @@ from typing import Any, Union
 
 from celery.schedules import BaseSchedule
 
+from .checks import aware
 from .codec import load_document, schedule_to_json
 from .exceptions import InvalidDefinition
 from .fields import USER_FIELDS
@@ -232,7 +233,7 @@ def status_of(score: float | None, doc: Mapping[str, Any] | None, invalid_reason
 def json_value(value: Any) -> Any:
     """Python values as the JSON they are stored as: dates as ISO-8601, tuples and sets as arrays."""
     if isinstance(value, datetime):
-        return (value if value.tzinfo else value.replace(tzinfo=timezone.utc)).isoformat()
+        return aware(value).isoformat()
     if isinstance(value, Mapping):
         return {str(k): json_value(v) for k, v in value.items()}
     if isinstance(value, (list, tuple, set, frozenset)):

@@ -12,14 +12,14 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from celery import Celery
 from celery.schedules import BaseSchedule, crontab, schedstate, schedule, solar
 
-from .checks import is_number, json_type, parse_date
+from .checks import aware, is_number, json_type, parse_date
 from .exceptions import InvalidDefinition
 
 NowFun = Callable[[], datetime]
@@ -378,7 +378,7 @@ def _clocked_from_celery(value: Any) -> dict[str, Any] | None:
     if isinstance(value, clocked):
         value = value.run_at
     if isinstance(value, datetime):
-        return {"clocked": (value if value.tzinfo else value.replace(tzinfo=timezone.utc)).isoformat()}
+        return {"clocked": aware(value).isoformat()}
     return None
 
 

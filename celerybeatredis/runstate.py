@@ -6,9 +6,9 @@ means a stored time with no zone, or a count of ``True``, means the same to all.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
 
-from .checks import is_count
+from .checks import aware, is_count
 from .exceptions import InvalidDefinition
 
 
@@ -24,7 +24,7 @@ def parse_last_run_at(value: str | bytes | None) -> datetime | None:
         parsed = datetime.fromisoformat(value.decode() if isinstance(value, bytes) else value)
     except (ValueError, UnicodeDecodeError):
         return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return aware(parsed)
 
 
 def check_run_count(value: object, field: str = "total_run_count", entry: str | None = None) -> int | None:
