@@ -26,6 +26,7 @@ from .checks import MESSAGE_DATE_OPTIONS
 from .exceptions import InvalidDefinition
 from .fields import BY_NAME, COMMON_FIELDS, COMMON_MEMBERS, FIELDS, OPTIONAL_MEMBERS
 from .kinds import KINDS, NowFun, kind_to_json
+from .overlap import DEFAULT_TIMEOUT
 from .pausing import Pause
 
 
@@ -51,6 +52,9 @@ class Definition(NamedTuple):
     seed_total_run_count: int | None = None
     seed_last_run_at: datetime | None = None
     paused: Pause | None = None
+    overlap: str = "allow"
+    overlap_timeout: float = DEFAULT_TIMEOUT
+    pause_after_failures: int | None = None
 
     @property
     def runs_once(self) -> bool:

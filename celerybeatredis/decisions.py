@@ -18,9 +18,10 @@ from celery.schedules import schedule as interval_schedule
 
 from .codec import SHORT_DIGEST, Definition, interval_is_due
 from .exceptions import InvalidDefinition
-from .history import record
+from .history import record, task_id
 from .history import stamp as history_stamp
 from .keys import NEVER
+from .overlap import HOLD, busy, marker
 from .runstate import parse_last_run_at
 from .wire import Claimed, Plan
 
@@ -32,8 +33,10 @@ REASON_LIMIT = 1000
 
 #: run: to publish once committed; wait: not due yet; held: its start_time is ahead; retired: disabled or finished;
 #: paused: due, not sent while the entry is paused (due again at its next time);
+#: overlapped: due while its last run has not finished, skipped (overlap "skip");
+#: buffered: due while its last run has not finished, held until it ends (overlap "buffer_one");
 #: quarantined: its definition (or its run state) cannot be used.
-Outcome = Literal["run", "wait", "held", "retired", "paused", "quarantined"]
+Outcome = Literal["run", "wait", "held", "retired", "paused", "overlapped", "buffered", "quarantined"]
 
 
 class Run(NamedTuple):
@@ -63,10 +66,12 @@ class Batch:
     for the batch and dropped with it.
     """
 
-    __slots__ = ("_anchors", "_due", "_last_runs", "at", "lease", "now", "run_at", "stamp")
+    __slots__ = ("_anchors", "_due", "_last_runs", "at", "lease", "now", "run_at", "stamp", "tag")
 
-    def __init__(self, lease: str, at: float, history: bool = False) -> None:
+    def __init__(self, lease: str, at: float, history: bool = False, tag: str = "") -> None:
         self.lease = lease
+        #: The schedule's tag, which names its task ids (history.task_id).
+        self.tag = tag
         #: The batch's time (Unix seconds, from Redis), as a datetime, and as written to last_run_at.
         self.at = at
         self.now = datetime.fromtimestamp(at, timezone.utc)
@@ -167,6 +172,19 @@ def decide(entry: Claimed, defn: Definition, last_run: datetime | None, stamped:
         # The run is skipped, not made: no run count, no last run; the schedule says when it is due next.
         return _not_run(entry, batch, batch.at + max(float(next_in), 0.0), digest_field, seed_count, seed_last,
                         "paused", "p")
+    mark = ""
+    if defn.overlap != "allow":
+        in_progress = busy(entry.running, batch.at)
+        if in_progress is not None and not run_now:
+            if defn.overlap == "skip":
+                return _not_run(entry, batch, batch.at + max(float(next_in), 0.0), digest_field, seed_count, seed_last,
+                                "overlapped", "o")
+            # Held: the worker that ends the run in progress makes the entry due; its marker's lapse at the latest.
+            plan = _make(Plan, (entry.name, batch.lease, in_progress.expires, False, "", digest_field, "", seed_count,
+                                seed_last, "", HOLD))
+            return _make(Decision, (plan, None, "buffered"))
+        run_stamp = batch.stamp or history_stamp(batch.at)
+        mark = marker(task_id(batch.tag, entry.name, run_stamp), batch.at, defn.overlap_timeout)
     runs = count + 1
     next_score = NEVER if retired or (limited and finished(defn, runs, now)) else batch.at + float(next_in)
     noted = ""
@@ -174,7 +192,7 @@ def decide(entry: Claimed, defn: Definition, last_run: datetime | None, stamped:
         late = batch.at - entry.score if entry.score > 0 else 0.0
         noted = record("m" if late >= float(next_in) > 0 else "s", batch.stamp, late)
     plan = _make(Plan, (entry.name, batch.lease, next_score, True, batch.run_at, digest_field, "", seed_count, seed_last,
-                        noted))
+                        noted, mark))
     return _make(Decision, (plan, _make(Run, (defn, runs)), "run"))
 
 
@@ -186,7 +204,7 @@ def _not_run(entry: Claimed, batch: Batch, score: float, digest_field: str, seed
     look-now after an edit).
     """
     noted = skip_record(entry, batch, skipped) if skipped else ""
-    plan = _make(Plan, (entry.name, batch.lease, score, False, "", digest_field, "", seed_count, seed_last, noted))
+    plan = _make(Plan, (entry.name, batch.lease, score, False, "", digest_field, "", seed_count, seed_last, noted, ""))
     return _make(Decision, (plan, None, outcome))
 
 

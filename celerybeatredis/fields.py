@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from .checks import is_count, json_type, parse_bool, parse_date, parse_options
 from .exceptions import InvalidDefinition
+from .overlap import MODES, parse_overlap, parse_timeout
 from .pausing import parse_pause
 from .runstate import check_run_count
 
@@ -68,6 +69,12 @@ def _max_run_count(value: Any) -> int:
     return value
 
 
+def _pause_after_failures(value: Any) -> int:
+    if not is_count(value, least=1):
+        raise InvalidDefinition("pause_after_failures", f"must be a positive integer, not {value!r}")
+    return value
+
+
 def _description(value: Any) -> str:
     if not isinstance(value, str):
         raise InvalidDefinition("description", "must be a string")
@@ -93,6 +100,15 @@ FIELDS: tuple[DefinitionField, ...] = (
     DefinitionField("description", _description, "description", "Free text.", "--description", label="about"),
     DefinitionField("paused", parse_pause, "paused",
                     'Paused: {"reason": ..., "by": ..., "at": ...}; set by pause, dropped by resume.'),
+    DefinitionField("overlap", parse_overlap, "overlap",
+                    f"A run due while the last one runs: {' | '.join(MODES)} (needs celerybeatredis.worker).",
+                    "--overlap", label="overlap"),
+    DefinitionField("overlap_timeout", parse_timeout, "overlap_timeout",
+                    "Seconds without news from a worker after which a run no longer holds the entry back.",
+                    "--overlap-timeout", "json", label="overlap timeout"),
+    DefinitionField("pause_after_failures", _pause_after_failures, "pause_after_failures",
+                    "Pause after this many failed runs in a row (needs celerybeatredis.worker).",
+                    "--pause-after-failures", "count", label="pause after failures"),
     DefinitionField("total_run_count", check_run_count, "seed_total_run_count",
                     "Runs so far, from an old document: seeds the run state once.", user=False),
     DefinitionField("last_run_at", lambda v: parse_date(v, "last_run_at"), "seed_last_run_at",

@@ -50,6 +50,11 @@ class Keys:
     #: Hash: entry name -> its run history, ``"<sent>,<skipped>,<missed>;"`` then the last runs as fixed-width
     #: records (see history.py). Not in :meth:`types`: history that cannot be read never stops beat.
     history: str = field(init=False)
+    #: Hash: entry name -> ``"<task id> <expires>[ h]"``, the run in progress of an entry with an ``overlap`` mode
+    #: (overlap.py): written by commit.lua, moved on and deleted by the worker integration (worker.py).
+    running: str = field(init=False)
+    #: Hash: entry name -> consecutive failed runs of an entry with ``pause_after_failures``, counted by worker.py.
+    failures: str = field(init=False)
 
     def __post_init__(self) -> None:
         for key in fields(self)[1:]:
@@ -58,13 +63,14 @@ class Keys:
     def all(self) -> list[str]:
         """Every key the schedule may use."""
         return [self.schedule, self.due, self.total_run_count, self.last_run_at, self.statics, self.static_digest,
-                self.invalid, self.digest, self.meta, self.beats, self.history]
+                self.invalid, self.digest, self.meta, self.beats, self.history, self.running, self.failures]
 
     def types(self) -> dict[str, str]:
         """The Redis type each key beat checks at start must have, when it exists."""
         return {
             self.schedule: "hash", self.due: "zset", self.total_run_count: "hash", self.last_run_at: "hash",
             self.statics: "set", self.invalid: "hash", self.digest: "hash", self.meta: "hash", self.beats: "hash",
+            self.running: "hash", self.failures: "hash",
         }
 
 

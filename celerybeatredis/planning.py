@@ -45,7 +45,7 @@ class Planner:
     def plan(self, claim: Claim) -> Planned:
         """What happens to each entry of ``claim``, decided at the claim's time (the Redis server's)."""
         started = time.perf_counter()
-        batch = Batch(claim.lease, claim.now, self.settings.history > 0)
+        batch = Batch(claim.lease, claim.now, self.settings.history > 0, self.settings.tag)
         self.clock.current = batch.now
         decisions = [self.decide(entry, batch) for entry in claim.entries]
         return Planned(claim, decisions, [d.plan for d in decisions], batch.now, time.perf_counter() - started)

@@ -28,6 +28,9 @@ from .wire import Revert
 
 #: The message header naming the entry that sent a task (the name django-celery-beat uses).
 HEADER = "periodic_task_name"
+#: The header asking the worker integration (worker.py) to report a run: ``{"tag": the entry's shard's hash tag,
+#: "overlap": its run has a marker, "failures": pause_after_failures or 0}``; absent when nothing is to report.
+REPORT = "periodic_task_report"
 
 #: A history record's stamp is its characters 1 .. STAMP.
 HISTORY_STAMP_END = 1 + STAMP
@@ -71,8 +74,11 @@ class Publisher:
             # The history's stamp names the run: its task id is chosen here, before the worker can see it.
             run_stamp = plan.history[1:HISTORY_STAMP_END]
             if not withheld:
-                tid = task_id(self.settings.tag, claimed.name, run_stamp) if run_stamp else None
-                error = self.send(claimed.name, run, now, producer, tid)
+                if plan.running:  # the run's marker (overlap.py) names the task id the worker reports back
+                    tid: str | None = plan.running.partition(" ")[0]
+                else:
+                    tid = task_id(self.settings.tag, claimed.name, run_stamp) if run_stamp else None
+                error = self.send(claimed.name, run, now, producer, tid, store.keys.tag)
                 if error is None:
                     late.append(max(0.0, claim.now - claimed.score) if claimed.score > 0 else 0.0)
                     continue
@@ -110,15 +116,21 @@ class Publisher:
         return producer
 
     def send(self, name: str, run: Run, now: datetime, producer: Producer | None,
-             tid: str | None = None) -> BaseException | None:
-        """Send one task as Celery beat would (with task id ``tid``, if given); the error if it could not be published."""
+             tid: str | None = None, tag: str = "") -> BaseException | None:
+        """Send one task as Celery beat would (with task id ``tid``, if given); the error if it could not be published.
+
+        ``tag`` is the hash tag of the entry's shard, for the worker integration to report the run to.
+        """
         defn, runs = run
         options = dict(defn.options)
         if tid is not None:
             options["task_id"] = tid
         # The entry's name rides in a header (as django-celery-beat's), so a worker, a result backend or Flower can
         # tell which entry sent a task: ``self.request.periodic_task_name`` in the task.
-        options["headers"] = {**options["headers"], HEADER: name} if "headers" in options else {HEADER: name}
+        headers = {**options["headers"], HEADER: name} if "headers" in options else {HEADER: name}
+        if defn.overlap != "allow" or defn.pause_after_failures:
+            headers[REPORT] = {"tag": tag, "overlap": defn.overlap != "allow", "failures": defn.pause_after_failures or 0}
+        options["headers"] = headers
         entry = ScheduleEntry(
             name=name, task=defn.task, last_run_at=now, total_run_count=runs, schedule=defn.schedule,
             args=defn.args, kwargs=defn.kwargs, options=options, app=self.scheduler.app,

@@ -14,8 +14,8 @@ from typing import Any, NamedTuple
 
 from .keys import NEVER, name_bytes, name_text, score_arg
 
-#: claim.lua's reply: four header values, then six per claimed entry.
-CLAIM_HEAD, CLAIM_ENTRY = 4, 6
+#: claim.lua's reply: four header values, then seven per claimed entry.
+CLAIM_HEAD, CLAIM_ENTRY = 4, 7
 #: export.lua's reply: seven values per exported entry.
 EXPORT_ENTRY = 7
 
@@ -34,7 +34,8 @@ class Upserted(NamedTuple):
 class Claimed(NamedTuple):
     """An entry claimed for this tick, with its stored state (a tuple: one is made per dispatch).
 
-    ``bad_run_count`` holds the stored ``total_run_count`` when it is not an integer.
+    ``bad_run_count`` holds the stored ``total_run_count`` when it is not an integer; ``running`` is the
+    entry's run marker (overlap.py), None for none.
     """
 
     name: str
@@ -44,6 +45,7 @@ class Claimed(NamedTuple):
     last_run_at: str | None
     digest: str | None
     bad_run_count: str | None = None
+    running: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -69,8 +71,10 @@ class Plan(NamedTuple):
     invalid_reason: str = ""
     seed_total_run_count: int | None = None
     seed_last_run_at: str | None = None
-    #: The run's history record (history.py), "" for none.
+    #: The run's history record (history.py), or several, newest first; "" for none.
     history: str = ""
+    #: The run marker to write (overlap.py), " h" to hold a run behind the one in progress, "" for none.
+    running: str = ""
 
 
 @dataclass(frozen=True)
@@ -139,13 +143,14 @@ def claim_args(batch: int, lease_seconds: float, now: float | None) -> list[Any]
 
 
 def commit_args(plans: Sequence[Plan], history: int = 0) -> list[Any]:
-    """ARGV of commit.lua: the history depth (0 = off), then ten values per plan."""
+    """ARGV of commit.lua: the history depth (0 = off), then eleven values per plan."""
     args: list[Any] = [history]
     extend = args.extend
-    for name, lease, score, ran, run_at, dig, reason, seed_count, seed_last, record in plans:
+    for name, lease, score, ran, run_at, dig, reason, seed_count, seed_last, record, mark in plans:
         extend((
             name.encode("utf-8", "surrogateescape"), lease, "inf" if score == NEVER else repr(float(score)),
             "1" if ran else "0", run_at, dig, reason, "" if seed_count is None else seed_count, seed_last or "", record,
+            mark,
         ))
     return args
 
@@ -193,12 +198,12 @@ def adopt_args(entries: Sequence[Exported]) -> list[Any]:
 
 
 def decode_claim(reply: list[Any]) -> Claim:
-    """claim.lua's reply: ``now, lease, next score or "", removed``, then six values per entry."""
+    """claim.lua's reply: ``now, lease, next score or "", removed``, then seven values per entry."""
     now, lease, next_score, removed = reply[:CLAIM_HEAD]
     entries: list[Claimed] = []
     append, width = entries.append, CLAIM_ENTRY  # locals: this loop runs once per claimed entry
     for i in range(CLAIM_HEAD, len(reply), width):
-        raw_name, score, definition, count, last, dig = reply[i : i + width]
+        raw_name, score, definition, count, last, dig, mark = reply[i : i + width]
         bad_count = None
         if count is not None:
             if redis_integer(count):
@@ -214,6 +219,7 @@ def decode_claim(reply: list[Any]) -> Claim:
             last.decode("utf-8", "replace") if last is not None else None,
             dig.decode("utf-8", "replace") if dig is not None else None,
             bad_count,
+            mark,
         ))
     return Claim(float(now), lease.decode(), float(next_score) if next_score else None, int(removed), entries)
 

@@ -13,18 +13,21 @@
   KEYS[5]  {T}:digest           hash   name -> "<sha1 prefix>[ <anchor>]"
   KEYS[6]  {T}:invalid          hash   name -> reason
   KEYS[7]  {T}:history          hash   name -> run history (dropped with a gone entry; left alone if not a hash)
+  KEYS[8]  {T}:running          hash   name -> run marker of an entry with an overlap mode (see overlap.py)
 
   ARGV[1]  batch size (most entries claimed)
   ARGV[2]  lease in seconds
   ARGV[3]  now in Unix seconds, or "" for the server's TIME
 
   Returns  {now, lease, next_score or "", removed, name, score, definition,
-            total_run_count or false, last_run_at or false, digest or false, ...}
-           six values per claimed entry; next_score is the lowest score left
-           after the claim.
+            total_run_count or false, last_run_at or false, digest or false,
+            run marker or false, ...}
+           seven values per claimed entry; next_score is the lowest score left
+           after the claim. Markers are read only when {T}:running exists (no
+           entry uses an overlap mode: no read).
 ]]
 local due, schedule, run_count, last_run, digest, invalid = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
-local history = KEYS[7]
+local history, running = KEYS[7], KEYS[8]
 local batch, lease_seconds, now = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local rcall = redis.call
 --@include each_slice
@@ -60,6 +63,7 @@ if #live > 0 then
   for k = 1, #live do live_names[k] = names[live[k]] end
   local counts, lasts = multi('HMGET', run_count, live_names), multi('HMGET', last_run, live_names)
   local digests = multi('HMGET', digest, live_names)
+  local markers = rcall('EXISTS', running) == 1 and multi('HMGET', running, live_names) or {}
   for k = 1, #live do
     local j = live[k]
     out[#out + 1] = names[j]
@@ -68,11 +72,12 @@ if #live > 0 then
     out[#out + 1] = counts[k]
     out[#out + 1] = lasts[k]
     out[#out + 1] = digests[k]
+    out[#out + 1] = markers[k] or false
   end
 end
 if #gone > 0 then
   each_slice(gone, function(...) rcall('ZREM', due, ...) end)
-  for _, key in ipairs({run_count, last_run, digest, invalid}) do
+  for _, key in ipairs({run_count, last_run, digest, invalid, running}) do
     each_slice(gone, function(...) rcall('HDEL', key, ...) end)
   end
   history_drop(history, gone)

@@ -15,14 +15,17 @@
   KEYS[4]  {T}:digest           hash
   KEYS[5]  {T}:invalid          hash
   KEYS[6]  {T}:history          hash   name -> "<sent>,<skipped>,<missed>;<record>..." (see history.py)
+  KEYS[7]  {T}:running          hash   name -> run marker (see overlap.py)
 
   ARGV[1]  history depth: records kept per entry (0 = history off: KEYS[6] untouched)
-  ARGV     then ten values per entry:
+  ARGV     then eleven values per entry:
            name, lease, next score ("inf" = never), ran ("1"/"0"),
            run time ISO-8601 (when ran), digest value ("" = leave it as it is),
            invalid reason ("" = valid),
            seed total_run_count ("" = none), seed last_run_at ("" = none),
-           history record (14 characters, "" = none)
+           history record(s) (14 characters each, newest first, "" = none),
+           run marker ("" = none; " h" = hold one run behind the marker in
+           place, or, if it is gone, make the entry due at once: score 0)
 
   History is written in this call (no round trip of its own): the record goes
   first, the oldest past the depth are cut off, the counters go up. A
@@ -33,23 +36,35 @@
            call), 0 = lease lost
 ]]
 local due, run_count, last_run, digest, invalid, history = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local running = KEYS[7]
 local rcall = redis.call
 --@include each_slice
 --@include history
 
 local depth = tonumber(ARGV[1]) or 0
 local names = {}
-for i = 2, #ARGV, 10 do names[#names + 1] = ARGV[i] end
+for i = 2, #ARGV, 11 do names[#names + 1] = ARGV[i] end
 local scores = multi('ZMSCORE', due, names)
 
 local out = {}
 local next_scores, runs, digests, valid, reasons, noted, records = {}, {}, {}, {}, {}, {}, {}
 for j = 1, #names do
-  local i = 10 * j - 8
+  local i = 11 * j - 9
   local name, lease, next_score, ran, run_at = names[j], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
   local new_digest, reason, seed_count, seed_last = ARGV[i + 5], ARGV[i + 6], ARGV[i + 7], ARGV[i + 8]
   local current = scores[j]
   if current and tonumber(current) == tonumber(lease) then
+    local mark = ARGV[i + 10]
+    if mark == ' h' then
+      local held = rcall('HGET', running, name)
+      if not held then
+        next_score = '0'
+      elseif string.sub(held, -2) ~= ' h' then
+        rcall('HSET', running, name, held .. ' h')
+      end
+    elseif mark ~= '' then
+      rcall('HSET', running, name, mark)
+    end
     next_scores[#next_scores + 1] = next_score
     next_scores[#next_scores + 1] = name
     if seed_count ~= '' then rcall('HSETNX', run_count, name, seed_count) end

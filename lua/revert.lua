@@ -13,6 +13,7 @@
   KEYS[3]  {T}:last_run_at      hash
   KEYS[4]  {T}:invalid          hash
   KEYS[5]  {T}:history          hash
+  KEYS[6]  {T}:running          hash   the run's marker (overlap.py) goes: the run was never sent
 
   ARGV     six values per entry:
            name, committed score, retry score, previous last_run_at ("" = none),
@@ -20,7 +21,7 @@
 
   Returns  {1 or 0, ...} one per entry: 1 = reverted, 0 = changed meanwhile
 ]]
-local due, run_count, last_run, invalid, history = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local due, run_count, last_run, invalid, history, running = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local rcall = redis.call
 --@include history
 
@@ -31,6 +32,7 @@ for i = 1, #ARGV, 6 do
   local current = rcall('ZSCORE', due, name)
   if current and tonumber(current) == tonumber(committed) then
     rcall('ZADD', due, retry, name)
+    rcall('HDEL', running, name)
     if rcall('HINCRBY', run_count, name, -1) <= 0 then
       rcall('HDEL', run_count, name)
     end

@@ -6,7 +6,7 @@
   history_drop(key, names)            HDEL names, unless key is not a hash
   A history key of another type never fails a script (and needs no TYPE): pcall, and it is left alone.
   history_read(value, most)           sent, skipped, missed and the (most) whole records of a field; 0, 0, 0, "" if it does not read
-  history_add(value, record, depth)   the field with record first, at most depth records, its counter up
+  history_add(value, record, depth)   the field with record(s) first, at most depth records, their counters up
 ]]
 local RECORD = 14
 local function history_fields(key, names)
@@ -37,14 +37,17 @@ local function history_read(value, most)
   return 0, 0, 0, ''
 end
 local function history_add(value, record, depth)
-  local sent, skipped, missed, records = history_read(value, depth - 1)
-  local code = string.sub(record, 1, 1)
-  if code == 's' then
-    sent = sent + 1
-  elseif code == 'm' then
-    sent, missed = sent + 1, missed + 1
-  else
-    skipped = skipped + 1
+  -- record: one or more records, newest first; each counts, the newest depth are kept
+  local sent, skipped, missed, records = history_read(value, depth)
+  for at = 1, #record, RECORD do
+    local code = string.sub(record, at, at)
+    if code == 's' then
+      sent = sent + 1
+    elseif code == 'm' then
+      sent, missed = sent + 1, missed + 1
+    else
+      skipped = skipped + 1
+    end
   end
-  return string.format('%d,%d,%d;%s%s', sent, skipped, missed, record, records)
+  return string.format('%d,%d,%d;%s', sent, skipped, missed, string.sub(record .. records, 1, depth * RECORD))
 end

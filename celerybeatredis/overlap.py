@@ -1,0 +1,80 @@
+"""Overlap: what beat does with a run that falls due while the entry's previous run has not finished.
+
+An entry with ``"overlap": "skip"`` or ``"buffer_one"`` gets a *run marker*
+in ``{T}:running`` when beat commits a run of it: ``"<task id> <expires>
+<timeout>"``, the expiry a Unix time, the timeout the entry's
+``overlap_timeout``. The worker integration (:mod:`celerybeatredis.worker`)
+moves the expiry on when the task starts and deletes the marker when it ends,
+so a marker that outlives ``overlap_timeout`` belongs to a worker that died,
+and no longer holds the entry back. ``buffer_one`` adds `` h`` to the marker
+of the run in progress: the worker that ends it makes the entry due at once.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal, NamedTuple
+
+from .checks import is_number, json_type
+from .exceptions import InvalidDefinition
+
+Overlap = Literal["allow", "skip", "buffer_one"]
+#: The modes, default first.
+MODES: tuple[Overlap, ...] = ("allow", "skip", "buffer_one")
+#: Seconds a run marker holds an entry back without news from a worker, unless ``overlap_timeout`` says otherwise.
+DEFAULT_TIMEOUT = 3600.0
+#: commit.lua's word for "hold one run behind the marker in place" (a marker never starts with a space).
+HOLD = " h"
+
+
+class Marker(NamedTuple):
+    """A run marker as read: the run's task id, when it stops holding the entry back, whether a run is held."""
+
+    task_id: str
+    expires: float
+    held: bool
+
+
+def parse_overlap(value: Any) -> Overlap:
+    """The ``overlap`` member: one of :data:`MODES`.
+
+    Raises:
+        InvalidDefinition: naming ``overlap``.
+    """
+    if value not in MODES:
+        shown = repr(value) if isinstance(value, str) else json_type(value)
+        raise InvalidDefinition("overlap", f"unknown mode {shown} (expected one of {', '.join(MODES)})")
+    return value
+
+
+def parse_timeout(value: Any) -> float:
+    """The ``overlap_timeout`` member: seconds, a finite number greater than 0."""
+    if not is_number(value) or not 0 < value < math.inf:
+        raise InvalidDefinition("overlap_timeout", f"must be a number of seconds greater than 0, not {value!r}")
+    return float(value)
+
+
+def marker(task_id: str, now: float, timeout: float) -> str:
+    """The marker beat commits with a run at ``now``: its task id, when it lapses, and the timeout a worker renews."""
+    return f"{task_id} {now + timeout:.3f} {timeout:g}"
+
+
+def read_marker(raw: str | bytes | None) -> Marker | None:
+    """A stored marker, None for none or one that does not read (it then holds nothing back)."""
+    if raw is None:
+        return None
+    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+    parts = text.split(" ")
+    if len(parts) not in (3, 4) or not parts[0]:
+        return None
+    try:
+        expires = float(parts[1])
+    except ValueError:
+        return None
+    return Marker(parts[0], expires, len(parts) == 4 and parts[3] == "h")
+
+
+def busy(raw: str | bytes | None, now: float) -> Marker | None:
+    """The marker of a run not finished at ``now`` (Unix seconds), None when the entry is free to run."""
+    found = read_marker(raw)
+    return found if found is not None and found.expires > now else None

@@ -1,0 +1,158 @@
+"""The worker's side of ``overlap`` and ``pause_after_failures``: runs reported to the schedule from task signals.
+
+Enabled by importing this module in the worker, with one line in its app::
+
+    app.conf.imports = ["celerybeatredis.worker"]
+
+Beat asks for a report with the message header ``periodic_task_report``
+(publish.py) only on runs of entries with an overlap mode or
+``pause_after_failures``; a task without it (sent by anyone else) costs two
+attribute lookups and no Redis call. The schedule's Redis is found from the
+worker app's own ``redis_scheduler_url`` (and the other ``redis_scheduler_*``
+connection settings, settings.py); the header names the hash tag of the
+entry's shard, checked against ``redis_scheduler_key_prefix``. Every write is
+one Lua script (run_started.lua, run_ended.lua) that touches only this run's
+marker, so any number of workers may report at once. A report that cannot be
+made is logged and never fails the task: the marker then lapses after the
+entry's ``overlap_timeout``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from celery import Celery
+from celery.signals import task_postrun, task_prerun
+from redis.commands.core import Script
+
+from .connection import RedisClient, client_from_settings
+from .exceptions import CeleryBeatRedisError
+from .keys import Keys
+from .publish import HEADER, REPORT
+from .scripts import script_keys, script_source
+from .settings import Settings
+
+logger = logging.getLogger(__name__)
+
+#: Celery states of a run that failed, and of one that did not end (a retry is sent with the same task id).
+FAILED, NOT_ENDED = "FAILURE", "RETRY"
+SUCCEEDED = "SUCCESS"
+
+
+class Reporter:
+    """One app's connection to its schedule's Redis, made at the first run to report (after the worker forked)."""
+
+    def __init__(self, app: Celery) -> None:
+        self.app = app
+        self.settings = Settings.from_app(app)
+        self.client: RedisClient = client_from_settings(self.settings)
+        self.scripts: dict[str, Script] = {name: self.client.register_script(script_source(name))
+                                           for name in ("run_started", "run_ended")}
+
+    def keys(self, tag: Any) -> Keys | None:
+        """The keys of the shard ``tag`` names, None (logged) for a tag that is not of this app's schedule."""
+        own = self.settings.tag
+        if isinstance(tag, str) and (tag == own or (tag.startswith(own + ":") and tag[len(own) + 1:].isdigit())):
+            return Keys(tag)
+        logger.warning("celerybeatredis.worker: a run reports to {%s}, not to this worker's schedule {%s} "
+                       "(redis_scheduler_key_prefix); not reported", tag, own)
+        return None
+
+    def started(self, name: str, task_id: str, keys: Keys) -> None:
+        """Renew the run's marker: it now lapses one ``overlap_timeout`` after the start."""
+        self.scripts["run_started"](keys=script_keys(keys, "run_started"), args=[name, task_id])
+
+    def ended(self, name: str, task_id: str, keys: Keys, report: dict[str, Any], state: str | None,
+              error: Any) -> None:
+        """Drop the run's marker and count a failure; pause the entry at ``pause_after_failures`` in a row."""
+        limit = report.get("failures") or 0
+        outcome = "ok" if state == SUCCEEDED else "failed" if state == FAILED else "other"
+        _, count = self.scripts["run_ended"](
+            keys=script_keys(keys, "run_ended"),
+            args=[name, task_id, "1" if report.get("overlap") else "0", outcome, int(limit)],
+        )
+        if limit and int(count) >= int(limit):
+            self.pause(name, keys, int(limit), error)
+
+    def pause(self, name: str, keys: Keys, limit: int, error: Any) -> None:
+        """Pause the entry with its last failure as the reason (the store's pause: a checked edit of the definition)."""
+        from .store import ScheduleStore  # only on the rare pause: the store's imports stay out of every worker
+
+        shards = self.settings.shards if keys.tag != self.settings.tag else 1
+        store = ScheduleStore(self.client, self.settings.key_prefix, self.app, shards)
+        reason = f"{limit} failed runs in a row; last: {type(error).__name__}: {error}"[:500]
+        try:
+            store.pause(name, reason, by="celerybeatredis.worker")
+        except CeleryBeatRedisError as exc:
+            logger.error("celerybeatredis.worker: cannot pause %r after %d failed runs: %s", name, limit, exc)
+            return
+        logger.warning("celerybeatredis.worker: paused %r: %s", name, reason)
+
+
+_reporters: dict[int, Reporter | None] = {}
+_lock = threading.Lock()
+
+
+def reporter(app: Celery) -> Reporter | None:
+    """The app's :class:`Reporter`, None (logged once) if its settings cannot make one."""
+    key = id(app)
+    if key in _reporters:
+        return _reporters[key]
+    with _lock:
+        if key not in _reporters:
+            try:
+                _reporters[key] = Reporter(app)
+            except (ValueError, CeleryBeatRedisError) as exc:
+                logger.error("celerybeatredis.worker: cannot report runs to the schedule: %s", exc)
+                _reporters[key] = None
+    return _reporters[key]
+
+
+def _report(task: Any) -> tuple[str, dict[str, Any]] | None:
+    """The entry name and report header of the task's current run, None for a run that asks for no report."""
+    request = getattr(task, "request", None)
+    report = getattr(request, REPORT, None)
+    if report is None:
+        headers = getattr(request, "headers", None)
+        if not isinstance(headers, dict) or REPORT not in headers:
+            return None
+        report, name = headers[REPORT], headers.get(HEADER)
+    else:
+        name = getattr(request, HEADER, None)
+    if not isinstance(report, dict) or not isinstance(name, str):
+        return None
+    return name, report
+
+
+@task_prerun.connect
+def run_started(sender: Any = None, task_id: str | None = None, task: Any = None, **_: Any) -> None:
+    """Signal handler: a run asking for a report started."""
+    found = _report(task)
+    if found is None or not found[1].get("overlap") or task_id is None:
+        return
+    name, report = found
+    _safely(task, lambda rep, keys: rep.started(name, task_id, keys), report)
+
+
+@task_postrun.connect
+def run_ended(sender: Any = None, task_id: str | None = None, task: Any = None, retval: Any = None,
+              state: str | None = None, **_: Any) -> None:
+    """Signal handler: a run asking for a report ended (a retry has not: it comes back with the same id)."""
+    found = _report(task)
+    if found is None or state == NOT_ENDED or task_id is None:
+        return
+    name, report = found
+    _safely(task, lambda rep, keys: rep.ended(name, task_id, keys, report, state, retval), report)
+
+
+def _safely(task: Any, call: Any, report: dict[str, Any]) -> None:
+    """Make a report; a failure is logged, never raised into the task."""
+    try:
+        rep = reporter(task.app)
+        keys = rep.keys(report.get("tag")) if rep is not None else None
+        if rep is not None and keys is not None:
+            call(rep, keys)
+    except Exception:  # a report must never fail the task or the worker
+        logger.exception("celerybeatredis.worker: could not report a run to the schedule")
