@@ -26,7 +26,12 @@ def describe_schedule(doc: Mapping[str, Any] | None) -> str:
         text += ", once"
     if doc.get("max_run_count"):
         text += f", at most {doc['max_run_count']} runs"
+    text += _POLICIES.get(("overlap", doc.get("overlap")), "")
     return text
+
+
+#: How ``list`` and ``show`` word a policy that is not the default, after the schedule.
+_POLICIES = {("overlap", "skip"): ", skip if running", ("overlap", "buffer_one"): ", hold one if running"}
 
 
 def duration(seconds: float) -> str:

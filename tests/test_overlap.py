@@ -266,3 +266,20 @@ def test_an_entry_is_paused_after_failures_in_a_row_with_the_failure_as_reason(a
     assert pause is not None and pause.reason == "2 failed runs in a row; last: RuntimeError: disk full"
     assert pause.by == "celerybeatredis.worker"
     assert json.loads(store.client.hget(store.keys.schedule, "e"))["pause_after_failures"] == 2  # type: ignore[arg-type]
+
+
+# --- the API and the command line ----------------------------------------------------------
+
+
+def test_the_fields_are_set_shown_and_checked_by_the_api_and_the_command_line(api: ScheduleStore, cli: Any) -> None:
+    api.add("e", "tasks.add", 30, overlap="skip", overlap_timeout=120)
+    assert api.get("e").definition == {"task": "tasks.add", "interval": {"every": 30, "period": "seconds"},
+                                       "enabled": True, "overlap": "skip", "overlap_timeout": 120}
+    with pytest.raises(InvalidDefinition, match="entry 'e': field 'overlap'"):
+        api.update("e", overlap="sometimes")
+    cli.ok("edit", "e", "--overlap", "buffer_one", "--pause-after-failures", "2")
+    shown = cli.ok("show", "e")
+    assert "hold one if running" in shown and "overlap:   buffer_one" in shown and "max fails: 2" in shown
+    assert "every 30 seconds, hold one if running" in cli.ok("list")
+    assert "field 'overlap_timeout'" in cli.fails("edit", "e", "--overlap-timeout", "-5")
+    assert api.get("e").definition["overlap_timeout"] == 120  # type: ignore[index]
