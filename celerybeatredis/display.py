@@ -31,7 +31,7 @@ def describe_schedule(doc: Mapping[str, Any] | None) -> str:
 
 
 #: How ``list`` and ``show`` word a policy that is not the default, after the schedule.
-_POLICIES = {("overlap", "skip"): ", skip if running", ("overlap", "buffer_one"): ", hold one if running"}
+_POLICIES: dict[tuple[str, Any], str] = {("overlap", "skip"): ", skip if running", ("overlap", "buffer_one"): ", hold one if running"}
 
 
 def duration(seconds: float) -> str:
