@@ -55,6 +55,8 @@ class Definition(NamedTuple):
     overlap: str = "allow"
     overlap_timeout: float = DEFAULT_TIMEOUT
     pause_after_failures: int | None = None
+    catchup: str = "latest"
+    catchup_window: float | None = None
 
     @property
     def runs_once(self) -> bool:

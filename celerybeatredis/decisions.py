@@ -16,6 +16,7 @@ from typing import Literal, NamedTuple
 from celery.schedules import BaseSchedule
 from celery.schedules import schedule as interval_schedule
 
+from .catchup import CatchUp, catch_up
 from .codec import SHORT_DIGEST, Definition, interval_is_due
 from .exceptions import InvalidDefinition
 from .history import record, task_id
@@ -35,15 +36,18 @@ REASON_LIMIT = 1000
 #: paused: due, not sent while the entry is paused (due again at its next time);
 #: overlapped: due while its last run has not finished, skipped (overlap "skip");
 #: buffered: due while its last run has not finished, held until it ends (overlap "buffer_one");
+#: missed: due, its missed runs let go as its catchup says, none sent;
 #: quarantined: its definition (or its run state) cannot be used.
-Outcome = Literal["run", "wait", "held", "retired", "paused", "overlapped", "buffered", "quarantined"]
+Outcome = Literal["run", "wait", "held", "retired", "paused", "overlapped", "buffered", "missed", "quarantined"]
 
 
 class Run(NamedTuple):
-    """A run to publish: the definition to send, and the entry's run count with this run."""
+    """A run to publish: the definition to send, the entry's run count with this run, and the time it was due when
+    it is sent for that time (a missed run caught up: ``"all"``), else ``""``."""
 
     definition: Definition
     total_run_count: int
+    scheduled_at: str = ""
 
 
 class Decision(NamedTuple):
@@ -172,6 +176,19 @@ def decide(entry: Claimed, defn: Definition, last_run: datetime | None, stamped:
         # The run is skipped, not made: no run count, no last run; the schedule says when it is due next.
         return _not_run(entry, batch, batch.at + max(float(next_in), 0.0), digest_field, seed_count, seed_last,
                         "paused", "p")
+    run_at, scheduled, next_at, caught = batch.run_at, "", batch.at + float(next_in), None
+    if (defn.catchup != "latest" or defn.catchup_window is not None) and last_run is not None and not run_now:
+        caught = catch_up(sched, last_run, now, defn.catchup, defn.catchup_window)
+        if caught.send is None:
+            # Every missed run let go: the schedule goes on from the newest (written as the last run, no run counted).
+            newest = caught.newest or now
+            plan = _make(Plan, (entry.name, batch.lease, batch.at + max(sched.remaining_estimate(newest).total_seconds(), 0),
+                                False, newest.isoformat(), digest_field, "", seed_count, seed_last,
+                                catchup_records(caught, entry, batch), ""))
+            return _make(Decision, (plan, None, "missed"))
+        if defn.catchup == "all":
+            run_at = scheduled = caught.send.isoformat()  # the next decision goes on from this run's due time
+            next_at = batch.at if caught.more else batch.at + max(sched.remaining_estimate(caught.send).total_seconds(), 0)
     mark = ""
     if defn.overlap != "allow":
         in_progress = busy(entry.running, batch.at)
@@ -186,14 +203,26 @@ def decide(entry: Claimed, defn: Definition, last_run: datetime | None, stamped:
         run_stamp = batch.stamp or history_stamp(batch.at)
         mark = marker(task_id(batch.tag, entry.name, run_stamp), batch.at, defn.overlap_timeout)
     runs = count + 1
-    next_score = NEVER if retired or (limited and finished(defn, runs, now)) else batch.at + float(next_in)
+    next_score = NEVER if retired or (limited and finished(defn, runs, now)) else next_at
     noted = ""
     if batch.stamp:
         late = batch.at - entry.score if entry.score > 0 else 0.0
         noted = record("m" if late >= float(next_in) > 0 else "s", batch.stamp, late)
-    plan = _make(Plan, (entry.name, batch.lease, next_score, True, batch.run_at, digest_field, "", seed_count, seed_last,
+        if caught is not None:
+            noted += catchup_records(caught, entry, batch)
+    plan = _make(Plan, (entry.name, batch.lease, next_score, True, run_at, digest_field, "", seed_count, seed_last,
                         noted, mark))
-    return _make(Decision, (plan, _make(Run, (defn, runs)), "run"))
+    return _make(Decision, (plan, _make(Run, (defn, runs, scheduled)), "run"))
+
+
+def catchup_records(caught: CatchUp, entry: Claimed, batch: Batch) -> str:
+    """The history records of the runs a catch-up lets go: one per reason, then ``+N`` for the others."""
+    if not batch.stamp:
+        return ""
+    skipped = [(code, n) for code, n in (("w", caught.too_old), ("c", caught.not_sent)) if n]
+    records = "".join(skip_record(entry, batch, code) or record(code, batch.stamp, 0) for code, _ in skipped)
+    extra = sum(n for _, n in skipped) - len(skipped)
+    return records + (f"+{extra}" if extra else "")
 
 
 def _not_run(entry: Claimed, batch: Batch, score: float, digest_field: str, seed_count: int | None, seed_last: str | None,

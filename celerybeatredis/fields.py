@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from .catchup import MODES as CATCHUP_MODES
+from .catchup import parse_mode, parse_window
 from .checks import is_count, json_type, parse_bool, parse_date, parse_options
 from .exceptions import InvalidDefinition
 from .overlap import MODES, parse_overlap, parse_timeout
@@ -109,6 +111,12 @@ FIELDS: tuple[DefinitionField, ...] = (
     DefinitionField("pause_after_failures", _pause_after_failures, "pause_after_failures",
                     "Pause after this many failed runs in a row (needs celerybeatredis.worker).",
                     "--pause-after-failures", "count", label="max fails"),
+    DefinitionField("catchup", parse_mode, "catchup",
+                    f"Runs missed while beat could not send: {' | '.join(CATCHUP_MODES)} (default latest).",
+                    "--catchup", label="catch-up"),
+    DefinitionField("catchup_window", parse_window, "catchup_window",
+                    "Seconds: missed runs due longer ago than this are skipped, and counted.",
+                    "--catchup-window", "json", label="window"),
     DefinitionField("total_run_count", check_run_count, "seed_total_run_count",
                     "Runs so far, from an old document: seeds the run state once.", user=False),
     DefinitionField("last_run_at", lambda v: parse_date(v, "last_run_at"), "seed_last_run_at",

@@ -28,6 +28,8 @@ from .wire import Revert
 
 #: The message header naming the entry that sent a task (the name django-celery-beat uses).
 HEADER = "periodic_task_name"
+#: The header giving the ISO-8601 time a run was due, on a run sent for a past time (catch-up ``all``, backfill).
+SCHEDULED = "periodic_task_scheduled_at"
 #: The header asking the worker integration (worker.py) to report a run: ``{"tag": the entry's shard's hash tag,
 #: "overlap": its run has a marker, "failures": pause_after_failures or 0}``; absent when nothing is to report.
 REPORT = "periodic_task_report"
@@ -121,13 +123,15 @@ class Publisher:
 
         ``tag`` is the hash tag of the entry's shard, for the worker integration to report the run to.
         """
-        defn, runs = run
+        defn, runs, scheduled = run
         options = dict(defn.options)
         if tid is not None:
             options["task_id"] = tid
         # The entry's name rides in a header (as django-celery-beat's), so a worker, a result backend or Flower can
         # tell which entry sent a task: ``self.request.periodic_task_name`` in the task.
         headers = {**options["headers"], HEADER: name} if "headers" in options else {HEADER: name}
+        if scheduled:
+            headers[SCHEDULED] = scheduled
         if defn.overlap != "allow" or defn.pause_after_failures:
             headers[REPORT] = {"tag": tag, "overlap": defn.overlap != "allow", "failures": defn.pause_after_failures or 0}
         options["headers"] = headers

@@ -20,10 +20,12 @@
   ARGV[1]  history depth: records kept per entry (0 = history off: KEYS[6] untouched)
   ARGV     then eleven values per entry:
            name, lease, next score ("inf" = never), ran ("1"/"0"),
-           run time ISO-8601 (when ran), digest value ("" = leave it as it is),
+           run time ISO-8601 (when ran; not ran, it is written as the last run
+           without counting one: missed runs let go), digest value ("" = leave it as it is),
            invalid reason ("" = valid),
            seed total_run_count ("" = none), seed last_run_at ("" = none),
-           history record(s) (14 characters each, newest first, "" = none),
+           history record(s) (14 characters each, newest first, then "+N" for
+           N more skipped runs; "" = none),
            run marker ("" = none; " h" = hold one run behind the marker in
            place, or, if it is gone, make the entry due at once: score 0)
 
@@ -72,6 +74,9 @@ for j = 1, #names do
     if ran == '1' then
       rcall('HINCRBY', run_count, name, 1)
       runs[#runs + 1] = name
+      runs[#runs + 1] = run_at
+    elseif run_at ~= '' then
+      runs[#runs + 1] = name  -- missed runs let go (catchup): the schedule goes on from run_at, no run counted
       runs[#runs + 1] = run_at
     end
     if depth > 0 and ARGV[i + 9] ~= '' then

@@ -190,7 +190,7 @@ def test_claim_and_commit_of_batches_larger_than_one_multi_field_command(store: 
     assert all(e.total_run_count == int(e.name[1:]) and e.digest == f"{e.name[1:].join(['d', ' 1'])}" for e in claim.entries)
     assert store.client.zmscore(store.keys.due, expected) == [float(claim.lease)] * len(expected)
     assert not any(store.client.hexists(store.keys.total_run_count, n) for n in ("e0", "e7", "e2499"))
-    plans = [Plan(e.name, claim.lease, 100.0 + i, ran=i % 2 == 0, run_at=f"2026-01-01T00:00:{i % 60:02d}+00:00",
+    plans = [Plan(e.name, claim.lease, 100.0 + i, ran=i % 2 == 0, run_at=f"2026-01-01T00:00:{i % 60:02d}+00:00" * (i % 2 == 0),
                   digest="" if i % 3 else f"new {i}", invalid_reason="broken" if i == 5 else "")
              for i, e in enumerate(claim.entries)]
     store.client.zadd(store.keys.due, {expected[3]: 0.0})  # poked meanwhile: its commit must fail

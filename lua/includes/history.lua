@@ -6,7 +6,8 @@
   history_drop(key, names)            HDEL names, unless key is not a hash
   A history key of another type never fails a script (and needs no TYPE): pcall, and it is left alone.
   history_read(value, most)           sent, skipped, missed and the (most) whole records of a field; 0, 0, 0, "" if it does not read
-  history_add(value, record, depth)   the field with record(s) first, at most depth records, their counters up
+  history_add(value, record, depth)   the field with record(s) first, at most depth records, their counters up;
+                                      a trailing "+N" counts N more skipped runs
 ]]
 local RECORD = 14
 local function history_fields(key, names)
@@ -39,6 +40,10 @@ end
 local function history_add(value, record, depth)
   -- record: one or more records, newest first; each counts, the newest depth are kept
   local sent, skipped, missed, records = history_read(value, depth)
+  local body, extra = string.match(record, '^(.-)%+(%d+)$')
+  if body then
+    record, skipped = body, skipped + tonumber(extra)
+  end
   for at = 1, #record, RECORD do
     local code = string.sub(record, at, at)
     if code == 's' then
