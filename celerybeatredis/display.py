@@ -27,11 +27,13 @@ def describe_schedule(doc: Mapping[str, Any] | None) -> str:
     if doc.get("max_run_count"):
         text += f", at most {doc['max_run_count']} runs"
     text += _POLICIES.get(("overlap", doc.get("overlap")), "")
+    text += _POLICIES.get(("catchup", doc.get("catchup")), "")
     return text
 
 
 #: How ``list`` and ``show`` word a policy that is not the default, after the schedule.
-_POLICIES: dict[tuple[str, Any], str] = {("overlap", "skip"): ", skip if running", ("overlap", "buffer_one"): ", hold one if running"}
+_POLICIES: dict[tuple[str, Any], str] = {("overlap", "skip"): ", skip if running", ("overlap", "buffer_one"): ", hold one if running",
+                                          ("catchup", "all"): ", catch up all", ("catchup", "none"): ", no catch-up"}
 
 
 def duration(seconds: float) -> str:

@@ -219,3 +219,12 @@ def test_history_counts_runs_let_go_in_one_commit(store: RedisStore) -> None:
     assert store.client.hget(store.keys.last_run_at, "e") == at(0).isoformat().encode()
     assert store.client.hget(store.keys.total_run_count, "e") is None
     assert json.loads(store.client.hget(store.keys.schedule, "e"))["task"] == "tasks.add"  # type: ignore[arg-type]
+
+
+def test_the_fields_are_set_and_shown_by_the_command_line(cli: Any, api: Any) -> None:
+    cli.ok("add", "e", "--task", "tasks.add", "--every", "1m", "--catchup", "all", "--catchup-window", "3600")
+    assert api.get("e").definition["catchup_window"] == 3600
+    shown = cli.ok("show", "e")
+    assert "every minute, catch up all" in shown and "catch-up:  all" in shown and "window:    3600" in shown
+    assert "field 'catchup_window'" in cli.fails("edit", "e", "--catchup-window", "-1")
+    assert "field 'catchup'" in cli.fails("edit", "e", "--catchup", "some")
