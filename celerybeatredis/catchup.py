@@ -14,6 +14,7 @@ rule: one run, at once, however many were missed (``"latest"``).
 
 from __future__ import annotations
 
+import copy
 import math
 from datetime import datetime, timedelta
 from typing import Any, Literal, NamedTuple
@@ -107,8 +108,10 @@ def due_times(sched: BaseSchedule, origin: datetime, since: datetime, until: dat
     times: list[datetime] = []
     total, at = 0, since
     clock = sched.now()
+    stepped = copy.copy(sched)
+    stepped.nowfun = lambda: clock  # one clock for every step: the answers are times, not "in so long"
     while total < MOST_COUNTED:
-        after = clock + sched.remaining_estimate(at)
+        after = clock + stepped.remaining_estimate(at)
         if after <= at or after > until:
             break
         total += 1

@@ -14,6 +14,7 @@ import click
 from .. import __version__
 from ..demo import demo_command
 from ..settings import DEFAULT_PREFIX, DEFAULT_URL, Settings
+from .backfill import backfill_command
 from .base import Context, ManageGroup, check_prefix, check_url
 from .health import status_command
 from .moving import export_command, import_command, migrate_command, reshard_command
@@ -67,7 +68,8 @@ def celery_command(ctx: click.Context, url: str | None, prefix: str | None) -> N
 
 #: The commands both entry points share.
 COMMANDS = [list_command, show_command, next_command, history_command, add_command, edit_command, remove_command,
-            enable_command, disable_command, pause_command, resume_command, run_now_command, invalid_command, stats_command, import_command,
+            enable_command, disable_command, pause_command, resume_command, run_now_command, backfill_command,
+            invalid_command, stats_command, import_command,
             export_command, migrate_command, reshard_command, status_command]
 for _command in COMMANDS:
     main.add_command(_command)
