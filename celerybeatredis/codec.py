@@ -176,9 +176,13 @@ def interval_is_due(sched: schedule, last_run_at: datetime, now: datetime) -> tu
     arithmetic: the interval is added as Celery adds it, in UTC), without its
     per-call overhead. Falls back to Celery for what the shortcut does not cover:
     a relative schedule, a naive or non-fixed-offset ``last_run_at``, overflow.
+
+    Celery rounds a relative interval in the zone of its last run, which its
+    beat keeps in the app's time zone (``app.now()``); beat keeps UTC, so the
+    last run is read in the app's zone first.
     """
     if sched.relative:
-        return _celery_is_due(sched, last_run_at)
+        return _celery_is_due(sched, last_run_at.astimezone(sched.tz) if last_run_at.tzinfo else last_run_at)
     seconds = sched.run_every.total_seconds()
     last_tz, now_tz = last_run_at.tzinfo, now.tzinfo
     try:

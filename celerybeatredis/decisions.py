@@ -155,7 +155,7 @@ def decide(entry: Claimed, defn: Definition, last_run: datetime | None, stamped:
     try:
         sched = defn.schedule
         if run_now:
-            is_due, next_in = True, sched.is_due(now)[1]
+            is_due, next_in = True, batch.is_due(sched, now)[1]
         else:
             is_due, next_in = batch.is_due(sched, last_run or batch.anchor(anchor))
     except Exception as exc:  # noqa: BLE001 - one entry's schedule must not stop beat
