@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from collections import OrderedDict
 from collections.abc import Hashable, Mapping
@@ -51,6 +52,8 @@ class Definition(NamedTuple):
     seed_total_run_count: int | None = None
     seed_last_run_at: datetime | None = None
     paused: Pause | None = None
+    jitter: float = 0.0
+    exclude: tuple[str, ...] = ()
 
     @property
     def runs_once(self) -> bool:
@@ -198,6 +201,21 @@ def interval_is_due(sched: schedule, last_run_at: datetime, now: datetime) -> tu
     if left <= 0:
         return True, max(seconds, 0)
     return False, left
+
+
+def time_left(sched: BaseSchedule, last_run_at: datetime) -> float | None:
+    """Seconds from the schedule's now to the time ``last_run_at`` makes it due (negative: past), None if it cannot say.
+
+    What jitter and calendars call the run's slot: the schedule's own time, read the way :func:`interval_is_due` reads it.
+    """
+    if type(sched) is schedule and sched.relative and last_run_at.tzinfo:
+        last_run_at = last_run_at.astimezone(sched.tz)
+    try:
+        left = sched.remaining_estimate(last_run_at)
+    except Exception:  # noqa: BLE001 - a schedule of its own kind may not know; it then runs unjittered
+        return None
+    seconds = left.total_seconds() if isinstance(left, timedelta) else None
+    return seconds if seconds is not None and math.isfinite(seconds) else None
 
 
 def _celery_is_due(sched: BaseSchedule, last_run_at: datetime) -> tuple[bool, float]:

@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Literal, NamedTuple
 
 from celery.schedules import BaseSchedule
 from celery.schedules import schedule as interval_schedule
 
-from .codec import SHORT_DIGEST, Definition, interval_is_due
+from .calendars import Calendar, InvalidCalendar
+from .codec import SHORT_DIGEST, Definition, interval_is_due, time_left
 from .exceptions import InvalidDefinition
 from .history import record
 from .history import stamp as history_stamp
+from .jitter import jittered
 from .keys import NEVER
 from .runstate import parse_last_run_at
 from .wire import Claimed, Plan
@@ -31,9 +34,10 @@ logger = logging.getLogger("celerybeatredis.schedulers")
 REASON_LIMIT = 1000
 
 #: run: to publish once committed; wait: not due yet; held: its start_time is ahead; retired: disabled or finished;
-#: paused: due, not sent while the entry is paused (due again at its next time);
+#: paused: due, not sent while the entry is paused (due again at its next time); excluded: due on a day a calendar
+#: of its ``exclude`` excludes, not sent either;
 #: quarantined: its definition (or its run state) cannot be used.
-Outcome = Literal["run", "wait", "held", "retired", "paused", "quarantined"]
+Outcome = Literal["run", "wait", "held", "retired", "paused", "excluded", "quarantined"]
 
 
 class Run(NamedTuple):
@@ -51,6 +55,9 @@ class Decision(NamedTuple):
     outcome: Outcome
 
 
+#: Most schedule times :func:`latest_slot` steps over (skipped runs since the last run) before taking the batch's time.
+SLOT_STEPS = 100
+
 #: Makes the named tuples of the hot path without their Python-level ``__new__`` (half the cost); every field is given.
 _make = tuple.__new__
 
@@ -63,10 +70,13 @@ class Batch:
     for the batch and dropped with it.
     """
 
-    __slots__ = ("_anchors", "_due", "_last_runs", "at", "lease", "now", "run_at", "stamp")
+    __slots__ = ("_anchors", "_due", "_last_runs", "at", "calendars", "lease", "now", "run_at", "stamp")
 
-    def __init__(self, lease: str, at: float, history: bool = False) -> None:
+    def __init__(self, lease: str, at: float, history: bool = False,
+                 calendars: Mapping[str, Calendar | InvalidCalendar] | None = None) -> None:
         self.lease = lease
+        #: The schedule's calendars by name, as beat last read them (``exclude`` refers to them).
+        self.calendars: Mapping[str, Calendar | InvalidCalendar] = calendars if calendars is not None else {}
         #: The batch's time (Unix seconds, from Redis), as a datetime, and as written to last_run_at.
         self.at = at
         self.now = datetime.fromtimestamp(at, timezone.utc)
@@ -161,21 +171,105 @@ def decide(entry: Claimed, defn: Definition, last_run: datetime | None, stamped:
     except Exception as exc:  # noqa: BLE001 - one entry's schedule must not stop beat
         return quarantine(entry.name, batch.lease, InvalidDefinition(defn.kind, f"cannot compute the next run: {exc}"),
                           digest_field)
+    jitter = 0.0 if run_now else defn.jitter
     if not is_due:
-        return _not_run(entry, batch, batch.at + max(float(next_in), 0.0), digest_field, seed_count, seed_last, "wait")
+        wait = batch.at + max(float(next_in), 0.0)
+        if jitter:
+            wait = jittered(entry.name, wait, jitter)
+        return _not_run(entry, batch, wait, digest_field, seed_count, seed_last, "wait")
+    slot = None
+    if not run_now and (jitter or defn.exclude):
+        slot = latest_slot(sched, last_run or batch.anchor(anchor), batch)
+        if jitter and slot is not None:
+            # The score beat stored for this slot is its jittered time; worked out afresh after an edit or a look-now.
+            at = entry.score if slot <= entry.score < slot + jitter else jittered(entry.name, slot, jitter)
+            if batch.at < at:
+                return _not_run(entry, batch, at, digest_field, seed_count, seed_last, "wait")
+    skip = ""
     if defn.paused is not None and not run_now:
+        skip = "p"
+    elif defn.exclude and not run_now:
+        try:
+            skip = "x" if excluded(defn, batch, batch.anchor(batch.at if slot is None else slot)) else ""
+        except InvalidDefinition as exc:
+            return quarantine(entry.name, batch.lease, exc, digest_field)
+    if skip:
         # The run is skipped, not made: no run count, no last run; the schedule says when it is due next.
-        return _not_run(entry, batch, batch.at + max(float(next_in), 0.0), digest_field, seed_count, seed_last,
-                        "paused", "p")
+        wait = batch.at + max(float(next_in), 0.0)
+        return _not_run(entry, batch, jittered(entry.name, wait, jitter) if jitter else wait, digest_field,
+                        seed_count, seed_last, "paused" if skip == "p" else "excluded", skip)
     runs = count + 1
-    next_score = NEVER if retired or (limited and finished(defn, runs, now)) else batch.at + float(next_in)
+    ran_at = batch.run_at
+    if retired or (limited and finished(defn, runs, now)):
+        next_score = NEVER
+    else:
+        next_score = batch.at + float(next_in)
+        if jitter:
+            ran_at, next_score = _jittered(entry.name, defn, batch, slot, next_score)
     noted = ""
     if batch.stamp:
         late = batch.at - entry.score if entry.score > 0 else 0.0
         noted = record("m" if late >= float(next_in) > 0 else "s", batch.stamp, late)
-    plan = _make(Plan, (entry.name, batch.lease, next_score, True, batch.run_at, digest_field, "", seed_count, seed_last,
+    plan = _make(Plan, (entry.name, batch.lease, next_score, True, ran_at, digest_field, "", seed_count, seed_last,
                         noted))
     return _make(Decision, (plan, _make(Run, (defn, runs)), "run"))
+
+
+def _jittered(name: str, defn: Definition, batch: Batch, slot: float | None, next_score: float) -> tuple[str, float]:
+    """The last run to record for a jittered run, and its next score.
+
+    The slot is recorded as the last run when the schedule, timed from it, is
+    not due again at once: an interval then keeps its period instead of
+    adding each run's delay to the next. Otherwise (a late run) the run's own
+    time is, as without jitter.
+    """
+    ran_at = batch.run_at
+    if slot is not None and slot < batch.at:
+        moment = batch.anchor(slot)
+        due, left = batch.is_due(defn.schedule, moment)
+        if not due:
+            ran_at, next_score = moment.isoformat(), batch.at + float(left)
+    return ran_at, jittered(name, next_score, defn.jitter)
+
+
+def latest_slot(sched: BaseSchedule, base: datetime, batch: Batch) -> float | None:
+    """The latest time, at or before the batch's, that the schedule gives after ``base``: the run's *slot*.
+
+    After skipped runs (the last run stays as it was) that is the newest of the
+    times since, found by stepping from one to the next, at most
+    :data:`SLOT_STEPS` times (then the batch's own time stands for it). None
+    when the schedule cannot say (a kind without ``remaining_estimate``).
+    """
+    left = time_left(sched, base)
+    if left is None:
+        return None
+    slot = batch.at + min(left, 0.0)
+    for _ in range(SLOT_STEPS):
+        left = time_left(sched, batch.anchor(slot))
+        if left is None or left > 0:
+            return slot
+        if batch.at + left <= slot:  # no step forward: take what there is
+            return slot
+        slot = batch.at + left
+    return batch.at
+
+
+def excluded(defn: Definition, batch: Batch, slot: datetime) -> bool:
+    """Whether a calendar of ``defn``'s ``exclude`` has the slot's day, in the entry's time zone.
+
+    Raises:
+        InvalidDefinition: naming ``exclude``, for a calendar that does not exist or does not read.
+    """
+    day = slot.astimezone(defn.schedule.tz).date()
+    for name in defn.exclude:
+        calendar = batch.calendars.get(name)
+        if calendar is None:
+            raise InvalidDefinition("exclude", f"unknown calendar {name!r} (create it with: celerybeatredis calendar set)")
+        if isinstance(calendar, InvalidCalendar):
+            raise InvalidDefinition("exclude", f"cannot use {calendar}")
+        if calendar.excludes(day):
+            return True
+    return False
 
 
 def _not_run(entry: Claimed, batch: Batch, score: float, digest_field: str, seed_count: int | None, seed_last: str | None,

@@ -8,7 +8,7 @@ keeps the last N by cutting the string at ``N * RECORD``:
   at least the time to its next run), ``e`` publish error, and the skipped
   runs: ``d`` not run as disabled or finished, ``h`` held (start_time ahead),
   ``q`` quarantined, ``p`` paused (the read shows the pause's reason on the
-  records of the pause in force);
+  records of the pause in force), ``x`` on a day a calendar excludes;
 * 8 characters, the batch time it was decided at (sent time), Unix
   milliseconds in base 36 (the *stamp*; up to the year 2059);
 * 5 characters, its lateness (sent time - due time) in milliseconds, base 36,
@@ -35,7 +35,8 @@ DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
 LATE_MAX = 36**LATE - 1
 #: What each outcome letter means (``history`` shows these words).
 OUTCOMES = {"s": "sent", "m": "missed", "e": "publish-error", "d": "skipped: disabled or finished",
-            "h": "skipped: start_time ahead", "q": "skipped: quarantined", "p": "skipped: paused"}
+            "h": "skipped: start_time ahead", "q": "skipped: quarantined", "p": "skipped: paused",
+            "x": "skipped: excluded by a calendar"}
 #: A run skipped while its entry was paused.
 PAUSED = OUTCOMES["p"]
 #: Outcomes that were sent (or tried to be): they have a task id.
