@@ -108,9 +108,23 @@ def parse_exclude(value: Any) -> tuple[str, ...]:
     Raises:
         InvalidDefinition: naming ``exclude``.
     """
+    try:
+        return _EXCLUDES[tuple(value)] if type(value) is list else _not_names(value)
+    except (KeyError, TypeError):
+        pass
     if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-        raise InvalidDefinition("exclude", f"must be a list of calendar names, not {value!r}"[:300])
-    return tuple(dict.fromkeys(value))
+        _not_names(value)
+    names = tuple(dict.fromkeys(value))
+    if len(_EXCLUDES) < 1024:  # entries mostly share a few lists: each is checked once
+        _EXCLUDES[tuple(value)] = names
+    return names
+
+
+_EXCLUDES: dict[tuple[str, ...], tuple[str, ...]] = {}
+
+
+def _not_names(value: Any) -> tuple[str, ...]:
+    raise InvalidDefinition("exclude", f"must be a list of calendar names, not {value!r}"[:300])
 
 
 def check_name(name: Any) -> str:

@@ -25,7 +25,7 @@ from celery.schedules import BaseSchedule, schedule
 
 from .checks import MESSAGE_DATE_OPTIONS
 from .exceptions import InvalidDefinition
-from .fields import BY_NAME, COMMON_FIELDS, COMMON_MEMBERS, FIELDS, OPTIONAL_MEMBERS
+from .fields import BY_NAME, COMMON_FIELDS, COMMON_MEMBERS, OPTIONAL_MEMBERS
 from .kinds import KINDS, NowFun, kind_to_json
 from .pausing import Pause
 
@@ -127,8 +127,14 @@ class Codec:
         sched = self._schedule(kind, doc[kind], relative)
         if not present:
             return Definition(task, kind, sched, (), {}, {})
-        fields = COMMON_FIELDS if present <= COMMON_MEMBERS else FIELDS
-        values = {f.attr: f.read(doc[f.name]) for f in fields if f.attr and doc.get(f.name) is not None}
+        if present <= COMMON_MEMBERS:
+            values = {f.attr: f.read(doc[f.name]) for f in COMMON_FIELDS if f.attr and doc.get(f.name) is not None}
+        else:  # only the members it has: a document of a few rare ones need not look for all the others
+            values = {}
+            for name in present:
+                f, value = BY_NAME[name], doc[name]
+                if f.attr and value is not None:
+                    values[f.attr] = f.read(value)
         return Definition(task, kind, sched, **values)
 
     def _schedule(self, kind: str, spec: Any, relative: bool) -> BaseSchedule:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone, tzinfo
 from typing import Literal, NamedTuple
 
 from celery.schedules import BaseSchedule
@@ -70,7 +70,8 @@ class Batch:
     for the batch and dropped with it.
     """
 
-    __slots__ = ("_anchors", "_due", "_last_runs", "at", "calendars", "lease", "now", "run_at", "stamp")
+    __slots__ = ("_anchors", "_due", "_last_runs", "_texts", "at", "calendars", "excluded", "lease", "now", "run_at",
+                 "stamp")
 
     def __init__(self, lease: str, at: float, history: bool = False,
                  calendars: Mapping[str, Calendar | InvalidCalendar] | None = None) -> None:
@@ -87,6 +88,9 @@ class Batch:
         self._due: dict[tuple[int, datetime, object], tuple[BaseSchedule, tuple[bool, float]]] = {}
         self._last_runs: dict[str, datetime | None] = {}
         self._anchors: dict[float, datetime] = {}
+        self._texts: dict[float, str] = {}
+        #: Whether a day is excluded, by (Unix second, zone, calendar names): :func:`excluded`'s answers.
+        self.excluded: dict[tuple[int, tzinfo, tuple[str, ...]], bool | InvalidDefinition] = {}
 
     def is_due(self, sched: BaseSchedule, base: datetime) -> tuple[bool, float]:
         """``sched.is_due(base)`` at this batch's time, computed once per (schedule, last run)."""
@@ -104,6 +108,13 @@ class Batch:
             return runs[value]
         parsed = runs[value] = parse_last_run_at(value)
         return parsed
+
+    def iso(self, value: float) -> str:
+        """A Unix time as ISO-8601 UTC text, as a last run is written (entries of a batch mostly share their slot)."""
+        text = self._texts.get(value)
+        if text is None:
+            text = self._texts[value] = self.anchor(value).isoformat()
+        return text
 
     def anchor(self, value: float) -> datetime:
         """An anchor's Unix time as a UTC datetime."""
@@ -190,7 +201,7 @@ def decide(entry: Claimed, defn: Definition, last_run: datetime | None, stamped:
         skip = "p"
     elif defn.exclude and not run_now:
         try:
-            skip = "x" if excluded(defn, batch, batch.anchor(batch.at if slot is None else slot)) else ""
+            skip = "x" if excluded(defn, batch, batch.at if slot is None else slot) else ""
         except InvalidDefinition as exc:
             return quarantine(entry.name, batch.lease, exc, digest_field)
     if skip:
@@ -225,10 +236,13 @@ def _jittered(name: str, defn: Definition, batch: Batch, slot: float | None, nex
     """
     ran_at = batch.run_at
     if slot is not None and slot < batch.at:
-        moment = batch.anchor(slot)
-        due, left = batch.is_due(defn.schedule, moment)
-        if not due:
-            ran_at, next_score = moment.isoformat(), batch.at + float(left)
+        sched = defn.schedule
+        if type(sched) is interval_schedule and not sched.relative:  # the slot is the latest: the next is one period on
+            ran_at, next_score = batch.iso(slot), slot + sched.run_every.total_seconds()
+        else:
+            due, left = batch.is_due(sched, batch.anchor(slot))
+            if not due:
+                ran_at, next_score = batch.iso(slot), batch.at + float(left)
     return ran_at, jittered(name, next_score, defn.jitter)
 
 
@@ -240,6 +254,12 @@ def latest_slot(sched: BaseSchedule, base: datetime, batch: Batch) -> float | No
     :data:`SLOT_STEPS` times (then the batch's own time stands for it). None
     when the schedule cannot say (a kind without ``remaining_estimate``).
     """
+    if type(sched) is interval_schedule and not sched.relative:  # Celery's arithmetic in closed form, for speed
+        every = sched.run_every.total_seconds()
+        first = base.timestamp() + every
+        if every <= 0 or first >= batch.at:
+            return min(first, batch.at)
+        return first + math.floor((batch.at - first) / every) * every
     left = time_left(sched, base)
     if left is None:
         return None
@@ -254,19 +274,33 @@ def latest_slot(sched: BaseSchedule, base: datetime, batch: Batch) -> float | No
     return batch.at
 
 
-def excluded(defn: Definition, batch: Batch, slot: datetime) -> bool:
+def excluded(defn: Definition, batch: Batch, slot: float) -> bool:
     """Whether a calendar of ``defn``'s ``exclude`` has the slot's day, in the entry's time zone.
+
+    Answered once per (second, zone, calendars) in a batch: entries due together share it.
 
     Raises:
         InvalidDefinition: naming ``exclude``, for a calendar that does not exist or does not read.
     """
-    day = slot.astimezone(defn.schedule.tz).date()
-    for name in defn.exclude:
-        calendar = batch.calendars.get(name)
+    zone = defn.schedule.tz
+    key = (int(slot // 1), zone, defn.exclude)  # a day starts on a whole second in every zone
+    found = batch.excluded.get(key)
+    if found is None:
+        found = batch.excluded[key] = _excluded_day(defn.exclude, batch.calendars,
+                                                    datetime.fromtimestamp(key[0], zone).date())
+    if found is True or found is False:
+        return found
+    raise found
+
+
+def _excluded_day(names: tuple[str, ...], calendars: Mapping[str, Calendar | InvalidCalendar],
+                  day: date) -> bool | InvalidDefinition:
+    for name in names:
+        calendar = calendars.get(name)
         if calendar is None:
-            raise InvalidDefinition("exclude", f"unknown calendar {name!r} (create it with: celerybeatredis calendar set)")
+            return InvalidDefinition("exclude", f"unknown calendar {name!r} (create it with: celerybeatredis calendar set)")
         if isinstance(calendar, InvalidCalendar):
-            raise InvalidDefinition("exclude", f"cannot use {calendar}")
+            return InvalidDefinition("exclude", f"cannot use {calendar}")
         if calendar.excludes(day):
             return True
     return False

@@ -8,14 +8,14 @@ moment spreads over the jitter window.
 
 from __future__ import annotations
 
-import hashlib
 import math
+import zlib
 from typing import Any
 
 from .checks import is_number, json_type
 from .exceptions import InvalidDefinition
 
-_SCALE = float(2**64)
+_SCALE = float(2**32)
 
 
 def parse_jitter(value: Any) -> float:
@@ -39,9 +39,9 @@ def offset(name: str, slot: float, jitter: float) -> float:
     """
     if jitter <= 0:
         return 0.0
-    key = f"{name}\0{round(slot)}".encode("utf-8", "surrogateescape")
-    fraction = int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "big") / _SCALE
-    return min(fraction * jitter, math.nextafter(jitter, 0.0))
+    # CRC-32 rather than a cryptographic hash: it runs for every jittered run, and it is mixed well enough for
+    # a spread (nothing depends on it being hard to predict). Below 1, times jitter it stays below jitter.
+    return zlib.crc32(f"{name}\0{round(slot)}".encode("utf-8", "surrogateescape")) / _SCALE * jitter
 
 
 def jittered(name: str, slot: float, jitter: float) -> float:

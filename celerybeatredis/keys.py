@@ -67,6 +67,7 @@ class Keys:
         return {
             self.schedule: "hash", self.due: "zset", self.total_run_count: "hash", self.last_run_at: "hash",
             self.statics: "set", self.invalid: "hash", self.digest: "hash", self.meta: "hash", self.beats: "hash",
+            self.calendars: "hash",
         }
 
 
