@@ -207,8 +207,10 @@ def decide(entry: Claimed, defn: Definition, last_run: datetime | None, stamped:
     if skip:
         # The run is skipped, not made: no run count, no last run; the schedule says when it is due next.
         wait = batch.at + max(float(next_in), 0.0)
-        return _not_run(entry, batch, jittered(entry.name, wait, jitter) if jitter else wait, digest_field,
-                        seed_count, seed_last, "paused" if skip == "p" else "excluded", skip)
+        if jitter:  # the next slot after this one, as a run would have it, jittered
+            wait = _jittered(entry.name, defn, batch, slot, wait)[1]
+        return _not_run(entry, batch, wait, digest_field, seed_count, seed_last, "paused" if skip == "p" else "excluded",
+                        skip)
     runs = count + 1
     ran_at = batch.run_at
     if retired or (limited and finished(defn, runs, now)):
@@ -217,6 +219,8 @@ def decide(entry: Claimed, defn: Definition, last_run: datetime | None, stamped:
         next_score = batch.at + float(next_in)
         if jitter:
             ran_at, next_score = _jittered(entry.name, defn, batch, slot, next_score)
+        elif defn.jitter:  # a run-now is sent at once; the run after it is jittered as any other
+            next_score = jittered(entry.name, next_score, defn.jitter)
     noted = ""
     if batch.stamp:
         late = batch.at - entry.score if entry.score > 0 else 0.0

@@ -205,3 +205,14 @@ def test_cli_calendar_commands(cli: Cli, api: ScheduleStore) -> None:
     assert "unknown calendar 'nope'" in cli.fails("edit", "report", "--exclude", '["nope"]')
     assert cli.ok("calendar", "remove", "holidays-de") == "removed calendar holidays-de\n"
     assert "no calendar named 'holidays-de'" in cli.fails("calendar", "remove", "holidays-de")
+
+
+def test_a_jittered_interval_keeps_its_grid_across_excluded_days() -> None:
+    weekend = {"weekend": parse_calendar("weekend", {"weekdays": ["sat", "sun"]})}
+    doc = {"task": "t", "interval": {"every": 1, "period": "days"}, "jitter": 600, "exclude": ["weekend"]}
+    first = ts("2026-03-05T06:00:00+00:00")  # a Thursday
+    entry = Claimed("e", 0.0, json.dumps(doc).encode(), 1, iso(first - 86400), None)
+    times = fire_times(entry, Celery("t", set_as_current=False), first - 3600, 6, weekend)
+    slots = [first + 86400 * i for i in range(6)]
+    assert [t.at.timestamp() for t in times] == pytest.approx([jittered("e", s, 600) for s in slots])
+    assert [t.ruled_out for t in times] == [None, None, "exclude", "exclude", None, None]

@@ -104,9 +104,10 @@ def test_next_shows_the_jittered_times_beat_uses() -> None:
     assert [t.run for t in times] == [1, 2, 3, 4]
 
 
-def test_run_now_is_not_jittered() -> None:
+def test_run_now_is_not_jittered_but_the_run_after_it_is() -> None:
     decision = Decider().pure(claimed(HOURLY, score=-1, count=1, last=T0 - 10), T0)
     assert decision.outcome == "run" and decision.plan.run_at == iso(T0)
+    assert decision.plan.score == pytest.approx(T0 + 3600 + offset("e", T0 + 3600, 600))
 
 
 # --- beat, the API, the command line --------------------------------------------------------
