@@ -24,6 +24,7 @@ from celery.schedules import schedule as interval_schedule
 
 from .checks import is_number
 from .exceptions import InvalidDefinition
+from .history import record
 
 CatchupMode = Literal["latest", "all", "none"]
 MODES: tuple[CatchupMode, ...] = ("latest", "all", "none")
@@ -49,6 +50,14 @@ class CatchUp(NamedTuple):
     too_old: int
     not_sent: int
     newest: datetime | None
+
+    def records(self, stamp: str, late: float) -> str:
+        """The history records of the runs let go (batch ``stamp``, ``late`` seconds): one per reason, then ``+N``."""
+        if not stamp:
+            return ""
+        skipped = [(code, n) for code, n in (("w", self.too_old), ("c", self.not_sent)) if n]
+        extra = sum(n for _, n in skipped) - len(skipped)
+        return "".join(record(code, stamp, late) for code, _ in skipped) + (f"+{extra}" if extra else "")
 
 
 def parse_mode(value: Any) -> CatchupMode:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from collections import OrderedDict
 from collections.abc import Hashable, Mapping
@@ -24,7 +25,7 @@ from celery.schedules import BaseSchedule, schedule
 
 from .checks import MESSAGE_DATE_OPTIONS
 from .exceptions import InvalidDefinition
-from .fields import BY_NAME, COMMON_FIELDS, COMMON_MEMBERS, FIELDS, OPTIONAL_MEMBERS
+from .fields import BY_NAME, COMMON_FIELDS, COMMON_MEMBERS, OPTIONAL_MEMBERS
 from .kinds import KINDS, NowFun, kind_to_json
 from .overlap import DEFAULT_TIMEOUT
 from .pausing import Pause
@@ -57,6 +58,8 @@ class Definition(NamedTuple):
     pause_after_failures: int | None = None
     catchup: str = "latest"
     catchup_window: float | None = None
+    jitter: float = 0.0
+    exclude: tuple[str, ...] = ()
 
     @property
     def runs_once(self) -> bool:
@@ -130,8 +133,14 @@ class Codec:
         sched = self._schedule(kind, doc[kind], relative)
         if not present:
             return Definition(task, kind, sched, (), {}, {})
-        fields = COMMON_FIELDS if present <= COMMON_MEMBERS else FIELDS
-        values = {f.attr: f.read(doc[f.name]) for f in fields if f.attr and doc.get(f.name) is not None}
+        if present <= COMMON_MEMBERS:
+            values = {f.attr: f.read(doc[f.name]) for f in COMMON_FIELDS if f.attr and doc.get(f.name) is not None}
+        else:  # only the members it has: a document of a few rare ones need not look for all the others
+            values = {}
+            for name in present:
+                f, value = BY_NAME[name], doc[name]
+                if f.attr and value is not None:
+                    values[f.attr] = f.read(value)
         return Definition(task, kind, sched, **values)
 
     def _schedule(self, kind: str, spec: Any, relative: bool) -> BaseSchedule:
@@ -182,9 +191,13 @@ def interval_is_due(sched: schedule, last_run_at: datetime, now: datetime) -> tu
     arithmetic: the interval is added as Celery adds it, in UTC), without its
     per-call overhead. Falls back to Celery for what the shortcut does not cover:
     a relative schedule, a naive or non-fixed-offset ``last_run_at``, overflow.
+
+    Celery rounds a relative interval in the zone of its last run, which its
+    beat keeps in the app's time zone (``app.now()``); beat keeps UTC, so the
+    last run is read in the app's zone first.
     """
     if sched.relative:
-        return _celery_is_due(sched, last_run_at)
+        return _celery_is_due(sched, last_run_at.astimezone(sched.tz) if last_run_at.tzinfo else last_run_at)
     seconds = sched.run_every.total_seconds()
     last_tz, now_tz = last_run_at.tzinfo, now.tzinfo
     try:
@@ -200,6 +213,21 @@ def interval_is_due(sched: schedule, last_run_at: datetime, now: datetime) -> tu
     if left <= 0:
         return True, max(seconds, 0)
     return False, left
+
+
+def time_left(sched: BaseSchedule, last_run_at: datetime) -> float | None:
+    """Seconds from the schedule's now to the time ``last_run_at`` makes it due (negative: past), None if it cannot say.
+
+    What jitter and calendars call the run's slot: the schedule's own time, read the way :func:`interval_is_due` reads it.
+    """
+    if type(sched) is schedule and sched.relative and last_run_at.tzinfo:
+        last_run_at = last_run_at.astimezone(sched.tz)
+    try:
+        left = sched.remaining_estimate(last_run_at)
+    except Exception:  # noqa: BLE001 - a schedule of its own kind may not know; it then runs unjittered
+        return None
+    seconds = left.total_seconds() if isinstance(left, timedelta) else None
+    return seconds if seconds is not None and math.isfinite(seconds) else None
 
 
 def _celery_is_due(sched: BaseSchedule, last_run_at: datetime) -> tuple[bool, float]:

@@ -10,17 +10,20 @@ from __future__ import annotations
 
 import logging
 import math
-from datetime import datetime, timezone
+from collections.abc import Mapping
+from datetime import date, datetime, timezone, tzinfo
 from typing import Literal, NamedTuple
 
 from celery.schedules import BaseSchedule
 from celery.schedules import schedule as interval_schedule
 
-from .catchup import CatchUp, catch_up
-from .codec import SHORT_DIGEST, Definition, interval_is_due
+from .calendars import Calendar, InvalidCalendar
+from .catchup import catch_up
+from .codec import SHORT_DIGEST, Definition, interval_is_due, time_left
 from .exceptions import InvalidDefinition
 from .history import record, task_id
 from .history import stamp as history_stamp
+from .jitter import jittered
 from .keys import NEVER
 from .overlap import HOLD, busy, marker
 from .runstate import parse_last_run_at
@@ -33,12 +36,14 @@ logger = logging.getLogger("celerybeatredis.schedulers")
 REASON_LIMIT = 1000
 
 #: run: to publish once committed; wait: not due yet; held: its start_time is ahead; retired: disabled or finished;
-#: paused: due, not sent while the entry is paused (due again at its next time);
+#: paused: due, not sent while the entry is paused (due again at its next time); excluded: due on a day a calendar
+#: of its ``exclude`` excludes, not sent either;
 #: overlapped: due while its last run has not finished, skipped (overlap "skip");
 #: buffered: due while its last run has not finished, held until it ends (overlap "buffer_one");
 #: missed: due, its missed runs let go as its catchup says, none sent;
 #: quarantined: its definition (or its run state) cannot be used.
-Outcome = Literal["run", "wait", "held", "retired", "paused", "overlapped", "buffered", "missed", "quarantined"]
+Outcome = Literal["run", "wait", "held", "retired", "paused", "excluded", "overlapped", "buffered", "missed",
+                  "quarantined"]
 
 
 class Run(NamedTuple):
@@ -58,6 +63,9 @@ class Decision(NamedTuple):
     outcome: Outcome
 
 
+#: Most schedule times :func:`latest_slot` steps over (skipped runs since the last run) before taking the batch's time.
+SLOT_STEPS = 100
+
 #: Makes the named tuples of the hot path without their Python-level ``__new__`` (half the cost); every field is given.
 _make = tuple.__new__
 
@@ -70,12 +78,16 @@ class Batch:
     for the batch and dropped with it.
     """
 
-    __slots__ = ("_anchors", "_due", "_last_runs", "at", "lease", "now", "run_at", "stamp", "tag")
+    __slots__ = ("_anchors", "_due", "_last_runs", "_texts", "at", "calendars", "excluded", "lease", "now", "run_at",
+                 "stamp", "tag")
 
-    def __init__(self, lease: str, at: float, history: bool = False, tag: str = "") -> None:
+    def __init__(self, lease: str, at: float, history: bool = False,
+                 calendars: Mapping[str, Calendar | InvalidCalendar] | None = None, tag: str = "") -> None:
         self.lease = lease
         #: The schedule's tag, which names its task ids (history.task_id).
         self.tag = tag
+        #: The schedule's calendars by name, as beat last read them (``exclude`` refers to them).
+        self.calendars: Mapping[str, Calendar | InvalidCalendar] = calendars if calendars is not None else {}
         #: The batch's time (Unix seconds, from Redis), as a datetime, and as written to last_run_at.
         self.at = at
         self.now = datetime.fromtimestamp(at, timezone.utc)
@@ -86,6 +98,9 @@ class Batch:
         self._due: dict[tuple[int, datetime, object], tuple[BaseSchedule, tuple[bool, float]]] = {}
         self._last_runs: dict[str, datetime | None] = {}
         self._anchors: dict[float, datetime] = {}
+        self._texts: dict[float, str] = {}
+        #: Whether a day is excluded, by (Unix second, zone, calendar names): :func:`excluded`'s answers.
+        self.excluded: dict[tuple[int, tzinfo, tuple[str, ...]], bool | InvalidDefinition] = {}
 
     def is_due(self, sched: BaseSchedule, base: datetime) -> tuple[bool, float]:
         """``sched.is_due(base)`` at this batch's time, computed once per (schedule, last run)."""
@@ -103,6 +118,13 @@ class Batch:
             return runs[value]
         parsed = runs[value] = parse_last_run_at(value)
         return parsed
+
+    def iso(self, value: float) -> str:
+        """A Unix time as ISO-8601 UTC text, as a last run is written (entries of a batch mostly share their slot)."""
+        text = self._texts.get(value)
+        if text is None:
+            text = self._texts[value] = self.anchor(value).isoformat()
+        return text
 
     def anchor(self, value: float) -> datetime:
         """An anchor's Unix time as a UTC datetime."""
@@ -164,19 +186,42 @@ def decide(entry: Claimed, defn: Definition, last_run: datetime | None, stamped:
     try:
         sched = defn.schedule
         if run_now:
-            is_due, next_in = True, sched.is_due(now)[1]
+            is_due, next_in = True, batch.is_due(sched, now)[1]
         else:
             is_due, next_in = batch.is_due(sched, last_run or batch.anchor(anchor))
     except Exception as exc:  # noqa: BLE001 - one entry's schedule must not stop beat
         return quarantine(entry.name, batch.lease, InvalidDefinition(defn.kind, f"cannot compute the next run: {exc}"),
                           digest_field)
+    jitter = 0.0 if run_now else defn.jitter
     if not is_due:
-        return _not_run(entry, batch, batch.at + max(float(next_in), 0.0), digest_field, seed_count, seed_last, "wait")
+        wait = batch.at + max(float(next_in), 0.0)
+        if jitter:
+            wait = jittered(entry.name, wait, jitter)
+        return _not_run(entry, batch, wait, digest_field, seed_count, seed_last, "wait")
+    slot = None
+    if not run_now and (jitter or defn.exclude):
+        slot = latest_slot(sched, last_run or batch.anchor(anchor), batch)
+        if jitter and slot is not None:
+            # The score beat stored for this slot is its jittered time; worked out afresh after an edit or a look-now.
+            at = entry.score if slot <= entry.score < slot + jitter else jittered(entry.name, slot, jitter)
+            if batch.at < at:
+                return _not_run(entry, batch, at, digest_field, seed_count, seed_last, "wait")
+    skip = ""
     if defn.paused is not None and not run_now:
+        skip = "p"
+    elif defn.exclude and not run_now:
+        try:
+            skip = "x" if excluded(defn, batch, batch.at if slot is None else slot) else ""
+        except InvalidDefinition as exc:
+            return quarantine(entry.name, batch.lease, exc, digest_field)
+    if skip:
         # The run is skipped, not made: no run count, no last run; the schedule says when it is due next.
-        return _not_run(entry, batch, batch.at + max(float(next_in), 0.0), digest_field, seed_count, seed_last,
-                        "paused", "p")
-    run_at, scheduled, next_at, caught = batch.run_at, "", batch.at + float(next_in), None
+        wait = batch.at + max(float(next_in), 0.0)
+        if jitter:  # the next slot after this one, as a run would have it, jittered
+            wait = _jittered(entry.name, defn, batch, slot, wait)[1]
+        return _not_run(entry, batch, wait, digest_field, seed_count, seed_last, "paused" if skip == "p" else "excluded",
+                        skip)
+    scheduled, caught = "", None
     if (defn.catchup != "latest" or defn.catchup_window is not None) and last_run is not None and not run_now:
         caught = catch_up(sched, last_run, now, defn.catchup, defn.catchup_window)
         if caught.send is None:
@@ -184,11 +229,10 @@ def decide(entry: Claimed, defn: Definition, last_run: datetime | None, stamped:
             newest = caught.newest or now
             plan = _make(Plan, (entry.name, batch.lease, batch.at + max(sched.remaining_estimate(newest).total_seconds(), 0),
                                 False, newest.isoformat(), digest_field, "", seed_count, seed_last,
-                                catchup_records(caught, entry, batch), ""))
+                                caught.records(batch.stamp, batch.at - entry.score if entry.score > 0 else 0.0), ""))
             return _make(Decision, (plan, None, "missed"))
         if defn.catchup == "all":
-            run_at = scheduled = caught.send.isoformat()  # the next decision goes on from this run's due time
-            next_at = batch.at if caught.more else batch.at + max(sched.remaining_estimate(caught.send).total_seconds(), 0)
+            scheduled = caught.send.isoformat()  # the next decision goes on from this run's due time
     mark = ""
     if defn.overlap != "allow":
         in_progress = busy(entry.running, batch.at)
@@ -203,26 +247,107 @@ def decide(entry: Claimed, defn: Definition, last_run: datetime | None, stamped:
         run_stamp = batch.stamp or history_stamp(batch.at)
         mark = marker(task_id(batch.tag, entry.name, run_stamp), batch.at, defn.overlap_timeout)
     runs = count + 1
-    next_score = NEVER if retired or (limited and finished(defn, runs, now)) else next_at
+    ran_at = batch.run_at
+    if retired or (limited and finished(defn, runs, now)):
+        next_score = NEVER
+    elif caught is not None and scheduled:
+        ran_at = scheduled
+        next_score = batch.at if caught.more else batch.at + max(sched.remaining_estimate(caught.send).total_seconds(), 0)
+    else:
+        next_score = batch.at + float(next_in)
+        if jitter:
+            ran_at, next_score = _jittered(entry.name, defn, batch, slot, next_score)
+        elif defn.jitter:  # a run-now is sent at once; the run after it is jittered as any other
+            next_score = jittered(entry.name, next_score, defn.jitter)
     noted = ""
     if batch.stamp:
         late = batch.at - entry.score if entry.score > 0 else 0.0
         noted = record("m" if late >= float(next_in) > 0 else "s", batch.stamp, late)
         if caught is not None:
-            noted += catchup_records(caught, entry, batch)
-    plan = _make(Plan, (entry.name, batch.lease, next_score, True, run_at, digest_field, "", seed_count, seed_last,
+            noted += caught.records(batch.stamp, batch.at - entry.score if entry.score > 0 else 0.0)
+    plan = _make(Plan, (entry.name, batch.lease, next_score, True, ran_at, digest_field, "", seed_count, seed_last,
                         noted, mark))
     return _make(Decision, (plan, _make(Run, (defn, runs, scheduled)), "run"))
 
 
-def catchup_records(caught: CatchUp, entry: Claimed, batch: Batch) -> str:
-    """The history records of the runs a catch-up lets go: one per reason, then ``+N`` for the others."""
-    if not batch.stamp:
-        return ""
-    skipped = [(code, n) for code, n in (("w", caught.too_old), ("c", caught.not_sent)) if n]
-    records = "".join(skip_record(entry, batch, code) or record(code, batch.stamp, 0) for code, _ in skipped)
-    extra = sum(n for _, n in skipped) - len(skipped)
-    return records + (f"+{extra}" if extra else "")
+def _jittered(name: str, defn: Definition, batch: Batch, slot: float | None, next_score: float) -> tuple[str, float]:
+    """The last run to record for a jittered run, and its next score.
+
+    The slot is recorded as the last run when the schedule, timed from it, is
+    not due again at once: an interval then keeps its period instead of
+    adding each run's delay to the next. Otherwise (a late run) the run's own
+    time is, as without jitter.
+    """
+    ran_at = batch.run_at
+    if slot is not None and slot < batch.at:
+        sched = defn.schedule
+        if type(sched) is interval_schedule and not sched.relative:  # the slot is the latest: the next is one period on
+            ran_at, next_score = batch.iso(slot), slot + sched.run_every.total_seconds()
+        else:
+            due, left = batch.is_due(sched, batch.anchor(slot))
+            if not due:
+                ran_at, next_score = batch.iso(slot), batch.at + float(left)
+    return ran_at, jittered(name, next_score, defn.jitter)
+
+
+def latest_slot(sched: BaseSchedule, base: datetime, batch: Batch) -> float | None:
+    """The latest time, at or before the batch's, that the schedule gives after ``base``: the run's *slot*.
+
+    After skipped runs (the last run stays as it was) that is the newest of the
+    times since, found by stepping from one to the next, at most
+    :data:`SLOT_STEPS` times (then the batch's own time stands for it). None
+    when the schedule cannot say (a kind without ``remaining_estimate``).
+    """
+    if type(sched) is interval_schedule and not sched.relative:  # Celery's arithmetic in closed form, for speed
+        every = sched.run_every.total_seconds()
+        first = base.timestamp() + every
+        if every <= 0 or first >= batch.at:
+            return min(first, batch.at)
+        return first + math.floor((batch.at - first) / every) * every
+    left = time_left(sched, base)
+    if left is None:
+        return None
+    slot = batch.at + min(left, 0.0)
+    for _ in range(SLOT_STEPS):
+        left = time_left(sched, batch.anchor(slot))
+        if left is None or left > 0:
+            return slot
+        if batch.at + left <= slot:  # no step forward: take what there is
+            return slot
+        slot = batch.at + left
+    return batch.at
+
+
+def excluded(defn: Definition, batch: Batch, slot: float) -> bool:
+    """Whether a calendar of ``defn``'s ``exclude`` has the slot's day, in the entry's time zone.
+
+    Answered once per (second, zone, calendars) in a batch: entries due together share it.
+
+    Raises:
+        InvalidDefinition: naming ``exclude``, for a calendar that does not exist or does not read.
+    """
+    zone = defn.schedule.tz
+    key = (int(slot // 1), zone, defn.exclude)  # a day starts on a whole second in every zone
+    found = batch.excluded.get(key)
+    if found is None:
+        found = batch.excluded[key] = _excluded_day(defn.exclude, batch.calendars,
+                                                    datetime.fromtimestamp(key[0], zone).date())
+    if found is True or found is False:
+        return found
+    raise found
+
+
+def _excluded_day(names: tuple[str, ...], calendars: Mapping[str, Calendar | InvalidCalendar],
+                  day: date) -> bool | InvalidDefinition:
+    for name in names:
+        calendar = calendars.get(name)
+        if calendar is None:
+            return InvalidDefinition("exclude", f"unknown calendar {name!r} (create it with: celerybeatredis calendar set)")
+        if isinstance(calendar, InvalidCalendar):
+            return InvalidDefinition("exclude", f"cannot use {calendar}")
+        if calendar.excludes(day):
+            return True
+    return False
 
 
 def _not_run(entry: Claimed, batch: Batch, score: float, digest_field: str, seed_count: int | None, seed_last: str | None,

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from .checks import parse_date
 from .entries import Entry
 from .kinds import KINDS
 
@@ -26,6 +27,11 @@ def describe_schedule(doc: Mapping[str, Any] | None) -> str:
         text += ", once"
     if doc.get("max_run_count"):
         text += f", at most {doc['max_run_count']} runs"
+    jitter = doc.get("jitter")
+    if isinstance(jitter, (int, float)) and not isinstance(jitter, bool) and jitter > 0:
+        text += f", jitter {duration(jitter)}"
+    if isinstance(doc.get("exclude"), list) and doc["exclude"]:
+        text += f", except {', '.join(str(c) for c in doc['exclude'])}"
     text += _POLICIES.get(("overlap", doc.get("overlap")), "")
     text += _POLICIES.get(("catchup", doc.get("catchup")), "")
     return text
@@ -88,6 +94,36 @@ def paused(entry: Entry) -> str | None:
     """The pause in words for ``show``: ``'reason' (by who, since when)``; None when the entry is not paused."""
     pause = entry.paused
     return pause.describe() if pause is not None else None
+
+
+def why_never(entry: Entry, now: datetime) -> str | None:
+    """Why an entry will never run again (for ``show``), None when it will (or beat has not looked at it yet)."""
+    if entry.status == "invalid":
+        return f"quarantined: {entry.invalid_reason}"
+    if entry.status == "disabled":
+        return "disabled (enabled is false)"
+    if entry.status != "finished":
+        return None
+    doc = entry.definition or {}
+    count = entry.total_run_count
+    if doc.get("one_off") and count >= 1:
+        return "one_off: it ran once"
+    kind = next((k for name, k in KINDS.items() if doc.get(name) is not None), None)
+    if kind is not None and kind.runs_once and count >= 1:
+        return f"{kind.name}: its one run is done"
+    limit = doc.get("max_run_count")
+    if isinstance(limit, int) and count >= limit:
+        return f"max_run_count: {count} of {limit} runs done"
+    if isinstance(doc.get("expires"), str):
+        return f"expires: {doc['expires']} has passed" if _passed(doc["expires"], now) else None
+    return "finished"
+
+
+def _passed(text: str, now: datetime) -> bool:
+    try:
+        return parse_date(text, "expires") <= now
+    except ValueError:
+        return False
 
 
 def size(num_bytes: int) -> str:

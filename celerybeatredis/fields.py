@@ -14,10 +14,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from .calendars import parse_exclude
 from .catchup import MODES as CATCHUP_MODES
 from .catchup import parse_mode, parse_window
 from .checks import is_count, json_type, parse_bool, parse_date, parse_options
 from .exceptions import InvalidDefinition
+from .jitter import parse_jitter
 from .overlap import MODES, parse_overlap, parse_timeout
 from .pausing import parse_pause
 from .runstate import check_run_count
@@ -117,6 +119,12 @@ FIELDS: tuple[DefinitionField, ...] = (
     DefinitionField("catchup_window", parse_window, "catchup_window",
                     "Seconds: missed runs due longer ago than this are skipped, and counted.",
                     "--catchup-window", "json", label="window"),
+    DefinitionField("jitter", parse_jitter, "jitter",
+                    "Delay each run by a fixed offset in [0, jitter) seconds, from the name and the run's time.",
+                    "--jitter", "json", label="jitter"),
+    DefinitionField("exclude", parse_exclude, "exclude",
+                    'Calendars whose days skip its runs, as a JSON array: \'["holidays-de"]\'.', "--exclude", "json",
+                    label="excludes"),
     DefinitionField("total_run_count", check_run_count, "seed_total_run_count",
                     "Runs so far, from an old document: seeds the run state once.", user=False),
     DefinitionField("last_run_at", lambda v: parse_date(v, "last_run_at"), "seed_last_run_at",

@@ -12,11 +12,13 @@ rule out are replayed with those limits lifted, and marked.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from datetime import datetime
 from typing import NamedTuple
 
 from celery import Celery
 
+from .calendars import Calendar, InvalidCalendar
 from .codec import Codec, Definition, digest
 from .decisions import Batch, decide, stamp
 from .exceptions import CeleryBeatRedisError
@@ -25,7 +27,7 @@ from .runstate import parse_last_run_at
 from .wire import Claimed
 
 #: The field behind each outcome that skips a due run: the time is listed, marked with it.
-SKIPPED_BY = {"paused": "paused"}
+SKIPPED_BY = {"paused": "paused", "excluded": "exclude"}
 #: Decisions replayed per time asked for, at most: a schedule that keeps saying "not yet" ends the replay.
 STEPS_PER_TIME = 20
 
@@ -55,12 +57,14 @@ class _State(NamedTuple):
     last: datetime | None
 
 
-def fire_times(entry: Claimed, app: Celery, now: float, count: int = 10) -> list[FireTime]:
+def fire_times(entry: Claimed, app: Celery, now: float, count: int = 10,
+               calendars: Mapping[str, Calendar | InvalidCalendar] | None = None) -> list[FireTime]:
     """Up to ``count`` times of ``entry`` from ``now`` (Unix seconds), soonest first.
 
     First the runs beat makes; if they are fewer than ``count`` (a limit stops
     them), the times the limits rule out fill the rest, marked: those after
-    the last run, then those just before ``start_time``.
+    the last run, then those just before ``start_time``. ``calendars`` are
+    those an ``exclude`` names (the times they exclude are listed, marked).
 
     Raises:
         InvalidDefinition: naming the field, when beat could not use the definition.
@@ -73,37 +77,37 @@ def fire_times(entry: Claimed, app: Celery, now: float, count: int = 10) -> list
     last = parse_last_run_at(entry.last_run_at)
     anchor = stamp(entry.digest, digest(entry.definition), last is not None, at)[1]
     start = _State(at, score, entry.total_run_count, last)
-    runs, stopped, halt = _replay(entry.name, defn, clock, anchor, start, count)
+    runs, stopped, halt = _replay(entry.name, defn, clock, anchor, start, count, calendars)
     room = count - len(runs)
     if room <= 0:
         return runs
     lifted = defn._replace(enabled=True, start_time=None, expires=None, max_run_count=None, one_off=False)
     marked: list[FireTime] = []
     if stopped is not None and halt is not None:  # lifted, a clocked entry still runs once: it is of a kind that does
-        later, _, _ = _replay(entry.name, lifted, clock, anchor, halt, room + 1)
+        later, _, _ = _replay(entry.name, lifted, clock, anchor, halt, room + 1, calendars)
         marked += [FireTime(t.at, None, stopped) for t in later if not runs or t.at > runs[-1].at][:room]
     if defn.start_time is not None and defn.enabled and len(marked) < room:
-        early, _, _ = _replay(entry.name, lifted, clock, anchor, start, count)
+        early, _, _ = _replay(entry.name, lifted, clock, anchor, start, count, calendars)
         held = [FireTime(t.at, None, "start_time") for t in early if t.at < defn.start_time]
         marked += held[len(held) - (room - len(marked)):]
     return sorted(runs + marked, key=lambda t: t.at)
 
 
-def _replay(name: str, defn: Definition, clock: TickClock, anchor: float, state: _State,
-            count: int) -> tuple[list[FireTime], str | None, _State | None]:
+def _replay(name: str, defn: Definition, clock: TickClock, anchor: float, state: _State, count: int,
+            calendars: Mapping[str, Calendar | InvalidCalendar] | None) -> tuple[list[FireTime], str | None, _State | None]:
     """Beat's decisions for ``defn`` from ``state`` on: its runs, the field that retired it (if one did, before
     ``count`` runs), and the state before the decision that retired it (to replay on from without the limit)."""
     runs: list[FireTime] = []
     at, score, total, last = state
     for _ in range(STEPS_PER_TIME * count + 10):
         before = _State(at, score, total, last)
-        batch = Batch("", at)
+        batch = Batch("", at, calendars=calendars)
         clock.current = batch.now
         decision = decide(Claimed(name, score, b"", total, None, None), defn, last, ("", anchor), batch)
         if decision.outcome == "quarantined":
             raise CeleryBeatRedisError(decision.plan.invalid_reason)
         if decision.run is not None:
-            total, last = decision.run.total_run_count, batch.now
+            total, last = decision.run.total_run_count, parse_last_run_at(decision.plan.run_at) or batch.now
             runs.append(FireTime(batch.now, total))
         elif decision.outcome in SKIPPED_BY:
             runs.append(FireTime(batch.now, None, SKIPPED_BY[decision.outcome]))

@@ -8,10 +8,11 @@ keeps the last N by cutting the string at ``N * RECORD``:
   at least the time to its next run), ``e`` publish error, and the skipped
   runs: ``d`` not run as disabled or finished, ``h`` held (start_time ahead),
   ``q`` quarantined, ``p`` paused (the read shows the pause's reason on the
-  records of the pause in force), ``o`` due while the entry's last run had not
-  finished (overlap ``skip``), ``w`` missed and older than the entry's
-  ``catchup_window``, ``c`` missed and not caught up (``catchup``). A
-  decision's records may end in ``+N``: N more skipped runs, counted, not kept;
+  records of the pause in force), ``x`` on a day a calendar excludes, ``o``
+  due while the entry's last run had not finished (overlap ``skip``), ``w``
+  missed and older than the entry's ``catchup_window``, ``c`` missed and not
+  caught up (``catchup``). A decision's records may end in ``+N``: N more
+  skipped runs, counted, not kept;
 * 8 characters, the batch time it was decided at (sent time), Unix
   milliseconds in base 36 (the *stamp*; up to the year 2059);
 * 5 characters, its lateness (sent time - due time) in milliseconds, base 36,
@@ -40,7 +41,8 @@ LATE_MAX = 36**LATE - 1
 OUTCOMES = {"s": "sent", "m": "missed", "e": "publish-error", "d": "skipped: disabled or finished",
             "h": "skipped: start_time ahead", "q": "skipped: quarantined", "p": "skipped: paused",
             "o": "skipped: overlap: the last run had not finished",
-            "w": "skipped: missed, older than catchup_window", "c": "skipped: missed, not caught up"}
+            "w": "skipped: missed, older than catchup_window", "c": "skipped: missed, not caught up",
+            "x": "skipped: excluded by a calendar"}
 #: A run skipped while its entry was paused.
 PAUSED = OUTCOMES["p"]
 #: Outcomes that were sent (or tried to be): they have a task id.

@@ -55,6 +55,8 @@ class Keys:
     running: str = field(init=False)
     #: Hash: entry name -> consecutive failed runs of an entry with ``pause_after_failures``, counted by worker.py.
     failures: str = field(init=False)
+    #: Hash: calendar name -> JSON document of excluded days (calendars.py); used on the first shard only.
+    calendars: str = field(init=False)
 
     def __post_init__(self) -> None:
         for key in fields(self)[1:]:
@@ -63,14 +65,14 @@ class Keys:
     def all(self) -> list[str]:
         """Every key the schedule may use."""
         return [self.schedule, self.due, self.total_run_count, self.last_run_at, self.statics, self.static_digest,
-                self.invalid, self.digest, self.meta, self.beats, self.history, self.running, self.failures]
+                self.invalid, self.digest, self.meta, self.beats, self.history, self.running, self.failures, self.calendars]
 
     def types(self) -> dict[str, str]:
         """The Redis type each key beat checks at start must have, when it exists."""
         return {
             self.schedule: "hash", self.due: "zset", self.total_run_count: "hash", self.last_run_at: "hash",
             self.statics: "set", self.invalid: "hash", self.digest: "hash", self.meta: "hash", self.beats: "hash",
-            self.running: "hash", self.failures: "hash",
+            self.running: "hash", self.failures: "hash", self.calendars: "hash",
         }
 
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import NamedTuple
 
+from .calendars import Calendar, InvalidCalendar
 from .codec import SHORT_DIGEST, Codec, Definition, digest
 from .decisions import Batch, Decision, decide, log_quarantined, quarantine, skip_record, stamp
 from .exceptions import InvalidDefinition
@@ -41,11 +43,13 @@ class Planner:
         self.codec = codec
         self.clock = clock
         self.settings = settings
+        #: The schedule's calendars as last read (beat refreshes them every tick, at most once a second).
+        self.calendars: Mapping[str, Calendar | InvalidCalendar] = {}
 
     def plan(self, claim: Claim) -> Planned:
         """What happens to each entry of ``claim``, decided at the claim's time (the Redis server's)."""
         started = time.perf_counter()
-        batch = Batch(claim.lease, claim.now, self.settings.history > 0, self.settings.tag)
+        batch = Batch(claim.lease, claim.now, self.settings.history > 0, self.calendars, self.settings.tag)
         self.clock.current = batch.now
         decisions = [self.decide(entry, batch) for entry in claim.entries]
         return Planned(claim, decisions, [d.plan for d in decisions], batch.now, time.perf_counter() - started)

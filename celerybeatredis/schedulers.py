@@ -24,6 +24,7 @@ from celery.beat import ScheduleEntry, Scheduler
 
 from .beats import Heartbeat, time_scripts
 from .beatstats import BeatStats
+from .calendars import load_calendars
 from .codec import Codec
 from .connection import eviction_warnings, follow_sentinel
 from .dispatch import Dispatcher
@@ -37,6 +38,8 @@ from .statics import sync_statics
 logger = logging.getLogger(__name__)
 
 MAX_BACKOFF = 5.0
+#: Seconds between reads of the schedule's calendars (one HGETALL of a small hash): a calendar change applies this soon.
+CALENDARS_REFRESH = 1.0
 
 
 class BadSettings(click.ClickException, ValueError):
@@ -75,6 +78,7 @@ class RedisScheduler(Scheduler):
         self._checked = False
         self._statics_synced = False
         self._next_reconcile = 0.0
+        self._next_calendars = 0.0
         self._failures = 0
         super().__init__(app, *args, **kwargs)
 
@@ -188,6 +192,9 @@ class RedisScheduler(Scheduler):
             follow_sentinel(self.store.client)
             self.store.reconcile_step(self.settings.reconcile_batch)
             self._next_reconcile = time.monotonic() + self.settings.reconcile_interval
+        if time.monotonic() >= self._next_calendars:
+            self.planner.calendars = load_calendars(self.store.calendars_raw())
+            self._next_calendars = time.monotonic() + CALENDARS_REFRESH
         # Every shard in turn, starting one shard later each tick so none is always last.
         self._turn += 1
         delay = self.max_interval

@@ -18,7 +18,7 @@ import redis
 from celery import Celery
 
 from .connection import RedisClient, client_from_settings, close_client, make_client
-from .keys import LAYOUT_FIELD, Keys, shard_for, shard_tag
+from .keys import LAYOUT_FIELD, Keys, name_bytes, name_text, shard_for, shard_tag
 from .redis_store import RedisStore
 from .settings import Settings, key_tag
 from .wire import ReconcileStep, StoredEntry, Upserted
@@ -179,6 +179,22 @@ class ShardedStore:
         except redis.ResponseError:  # WRONGTYPE: history that cannot be read is no history
             return None
         return value
+
+    def calendars_raw(self) -> dict[str, bytes]:
+        """Every calendar's stored text by name (``{T}:calendars`` of the first shard)."""
+        first = self.stores[0]
+        stored: dict[bytes, bytes] = first.client.hgetall(first.keys.calendars)  # type: ignore[assignment]
+        return {name_text(k): v for k, v in stored.items()}
+
+    def put_calendar(self, name: str, text: str) -> bool:
+        """Store a calendar's text; True if it is new."""
+        first = self.stores[0]
+        return bool(first.client.hset(first.keys.calendars, name_bytes(name), text))
+
+    def remove_calendar(self, name: str) -> bool:
+        """Delete a calendar; True if it existed."""
+        first = self.stores[0]
+        return bool(first.client.hdel(first.keys.calendars, name_bytes(name)))
 
     def exists(self, name: str) -> bool:
         """Whether an entry of that name exists."""

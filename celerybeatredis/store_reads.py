@@ -19,10 +19,11 @@ from .history import parse as parse_history
 from .pausing import read_pause
 from .runstate import parse_last_run_at
 from .sharded_store import ShardedStore
+from .store_calendars import CalendarStore
 from .wire import Claimed, StoredEntry
 
 
-class ScheduleReads:
+class ScheduleReads(CalendarStore):
     """Reading a schedule: entries with their state, status and problems; see :class:`ScheduleStore`."""
 
     sharded: ShardedStore
@@ -38,6 +39,7 @@ class ScheduleReads:
             raise InvalidDefinition("name", "an entry needs a non-empty name")
         try:
             self.codec.from_document(definition)
+            self.check_exclude(definition)
             return dump_document(definition)
         except InvalidDefinition as exc:
             raise exc.for_entry(name) from None
@@ -112,7 +114,8 @@ class ScheduleReads:
                         found.total_run_count if count_stored else None, found.last_run_at,
                         stamped.decode() if isinstance(stamped, bytes) else None)
         try:
-            return fire_times(entry, self.codec.app, self.server_time() if now is None else now, count)
+            return fire_times(entry, self.codec.app, self.server_time() if now is None else now, count,
+                              self.calendars() if found.raw and b'"exclude"' in found.raw else None)
         except InvalidDefinition as exc:
             raise exc.for_entry(name) from None
 

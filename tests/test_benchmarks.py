@@ -54,3 +54,13 @@ def test_quick_run_writes_every_figure_for_every_scheduler(tmp_path: Path) -> No
     for plot in ("throughput.png", "lateness.png"):
         assert (tmp_path / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "dispatch/s, 20% due at once, interval" in run.stdout
+
+
+def test_the_policies_benchmark_sends_every_due_entry_of_both_variants(tmp_path: Path) -> None:
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "policies.py"), "--entries", "1000", "--rounds", "1"],
+        capture_output=True, text=True, timeout=600, cwd=tmp_path,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]  # it stops with an error when a variant sent fewer than were due
+    assert "round 1 plain: " in run.stdout and "round 1 policies: " in run.stdout
+    assert '"jitter": 0.9, "exclude": ["bench-holidays"]' in run.stdout

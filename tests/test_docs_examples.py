@@ -30,8 +30,9 @@ What each block is:
   ``.. example: output worker`` (or ``beat``) waits until each of its lines is
   in that background process's log.
 * ``.. code-block:: json``: ``.. example: definition`` is validated as a
-  schedule definition, ``.. example: export`` as a line of
-  ``celerybeatredis export``.
+  schedule definition of the quick start's schedule (database 1, so a calendar
+  it excludes is one an earlier block wrote there), ``.. example: export`` as
+  a line of ``celerybeatredis export``.
 
 The README is one scenario (its quick start, then its recipes against the
 running worker and beat); each docs page is a test of its own, in a flushed
@@ -373,7 +374,7 @@ class Runner:
 
     def run_json(self, block: Block) -> None:
         document = json.loads(block.text)
-        store = ScheduleStore(redis.Redis(port=self.port), "tasks:meta:")
+        store = ScheduleStore(redis.Redis(port=self.port, db=1), "tasks:meta:")  # the quick start's schedule
         if block.kind == "definition":
             store.validate("example", document)
         else:

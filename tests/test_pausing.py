@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,7 +22,9 @@ from celerybeatredis.wire import Claimed
 
 from .cli import Cli
 from .helpers import T0, put, sent
+from .processes import CeleryProcess, wait_until, write_app
 from .test_decisions import EVERY_10S, Decider, claimed, iso, short
+from .test_e2e_beat import Tally, own_queue
 
 
 def paused(doc: dict[str, Any], reason: str = "maintenance", at: float = T0 - 100) -> dict[str, Any]:
@@ -194,3 +197,33 @@ def test_cli_pause_list_show_resume(cli: Cli, api: ScheduleStore, store: RedisSt
     assert "no entry named 'nope'" in cli.fails("resume", "nope")
     cli.ok("edit", "report", "--set", 'paused={"reason": "by edit"}')
     assert api.get("report").paused == Pause("by edit")
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_a_real_beat_skips_a_paused_entry_and_sends_it_again_after_resume(
+        tmp_path: Path, redis_url: str, prefix: str, client: redis.Redis, broker: redis.Redis) -> None:
+    write_app(tmp_path, f"{redis_url}/1", f"{redis_url}/0", prefix, extra=own_queue(prefix))
+    api = ScheduleStore(client, prefix)
+    api.add("paused-1s", "tasks.paused", 1)
+    api.add("other-1s", "tasks.other", 1)
+    tally = Tally(broker, prefix)
+    beat = CeleryProcess.beat(tmp_path)
+    try:
+        tally.wait_for("tasks.paused", 1)
+
+        def skipped() -> int:
+            return sum(1 for r in api.history("paused-1s", 50).runs if r.outcome == "skipped: paused: e2e check")
+
+        api.pause("paused-1s", "e2e check", by="test")
+        wait_until(lambda: skipped() >= 1, what="a run skipped as paused")
+        sent_while_paused = tally.poll()["tasks.paused"]
+        others = tally.poll()["tasks.other"]
+        wait_until(lambda: skipped() >= 3, what="two more runs skipped as paused")
+        assert tally.poll()["tasks.paused"] == sent_while_paused
+        assert tally.poll()["tasks.other"] > others  # beat kept sending the other entry meanwhile
+        api.resume("paused-1s")
+        tally.wait_for("tasks.paused", sent_while_paused + 1)
+    finally:
+        assert beat.stop() == 0, beat.output()
+    assert "Traceback" not in beat.output()

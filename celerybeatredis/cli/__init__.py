@@ -16,6 +16,7 @@ from ..demo import demo_command
 from ..settings import DEFAULT_PREFIX, DEFAULT_URL, Settings
 from .backfill import backfill_command
 from .base import Context, ManageGroup, check_prefix, check_url
+from .calendars import calendar_group
 from .health import status_command
 from .moving import export_command, import_command, migrate_command, reshard_command
 from .reading import history_command, invalid_command, list_command, next_command, show_command, stats_command
@@ -70,7 +71,7 @@ def celery_command(ctx: click.Context, url: str | None, prefix: str | None) -> N
 COMMANDS = [list_command, show_command, next_command, history_command, add_command, edit_command, remove_command,
             enable_command, disable_command, pause_command, resume_command, run_now_command, backfill_command,
             invalid_command, stats_command, import_command,
-            export_command, migrate_command, reshard_command, status_command]
+            export_command, migrate_command, reshard_command, status_command, calendar_group]
 for _command in COMMANDS:
     main.add_command(_command)
     celery_command.add_command(_command)

@@ -8,7 +8,18 @@ from fnmatch import fnmatchcase
 
 import click
 
-from ..display import LIST_HEADERS, describe_schedule, last_run, list_row, next_run, paused, relative, size, table
+from ..display import (
+    LIST_HEADERS,
+    describe_schedule,
+    last_run,
+    list_row,
+    next_run,
+    paused,
+    relative,
+    size,
+    table,
+    why_never,
+)
 from ..entries import Entry
 from ..fields import FIELDS
 from ..settings import mask_url
@@ -103,6 +114,9 @@ def show_command(obj: Context, name: str, as_json: bool) -> None:
     fields += [(f.label, _shown(doc[f.name])) for f in FIELDS if f.label and doc.get(f.name) not in (None, False, "")]
     if entry.invalid_reason:
         fields.append(("invalid", entry.invalid_reason))
+    never = why_never(entry, now)
+    if never and not entry.invalid_reason:
+        fields.append(("why never", never))
     for label, value in fields:
         click.echo(f"{label + ':':<10} {value}")
     body = json.dumps(entry.definition, indent=2, ensure_ascii=False) if entry.definition is not None else entry.raw
@@ -111,6 +125,8 @@ def show_command(obj: Context, name: str, as_json: bool) -> None:
 
 
 def _shown(value: object) -> str:
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value)
     return "yes" if value is True else str(value)
 
 

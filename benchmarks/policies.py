@@ -1,0 +1,130 @@
+"""Dispatch throughput of entries carrying run policies against plain entries, side by side in one run.
+
+    python benchmarks/policies.py --entries 100000 --rounds 2
+
+Each round runs every variant once, in turn, in a process of its own against
+the same private redis-server: ``N`` interval entries with 20% due at once,
+written and prepared as ``benchmarks/run.py`` does, then ticked until they
+are sent, with ``app.send_task`` replaced by a counter. Variants:
+
+* ``plain``: the entries as ``benchmarks/run.py`` writes them;
+* ``policies``: every entry also carries the members of :data:`POLICIES`.
+
+The jitter is below a second, so every due entry is still due when the run
+starts and the figure is the cost of working out each jittered time; the
+calendar excludes no day of the run, so the figure is the cost of the check.
+Printed per run and as medians: dispatches per second, beat's and Redis's CPU
+time per dispatch, and each variant's ratio to ``plain``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.redis_server import RedisServer
+
+#: The calendar every ``policies`` entry excludes: days that are never the day of the run.
+CALENDAR = {"dates": ["2001-01-01", "2002-12-25"], "ranges": [["2003-12-24", "2003-12-26"]]}
+#: Definition members every ``policies`` entry carries. Overlap belongs here too: add ``"overlap": "skip"``
+#: once the definition has it (the worker integration), and the figure covers it with the others.
+POLICIES: dict[str, Any] = {"jitter": 0.9, "exclude": ["bench-holidays"]}
+VARIANTS: dict[str, dict[str, Any]] = {"plain": {}, "policies": POLICIES}
+
+#: Run in a child process: one variant's figures.
+CHILD = """
+import json, sys, time
+from pathlib import Path
+url, n, workdir, extra, calendar = sys.argv[1], int(sys.argv[2]), Path(sys.argv[3]), json.loads(sys.argv[4]), json.loads(sys.argv[5])
+import redis
+from benchmarks.subjects import Ours
+from benchmarks.workload import Burst
+from celerybeatredis.store import ScheduleStore
+
+class WithPolicies(Ours):
+    def document(self, workload, entry):
+        return dict(super().document(workload, entry), **extra)
+
+server = redis.Redis.from_url(url + "/0")
+server.flushall()
+subject = WithPolicies(url, workdir)
+ScheduleStore(server, subject.prefix).set_calendar("bench-holidays", **{k: v for k, v in calendar.items()})
+workload = Burst(n, "interval")
+subject.insert(workload, range(n))
+subject.prepare(workload)
+app, recorder = subject.stub_app()
+app.tasks  # the app is finalized before the clock starts
+sched = subject.scheduler(app)
+due = workload.due_count()
+def redis_cpu():
+    info = server.info("cpu")
+    return info["used_cpu_user"] + info["used_cpu_sys"]
+cpu, rcpu, started = time.process_time(), redis_cpu(), time.perf_counter()
+deadline = started + 600
+while recorder.count < due and time.perf_counter() < deadline:
+    sched.tick()
+took = time.perf_counter() - started
+cpu, rcpu = time.process_time() - cpu, redis_cpu() - rcpu
+sched.close()
+per = 1e6 / max(recorder.count, 1)
+print(json.dumps({"rate": recorder.count / took, "cpu_us": cpu * per, "redis_us": rcpu * per, "sent": recorder.count,
+                  "due": due}))
+"""
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--entries", type=int, default=100_000, help="N (default 100,000)")
+    parser.add_argument("--rounds", type=int, default=2, help="runs of every variant (default 2)")
+    return parser.parse_args(argv)
+
+
+def run_once(extra: dict[str, Any], url: str, entries: int, workdir: Path) -> dict[str, float]:
+    """One variant's figures, from a process of its own."""
+    calendar = {"dates": CALENDAR["dates"], "ranges": [tuple(r) for r in CALENDAR["ranges"]]}
+    done = subprocess.run(
+        [sys.executable, "-c", CHILD, url, str(entries), str(workdir), json.dumps(extra), json.dumps(calendar)],
+        capture_output=True, text=True, check=False, cwd=Path(__file__).resolve().parent.parent,
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"the run failed:\n{done.stderr[-3000:]}")
+    result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+    if result["sent"] < result["due"]:
+        raise SystemExit(f"only {result['sent']:.0f} of {result['due']:.0f} due entries were sent: {result}")
+    return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    server = RedisServer().start()
+    results: dict[str, list[dict[str, float]]] = {name: [] for name in VARIANTS}
+    try:
+        with tempfile.TemporaryDirectory() as workdir:
+            for round_no in range(1, args.rounds + 1):
+                for name, extra in VARIANTS.items():
+                    got = run_once(extra, server.url, args.entries, Path(workdir))
+                    results[name].append(got)
+                    print(f"round {round_no} {name}: {got['rate']:,.0f} dispatches/s, CPU per dispatch: "
+                          f"beat {got['cpu_us']:.1f} us, Redis {got['redis_us']:.1f} us", flush=True)
+    finally:
+        server.cleanup()
+    medians = {name: {k: statistics.median(r[k] for r in runs) for k in ("rate", "cpu_us", "redis_us")}
+               for name, runs in results.items()}
+    plain = medians["plain"]
+    print(f"\nN = {args.entries:,} interval, 20% due at once, medians of {args.rounds} round(s); policies: "
+          f"{json.dumps(POLICIES)}")
+    for name, m in medians.items():
+        print(f"  {name}: {m['rate']:,.0f}/s ({m['rate'] / plain['rate']:.2f}x), beat {m['cpu_us']:.1f} us "
+              f"({m['cpu_us'] / plain['cpu_us']:.2f}x), Redis {m['redis_us']:.1f} us ({m['redis_us'] / plain['redis_us']:.2f}x)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,107 @@
+"""Calendars as users manage them: the part of :class:`~celerybeatredis.store.ScheduleStore` that writes and reads them."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from datetime import date
+from typing import Any
+
+from .calendars import (
+    WEEKDAYS,
+    Calendar,
+    CalendarNotFound,
+    InvalidCalendar,
+    check_name,
+    load_calendar,
+    load_calendars,
+    parse_calendar,
+)
+from .codec import dump_document
+from .exceptions import InvalidDefinition
+from .sharded_store import ShardedStore
+
+#: Seconds the calendar names that validation checks ``exclude`` against are kept (listings validate every entry).
+NAMES_TTL = 1.0
+
+
+class CalendarStore:
+    """Named sets of excluded days, in ``{T}:calendars``; entries refer to them by name with ``exclude``."""
+
+    sharded: ShardedStore
+    _calendar_names: tuple[float, frozenset[str]] | None = None
+
+    def set_calendar(self, name: str, *, dates: Iterable[date | str] = (), ranges: Iterable[tuple[date | str, date | str]] = (),
+                     weekdays: Iterable[str | int] = (), description: str = "") -> bool:
+        """Create or replace a calendar; True if it is new.
+
+        ``dates`` and the ``(first, last)`` days of ``ranges`` (inclusive) are
+        dates or ISO-8601 ``YYYY-MM-DD`` text; ``weekdays`` are ``mon`` ..
+        ``sun`` or 0 (Monday) .. 6. Beat applies a change within a second.
+
+        Raises:
+            InvalidCalendar: naming the calendar and the member; nothing is written.
+        """
+        doc: dict[str, Any] = {
+            "dates": [_day(d) for d in dates],
+            "ranges": [[_day(a), _day(b)] for a, b in ranges],
+            "weekdays": [w if isinstance(w, str) else _weekday_name(name, w) for w in weekdays],
+        }
+        if description:
+            doc["description"] = description
+        calendar = parse_calendar(check_name(name), doc)
+        self._calendar_names = None
+        return self.sharded.put_calendar(name, dump_document(calendar.to_json()))
+
+    def calendar(self, name: str) -> Calendar:
+        """A calendar by name.
+
+        Raises:
+            CalendarNotFound: no calendar of that name.
+            InvalidCalendar: the stored document does not read (written by hand).
+        """
+        raw = self.sharded.calendars_raw().get(name)
+        if raw is None:
+            raise CalendarNotFound(name)
+        return load_calendar(name, raw)
+
+    def calendars(self) -> dict[str, Calendar | InvalidCalendar]:
+        """Every calendar by name; one that does not read is its error (entries that use it are quarantined)."""
+        return load_calendars(self.sharded.calendars_raw())
+
+    def remove_calendar(self, name: str) -> bool:
+        """Delete a calendar; True if it existed. Entries that still exclude it are quarantined by beat.
+
+        Raises:
+            CalendarNotFound: no calendar of that name.
+        """
+        self._calendar_names = None
+        if not self.sharded.remove_calendar(name):
+            raise CalendarNotFound(name)
+        return True
+
+    def check_exclude(self, definition: Any) -> None:
+        """Refuse an ``exclude`` that names a calendar that does not exist.
+
+        Raises:
+            InvalidDefinition: naming ``exclude``.
+        """
+        exclude = definition.get("exclude") if isinstance(definition, dict) else None
+        if not isinstance(exclude, list) or not exclude:
+            return
+        cached = self._calendar_names
+        if cached is None or time.monotonic() - cached[0] > NAMES_TTL:
+            cached = self._calendar_names = (time.monotonic(), frozenset(self.sharded.calendars_raw()))
+        unknown = [n for n in exclude if isinstance(n, str) and n not in cached[1]]
+        if unknown:
+            raise InvalidDefinition("exclude", f"unknown calendar {unknown[0]!r} (create it with: celerybeatredis calendar set)")
+
+
+def _day(value: date | str) -> str:
+    return value.isoformat() if isinstance(value, date) else value
+
+
+def _weekday_name(name: str, value: int) -> str:
+    if isinstance(value, bool) or not 0 <= value <= 6:
+        raise InvalidCalendar(name, "weekdays", f"{value!r} is not a weekday (0 = Monday .. 6)")
+    return WEEKDAYS[value]
