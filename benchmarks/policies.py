@@ -8,6 +8,7 @@ written and prepared as ``benchmarks/run.py`` does, then ticked until they
 are sent, with ``app.send_task`` replaced by a counter. Variants:
 
 * ``plain``: the entries as ``benchmarks/run.py`` writes them;
+* ``overlap``: every entry also carries ``"overlap": "skip"``, alone;
 * ``policies``: every entry also carries the members of :data:`POLICIES`.
 
 The jitter is below a second, so every due entry is still due when the run
@@ -34,10 +35,10 @@ from tests.redis_server import RedisServer
 
 #: The calendar every ``policies`` entry excludes: days that are never the day of the run.
 CALENDAR = {"dates": ["2001-01-01", "2002-12-25"], "ranges": [["2003-12-24", "2003-12-26"]]}
-#: Definition members every ``policies`` entry carries. Overlap belongs here too: add ``"overlap": "skip"``
-#: once the definition has it (the worker integration), and the figure covers it with the others.
-POLICIES: dict[str, Any] = {"jitter": 0.9, "exclude": ["bench-holidays"]}
-VARIANTS: dict[str, dict[str, Any]] = {"plain": {}, "policies": POLICIES}
+#: Definition members every ``policies`` entry carries.
+POLICIES: dict[str, Any] = {"jitter": 0.9, "exclude": ["bench-holidays"], "overlap": "skip"}
+#: ``overlap`` alone: each run commits a run marker, and claims read the markers back (no worker ends them here).
+VARIANTS: dict[str, dict[str, Any]] = {"plain": {}, "overlap": {"overlap": "skip"}, "policies": POLICIES}
 
 #: Run in a child process: one variant's figures.
 CHILD = """
@@ -84,6 +85,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--entries", type=int, default=100_000, help="N (default 100,000)")
     parser.add_argument("--rounds", type=int, default=2, help="runs of every variant (default 2)")
+    parser.add_argument("--variants", default=",".join(VARIANTS),
+                        help=f"comma-separated, 'plain' first (default {','.join(VARIANTS)})")
     return parser.parse_args(argv)
 
 
@@ -104,13 +107,16 @@ def run_once(extra: dict[str, Any], url: str, entries: int, workdir: Path) -> di
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    chosen = args.variants.split(",")
+    if chosen[0] != "plain" or not set(chosen) <= set(VARIANTS):
+        raise SystemExit(f"--variants: 'plain' first, then any of {', '.join(VARIANTS)}")
     server = RedisServer().start()
-    results: dict[str, list[dict[str, float]]] = {name: [] for name in VARIANTS}
+    results: dict[str, list[dict[str, float]]] = {name: [] for name in chosen}
     try:
         with tempfile.TemporaryDirectory() as workdir:
             for round_no in range(1, args.rounds + 1):
-                for name, extra in VARIANTS.items():
-                    got = run_once(extra, server.url, args.entries, Path(workdir))
+                for name in chosen:
+                    got = run_once(VARIANTS[name], server.url, args.entries, Path(workdir))
                     results[name].append(got)
                     print(f"round {round_no} {name}: {got['rate']:,.0f} dispatches/s, CPU per dispatch: "
                           f"beat {got['cpu_us']:.1f} us, Redis {got['redis_us']:.1f} us", flush=True)

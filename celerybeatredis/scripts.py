@@ -37,7 +37,7 @@ SCRIPT_KEYS: dict[str, tuple[str, ...]] = {
     "reconcile": ("schedule", "due", "digest", "meta", "total_run_count", "last_run_at", "invalid", "history"),
     "upsert": ("schedule", "due", "statics", "static_digest"),
     "remove": ("schedule", "due", "total_run_count", "last_run_at", "digest", "invalid", "statics", "static_digest",
-               "history"),
+               "history", "running", "failures"),
     "run_now": ("schedule", "due"),
     "replace": ("schedule", "due"),
     "restore_state": ("total_run_count", "last_run_at"),

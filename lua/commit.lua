@@ -49,7 +49,7 @@ for i = 2, #ARGV, 11 do names[#names + 1] = ARGV[i] end
 local scores = multi('ZMSCORE', due, names)
 
 local out = {}
-local next_scores, runs, digests, valid, reasons, noted, records = {}, {}, {}, {}, {}, {}, {}
+local next_scores, runs, digests, valid, reasons, noted, records, marks = {}, {}, {}, {}, {}, {}, {}, {}
 for j = 1, #names do
   local i = 11 * j - 9
   local name, lease, next_score, ran, run_at = names[j], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
@@ -65,7 +65,8 @@ for j = 1, #names do
         rcall('HSET', running, name, held .. ' h')
       end
     elseif mark ~= '' then
-      rcall('HSET', running, name, mark)
+      marks[#marks + 1] = name
+      marks[#marks + 1] = mark
     end
     next_scores[#next_scores + 1] = next_score
     next_scores[#next_scores + 1] = name
@@ -105,6 +106,7 @@ each_slice(next_scores, function(...) rcall('ZADD', due, ...) end)
 each_slice(runs, function(...) rcall('HSET', last_run, ...) end)
 each_slice(digests, function(...) rcall('HSET', digest, ...) end)
 each_slice(reasons, function(...) rcall('HSET', invalid, ...) end)
+each_slice(marks, function(...) rcall('HSET', running, ...) end)
 each_slice(valid, function(...) rcall('HDEL', invalid, ...) end)
 local olds = #noted > 0 and history_fields(history, noted)
 if olds then

@@ -1,5 +1,6 @@
 --[[
-  Remove entries: definition, due time, run state, digest, quarantine, static mark and digest, run history.
+  Remove entries: definition, due time, run state, digest, quarantine, static mark and digest, run history,
+  run marker and failure count.
 
   KEYS[1]  {T}:schedule         hash
   KEYS[2]  {T}:due              zset
@@ -10,6 +11,8 @@
   KEYS[7]  {T}:statics          set
   KEYS[8]  {T}:static_digest    hash
   KEYS[9]  {T}:history          hash
+  KEYS[10] {T}:running          hash   (a run in progress reported later finds no marker: nothing happens)
+  KEYS[11] {T}:failures         hash
 
   ARGV     names
 
@@ -18,7 +21,7 @@
 local schedule, due, statics, static_digest = KEYS[1], KEYS[2], KEYS[7], KEYS[8]
 local rcall = redis.call
 --@include history
-local state = {KEYS[3], KEYS[4], KEYS[5], KEYS[6]}  -- total_run_count, last_run_at, digest, invalid
+local state = {KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[10], KEYS[11]}  -- run state, digest, invalid, running, failures
 
 local removed = 0
 for _, name in ipairs(ARGV) do

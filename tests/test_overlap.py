@@ -283,3 +283,11 @@ def test_the_fields_are_set_shown_and_checked_by_the_api_and_the_command_line(ap
     assert "every 30 seconds, hold one if running" in cli.ok("list")
     assert "field 'overlap_timeout'" in cli.fails("edit", "e", "--overlap-timeout", "-5")
     assert api.get("e").definition["overlap_timeout"] == 120  # type: ignore[index]
+
+
+def test_removing_an_entry_drops_its_marker_and_failure_count(api: ScheduleStore, store: RedisStore) -> None:
+    api.add("e", "tasks.add", 30, overlap="skip", pause_after_failures=3)
+    store.client.hset(store.keys.running, "e", marker("t-1", T0, 60))
+    store.client.hset(store.keys.failures, "e", 2)
+    api.remove("e")
+    assert store.client.exists(store.keys.running, store.keys.failures) == 0
