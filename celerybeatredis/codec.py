@@ -25,7 +25,7 @@ from celery.schedules import BaseSchedule, schedule
 
 from .checks import MESSAGE_DATE_OPTIONS
 from .exceptions import InvalidDefinition
-from .fields import BY_NAME, COMMON_FIELDS, COMMON_MEMBERS, OPTIONAL_MEMBERS
+from .fields import BY_NAME, COMMON_FIELDS, COMMON_MEMBERS, FIELD_ORDER, OPTIONAL_MEMBERS
 from .kinds import KINDS, NowFun, kind_to_json
 from .pausing import Pause
 
@@ -129,9 +129,9 @@ class Codec:
             return Definition(task, kind, sched, (), {}, {})
         if present <= COMMON_MEMBERS:
             values = {f.attr: f.read(doc[f.name]) for f in COMMON_FIELDS if f.attr and doc.get(f.name) is not None}
-        else:  # only the members it has: a document of a few rare ones need not look for all the others
+        else:  # only the members it has, in the table's order (which error is raised first does not vary)
             values = {}
-            for name in present:
+            for name in sorted(present, key=FIELD_ORDER.__getitem__):
                 f, value = BY_NAME[name], doc[name]
                 if f.attr and value is not None:
                     values[f.attr] = f.read(value)
