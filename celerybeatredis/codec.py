@@ -14,7 +14,7 @@ import json
 import math
 import re
 from collections import OrderedDict
-from collections.abc import Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from datetime import datetime, timedelta, timezone
 from types import MappingProxyType
 from typing import Any, NamedTuple
@@ -130,11 +130,7 @@ class Codec:
         if present <= COMMON_MEMBERS:
             values = {f.attr: f.read(doc[f.name]) for f in COMMON_FIELDS if f.attr and doc.get(f.name) is not None}
         else:  # only the members it has, in the table's order (which error is raised first does not vary)
-            values = {}
-            for name in sorted(present, key=FIELD_ORDER.__getitem__):
-                f, value = BY_NAME[name], doc[name]
-                if f.attr and value is not None:
-                    values[f.attr] = f.read(value)
+            values = {attr: read(doc[name]) for name, attr, read in _readers(present) if doc[name] is not None}
         return Definition(task, kind, sched, **values)
 
     def _schedule(self, kind: str, spec: Any, relative: bool) -> BaseSchedule:
@@ -151,6 +147,23 @@ class Codec:
 
     def _build_schedule(self, kind: str, spec: Any, relative: bool) -> BaseSchedule:
         return KINDS[kind].build(spec, relative, self.nowfun, self.app)
+
+
+_READERS: dict[frozenset[str], tuple[tuple[str, str, Callable[[Any], Any]], ...]] = {}
+
+
+def _readers(present: frozenset[str]) -> tuple[tuple[str, str, Callable[[Any], Any]], ...]:
+    """``(member, attribute, reader)`` of the members in ``present`` that beat keeps, in the table's order.
+
+    Kept per set of members: definitions of a schedule mostly share a few.
+    """
+    found = _READERS.get(present)
+    if found is None:
+        found = tuple((n, f.attr, f.read) for n in sorted(present, key=FIELD_ORDER.__getitem__)
+                      if (f := BY_NAME[n]).attr is not None)
+        if len(_READERS) < 4096:
+            _READERS[present] = found
+    return found
 
 
 def _schedule_key(kind: str, spec: Any, relative: bool) -> Hashable:
