@@ -73,7 +73,7 @@ def changes_from_form(form: Mapping[str, str], current: dict[str, Any] | None = 
     for definition_field in FORM_FIELDS:
         text = form.get(definition_field.name, "").strip()
         if definition_field.flag_kind == "toggle":
-            flags[definition_field.name] = definition_field.name in form
+            flags[definition_field.name] = True if definition_field.name in form else None  # unchecked: the default
         elif definition_field.flag_kind == "json":
             if text:
                 json_values[definition_field.name] = _json_field(definition_field.name, text)
@@ -91,7 +91,7 @@ def changes_from_form(form: Mapping[str, str], current: dict[str, Any] | None = 
     changes.update(json_values)
     if current is not None:  # an edit: a field left empty is dropped, as the form shows every one
         for definition_field in FORM_FIELDS:
-            if definition_field.name not in changes and definition_field.flag_kind != "toggle":
+            if definition_field.name not in changes:
                 changes[definition_field.name] = None
     return changes
 
@@ -128,11 +128,11 @@ def definition_from_json(text: str) -> dict[str, Any]:
     return doc
 
 
-def check_allowed(settings: Settings, doc: Mapping[str, Any]) -> None:
-    """Refuse a task beat would quarantine: the message beat gives, before anything is written."""
+def check_allowed(settings: Settings, name: str, doc: Mapping[str, Any]) -> None:
+    """Refuse a task beat would quarantine, with beat's message, before anything is written."""
     task = doc.get("task")
     if isinstance(task, str) and not settings.task_allowed(task):
-        raise InvalidDefinition("task", f"{task!r} is not in redis_scheduler_task_allowlist")
+        raise InvalidDefinition("task", f"{task!r} is not in redis_scheduler_task_allowlist", name)
 
 
 def preview(store: ScheduleStore, name: str, doc: dict[str, Any], now: float, count: int = 5) -> list[FireTime]:

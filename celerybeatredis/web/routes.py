@@ -96,16 +96,16 @@ def routes(dash: Dashboard) -> list[Route]:
     def edit(name: str, form: dict[str, str]) -> str:
         current = dash.store.get(name).definition
         doc = definition_from_form(form, current)
-        check_allowed(dash.config.settings, doc)
+        check_allowed(dash.config.settings, name, doc)
         return "saved" if dash.store.replace(name, doc) else "unchanged"
 
     def edit_json(name: str, form: dict[str, str]) -> str:
         doc = definition_from_json(form.get("definition", ""))
-        check_allowed(dash.config.settings, doc)
+        check_allowed(dash.config.settings, name, doc)
         return "saved" if dash.store.replace(name, doc) else "unchanged"
 
     def enable(name: str, form: dict[str, str]) -> str:
-        check_allowed(dash.config.settings, dash.store.get(name).definition or {})
+        check_allowed(dash.config.settings, name, dash.store.get(name).definition or {})
         return "enabled" if dash.store.enable(name) else "already enabled"
 
     def disable(name: str, form: dict[str, str]) -> str:
@@ -169,7 +169,7 @@ def routes(dash: Dashboard) -> list[Route]:
         name = form.get("name", "").strip()
         try:
             doc = definition_from_form(form)
-            check_allowed(dash.config.settings, doc)
+            check_allowed(dash.config.settings, name, doc)
             dash.store.add(name, doc)
         except EntryExists:
             return add_page(request, f"entry {name!r} exists; use --replace, or edit to change it", form, 400)
