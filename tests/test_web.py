@@ -113,7 +113,7 @@ def test_search_and_paging_over_ten_thousand_entries(page: Any, web: WebServer, 
     api.bulk_add({name: {"task": "tasks.a" if i % 20 == 0 else "tasks.b", "interval": {"every": 60 + i, "period": "seconds"},
                          "enabled": i % 3 != 0} for i, name in enumerate(names)})
     page.goto(web.base + "/entries")
-    assert page.locator("#entries tbody tr").count() == 50
+    assert 0 < page.locator("#entries tbody tr").count() <= 100  # one HSCAN batch or two: COUNT is a hint
     screenshot(page, "web-entries", tmp_path)
 
     # a name prefix
@@ -159,7 +159,7 @@ def test_an_edit_made_here_is_what_beat_runs(page: Any, web: WebServer, api: Sch
         page.fill("#edit-form input[name=args]", '["every second"]')
         page.click("#save-form")
         assert page.inner_text("#done") == "saved"
-        assert page.inner_text("#schedule") == "every 1 second"
+        assert page.inner_text("#schedule") == "every second"
         assert api.get("report").definition == {"task": "tasks.hello", "enabled": True, "args": ["every second"],
                                                 "interval": {"every": 1, "period": "seconds"}}
 

@@ -114,7 +114,7 @@ def list_entries(store: ScheduleStore, filters: Filters, cursor: int = 0, page_s
     wanted = _definition_wanted(filters)
     found: list[Entry] = []
     scanned = 0
-    step = min(SCAN_STEP, max(page_size * 2, 100)) if not (filters.q or filters.task or filters.kind) else SCAN_STEP
+    step = page_size if not (filters.q or filters.task or filters.kind or filters.needs_state()) else SCAN_STEP
     while True:
         cursor, page = store.sharded.scan_definitions(cursor, step, filters.match)
         scanned += step
