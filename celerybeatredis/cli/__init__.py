@@ -24,7 +24,9 @@ from .writing import (
     disable_command,
     edit_command,
     enable_command,
+    pause_command,
     remove_command,
+    resume_command,
     run_now_command,
 )
 
@@ -66,7 +68,7 @@ def celery_command(ctx: click.Context, url: str | None, prefix: str | None) -> N
 
 #: The commands both entry points share.
 COMMANDS = [list_command, show_command, next_command, history_command, add_command, edit_command, remove_command,
-            enable_command, disable_command, run_now_command, invalid_command, stats_command, import_command,
+            enable_command, disable_command, pause_command, resume_command, run_now_command, invalid_command, stats_command, import_command,
             export_command, migrate_command, reshard_command, status_command, web_command]
 for _command in COMMANDS:
     main.add_command(_command)
