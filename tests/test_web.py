@@ -174,6 +174,42 @@ def test_an_edit_made_here_is_what_beat_runs(page: Any, web: WebServer, api: Sch
 
 
 @pytest.mark.e2e
+def test_pause_with_a_reason_and_resume(page: Any, web: WebServer, api: ScheduleStore, tmp_path: Path,
+                                        redis_url: str, prefix: str) -> None:
+    app_with_tasks(tmp_path, redis_url, prefix)
+    api.add("ticker", "tasks.hello", 1.0)
+    api.add("other", "tasks.hello", 3600.0)
+    beat = CeleryProcess.beat(tmp_path)
+    try:
+        wait_until(lambda: api.history("ticker").sent >= 1, 60, what="beat to send the entry")
+        page.goto(web.base + entry_path("ticker"))
+        page.fill("input[name=reason]", "database <maintenance>")
+        page.click("#pause")
+        assert page.inner_text("#done") == "paused"
+        assert page.inner_text("#pause-reason").startswith("Paused: 'database <maintenance>' (by web:local, since ")
+        assert api.get("ticker").paused.reason == "database <maintenance>"
+
+        def skipped_while_paused() -> int:
+            return sum(1 for run in api.history("ticker", 100).runs if run.outcome == "skipped: paused: database <maintenance>")
+
+        wait_until(lambda: skipped_while_paused() >= 1, 60, what="beat to skip a run of the paused entry")
+        sent = api.history("ticker").sent
+        wait_until(lambda: skipped_while_paused() >= 3, 60, what="beat to skip two more runs")
+        assert api.history("ticker").sent == sent
+        page.goto(web.base + "/entries?paused=yes")
+        assert page.locator("#entries tbody tr td:first-child a").all_inner_texts() == ["ticker"]
+        screenshot(page, "web-entries-paused", tmp_path)
+
+        page.goto(web.base + entry_path("ticker"))
+        page.click("#resume")
+        assert page.inner_text("#done") == "resumed"
+        assert page.locator("#pause-reason").count() == 0
+        wait_until(lambda: api.history("ticker").sent > sent, 60, what="beat to send the resumed entry")
+    finally:
+        beat.stop()
+
+
+@pytest.mark.e2e
 def test_run_now_arrives_at_a_real_worker(page: Any, web: WebServer, api: ScheduleStore, tmp_path: Path,
                                           redis_url: str, prefix: str) -> None:
     app_with_tasks(tmp_path, redis_url, prefix)

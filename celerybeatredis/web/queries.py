@@ -96,8 +96,8 @@ def _definition_wanted(filters: Filters) -> Callable[[bytes], bool]:
 
 
 def is_paused(entry: Entry) -> bool:
-    """Whether the entry is paused (a pause recorded for it by the store)."""
-    return bool(getattr(entry, "paused", None))
+    """Whether the entry is paused (its definition holds a pause)."""
+    return entry.paused is not None
 
 
 def _state_wanted(filters: Filters, entry: Entry) -> bool:

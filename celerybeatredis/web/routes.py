@@ -69,22 +69,21 @@ def routes(dash: Dashboard) -> list[Route]:
         return dash.render(request, "entry.html", status_code, entry=entry, doc=doc, fires=fires, fire_error=fire_error,
                            history=history, now=dash.now(), json_text=text, error=error, kind=kind_of(doc),
                            kinds=kind_flags(), form_fields=FORM_FIELDS, form_values=_form_values(doc),
-                           done=request.query_params.get("done"), entry_url=entry_url, paused=is_paused(entry),
-                           can_pause=hasattr(dash.store, "pause"))
+                           done=request.query_params.get("done"), entry_url=entry_url, paused=is_paused(entry))
 
     async def guarded(request: Request) -> tuple[dict[str, str], Response | None]:
         form = {k: str(v) for k, v in (await request.form()).items()}
         problem = csrf_problem(request, form.get(CSRF_FIELD))
         return form, (PlainTextResponse(problem, 403) if problem else None)
 
-    def action(change: Callable[[str, dict[str, str]], str]) -> Callable[[Request], Any]:
+    def action(change: Callable[[str, dict[str, str], str], str]) -> Callable[[Request], Any]:
         async def endpoint(request: Request) -> Response:
             form, refused = await guarded(request)
             if refused:
                 return refused
             name = form.get("name", "")
             try:
-                done = change(name, form)
+                done = change(name, form, request.state.user)
             except EntryNotFound:
                 return dash.render(request, "missing.html", 404, name=name)
             except CeleryBeatRedisError as exc:
@@ -93,36 +92,36 @@ def routes(dash: Dashboard) -> list[Route]:
             return RedirectResponse(form.get("next") or entry_url(name, done=done), 303)
         return endpoint
 
-    def edit(name: str, form: dict[str, str]) -> str:
+    def edit(name: str, form: dict[str, str], user: str) -> str:
         current = dash.store.get(name).definition
         doc = definition_from_form(form, current)
         check_allowed(dash.config.settings, name, doc)
         return "saved" if dash.store.replace(name, doc) else "unchanged"
 
-    def edit_json(name: str, form: dict[str, str]) -> str:
+    def edit_json(name: str, form: dict[str, str], user: str) -> str:
         doc = definition_from_json(form.get("definition", ""))
         check_allowed(dash.config.settings, name, doc)
         return "saved" if dash.store.replace(name, doc) else "unchanged"
 
-    def enable(name: str, form: dict[str, str]) -> str:
+    def enable(name: str, form: dict[str, str], user: str) -> str:
         check_allowed(dash.config.settings, name, dash.store.get(name).definition or {})
         return "enabled" if dash.store.enable(name) else "already enabled"
 
-    def disable(name: str, form: dict[str, str]) -> str:
+    def disable(name: str, form: dict[str, str], user: str) -> str:
         return "disabled" if dash.store.disable(name) else "already disabled"
 
-    def pause(name: str, form: dict[str, str]) -> str:
+    def pause(name: str, form: dict[str, str], user: str) -> str:
         reason = form.get("reason", "").strip()
         if not reason:
             raise CeleryBeatRedisError(f"entry {name!r}: a pause needs a reason")
-        dash.store.pause(name, reason, by=str(form.get("by") or "web"))  # type: ignore[attr-defined]
+        dash.store.pause(name, reason, by=f"web:{user}")
         return "paused"
 
-    def resume(name: str, form: dict[str, str]) -> str:
-        dash.store.resume(name)  # type: ignore[attr-defined]
+    def resume(name: str, form: dict[str, str], user: str) -> str:
+        dash.store.resume(name)
         return "resumed"
 
-    def run_now(name: str, form: dict[str, str]) -> str:
+    def run_now(name: str, form: dict[str, str], user: str) -> str:
         dash.store.run_now(name)
         return "run requested"
 
