@@ -9,6 +9,7 @@ costs a few pages of "nothing here yet, go on", never one long request.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -24,6 +25,8 @@ from ..store import ScheduleStore
 PAGE_SIZE = 50
 #: Hash slots one listing request scans at most before it returns what it found and a cursor.
 SCAN_BUDGET = 20_000
+#: Seconds one listing request scans at most (on a loaded server the slot budget alone could take longer).
+TIME_BUDGET = 0.1
 #: HSCAN COUNT hint per call.
 SCAN_STEP = 1_000
 #: Minutes the overview's chart covers.
@@ -114,15 +117,23 @@ def list_entries(store: ScheduleStore, filters: Filters, cursor: int = 0, page_s
     wanted = _definition_wanted(filters)
     found: list[Entry] = []
     scanned = 0
-    step = page_size if not (filters.q or filters.task or filters.kind or filters.needs_state()) else SCAN_STEP
+    step = page_size  # grows while batches match little, so a batch never brings many more entries than a page
+    deadline = time.monotonic() + TIME_BUDGET
+    quarantine_only = filters.quarantined == "yes"  # the quarantine hash is small: scan it instead of every definition
     while True:
-        cursor, page = store.sharded.scan_definitions(cursor, step, filters.match)
+        if quarantine_only:
+            cursor, reasons = store.sharded.scan_invalid(cursor, step, filters.match)
+            candidates = [e for e in store.find([name for name, _ in reasons]) if e is not None and wanted(e.raw.encode())]
+        else:
+            cursor, page = store.sharded.scan_definitions(cursor, step, filters.match)
+            names = [name for name, raw in page if wanted(raw)]
+            candidates = [e for e in store.find(names) if e is not None] if names else []
         scanned += step
-        names = [name for name, raw in page if wanted(raw)]
-        if names:
-            entries = [e for e in store.find(names) if e is not None]
-            found.extend(e for e in entries if _state_wanted(filters, e))
-        if cursor == 0 or len(found) >= page_size or scanned >= budget:
+        matched = [e for e in candidates if _state_wanted(filters, e)]
+        found.extend(matched)
+        if len(matched) * 2 < page_size:
+            step = min(step * 2, SCAN_STEP)
+        if cursor == 0 or len(found) >= page_size or scanned >= budget or time.monotonic() > deadline:
             break
     exact = None
     if filters.q and not _GLOB.search(filters.q):
