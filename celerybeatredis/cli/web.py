@@ -10,17 +10,16 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any
 
 import click
 
-from ..settings import Settings
+from ..settings import Settings, web_users
 from .base import Context, pass_context
 
 TOKEN_ENV = "CELERYBEATREDIS_WEB_TOKEN"
 USERS_ENV = "CELERYBEATREDIS_WEB_USERS"
 ALLOWLIST_ENV = "CELERYBEATREDIS_TASK_ALLOWLIST"
-MISSING = "the web dashboard needs its extra: pip install 'celerybeatredis[web]'"
+MISSING = "the web dashboard needs the web extra: install celerybeatredis[web] (pip install '.[web]' in the source checkout)"
 
 
 def parse_bind(text: str) -> tuple[str, int]:
@@ -46,22 +45,19 @@ def web_command(obj: Context, bind: str, read_only: bool, task_allowlist: str) -
 
         from ..web import WebAuth, create_app, is_local
         from ..web.app import WebConfig
-        from ..web.auth import parse_users
     except ImportError:
         raise click.ClickException(MISSING) from None
     host, port = parse_bind(bind)
-    conf: Any = obj.app.conf if obj.app is not None else {}
-    token = os.environ.get(TOKEN_ENV) or conf.get("redis_scheduler_web_token") or None
-    users_value = os.environ.get(USERS_ENV) or conf.get("redis_scheduler_web_users") or {}
+    settings = Settings.from_app(obj.app) if obj.app is not None else Settings()
+    token = os.environ.get(TOKEN_ENV) or settings.web_token
     try:
-        users = parse_users(users_value) if isinstance(users_value, str) else {str(k): str(v) for k, v in dict(users_value).items()}
+        users = web_users(os.environ.get(USERS_ENV), USERS_ENV) or settings.web_users or {}
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     auth = WebAuth(token, users)
     if not is_local(host) and not auth.configured:
         raise click.ClickException(f"refusing to listen on {host}:{port} without authentication: set {TOKEN_ENV} or "
                                    f"{USERS_ENV} (or bind 127.0.0.1)")
-    settings = Settings.from_app(obj.app) if obj.app is not None else Settings()
     patterns = tuple(p.strip() for p in task_allowlist.split(",") if p.strip())
     if patterns:
         settings = dataclasses.replace(settings, task_allowlist=(*settings.task_allowlist, *patterns))

@@ -42,17 +42,6 @@ def is_local(host: str) -> bool:
         return False
 
 
-def parse_users(text: str) -> dict[str, str]:
-    """``alice:secret,bob:other`` -> ``{"alice": "secret", "bob": "other"}``; a ValueError names a bad item (not its password)."""
-    users: dict[str, str] = {}
-    for item in filter(None, (part.strip() for part in text.split(","))):
-        name, sep, password = item.partition(":")
-        if not sep or not name or not password:
-            raise ValueError(f"web users: {name or '(empty)'!r} is not NAME:PASSWORD")
-        users[name] = password
-    return users
-
-
 @dataclass(frozen=True)
 class WebAuth:
     """The dashboard's credentials: a token, basic-auth users, or neither (loopback only)."""
