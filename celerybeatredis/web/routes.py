@@ -232,7 +232,7 @@ def _with_name(request: Request, name: str) -> Request:
 
 def _form_values(doc: dict[str, Any]) -> dict[str, str]:
     """The edit form's values for a definition (JSON fields as JSON text)."""
-    values: dict[str, str] = {"task": str(doc.get("task", ""))}
+    values: dict[str, str] = {"task": str(doc.get("task", "")), "kind": kind_of(doc)}
     for field in FORM_FIELDS:
         value = doc.get(field.name)
         if value is None or value is False:
