@@ -449,3 +449,16 @@ def test_a_page_of_entries_reads_a_bounded_slice(api: ScheduleStore, client: red
     api.bulk_add({f"e{i}": {"task": "tasks.x", "interval": {"every": 60, "period": "seconds"}} for i in range(3000)})
     listing = list_entries(api, Filters(task="tasks.none"), budget=1000)
     assert listing.entries == [] and not listing.done and listing.scanned <= 1000
+
+
+def test_the_wheel_ships_the_templates_and_static_files(tmp_path: Path) -> None:
+    import zipfile
+
+    root = Path(__file__).resolve().parent.parent
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(root)],
+                   check=True, capture_output=True)
+    (wheel,) = tmp_path.glob("celerybeat_redis-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    web = root / "celerybeatredis" / "web"
+    shipped = {f"celerybeatredis/web/{p.relative_to(web)}" for folder in ("templates", "static") for p in (web / folder).iterdir()}
+    assert shipped and shipped <= names, sorted(shipped - names)
