@@ -417,6 +417,61 @@ def test_a_non_local_bind_needs_authentication(api: ScheduleStore, page: Any, re
     assert "pw-one" not in users.output() and "pw-two" not in users.output()
 
 
+def test_without_credentials_only_a_loopback_host_is_answered(web: WebServer, api: ScheduleStore) -> None:
+    api.add("job", "tasks.x", 60.0)
+    assert request(web.base, "/entries", headers={"Host": f"localhost:{web.port}"}).status == 200
+    rebound = request(web.base, "/entries", headers={"Host": f"attacker.example:{web.port}"})
+    assert rebound.status == 403 and "job" not in rebound.body
+
+
+def test_celery_schedule_web_takes_the_apps_settings(api: ScheduleStore, redis_url: str, prefix: str, tmp_path: Path) -> None:
+    api.add("job", "tasks.x", 60.0)
+    write_app(tmp_path, f"{redis_url}/1", f"{redis_url}/0", prefix, extra=textwrap.dedent("""
+        app.conf.redis_scheduler_web_users = {"carol": "app-password"}
+        app.conf.redis_scheduler_task_allowlist = ["tasks.*"]
+    """))
+    server = WebServer(f"{redis_url}/0", prefix, bind_host="0.0.0.0", log_dir=tmp_path, celery_app_dir=tmp_path,
+                       env={"PYTHONPATH": str(tmp_path)}).start()
+    try:
+        assert request(server.base, "/entries").status == 401
+        login = {"Authorization": "Basic " + base64.b64encode(b"carol:app-password").decode()}
+        listing = request(server.base, "/entries", headers=login)
+        assert listing.status == 200 and "job" in listing.body
+        # the app's allow-list holds for edits made here
+        cookie = listing.headers["set-cookie"].split(";")[0]
+        page_reply = request(server.base, entry_path("job"), headers={**login, "Cookie": cookie})
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', page_reply.body).group(1)
+        reply = request(server.base, "/entry/json", "POST",
+                        urlencode({"name": "job", "csrf_token": csrf, "definition": '{"task": "os.system", "interval": {"every": 5}}'}),
+                        {**login, "Cookie": cookie, "Content-Type": "application/x-www-form-urlencoded"})
+        assert reply.status == 400 and "&#39;os.system&#39; is not in redis_scheduler_task_allowlist" in reply.body
+        assert api.get("job").task == "tasks.x"
+    finally:
+        server.stop()
+    assert "app-password" not in server.output()
+
+
+def test_json_edits_and_delete_speak_the_command_lines_words(page: Any, web: WebServer, api: ScheduleStore, cli: Cli) -> None:
+    api.add("job", "tasks.x", 60.0)
+    page.goto(web.base + entry_path("job"))
+    for text in ('{"task": "tasks.x", "interval": {"every": 5}', '{"task": "tasks.x", "interval": {"every": -5}}'):
+        expected = cli.fails("edit", "job", "--json", text).removeprefix("Error: ").strip()
+        page.fill("#json-form textarea", text)
+        page.click("#save-json")
+        assert page.inner_text("#error") == expected
+        assert page.locator("#json-form textarea").input_value() == text  # what was typed is kept to fix
+    assert api.get("job").definition == {"task": "tasks.x", "enabled": True, "interval": {"every": 1, "period": "minutes"}}
+    page.click("#disable")
+    assert page.inner_text("#enabled") == "no"
+    page.click("#enable")
+    assert page.inner_text("#enabled") == "yes"
+    page.click("#delete")
+    assert api.exists("job")  # only a confirmation page so far
+    page.click("#confirm-delete")
+    assert "deleted job" in page.inner_text("main")
+    assert not api.exists("job")
+
+
 def test_without_the_web_extra_the_command_says_what_to_install(redis_url: str, prefix: str) -> None:
     code = textwrap.dedent("""
         import sys

@@ -11,6 +11,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,14 +73,21 @@ class WebServer:
     def base(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    #: Run as ``celery -A proj schedule web`` in this directory instead of the console script.
+    celery_app_dir: Path | None = None
+
     def command(self) -> list[str]:
-        return [SCRIPT, "--url", self.url, "--prefix", self.prefix, "web", "--bind", f"{self.bind_host}:{self.port}", *self.args]
+        bind = ["web", "--bind", f"{self.bind_host}:{self.port}", *self.args]
+        if self.celery_app_dir is not None:
+            return [sys.executable, "-m", "celery", "-A", "proj", "schedule", *bind]
+        return [SCRIPT, "--url", self.url, "--prefix", self.prefix, *bind]
 
     def start(self, timeout: float = 30) -> WebServer:
         self.port = self.port or free_port()
         self.log = self.log_dir / f"web-{self.port}.log"
         with self.log.open("wb") as out:
-            self.process = subprocess.Popen(self.command(), env={**os.environ, **self.env}, stdout=out, stderr=subprocess.STDOUT)
+            self.process = subprocess.Popen(self.command(), env={**os.environ, **self.env}, stdout=out, stderr=subprocess.STDOUT,
+                                            cwd=self.celery_app_dir)
         deadline = time.monotonic() + timeout
         while True:
             if self.process.poll() is not None:

@@ -23,7 +23,7 @@ from starlette.staticfiles import StaticFiles
 from ..display import describe_schedule, duration, last_run, next_run, relative
 from ..settings import Settings
 from ..store import ScheduleStore
-from .auth import CSRF_COOKIE, CSRF_FIELD, WebAuth, new_csrf_token
+from .auth import CSRF_COOKIE, CSRF_FIELD, WebAuth, is_local, new_csrf_token
 
 HERE = Path(__file__).parent
 
@@ -83,6 +83,10 @@ class Guard(BaseHTTPMiddleware):
 
     async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
         open_paths = ("/login", "/static/")
+        if not self.config.auth.configured and not is_local(request.url.hostname or ""):
+            # without credentials only this machine may connect; a foreign Host is a page that rebound its DNS here
+            return PlainTextResponse("unexpected Host: without authentication the dashboard answers only to a "
+                                     "loopback address", 403)
         user = self.config.auth.user(request)
         if user is None and not request.url.path.startswith(open_paths):
             if self.config.auth.users:

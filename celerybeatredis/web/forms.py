@@ -122,7 +122,7 @@ def definition_from_json(text: str) -> dict[str, Any]:
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise FormError(f"--json: not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        raise FormError(f"--json: not valid JSON: {exc.msg} at column {exc.colno}") from None
     if not isinstance(doc, dict):
         raise FormError("--json: the definition must be a JSON object")
     return doc
