@@ -132,7 +132,7 @@ def list_entries(store: ScheduleStore, filters: Filters, cursor: int = 0, page_s
         matched = [e for e in candidates if _state_wanted(filters, e)]
         found.extend(matched)
         if len(matched) * 2 < page_size:
-            step = min(step * 2, SCAN_STEP)
+            step = min(step * 2, SCAN_STEP, max(1, budget - scanned))
         if cursor == 0 or len(found) >= page_size or scanned >= budget or time.monotonic() > deadline:
             break
     exact = None
