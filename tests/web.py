@@ -12,13 +12,20 @@ import shutil
 import socket
 import subprocess
 import sys
+import textwrap
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
+
+import pytest
+
+from celerybeatredis.store import ScheduleStore
 
 from .cli import SCRIPT
+from .processes import write_app
 
 CHROMIUM_ENV = "CELERYBEATREDIS_TEST_CHROMIUM"
 #: Where screenshots go when set (the docs' images are made with it pointing at docs/images).
@@ -120,3 +127,53 @@ def screenshot(page: Any, name: str, tmp_path: Path) -> Path:
     path = folder / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+# --- fixtures the dashboard's test modules import ----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """A headless Chromium for the module's tests."""
+    if chromium_binary() is None:
+        pytest.skip("no chromium binary: install the distribution's chromium (apt-get install chromium; .ci/run does)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=chromium_binary(), args=["--no-sandbox"])
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    """A fresh browser tab (own cookies) that records any dialog a script opens."""
+    context = browser.new_context(viewport={"width": 1280, "height": 860})
+    tab = context.new_page()
+    tab.dialogs = []
+    tab.on("dialog", lambda dialog: (tab.dialogs.append(dialog.message), dialog.dismiss()))
+    yield tab
+    context.close()
+
+
+@pytest.fixture
+def web(redis_url: str, prefix: str, api: ScheduleStore, tmp_path: Path) -> Iterator[WebServer]:
+    """The dashboard of this test's schedule on 127.0.0.1 (no authentication, as by default)."""
+    server = WebServer(f"{redis_url}/0", prefix, log_dir=tmp_path).start()
+    yield server
+    server.stop()
+
+
+def app_with_tasks(tmp_path: Path, redis_url: str, prefix: str, conf: str = "") -> None:
+    """proj.py with a task that records its argument, sending to a queue of the test's own."""
+    write_app(tmp_path, f"{redis_url}/1", f"{redis_url}/0", prefix, extra=textwrap.dedent(f"""
+        @app.task(name="tasks.hello")
+        def hello(value=None):
+            return value
+
+        app.conf.task_default_queue = {'q-' + prefix!r}
+    """) + conf)
+
+
+def entry_path(name: str) -> str:
+    return "/entry?" + urlencode({"name": name})
