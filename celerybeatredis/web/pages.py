@@ -7,6 +7,7 @@ client blocks); each reads with bounded commands (see queries.py).
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import urlencode
 
@@ -41,7 +42,9 @@ class Pages:
     def overview(self, request: Request) -> Response:
         view = overview(self.dash.store)
         bars, peak = chart_bars(view)
-        return self.dash.render(request, "overview.html", view=view, bars=bars, peak=peak, alive=view.status.alive())
+        axis = [f"{datetime.fromtimestamp(view.start.timestamp() + hour * 3600, timezone.utc):%H:%M}" for hour in range(0, 25, 3)]
+        return self.dash.render(request, "overview.html", view=view, bars=bars, peak=peak, alive=view.status.alive(),
+                                axis=axis)
 
     def entries(self, request: Request) -> Response:
         params = request.query_params
