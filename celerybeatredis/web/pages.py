@@ -54,7 +54,7 @@ class Pages:
         next_url = "/entries?" + urlencode({**filters.query(), "cursor": listing.cursor}) if not listing.done else None
         return self.dash.render(request, "entries.html", listing=listing, filters=filters, kinds=list(KINDS),
                                 now=self.dash.now(), next_url=next_url, first=cursor == 0, page_size=PAGE_SIZE,
-                                entry_url=entry_url, total=self.dash.store.count(), is_paused=is_paused)
+                                entry_url=entry_url, total=self.dash.store.count())
 
     def entry(self, request: Request, name: str | None = None, error: str | None = None, status_code: int = 200,
               json_text: str | None = None) -> Response:
