@@ -286,3 +286,31 @@ def test_a_page_of_entries_reads_a_bounded_slice(api: ScheduleStore, client: red
     api.bulk_add({f"e{i}": {"task": "tasks.x", "interval": {"every": 60, "period": "seconds"}} for i in range(3000)})
     listing = list_entries(api, Filters(task="tasks.none"), budget=1000)
     assert listing.entries == [] and not listing.done and listing.scanned <= 1000
+
+
+def test_a_sharded_schedule_pages_through_every_shard_and_charts_them_all(client: redis.Redis, prefix: str,
+                                                                         app: Any) -> None:
+    from celerybeatredis.web.queries import Filters, list_entries, overview
+
+    store = ScheduleStore(client, prefix, app, shards=3)
+    try:
+        names = {f"s{i:04d}" for i in range(900)}
+        store.bulk_add({name: {"task": "tasks.x", "interval": {"every": 60, "period": "seconds"}} for name in names})
+        now = store.server_time()
+        for shard in store.sharded.stores:  # as beat plans them: each due in 5 minutes
+            due = [n.decode() for n in shard.client.hkeys(shard.keys.schedule)]
+            shard.client.zadd(shard.keys.due, dict.fromkeys(due, now + 300))
+        seen: list[str] = []
+        cursor = 0
+        while True:
+            listing = list_entries(store, Filters(), cursor, page_size=50)
+            seen += [entry.name for entry in listing.entries]
+            if listing.done:
+                break
+            cursor = listing.cursor
+        assert set(seen) == names
+        view = overview(store)
+        assert sum(view.per_minute) == 900 and max(view.per_minute) == 900
+        assert view.status.entries == 900
+    finally:
+        store.drop()
