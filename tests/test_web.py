@@ -45,6 +45,7 @@ def test_overview_shows_the_running_beats_and_the_day_ahead(page: Any, web: WebS
         page.goto(web.base + "/")
         assert page.inner_text("#beats-alive") == "2"
         assert page.inner_text("#entries-count") == "342"
+        assert page.inner_text("#publish-errors") == "0"
         rows = page.locator("#beats tbody tr")
         assert rows.count() == 2
         assert "ago" in rows.first.inner_text()
