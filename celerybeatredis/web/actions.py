@@ -2,7 +2,8 @@
 
 An action that fails shows its page again with the error in the command
 line's words, and changes nothing; one that succeeds redirects (303) to the
-page that shows its effect.
+page that shows its effect. The Redis calls run in the thread pool, as the
+pages' do, so a slow one holds up no other request.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from urllib.parse import urlencode
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 
@@ -49,11 +51,12 @@ class Actions:
                 return refused
             name = form.get("name", "")
             try:
-                done = change(name, form, request.state.user)
+                done = await run_in_threadpool(change, name, form, request.state.user)
             except EntryNotFound:
                 return self.pages.missing(request, name)
             except CeleryBeatRedisError as exc:
-                return self.pages.entry(request, name, error=str(exc), status_code=400, json_text=form.get("definition"))
+                return await run_in_threadpool(self.pages.entry, request, name, error=str(exc), status_code=400,
+                                               json_text=form.get("definition"))
             return RedirectResponse(_local_path(form.get("next")) or entry_url(name, done=done), 303)
         return endpoint
 
@@ -99,7 +102,7 @@ class Actions:
             return refused
         name = form.get("name", "")
         try:
-            self.dash.store.remove(name)
+            await run_in_threadpool(self.dash.store.remove, name)
         except EntryNotFound:
             return self.pages.missing(request, name)
         return RedirectResponse("/entries?" + urlencode({"done": f"deleted {name}"}), 303)
@@ -110,14 +113,17 @@ class Actions:
             return refused
         name = form.get("name", "").strip()
         try:
-            doc = definition_from_form(form)
-            check_allowed(self.dash.config.settings, name, doc)
-            self.dash.store.add(name, doc)
+            await run_in_threadpool(self._add, name, form)
         except EntryExists:
             return self.pages.add(request, f"entry {name!r} exists; use --replace, or edit to change it", form, 400)
         except CeleryBeatRedisError as exc:
             return self.pages.add(request, str(exc), form, 400)
         return RedirectResponse(entry_url(name, done="added"), 303)
+
+    def _add(self, name: str, form: Form) -> None:
+        doc = definition_from_form(form)
+        check_allowed(self.dash.config.settings, name, doc)
+        self.dash.store.add(name, doc)
 
     async def login(self, request: Request) -> Response:
         form, refused = await self._form(request)
