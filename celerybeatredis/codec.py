@@ -26,6 +26,7 @@ from .checks import MESSAGE_DATE_OPTIONS
 from .exceptions import InvalidDefinition
 from .fields import BY_NAME, COMMON_FIELDS, COMMON_MEMBERS, FIELDS, OPTIONAL_MEMBERS
 from .kinds import KINDS, NowFun, kind_to_json
+from .pausing import Pause
 
 
 class Definition(NamedTuple):
@@ -49,6 +50,7 @@ class Definition(NamedTuple):
     description: str = ""
     seed_total_run_count: int | None = None
     seed_last_run_at: datetime | None = None
+    paused: Pause | None = None
 
     @property
     def runs_once(self) -> bool:

@@ -31,8 +31,9 @@ logger = logging.getLogger("celerybeatredis.schedulers")
 REASON_LIMIT = 1000
 
 #: run: to publish once committed; wait: not due yet; held: its start_time is ahead; retired: disabled or finished;
+#: paused: due, not sent while the entry is paused (due again at its next time);
 #: quarantined: its definition (or its run state) cannot be used.
-Outcome = Literal["run", "wait", "held", "retired", "quarantined"]
+Outcome = Literal["run", "wait", "held", "retired", "paused", "quarantined"]
 
 
 class Run(NamedTuple):
@@ -128,7 +129,7 @@ def stamp(stored: str | None, sha: str, has_run: bool, now: float) -> tuple[str,
 def decide(entry: Claimed, defn: Definition, last_run: datetime | None, stamped: tuple[str, float], batch: Batch) -> Decision:
     """The plan for ``entry`` (a valid ``defn``, its parsed ``last_run``, its :func:`stamp`) at the batch's time.
 
-    A run-now request (a negative score) runs even a disabled or finished entry.
+    A run-now request (a negative score) runs even a disabled, finished or paused entry.
     A definition whose schedule cannot say when it runs next is quarantined.
     ``defn``'s schedule must read the batch's time as now (beat's codec reads
     its :class:`~.planning.TickClock`, which the planner sets to it).
@@ -162,6 +163,10 @@ def decide(entry: Claimed, defn: Definition, last_run: datetime | None, stamped:
                           digest_field)
     if not is_due:
         return _not_run(entry, batch, batch.at + max(float(next_in), 0.0), digest_field, seed_count, seed_last, "wait")
+    if defn.paused is not None and not run_now:
+        # The run is skipped, not made: no run count, no last run; the schedule says when it is due next.
+        return _not_run(entry, batch, batch.at + max(float(next_in), 0.0), digest_field, seed_count, seed_last,
+                        "paused", "p")
     runs = count + 1
     next_score = NEVER if retired or (limited and finished(defn, runs, now)) else batch.at + float(next_in)
     noted = ""

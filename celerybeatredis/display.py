@@ -77,6 +77,12 @@ def last_run(entry: Entry, now: datetime) -> str:
     return f"{relative(entry.last_run_at, now)} ({clock(entry.last_run_at, now)})"
 
 
+def paused(entry: Entry) -> str | None:
+    """The pause in words for ``show``: ``'reason' (by who, since when)``; None when the entry is not paused."""
+    pause = entry.paused
+    return pause.describe() if pause is not None else None
+
+
 def size(num_bytes: int) -> str:
     """``1.5 MiB``."""
     value = float(num_bytes)
@@ -101,6 +107,9 @@ LIST_HEADERS = ["NAME", "TASK", "SCHEDULE", "ENABLED", "NEXT RUN", "LAST RUN", "
 def list_row(entry: Entry, now: datetime) -> list[str]:
     """One row of the ``list`` view, under :data:`LIST_HEADERS`."""
     enabled = "yes" if entry.enabled else "no"
+    pause = entry.paused
+    if pause is not None:
+        enabled += f" (paused{': ' + pause.reason if pause.reason else ''})"
     if entry.status == "invalid":
         enabled += " (invalid)"
     return [entry.name, entry.task or "?", describe_schedule(entry.definition), enabled, next_run(entry, now),

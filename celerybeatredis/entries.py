@@ -19,6 +19,7 @@ from .codec import load_document, schedule_to_json
 from .exceptions import InvalidDefinition
 from .fields import USER_FIELDS
 from .kinds import KINDS
+from .pausing import Pause, read_pause
 
 #: What ``add`` accepts as a schedule: a Celery schedule, a ``timedelta`` or seconds,
 #: a ``datetime`` (one run at that time), or the JSON form ``{"crontab": {...}}``.
@@ -41,7 +42,8 @@ class Entry:
         next_run_at: When beat runs it next; None when it is due now, never, or not planned yet
             (see ``status``).
         status: ``scheduled``, ``pending`` (new or edited: beat plans it on its next tick),
-            ``run-now`` (asked to run at once), ``disabled``, ``finished`` or ``invalid``.
+            ``run-now`` (asked to run at once), ``paused`` (its runs are skipped until resumed),
+            ``disabled``, ``finished`` or ``invalid``.
         invalid_reason: Why beat (or validation now) rejects the definition.
         static: Whether it came from ``beat_schedule`` (beat rewrites it from the config on start).
     """
@@ -67,6 +69,11 @@ class Entry:
         """Whether the definition is enabled (``enabled`` defaults to true)."""
         return (self.definition or {}).get("enabled", True) is not False
 
+    @property
+    def paused(self) -> Pause | None:
+        """The pause in force (reason, by, at), None when the entry is not paused."""
+        return read_pause(self.definition)
+
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready view (times as ISO-8601)."""
         return {
@@ -78,6 +85,7 @@ class Entry:
             "status": self.status,
             "invalid_reason": self.invalid_reason,
             "static": self.static,
+            "paused": pause.to_json() if (pause := self.paused) is not None else None,
         }
 
 
@@ -227,7 +235,7 @@ def status_of(score: float | None, doc: Mapping[str, Any] | None, invalid_reason
         return "run-now"
     if math.isinf(score):
         return "disabled" if (doc or {}).get("enabled", True) is False else "finished"
-    return "scheduled"
+    return "paused" if (doc or {}).get("paused") is not None else "scheduled"
 
 
 def json_value(value: Any) -> Any:

@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from .checks import is_count, json_type, parse_bool, parse_date, parse_options
 from .exceptions import InvalidDefinition
+from .pausing import parse_pause
 from .runstate import check_run_count
 
 #: How a flag's text becomes the member's value: JSON, plain text, a positive integer, or an on/off pair.
@@ -90,6 +91,8 @@ FIELDS: tuple[DefinitionField, ...] = (
     DefinitionField("max_run_count", _max_run_count, "max_run_count", "Stop after this many runs.", "--max-runs",
                     "count", label="max runs"),
     DefinitionField("description", _description, "description", "Free text.", "--description", label="about"),
+    DefinitionField("paused", parse_pause, "paused",
+                    'Paused: {"reason": ..., "by": ..., "at": ...}; set by pause, dropped by resume.'),
     DefinitionField("total_run_count", check_run_count, "seed_total_run_count",
                     "Runs so far, from an old document: seeds the run state once.", user=False),
     DefinitionField("last_run_at", lambda v: parse_date(v, "last_run_at"), "seed_last_run_at",

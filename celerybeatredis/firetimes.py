@@ -24,6 +24,8 @@ from .planning import TickClock
 from .runstate import parse_last_run_at
 from .wire import Claimed
 
+#: The field behind each outcome that skips a due run: the time is listed, marked with it.
+SKIPPED_BY = {"paused": "paused"}
 #: Decisions replayed per time asked for, at most: a schedule that keeps saying "not yet" ends the replay.
 STEPS_PER_TIME = 20
 
@@ -36,7 +38,7 @@ class FireTime(NamedTuple):
     #: The entry's run count once it ran then; None for a time ruled out.
     run: int | None
     #: None when beat sends it, else the field that stops it: ``start_time``, ``expires``, ``max_run_count``,
-    #: ``one_off`` or ``enabled``.
+    #: ``one_off``, ``enabled``, or ``paused`` (beat skips it).
     ruled_out: str | None = None
 
     def to_json(self) -> dict[str, object]:
@@ -103,8 +105,10 @@ def _replay(name: str, defn: Definition, clock: TickClock, anchor: float, state:
         if decision.run is not None:
             total, last = decision.run.total_run_count, batch.now
             runs.append(FireTime(batch.now, total))
-            if len(runs) >= count:
-                return runs, None, None
+        elif decision.outcome in SKIPPED_BY:
+            runs.append(FireTime(batch.now, None, SKIPPED_BY[decision.outcome]))
+        if len(runs) >= count:
+            return runs, None, None
         score = decision.plan.score
         if not math.isfinite(score):
             return runs, _why_retired(defn, total or 0, batch.now), before

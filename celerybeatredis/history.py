@@ -7,7 +7,8 @@ keeps the last N by cutting the string at ``N * RECORD``:
 * 1 character, the outcome: ``s`` sent, ``m`` sent after missing runs (late by
   at least the time to its next run), ``e`` publish error, and the skipped
   runs: ``d`` not run as disabled or finished, ``h`` held (start_time ahead),
-  ``q`` quarantined;
+  ``q`` quarantined, ``p`` paused (the read shows the pause's reason on the
+  records of the pause in force);
 * 8 characters, the batch time it was decided at (sent time), Unix
   milliseconds in base 36 (the *stamp*; up to the year 2059);
 * 5 characters, its lateness (sent time - due time) in milliseconds, base 36,
@@ -21,7 +22,7 @@ that id, so the id is read back from the history as the worker saw it.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 from typing import Any
@@ -34,7 +35,9 @@ DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
 LATE_MAX = 36**LATE - 1
 #: What each outcome letter means (``history`` shows these words).
 OUTCOMES = {"s": "sent", "m": "missed", "e": "publish-error", "d": "skipped: disabled or finished",
-            "h": "skipped: start_time ahead", "q": "skipped: quarantined"}
+            "h": "skipped: start_time ahead", "q": "skipped: quarantined", "p": "skipped: paused"}
+#: A run skipped while its entry was paused.
+PAUSED = OUTCOMES["p"]
 #: Outcomes that were sent (or tried to be): they have a task id.
 WITH_TASK = ("s", "m", "e")
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -112,6 +115,17 @@ class History:
         """JSON-ready form (the CLI's ``--json``)."""
         return {"name": self.name, "sent": self.sent, "skipped": self.skipped, "missed": self.missed,
                 "runs": [r.to_json() for r in self.runs]}
+
+
+def with_pause_reason(history: History, pause: Any) -> History:
+    """``history`` with the reason of the pause in force (a :class:`~.pausing.Pause`) on the runs it skipped.
+
+    Records keep no text, so the reason is the current pause's, shown on the skips since it began.
+    """
+    since = pause.at
+    runs = [replace(run, outcome=f"{PAUSED}: {pause.reason}")
+            if run.outcome == PAUSED and (since is None or run.sent_at >= since) else run for run in history.runs]
+    return replace(history, runs=runs)
 
 
 def parse(tag: str, name: str, raw: bytes | None, n: int | None = None) -> History:

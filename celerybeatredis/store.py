@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any, NamedTuple
 
 from celery import Celery
@@ -23,6 +24,7 @@ from .codec import Codec
 from .connection import RedisClient, client_from_settings, make_client
 from .entries import BulkResult, ScheduleLike, apply_changes, build_definition, decode
 from .exceptions import CeleryBeatRedisError, EntryExists, EntryNotFound, InvalidDefinition
+from .pausing import pause_document
 from .settings import Settings
 from .sharded_store import ShardedStore
 from .store_reads import ScheduleReads
@@ -155,6 +157,32 @@ class ScheduleStore(ScheduleReads):
     def disable(self, name: str) -> bool:
         """Set ``enabled`` to false (every other field is kept as it is); True if it changed."""
         return self._edit(name, lambda doc: {**doc, "enabled": False})
+
+    def pause(self, name: str, reason: str, by: str | None = None) -> bool:
+        """Pause an entry: beat sends none of its runs (each due one is recorded as skipped) until :meth:`resume`.
+
+        Kept apart from ``enabled``: the definition's ``paused`` member records
+        ``reason``, ``by`` (default ``user@host`` of this process) and the Redis
+        server's time. Pausing a paused entry replaces its pause. Returns True
+        if the definition changed.
+
+        Raises:
+            EntryNotFound: no entry of that name.
+            InvalidDefinition: ``reason`` or ``by`` is not a string; nothing is written.
+        """
+        try:
+            paused = pause_document(reason, by, datetime.fromtimestamp(self.server_time(), timezone.utc))
+        except InvalidDefinition as exc:
+            raise exc.for_entry(name) from None
+        return self._edit(name, lambda doc: {**doc, "paused": paused})
+
+    def resume(self, name: str) -> bool:
+        """Drop an entry's pause; True if it was paused. Beat looks at the entry at once, as after any edit.
+
+        Raises:
+            EntryNotFound: no entry of that name.
+        """
+        return self._edit(name, lambda doc: {k: v for k, v in doc.items() if k != "paused"})
 
     def remove(self, name: str) -> None:
         """Remove an entry with its run state.

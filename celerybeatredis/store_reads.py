@@ -14,8 +14,9 @@ from .codec import Codec, dump_document, load_document
 from .entries import Entry, InvalidEntry, Page, Stats, decode, status_of, timestamp_to_datetime
 from .exceptions import CeleryBeatRedisError, EntryNotFound, InvalidDefinition
 from .firetimes import FireTime, fire_times
-from .history import History
+from .history import PAUSED, History, with_pause_reason
 from .history import parse as parse_history
+from .pausing import read_pause
 from .runstate import parse_last_run_at
 from .sharded_store import ShardedStore
 from .wire import Claimed, StoredEntry
@@ -58,13 +59,21 @@ class ScheduleReads:
     def history(self, name: str, n: int = 20) -> History:
         """The entry's run counters and its ``n`` newest runs (newest first), each with its task id when it was sent.
 
+        Runs skipped under the pause in force read ``skipped: paused: <reason>``.
+
         Raises:
             EntryNotFound: no entry of that name and no history left of one.
         """
         raw = self.sharded.history_raw(name)
         if raw is None and not self.sharded.exists(name):
             raise EntryNotFound(name)
-        return parse_history(self.sharded.tag, name, raw, n)
+        history = parse_history(self.sharded.tag, name, raw, n)
+        if any(run.outcome == PAUSED for run in history.runs):
+            stored = self.sharded.get_raw(name)
+            pause = read_pause(decode(stored)[1]) if stored is not None else None
+            if pause is not None:
+                history = with_pause_reason(history, pause)
+        return history
 
     def find(self, names: Sequence[str]) -> list[Entry | None]:
         """Entries for ``names`` in one round trip (None where there is none)."""

@@ -8,14 +8,14 @@ from fnmatch import fnmatchcase
 
 import click
 
-from ..display import LIST_HEADERS, describe_schedule, last_run, list_row, next_run, relative, size, table
+from ..display import LIST_HEADERS, describe_schedule, last_run, list_row, next_run, paused, relative, size, table
 from ..entries import Entry
 from ..fields import FIELDS
 from ..settings import mask_url
 from ..store import ScheduleStore
 from .base import Context, dumps, json_option, pass_context, server_now
 
-STATUSES = ("scheduled", "pending", "run-now", "disabled", "finished", "invalid")
+STATUSES = ("scheduled", "pending", "run-now", "paused", "disabled", "finished", "invalid")
 
 
 @click.command("list")
@@ -92,6 +92,7 @@ def show_command(obj: Context, name: str, as_json: bool) -> None:
         ("task", entry.task or "?"),
         ("schedule", describe_schedule(entry.definition)),
         ("enabled", "yes" if entry.enabled else "no"),
+        *([("paused", pause)] if (pause := paused(entry)) else []),
         ("status", entry.status),
         ("next run", next_run(entry, now)),
         ("last run", last_run(entry, now)),

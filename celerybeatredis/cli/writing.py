@@ -1,4 +1,4 @@
-"""Commands that change entries: add, edit, remove, enable, disable, run-now."""
+"""Commands that change entries: add, edit, remove, enable, disable, pause, resume, run-now."""
 
 from __future__ import annotations
 
@@ -164,3 +164,26 @@ def run_now_command(obj: Context, names: tuple[str, ...]) -> None:
     obj.store.run_now_names(existing)
     for name in existing:
         click.echo(f"{name} runs within a second (if a beat is running)")
+
+
+@click.command("pause")
+@click.argument("names", nargs=-1, required=True)
+@click.option("--reason", required=True, help="Why, shown by list and show and in the history of skipped runs.")
+@click.option("--by", help="Who pauses (default: user@host).")
+@pass_context
+def pause_command(obj: Context, names: tuple[str, ...], reason: str, by: str | None) -> None:
+    """Pause entries: beat skips their runs (recorded in history) until resume; 'enabled' is left alone."""
+    store = obj.store
+    for name in _existing(store, names):
+        store.pause(name, reason, by)
+        click.echo(f"paused {name}: {reason}")
+
+
+@click.command("resume")
+@click.argument("names", nargs=-1, required=True)
+@pass_context
+def resume_command(obj: Context, names: tuple[str, ...]) -> None:
+    """Resume paused entries: beat sends their runs again from their next due time."""
+    store = obj.store
+    for name in _existing(store, names):
+        click.echo(f"resumed {name}" if store.resume(name) else f"{name} was not paused")
