@@ -126,7 +126,7 @@ class Streamer:
         After a failed publish the later batches' runs are reverted unsent.
         """
         try:
-            committed = [bool(flag) for flag in stream.read()]
+            committed = store.committed(planned.plans, stream.read())
         except (NoScriptError, redis.ConnectionError, redis.TimeoutError):
             # Not run, or perhaps run with the reply lost: commit.lua takes the same plans again.
             committed = store.commit(planned.plans, self.settings.history)

@@ -4,7 +4,9 @@
   An entry is due when its score in {T}:due is <= now. Claiming moves its
   score to now + lease, so no other beat can claim it; commit.lua later
   checks that the score is still that lease (compare-and-set).
-  Entries whose definition is gone are dropped from every index.
+  Entries whose definition is gone are dropped from every index. Every key
+  is checked for its type before the first write, so a claim that fails
+  leases nothing.
 
   KEYS[1]  {T}:due              zset   name -> next due time
   KEYS[2]  {T}:schedule         hash   name -> definition JSON
@@ -29,6 +31,13 @@ local batch, lease_seconds, now = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber
 local rcall = redis.call
 --@include each_slice
 --@include history
+--@include checks
+
+local problem = wrong_type({due, schedule, run_count, last_run, digest, invalid}, {'zset', 'hash', 'hash', 'hash', 'hash', 'hash'})
+if problem then return redis.error_reply(problem) end
+if not batch or batch < 1 or batch % 1 ~= 0 then return redis.error_reply(bad_argument('claim', 1, 'must be a whole number, at least 1')) end
+if not lease_seconds or lease_seconds <= 0 then return redis.error_reply(bad_argument('claim', 2, 'must be a number of seconds above 0')) end
+if ARGV[3] ~= '' and not now then return redis.error_reply(bad_argument('claim', 3, 'must be Unix seconds or ""')) end
 
 if not now then
   local t = rcall('TIME')

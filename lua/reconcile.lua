@@ -5,7 +5,7 @@
   definition's SHA-1 does not start with the digits in {T}:digest, gets score 0
   ("look now"). Scans a slice of {T}:due: a name with no definition left is
   dropped from every index. The cursors live in {T}:meta, so several beats
-  share one pass.
+  share one pass. Key types are checked before the first write.
 
   KEYS[1]  {T}:schedule         hash
   KEYS[2]  {T}:due              zset
@@ -27,6 +27,12 @@ local count = tonumber(ARGV[1])
 local rcall = redis.call
 --@include each_slice
 --@include history
+--@include checks
+
+local problem = wrong_type({schedule, due, digest, meta, run_count, last_run, invalid},
+                           {'hash', 'zset', 'hash', 'hash', 'hash', 'hash', 'hash'})
+if problem then return redis.error_reply(problem) end
+if not count or count < 1 then return redis.error_reply(bad_argument('reconcile', 1, 'must be a count, at least 1')) end
 
 local hcursor = rcall('HGET', meta, 'reconcile_schedule_cursor') or '0'
 local zcursor = rcall('HGET', meta, 'reconcile_due_cursor') or '0'
