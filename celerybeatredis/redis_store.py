@@ -137,6 +137,10 @@ class RedisStore:
         """One bounded reconciler step (see ``lua/reconcile.lua``)."""
         return wire.decode_reconcile(self._run("reconcile", [count]))
 
+    def mark_synced(self) -> None:
+        """Set ``{T}:synced`` (field ``at``: the server's time): ``beat_schedule`` is in this schedule; see reconcile.lua."""
+        self.client.hset(self.keys.synced, "at", repr(self.server_time()))
+
     # --- writing definitions: upsert, remove, run_now, replace, restore_state -----------------
 
     def put_raw(self, definitions: Mapping[str, str], static: bool = False, only_new: bool = False) -> Upserted:

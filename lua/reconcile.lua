@@ -15,14 +15,16 @@
   KEYS[6]  {T}:last_run_at      hash
   KEYS[7]  {T}:invalid          hash
   KEYS[8]  {T}:history          hash   (left alone when it is not a hash)
+  KEYS[9]  {T}:synced           hash   set when beat_schedule was synced; only read here
 
   ARGV[1]  COUNT hint for each scan
 
   Returns  {definitions seen, entries poked, due names seen, entries dropped,
-            1 if the schedule pass wrapped around else 0}
+            1 if the schedule pass wrapped around else 0,
+            1 if {T}:synced exists else 0 (gone: the schedule's data was lost)}
 ]]
 local schedule, due, digest, meta = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local run_count, last_run, invalid, history = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
+local run_count, last_run, invalid, history, synced = KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
 local count = tonumber(ARGV[1])
 local rcall = redis.call
 --@include each_slice
@@ -76,4 +78,4 @@ end
 rcall('HSET', meta, 'reconcile_schedule_cursor', page[1], 'reconcile_due_cursor', zpage[1])
 local wrapped = 0
 if page[1] == '0' then wrapped = 1 end
-return {seen, poked, zseen, dropped, wrapped}
+return {seen, poked, zseen, dropped, wrapped, rcall('EXISTS', synced)}
