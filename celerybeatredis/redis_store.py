@@ -259,6 +259,11 @@ class RedisStore:
         reply: Any = self.client.zrangebyscore(self.keys.due, "-inf", "(inf", start=offset, num=count, withscores=True)
         return [(name.decode(), float(score)) for name, score in reply]
 
+    def lowest_score(self) -> float | None:
+        """The lowest score in the due index (the next entry to look at), or None when it is empty."""
+        reply: Any = self.client.zrange(self.keys.due, 0, 0, withscores=True)
+        return float(reply[0][1]) if reply else None
+
     def count(self) -> int:
         """Number of entries (O(1))."""
         return int(self.client.hlen(self.keys.schedule))

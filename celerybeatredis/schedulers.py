@@ -123,6 +123,7 @@ class RedisScheduler(Scheduler):
 
     def close(self) -> None:
         """Stop the HTTP endpoint and release the Redis connections."""
+        self.dispatcher.close()
         if self.http is not None:
             self.http.stop()
             self.http = None

@@ -45,6 +45,7 @@ SCRIPT_KEYS: dict[str, tuple[str, ...]] = {
     "export": ("schedule", "due", "total_run_count", "last_run_at", "digest", "statics"),
     "adopt": ("schedule", "due", "total_run_count", "last_run_at", "digest", "statics"),
     "heartbeat": ("beats",),
+    "renew": ("due",),
 }
 SCRIPT_NAMES = tuple(SCRIPT_KEYS)
 INCLUDE = re.compile(r"^--@include (\w+)[ \t]*$", re.MULTILINE)

@@ -22,8 +22,9 @@
 
   Returns  {now, lease, next_score or "", removed, name, score, definition,
             total_run_count or false, last_run_at or false, digest or false, ...}
-           six values per claimed entry; next_score is the lowest score left
-           after the claim.
+           six values per claimed entry; next_score is the lowest score of the
+           entries not claimed (another beat's lease among them: when it ends,
+           its entries may be claimed again).
 ]]
 local due, schedule, run_count, last_run, digest, invalid = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local history = KEYS[7]
@@ -52,6 +53,8 @@ local removed = 0
 
 local names = {}
 for i = 1, #picked, 2 do names[#names + 1] = picked[i] end
+-- The claimed entries are the lowest by rank: the one after them is the next to look at.
+local head = rcall('ZRANGE', due, #names, #names, 'WITHSCORES')
 local definitions = multi('HMGET', schedule, names)
 local live, gone, leased = {}, {}, {}
 for j = 1, #names do
@@ -88,7 +91,6 @@ if #gone > 0 then
   removed = #gone
 end
 
-local head = rcall('ZRANGE', due, 0, 0, 'WITHSCORES')
 if head[2] then
   out[3] = head[2]
 end

@@ -53,6 +53,7 @@ def arguments(store: RedisStore, script: str) -> list[Any]:
         "export": ["a", "b"],
         "adopt": ["new", DEF, "3", RUN_AT, "", "1", "0"],
         "heartbeat": ["beat-1", "{}", 60],
+        "renew": [repr(T0 + 5), 3, "a", "b"],
     }[script]
 
 
