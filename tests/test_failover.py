@@ -33,6 +33,16 @@ def _commit_args_or_freeze(plans, history=0):
         _os.kill(_os.getpid(), _signal.SIGSTOP)
     return _commit_args_then(plans, history)
 _Store.commit_args = staticmethod(_commit_args_or_freeze)
+
+_publish_then = _Publisher.publish
+def _freeze_or_publish(self, store, planned, committed, withheld):
+    if _frozen.exists() and _frozen.read_text() == "after-commit":
+        _frozen.unlink()
+        ran = [p.name for p, ok in zip(planned.plans, committed) if ok and p.ran]
+        _frozen.with_name(f"held-{_os.getpid()}").write_text("\\n".join(f"{n} 0" for n in ran))
+        _os.kill(_os.getpid(), _signal.SIGSTOP)
+    return _publish_then(self, store, planned, committed, withheld)
+_Publisher.publish = _freeze_or_publish
 """
 
 
@@ -132,3 +142,46 @@ def test_a_beat_frozen_past_its_lease_sends_nothing_the_others_sent(
     assert 0 < len(held) <= batch
     assert (audit.duplicates, audit.lost, audit.misses) == (0, 0, 0)
     assert set(run_counts(store).values()) == {runs_each}
+
+
+def test_a_beat_frozen_between_commit_and_publish_skips_the_runs_its_entries_followed_since(
+        tmp_path: Path, redis_url: str, prefix: str, store: RedisStore, broker: redis.Redis) -> None:
+    """Woken, it sends none of its batch late and out of order: each of those entries ran again meanwhile."""
+    entries, runs_each, batch = 300, 12, 100
+    queue = f"q-{store.keys.tag}"
+    app_with(tmp_path, redis_url, prefix, queue, batch, "auto")
+    names = [f"p{i:03d}" for i in range(entries)]
+    load_entries(store, {n: every_second(n, runs_each) for n in names})
+    ledger = Ledger(broker, queue)
+    beats = [CeleryProcess.beat(tmp_path) for _ in range(3)]
+    frozen, others = beats[0], beats[1:]
+    pid = frozen.process.pid
+    try:
+        wait_until(lambda: alive(beats) and ledger.poll() >= 0 and ledger.by_beat.get(pid, 0) > 0,
+                   timeout=60, interval=0.05, what="the beat to send something")
+        (tmp_path / f"freeze-{pid}").write_text("after-commit")
+        wait_until(lambda: (tmp_path / f"held-{pid}").exists() and not (tmp_path / f"freeze-{pid}").exists(),
+                   timeout=30, interval=0.01, what="the beat to freeze with a committed batch")
+        frozen_at = store.server_time()
+        held = list(held_names(tmp_path, pid))
+        # Every entry of the frozen batch runs again, sent by the others.
+        wait_until(lambda: alive(others) and ledger.poll() >= 0 and all(
+            any(t >= frozen_at for t in ledger.arrivals[n]) for n in held), timeout=60, interval=0.05,
+            what="newer runs of the frozen batch's entries")
+        frozen.process.send_signal(signal.SIGCONT)
+        wait_until(lambda: "runs not sent" in frozen.output(), timeout=30, what="the woken beat to skip its stale runs")
+        wait_until(lambda: alive(beats) and ledger.poll() >= 0 and sum(run_counts(store).values()) >= entries * runs_each,
+                   timeout=runs_each + 60, interval=0.2, what="every entry to finish")
+    finally:
+        frozen.process.send_signal(signal.SIGCONT)
+        codes = [b.stop() for b in beats]
+    ledger.poll()
+    audit = ledger.audit(store, names, runs_each)
+    print(audit.row("beat frozen between commit and publish, then woken") + f" | its committed runs: {len(held)}")
+    assert codes == [0, 0, 0], [b.output() for b in beats]
+    assert held
+    assert audit.duplicates == 0
+    # Its stale runs stay counted and are not sent (as if it had died after the commit); every other run was sent.
+    assert audit.lost == len(held), audit
+    assert f"{len(held)} runs not sent" in frozen.output()
+    assert all(ledger.counts[n] == runs_each - 1 for n in held)
