@@ -12,6 +12,7 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
+from .freshness import fresh_runs
 from .leases import LeaseKeeper
 from .planning import Planned, Planner
 from .publish import Publisher
@@ -96,6 +97,7 @@ class Dispatcher:
 
         A batch published in full is timed against deciding it, for :class:`~.stream.ClaimAhead`.
         """
+        committed = fresh_runs(store, planned, committed)  # late (a freeze, a stall): skip what ran again since
         published = self.publisher.publish(store, planned, committed, withheld)
         if not published.withheld:
             self.claim_ahead.measured(planned.claim, planned.seconds, published.seconds)

@@ -19,7 +19,6 @@ from kombu.exceptions import OperationalError
 from .beatstats import BeatStats
 from .decisions import Run, log_quarantined, quarantine_reason
 from .exceptions import InvalidDefinition
-from .freshness import Freshness
 from .history import STAMP, task_id
 from .keys import NEVER
 from .planning import Planned
@@ -63,9 +62,8 @@ class Publisher:
         reverts: list[Revert] = []
         late: list[float] = []  # seconds each run sent was late (run-now and new entries: 0)
         unsafe, producer = withheld, None
-        fresh = Freshness(store, planned)
         for (plan, run, _), ok, claimed in zip(planned.decisions, committed, claim.entries):
-            if not ok or run is None or fresh.superseded(claimed.name, plan.run_at):
+            if not ok or run is None:
                 continue
             if not withheld and producer is None:
                 producer = self.producer()
@@ -88,7 +86,6 @@ class Publisher:
                 withheld = True
             retry = -1.0 if claimed.score < 0 else claim.now + self.settings.publish_retry_seconds
             reverts.append(Revert(claimed.name, plan.score, retry, claimed.last_run_at, "", run_stamp))
-        fresh.report()
         if reverts:
             store.revert(reverts)
         self.stats.published(late, reverts, broker_failed=withheld and not unsafe)

@@ -34,15 +34,16 @@ def _commit_args_or_freeze(plans, history=0):
     return _commit_args_then(plans, history)
 _Store.commit_args = staticmethod(_commit_args_or_freeze)
 
-_publish_then = _Publisher.publish
-def _freeze_or_publish(self, store, planned, committed, withheld):
-    if _frozen.exists() and _frozen.read_text() == "after-commit":
+_committed_then = _Store.committed  # every commit reply is read here, streamed or not, before its batch is published
+def _freeze_once_committed(self, plans, reply):
+    committed = _committed_then(self, plans, reply)
+    if _frozen.exists() and _frozen.read_text() == "after-commit" and any(ok and p.ran for p, ok in zip(plans, committed)):
         _frozen.unlink()
-        ran = [p.name for p, ok in zip(planned.plans, committed) if ok and p.ran]
+        ran = [p.name for p, ok in zip(plans, committed) if ok and p.ran]
         _frozen.with_name(f"held-{_os.getpid()}").write_text("\\n".join(f"{n} 0" for n in ran))
         _os.kill(_os.getpid(), _signal.SIGSTOP)
-    return _publish_then(self, store, planned, committed, withheld)
-_Publisher.publish = _freeze_or_publish
+    return committed
+_Store.committed = _freeze_once_committed
 """
 
 

@@ -25,13 +25,13 @@ def test_a_late_batch_skips_runs_whose_entry_ran_again_since(
     # Late: every publish counts as late; on time: none does, however loaded the machine.
     monkeypatch.setattr(freshness, "STALE_AFTER", 0.0 if late else 3600.0)
     scheduler = RedisScheduler(app)
-    publish = scheduler.publisher.publish
+    committed = RedisStore.committed
 
-    def another_beat_ran_b_meanwhile(store_: Any, planned: Any, committed: Any, withheld: Any) -> Any:
-        store.client.hset(store.keys.last_run_at, "b", "2099-01-01T00:00:00+00:00")
-        return publish(store_, planned, committed, withheld)
+    def another_beat_ran_b_meanwhile(self: RedisStore, plans: Any, reply: Any) -> list[bool]:
+        self.client.hset(self.keys.last_run_at, "b", "2099-01-01T00:00:00+00:00")
+        return committed(self, plans, reply)
 
-    monkeypatch.setattr(scheduler.publisher, "publish", another_beat_ran_b_meanwhile)
+    monkeypatch.setattr(RedisStore, "committed", another_beat_ran_b_meanwhile)
     try:
         with caplog.at_level(logging.WARNING, logger="celerybeatredis.schedulers"):
             scheduler.tick()
