@@ -61,7 +61,7 @@ class Settings:
     url: str = DEFAULT_URL
     key_prefix: str = DEFAULT_PREFIX
     batch_size: int = 1000
-    lease_seconds: float = 30.0
+    lease_seconds: float = 3.0
     reconcile_batch: int = 2000
     reconcile_interval: float = 1.0
     publish_retry_seconds: float = 5.0
