@@ -50,6 +50,9 @@ class Keys:
     #: Hash: entry name -> its run history, ``"<sent>,<skipped>,<missed>;"`` then the last runs as fixed-width
     #: records (see history.py). Not in :meth:`types`: history that cannot be read never stops beat.
     history: str = field(init=False)
+    #: Hash (field ``at``: Unix time): set when beat syncs ``beat_schedule``, never deleted by beat. Gone means the schedule's Redis
+    #: lost its data (restarted without persistence, flushed): beat logs an ERROR and syncs again at once.
+    synced: str = field(init=False)
     #: Hash: calendar name -> JSON document of excluded days (calendars.py); used on the first shard only.
     calendars: str = field(init=False)
 
@@ -60,7 +63,7 @@ class Keys:
     def all(self) -> list[str]:
         """Every key the schedule may use."""
         return [self.schedule, self.due, self.total_run_count, self.last_run_at, self.statics, self.static_digest,
-                self.invalid, self.digest, self.meta, self.beats, self.history, self.calendars]
+                self.invalid, self.digest, self.meta, self.beats, self.history, self.synced, self.calendars]
 
     def types(self) -> dict[str, str]:
         """The Redis type each key beat checks at start must have, when it exists."""

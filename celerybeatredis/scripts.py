@@ -34,7 +34,8 @@ SCRIPT_KEYS: dict[str, tuple[str, ...]] = {
     "claim": ("due", "schedule", "total_run_count", "last_run_at", "digest", "invalid", "history"),
     "commit": ("due", "total_run_count", "last_run_at", "digest", "invalid", "history"),
     "revert": ("due", "total_run_count", "last_run_at", "invalid", "history"),
-    "reconcile": ("schedule", "due", "digest", "meta", "total_run_count", "last_run_at", "invalid", "history"),
+    "reconcile": ("schedule", "due", "digest", "meta", "total_run_count", "last_run_at", "invalid", "history",
+                  "synced"),
     "upsert": ("schedule", "due", "statics", "static_digest"),
     "remove": ("schedule", "due", "total_run_count", "last_run_at", "digest", "invalid", "statics", "static_digest",
                "history"),
@@ -44,6 +45,7 @@ SCRIPT_KEYS: dict[str, tuple[str, ...]] = {
     "export": ("schedule", "due", "total_run_count", "last_run_at", "digest", "statics"),
     "adopt": ("schedule", "due", "total_run_count", "last_run_at", "digest", "statics"),
     "heartbeat": ("beats",),
+    "renew": ("due",),
 }
 SCRIPT_NAMES = tuple(SCRIPT_KEYS)
 INCLUDE = re.compile(r"^--@include (\w+)[ \t]*$", re.MULTILINE)
