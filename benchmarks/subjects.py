@@ -21,6 +21,7 @@ from celery import Celery
 from celery.beat import PersistentScheduler, Scheduler
 from celery.schedules import BaseSchedule, crontab, schedule
 from celery.signals import beat_init
+from celery.utils import uuid
 
 from celerybeatredis.redis_store import RedisStore
 from celerybeatredis.schedulers import RedisScheduler
@@ -37,14 +38,18 @@ MAX_INTERVAL = 1.0
 class Recorder:
     """Stands in for ``app.send_task``: counts publishes and notes when each entry's was.
 
-    The scheduler still does all of its own work up to the publish call.
+    The scheduler still does all of its own work up to the publish call, and the task id is made as
+    ``send_task`` makes it (a new UUID unless the caller chose one), so a scheduler that chooses its own ids
+    is charged for them and one that does not is charged for Celery's.
     """
 
     def __init__(self) -> None:
         self.count = 0
+        self.task_id = ""
         self.times: dict[int, float] = {}
 
     def __call__(self, name: str, args: Any = None, kwargs: Any = None, **options: Any) -> None:
+        self.task_id = options.get("task_id") or uuid()
         self.count += 1
         self.times[args[0]] = time.time()
 

@@ -78,8 +78,8 @@ class Batch:
     for the batch and dropped with it.
     """
 
-    __slots__ = ("_anchors", "_due", "_last_runs", "_texts", "at", "calendars", "excluded", "lease", "now", "run_at",
-                 "stamp", "tag")
+    __slots__ = ("_anchors", "_due", "_last_runs", "_texts", "_zones", "at", "calendars", "excluded", "lease", "now",
+                 "run_at", "stamp", "tag")
 
     def __init__(self, lease: str, at: float, history: bool = False,
                  calendars: Mapping[str, Calendar | InvalidCalendar] | None = None, tag: str = "") -> None:
@@ -99,6 +99,7 @@ class Batch:
         self._last_runs: dict[str, datetime | None] = {}
         self._anchors: dict[float, datetime] = {}
         self._texts: dict[float, str] = {}
+        self._zones: dict[int, tuple[BaseSchedule, tzinfo]] = {}
         #: Whether a day is excluded, by (Unix second, zone, calendar names): :func:`excluded`'s answers.
         self.excluded: dict[tuple[int, tzinfo, tuple[str, ...]], bool | InvalidDefinition] = {}
 
@@ -118,6 +119,13 @@ class Batch:
             return runs[value]
         parsed = runs[value] = parse_last_run_at(value)
         return parsed
+
+    def zone(self, sched: BaseSchedule) -> tzinfo:
+        """The schedule's time zone (its own, else the app's), looked up once per schedule in a batch."""
+        hit = self._zones.get(id(sched))
+        if hit is None:
+            hit = self._zones[id(sched)] = (sched, sched.tz)  # the schedule is kept so its id stays its own
+        return hit[1]
 
     def iso(self, value: float) -> str:
         """A Unix time as ISO-8601 UTC text, as a last run is written (entries of a batch mostly share their slot)."""
@@ -326,7 +334,7 @@ def excluded(defn: Definition, batch: Batch, slot: float) -> bool:
     Raises:
         InvalidDefinition: naming ``exclude``, for a calendar that does not exist or does not read.
     """
-    zone = defn.schedule.tz
+    zone = batch.zone(defn.schedule)
     key = (int(slot // 1), zone, defn.exclude)  # a day starts on a whole second in every zone
     found = batch.excluded.get(key)
     if found is None:

@@ -12,6 +12,8 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
+from .freshness import fresh_runs
+from .leases import LeaseKeeper
 from .planning import Planned, Planner
 from .publish import Publisher
 from .redis_store import RedisStore
@@ -37,7 +39,13 @@ class Dispatcher:
         self.planner = planner
         self.publisher = publisher
         self.claim_ahead = ClaimAhead(settings.claim_ahead, settings.batch_size)
-        self.streamer = Streamer(settings, planner, self.publish, self.claim_ahead)
+        #: Keeps the leases of the claims being worked on alive (:mod:`.leases`).
+        self.leases = LeaseKeeper(settings.lease_seconds)
+        self.streamer = Streamer(settings, planner, self.publish, self.claim_ahead, self.leases)
+
+    def close(self) -> None:
+        """Stop renewing leases."""
+        self.leases.close()
 
     def batches(self, store: RedisStore, now: float | None, seconds: float) -> tuple[bool, Claim]:
         """Batches from ``store`` while they come back full; returns whether a publish failed, and the last claim.
@@ -50,22 +58,26 @@ class Dispatcher:
         """
         batch, lease = self.settings.batch_size, self.settings.lease_seconds
         ends = time.monotonic() + seconds
-        while True:
-            # Held from the claim: a stop lands between batches, so it never leaves a claimed batch reserved.
-            with stop_signals_held():
-                claim = self.heartbeat.claim(store, batch, lease, now) if self.heartbeat else store.claim(batch, lease, now)
-                full = len(claim.entries) >= batch
-                if full and self.claim_ahead.wanted():
-                    stream = None if self.settings.wait_replicas else store.stream()
-                    if stream is not None:
-                        return self.streamer.run(store, stream, claim, now, ends)
-                failed = self.process(store, claim) if claim.entries else False
-            if failed or not full or time.monotonic() >= ends:
-                return failed, claim
+        try:
+            while True:
+                # Held from the claim: a stop lands between batches, so it never leaves a claimed batch reserved.
+                with stop_signals_held():
+                    claim = self.heartbeat.claim(store, batch, lease, now) if self.heartbeat else store.claim(batch, lease, now)
+                    self.leases.hold(store, claim, now)
+                    full = len(claim.entries) >= batch
+                    if full and self.claim_ahead.wanted():
+                        stream = None if self.settings.wait_replicas else store.stream()
+                        if stream is not None:
+                            return self.streamer.run(store, stream, claim, now, ends)
+                    failed = self.process(store, claim) if claim.entries else False
+                if failed or not full or time.monotonic() >= ends:
+                    return failed, claim
+        finally:
+            self.leases.drop()  # a claim the tick did not commit (an error) is renewed no more: it waits out one lease
 
     def process(self, store: RedisStore, claim: Claim) -> bool:
         """Decide, commit and publish one batch claimed from ``store``; True if a publish failed."""
-        planned = self.planner.plan(claim)
+        planned = self.leases.current(self.planner.plan(claim))
         with stop_signals_held():
             replicas = self.settings.wait_replicas
             if replicas:
@@ -85,6 +97,7 @@ class Dispatcher:
 
         A batch published in full is timed against deciding it, for :class:`~.stream.ClaimAhead`.
         """
+        committed = fresh_runs(store, planned, committed)  # late (a freeze, a stall): skip what ran again since
         published = self.publisher.publish(store, planned, committed, withheld)
         if not published.withheld:
             self.claim_ahead.measured(planned.claim, planned.seconds, published.seconds)

@@ -132,6 +132,8 @@ FIELDS: tuple[DefinitionField, ...] = (
 )
 
 BY_NAME = {f.name: f for f in FIELDS}
+#: Each member's place in the table: a document's members are read (and their errors raised) in this order.
+FIELD_ORDER = {f.name: i for i, f in enumerate(FIELDS)}
 #: Members the API and the command line set (``add(..., max_run_count=3)``).
 USER_FIELDS = tuple(f.name for f in FIELDS if f.user)
 #: Every member besides ``task`` and the schedule that beat reads; others (users' own) are kept and ignored.

@@ -55,6 +55,9 @@ class Keys:
     running: str = field(init=False)
     #: Hash: entry name -> consecutive failed runs of an entry with ``pause_after_failures``, counted by worker.py.
     failures: str = field(init=False)
+    #: Hash (field ``at``: Unix time): set when beat syncs ``beat_schedule``, never deleted by beat. Gone means the schedule's Redis
+    #: lost its data (restarted without persistence, flushed): beat logs an ERROR and syncs again at once.
+    synced: str = field(init=False)
     #: Hash: calendar name -> JSON document of excluded days (calendars.py); used on the first shard only.
     calendars: str = field(init=False)
 
@@ -65,7 +68,8 @@ class Keys:
     def all(self) -> list[str]:
         """Every key the schedule may use."""
         return [self.schedule, self.due, self.total_run_count, self.last_run_at, self.statics, self.static_digest,
-                self.invalid, self.digest, self.meta, self.beats, self.history, self.running, self.failures, self.calendars]
+                self.invalid, self.digest, self.meta, self.beats, self.history, self.running, self.failures, self.synced,
+                self.calendars]
 
     def types(self) -> dict[str, str]:
         """The Redis type each key beat checks at start must have, when it exists."""

@@ -34,6 +34,8 @@ class Planned(NamedTuple):
     plans: list[Plan]
     now: datetime
     seconds: float
+    #: ``time.monotonic()`` when it was decided: a batch published long after is checked for newer runs (freshness.py).
+    decided_at: float = 0.0
 
 
 class Planner:
@@ -52,7 +54,8 @@ class Planner:
         batch = Batch(claim.lease, claim.now, self.settings.history > 0, self.calendars, self.settings.tag)
         self.clock.current = batch.now
         decisions = [self.decide(entry, batch) for entry in claim.entries]
-        return Planned(claim, decisions, [d.plan for d in decisions], batch.now, time.perf_counter() - started)
+        return Planned(claim, decisions, [d.plan for d in decisions], batch.now, time.perf_counter() - started,
+                       time.monotonic())
 
     def decide(self, entry: Claimed, batch: Batch) -> Decision:
         """:func:`~.decisions.decide` for one entry, quarantining it (not the batch) if it cannot be used or if anything

@@ -20,6 +20,7 @@ from redis.commands.core import Script
 
 from . import wire
 from .connection import RedisClient, client_from_settings, is_cluster, make_client
+from .decisions import log_quarantined
 from .keys import Keys, name_bytes, name_text
 from .runstate import parse_last_run_at
 from .scripts import SCRIPT_NAMES, ScriptStream, script_keys, script_source
@@ -89,7 +90,16 @@ class RedisStore:
     def commit(self, plans: Sequence[Plan], history: int = 0) -> list[bool]:
         """Write the plans whose lease still holds, keeping ``history`` records per entry (0 = off); one flag per plan."""
         args = self.commit_args(plans, history)
-        return wire.decode_flags(self._run_resending("commit", args)) if plans else []
+        return self.committed(plans, self._run_resending("commit", args)) if plans else []
+
+    def committed(self, plans: Sequence[Plan], reply: list[Any]) -> list[bool]:
+        """commit.lua's reply as one flag per plan; an entry it quarantined (run count not an integer) is logged by name."""
+        flags = [code == 1 for code in reply]
+        if not all(flags):
+            for plan, code in zip(plans, reply):
+                if code == -1:
+                    log_quarantined(self.invalid_reason(plan.name) or f"entry {plan.name!r} quarantined", self.keys.tag)
+        return flags
 
     def commit_replicated(self, plans: Sequence[Plan], replicas: int, timeout: float, history: int = 0) -> tuple[list[bool], int]:
         """``commit``, then ``WAIT`` on the same connection: ``(flags, replicas that acknowledged it)``.
@@ -101,11 +111,11 @@ class RedisStore:
             return [], replicas
         args = self.commit_args(plans, history)
         try:
-            return self._commit_and_wait(args, replicas, timeout)
+            return self._commit_and_wait(plans, args, replicas, timeout)
         except (redis.ConnectionError, redis.TimeoutError):
-            return self._commit_and_wait(args, replicas, timeout)
+            return self._commit_and_wait(plans, args, replicas, timeout)
 
-    def _commit_and_wait(self, args: list[Any], replicas: int, timeout: float) -> tuple[list[bool], int]:
+    def _commit_and_wait(self, plans: Sequence[Plan], args: list[Any], replicas: int, timeout: float) -> tuple[list[bool], int]:
         keys = self.script_keys["commit"]
         wait = ("WAIT", replicas, max(1, int(timeout * 1000)))
         if is_cluster(self.client):
@@ -117,7 +127,7 @@ class RedisStore:
             self.scripts["commit"](keys=keys, args=args, client=pipe)
             pipe.execute_command(*wait)
             reply, acked = pipe.execute()
-        return wire.decode_flags(reply), int(acked)
+        return self.committed(plans, reply), int(acked)
 
     def revert(self, reverts: Sequence[Revert]) -> list[bool]:
         """Undo committed runs that were never published; one flag per entry."""
@@ -126,6 +136,10 @@ class RedisStore:
     def reconcile_step(self, count: int) -> ReconcileStep:
         """One bounded reconciler step (see ``lua/reconcile.lua``)."""
         return wire.decode_reconcile(self._run("reconcile", [count]))
+
+    def mark_synced(self) -> None:
+        """Set ``{T}:synced`` (field ``at``: the server's time): ``beat_schedule`` is in this schedule; see reconcile.lua."""
+        self.client.hset(self.keys.synced, "at", repr(self.server_time()))
 
     # --- writing definitions: upsert, remove, run_now, replace, restore_state -----------------
 
@@ -244,6 +258,11 @@ class RedisStore:
         """Up to ``count`` entries with a finite score, soonest first (a bounded ZRANGE)."""
         reply: Any = self.client.zrangebyscore(self.keys.due, "-inf", "(inf", start=offset, num=count, withscores=True)
         return [(name.decode(), float(score)) for name, score in reply]
+
+    def lowest_score(self) -> float | None:
+        """The lowest score in the due index (the next entry to look at), or None when it is empty."""
+        reply: Any = self.client.zrange(self.keys.due, 0, 0, withscores=True)
+        return float(reply[0][1]) if reply else None
 
     def count(self) -> int:
         """Number of entries (O(1))."""

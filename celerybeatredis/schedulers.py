@@ -127,6 +127,7 @@ class RedisScheduler(Scheduler):
 
     def close(self) -> None:
         """Stop the HTTP endpoint and release the Redis connections."""
+        self.dispatcher.close()
         if self.http is not None:
             self.http.stop()
             self.http = None
@@ -179,6 +180,18 @@ class RedisScheduler(Scheduler):
         sync_statics(self.store, self.app, self.codec)
         self._statics_synced = True
 
+    def schedule_lost(self) -> None:
+        """The marker ``{T}:synced`` is gone: Redis lost the schedule (a restart without persistence, a flush).
+
+        Said as an ERROR, and ``beat_schedule`` is synced again at once so its
+        entries run again; dynamic entries that were lost stay lost.
+        """
+        logger.error("beat: the schedule in Redis at %s lost its marker {%s}:synced: its data is gone (Redis restarted "
+                     "without persistence, or was flushed); syncing beat_schedule again now; dynamic entries that "
+                     "were lost are gone", self.settings.safe_url, self.settings.tag)
+        self.check_redis()
+        self.sync_statics()
+
     # --- the tick -----------------------------------------------------------------
 
     def _tick(self, now: float | None) -> float:
@@ -190,8 +203,10 @@ class RedisScheduler(Scheduler):
             self.sync_statics()
         if time.monotonic() >= self._next_reconcile:
             follow_sentinel(self.store.client)
-            self.store.reconcile_step(self.settings.reconcile_batch)
+            step = self.store.reconcile_step(self.settings.reconcile_batch)
             self._next_reconcile = time.monotonic() + self.settings.reconcile_interval
+            if not step.synced:
+                self.schedule_lost()
         if time.monotonic() >= self._next_calendars:
             self.planner.calendars = load_calendars(self.store.calendars_raw())
             self._next_calendars = time.monotonic() + CALENDARS_REFRESH

@@ -34,7 +34,8 @@ SCRIPT_KEYS: dict[str, tuple[str, ...]] = {
     "claim": ("due", "schedule", "total_run_count", "last_run_at", "digest", "invalid", "history", "running"),
     "commit": ("due", "total_run_count", "last_run_at", "digest", "invalid", "history", "running"),
     "revert": ("due", "total_run_count", "last_run_at", "invalid", "history", "running"),
-    "reconcile": ("schedule", "due", "digest", "meta", "total_run_count", "last_run_at", "invalid", "history"),
+    "reconcile": ("schedule", "due", "digest", "meta", "total_run_count", "last_run_at", "invalid", "history",
+                  "synced"),
     "upsert": ("schedule", "due", "statics", "static_digest"),
     "remove": ("schedule", "due", "total_run_count", "last_run_at", "digest", "invalid", "statics", "static_digest",
                "history", "running", "failures"),
@@ -44,6 +45,7 @@ SCRIPT_KEYS: dict[str, tuple[str, ...]] = {
     "export": ("schedule", "due", "total_run_count", "last_run_at", "digest", "statics"),
     "adopt": ("schedule", "due", "total_run_count", "last_run_at", "digest", "statics"),
     "heartbeat": ("beats",),
+    "renew": ("due",),
     "run_started": ("running",),
     "run_ended": ("running", "due", "failures"),
 }

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import Any
 
@@ -54,12 +54,14 @@ class Settings:
         http: ``host:port`` beat serves ``/healthz`` and ``/metrics`` on (needs the
             ``metrics`` extra); None = no HTTP endpoint.
         history: Runs kept in each entry's history (``{T}:history``), written by the commit; 0 = off.
+        web_token: The token the dashboard (``celerybeatredis web``) asks every request for; None = none.
+        web_users: The dashboard's basic-auth users, ``{name: password}`` (or ``"name:password,..."``).
     """
 
     url: str = DEFAULT_URL
     key_prefix: str = DEFAULT_PREFIX
     batch_size: int = 1000
-    lease_seconds: float = 30.0
+    lease_seconds: float = 3.0
     reconcile_batch: int = 2000
     reconcile_interval: float = 1.0
     publish_retry_seconds: float = 5.0
@@ -72,6 +74,8 @@ class Settings:
     claim_ahead: bool | None = None
     http: str | None = None
     history: int = 20
+    web_token: str | None = field(default=None, repr=False)  # secrets: never in a repr, a log or a banner
+    web_users: Mapping[str, str] | None = field(default=None, repr=False)
 
     @property
     def tag(self) -> str:
@@ -126,6 +130,8 @@ class Settings:
             claim_ahead=_auto_flag(get("redis_scheduler_claim_ahead"), "redis_scheduler_claim_ahead"),
             http=str(get("redis_scheduler_http")) if get("redis_scheduler_http") not in (None, "") else None,
             history=number("history", int),
+            web_token=str(get("redis_scheduler_web_token")) if get("redis_scheduler_web_token") else None,
+            web_users=web_users(get("redis_scheduler_web_users"), "redis_scheduler_web_users"),
         )
         settings.validate()
         return settings
@@ -179,6 +185,22 @@ def _number(value: Any, setting: str, kind: type[int] | type[float], default: fl
         return kind(value)
     except (TypeError, ValueError):
         raise ValueError(f"{setting} must be a {'whole ' if whole else ''}number, not {value!r}") from None
+
+
+def web_users(value: Any, setting: str) -> dict[str, str] | None:
+    """``{name: password}`` or ``"alice:secret,bob:other"`` -> a dict; a ValueError names the item, never a password."""
+    if value in (None, "", {}):
+        return None
+    if isinstance(value, Mapping):
+        items = [(str(k), str(v)) for k, v in value.items()]
+    elif isinstance(value, str):
+        items = [(part.partition(":")[0], part.partition(":")[2]) for part in (p.strip() for p in value.split(",")) if part]
+    else:
+        raise ValueError(f"{setting} must be a dict or 'NAME:PASSWORD,...', not {type(value).__name__}")
+    for name, password in items:
+        if not name or not password:
+            raise ValueError(f"{setting}: {name or '(empty)'!r} is not NAME:PASSWORD")
+    return dict(items)
 
 
 def _names(value: Any, setting: str) -> tuple[str, ...]:

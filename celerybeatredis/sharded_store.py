@@ -154,6 +154,11 @@ class ShardedStore:
         """Set ``(name, total_run_count, last_run_at)`` where an entry has no run state yet."""
         return sum(self.stores[i].restore_state(group) for i, group in self.group(states, itemgetter(0)).items())
 
+    def mark_synced(self) -> None:
+        """Set the marker ``{T}:synced`` in every shard: ``beat_schedule`` was synced."""
+        for store in self.stores:
+            store.mark_synced()
+
     def reconcile_step(self, count: int) -> ReconcileStep:
         """One reconciler step on the next shard in turn (so the work per step does not grow with K)."""
         store = self.stores[self._reconcile_turn % self.shards]

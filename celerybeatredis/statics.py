@@ -49,7 +49,7 @@ def static_documents(app: Celery, codec: Codec) -> tuple[dict[str, str], set[str
 
 
 def sync_statics(store: ShardedStore, app: Celery, codec: Codec) -> None:
-    """Upsert ``beat_schedule`` entries and remove statics that left it."""
+    """Upsert ``beat_schedule`` entries, remove statics that left it, then mark the schedule synced (``{T}:synced``)."""
     documents, rejected = static_documents(app, codec)
     names = list(documents)
     written = 0
@@ -67,4 +67,5 @@ def sync_statics(store: ShardedStore, app: Celery, codec: Codec) -> None:
     stale = [n for n in store.iter_static_names() if n not in documents and n not in rejected]
     for i in range(0, len(stale), STATIC_CHUNK):
         store.remove_names(stale[i : i + STATIC_CHUNK])
+    store.mark_synced()
     logger.info("beat: beat_schedule synced: %d entries, %d changed, %d removed", len(documents), written, len(stale))

@@ -8,6 +8,7 @@ without the stream, only one batch is ever committed and not yet published.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -15,6 +16,7 @@ from collections.abc import Callable
 import redis
 from redis.exceptions import NoScriptError
 
+from .leases import LeaseKeeper
 from .planning import Planned, Planner
 from .redis_store import RedisStore
 from .scripts import ScriptStream
@@ -66,8 +68,10 @@ class ClaimAhead:
 class Streamer:
     """Runs full batches from one shard on a :class:`~.store.ScriptStream`."""
 
-    def __init__(self, settings: Settings, planner: Planner, publish: Publish, claim_ahead: ClaimAhead) -> None:
+    def __init__(self, settings: Settings, planner: Planner, publish: Publish, claim_ahead: ClaimAhead,
+                 leases: LeaseKeeper) -> None:
         self.settings = settings
+        self.leases = leases
         self.planner = planner
         self.publish = publish
         self.claim_ahead = claim_ahead
@@ -84,6 +88,7 @@ class Streamer:
         failed = False
         last = current = first
         committing: Planned | None = None
+        own: set[float] = set()  # leases of this run's batches committed after the last claim was made
         with stop_signals_held() as stop, contextlib.closing(stream):
             claim_sent = time.monotonic() < ends
             if claim_sent:
@@ -92,11 +97,14 @@ class Streamer:
                 planned = self.planner.plan(current)
                 if committing is not None:  # published before this batch is committed: one batch at risk, as ever
                     failed = self.publish_committed(store, stream, committing, failed)
+                planned = self.leases.current(planned)  # renewed while the batch before was published
                 stream.send("commit", store.commit_args(planned.plans, self.settings.history))
                 committing = planned
                 if not claim_sent:
                     break
+                own = {float(planned.claim.lease), float(planned.plans[0].lease)}
                 last = self.read_claim(store, stream, batch, lease, now)
+                self.leases.hold(store, last, now)
                 claim_sent = False
                 if not last.entries:
                     break
@@ -106,6 +114,8 @@ class Streamer:
                     claim_sent = True
                 current = last
             failed = self.publish_committed(store, stream, committing, failed)
+        if last.next_score in own:  # the last claim saw a batch of ours, committed since: look again
+            last = dataclasses.replace(last, next_score=store.lowest_score())
         return failed, last
 
     @staticmethod
@@ -126,7 +136,7 @@ class Streamer:
         After a failed publish the later batches' runs are reverted unsent.
         """
         try:
-            committed = [bool(flag) for flag in stream.read()]
+            committed = store.committed(planned.plans, stream.read())
         except (NoScriptError, redis.ConnectionError, redis.TimeoutError):
             # Not run, or perhaps run with the reply lost: commit.lua takes the same plans again.
             committed = store.commit(planned.plans, self.settings.history)

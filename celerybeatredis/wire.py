@@ -119,6 +119,8 @@ class ReconcileStep:
     due_seen: int
     dropped: int
     wrapped: bool
+    #: Whether ``{T}:synced`` exists; False once the schedule's Redis lost its data.
+    synced: bool = True
 
 
 @dataclass(frozen=True)
@@ -241,9 +243,9 @@ def decode_upsert(reply: list[Any]) -> Upserted:
 
 
 def decode_reconcile(reply: list[Any]) -> ReconcileStep:
-    """reconcile.lua's reply: ``seen, poked, due seen, dropped, wrapped``."""
-    seen, poked, due_seen, dropped, wrapped = reply
-    return ReconcileStep(int(seen), int(poked), int(due_seen), int(dropped), bool(wrapped))
+    """reconcile.lua's reply: ``seen, poked, due seen, dropped, wrapped, synced``."""
+    seen, poked, due_seen, dropped, wrapped, synced = reply
+    return ReconcileStep(int(seen), int(poked), int(due_seen), int(dropped), bool(wrapped), bool(synced))
 
 
 def decode_export(reply: list[Any]) -> list[Exported]:

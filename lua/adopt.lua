@@ -5,7 +5,8 @@
   it was edited here after an interrupted move), and of the two run states
   the one with more runs wins, so no run is forgotten. The due time is
   re-derived by beat: a changed entry gets score 0 ("look now"), a pending
-  "run now" keeps -1.
+  "run now" keeps -1. Key types and the run counts brought in are checked
+  before the first write: all of the entries or none.
 
   KEYS[1]  {T}:schedule         hash
   KEYS[2]  {T}:due              zset
@@ -23,6 +24,17 @@
 local schedule, due, run_count, last_run, digest, statics = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local rcall = redis.call
 --@include look_now
+--@include checks
+
+local problem = wrong_type({schedule, due, run_count, last_run, digest, statics}, {'hash', 'zset', 'hash', 'hash', 'hash', 'set'})
+if problem then return redis.error_reply(problem) end
+if #ARGV % 7 ~= 0 then return redis.error_reply('adopt: seven arguments per entry') end
+for i = 1, #ARGV, 7 do
+  if ARGV[i + 2] ~= '' and not is_integer(ARGV[i + 2]) then
+    return redis.error_reply("adopt: entry '" .. ARGV[i] .. "': field 'total_run_count': '"
+      .. string.sub(ARGV[i + 2], 1, 40) .. "' is not an integer")
+  end
+end
 
 local adopted, merged = 0, 0
 for i = 1, #ARGV, 7 do
@@ -35,7 +47,9 @@ for i = 1, #ARGV, 7 do
   else
     merged = merged + 1
   end
-  local here = tonumber(rcall('HGET', run_count, name) or '-1')
+  -- A run count here that is not an integer counts as none: the one brought in replaces it.
+  local stored = rcall('HGET', run_count, name)
+  local here = is_integer(stored) and tonumber(stored) or -1
   local there = tonumber(count ~= '' and count or '-1')
   if there > here or (there == here and last ~= '' and not rcall('HGET', last_run, name)) then
     if count ~= '' then rcall('HSET', run_count, name, count) end

@@ -4,7 +4,9 @@
   An entry is due when its score in {T}:due is <= now. Claiming moves its
   score to now + lease, so no other beat can claim it; commit.lua later
   checks that the score is still that lease (compare-and-set).
-  Entries whose definition is gone are dropped from every index.
+  Entries whose definition is gone are dropped from every index. Every key
+  is checked for its type before the first write, so a claim that fails
+  leases nothing.
 
   KEYS[1]  {T}:due              zset   name -> next due time
   KEYS[2]  {T}:schedule         hash   name -> definition JSON
@@ -22,9 +24,10 @@
   Returns  {now, lease, next_score or "", removed, name, score, definition,
             total_run_count or false, last_run_at or false, digest or false,
             run marker or false, ...}
-           seven values per claimed entry; next_score is the lowest score left
-           after the claim. Markers are read only when {T}:running exists (no
-           entry uses an overlap mode: no read).
+           seven values per claimed entry (markers are read only while
+           {T}:running exists); next_score is the lowest score of the
+           entries not claimed (another beat's lease among them: when it ends,
+           its entries may be claimed again).
 ]]
 local due, schedule, run_count, last_run, digest, invalid = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local history, running = KEYS[7], KEYS[8]
@@ -32,6 +35,14 @@ local batch, lease_seconds, now = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber
 local rcall = redis.call
 --@include each_slice
 --@include history
+--@include checks
+
+local problem = wrong_type({due, schedule, run_count, last_run, digest, invalid, running},
+                           {'zset', 'hash', 'hash', 'hash', 'hash', 'hash', 'hash'})
+if problem then return redis.error_reply(problem) end
+if not batch or batch < 1 or batch % 1 ~= 0 then return redis.error_reply(bad_argument('claim', 1, 'must be a whole number, at least 1')) end
+if not lease_seconds or lease_seconds <= 0 then return redis.error_reply(bad_argument('claim', 2, 'must be a number of seconds above 0')) end
+if ARGV[3] ~= '' and not now then return redis.error_reply(bad_argument('claim', 3, 'must be Unix seconds or ""')) end
 
 if not now then
   local t = rcall('TIME')
@@ -46,6 +57,8 @@ local removed = 0
 
 local names = {}
 for i = 1, #picked, 2 do names[#names + 1] = picked[i] end
+-- The claimed entries are the lowest by rank: the one after them is the next to look at.
+local head = rcall('ZRANGE', due, #names, #names, 'WITHSCORES')
 local definitions = multi('HMGET', schedule, names)
 local live, gone, leased = {}, {}, {}
 for j = 1, #names do
@@ -84,7 +97,6 @@ if #gone > 0 then
   removed = #gone
 end
 
-local head = rcall('ZRANGE', due, 0, 0, 'WITHSCORES')
 if head[2] then
   out[3] = head[2]
 end

@@ -34,19 +34,36 @@
   history key that is not a hash, or a field that does not read as history,
   never stops the commit: the key is left alone, the field starts afresh.
 
-  Returns  {1 or 0, ...} one per entry: 1 = committed (now or by a resent
-           call), 0 = lease lost
+  Everything that can fail is checked before the first write (key types,
+  scores, run counts), so the call does all of its work or none. An entry
+  that would run while its stored total_run_count is not an integer is
+  quarantined by name (score inf, reason in {T}:invalid); the rest go on.
+
+  Returns  {1, 0 or -1, ...} one per entry: 1 = committed (now or by a resent
+           call), 0 = lease lost, -1 = quarantined here (its reason is in {T}:invalid)
 ]]
 local due, run_count, last_run, digest, invalid, history = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local running = KEYS[7]
 local rcall = redis.call
 --@include each_slice
 --@include history
+--@include checks
 
-local depth = tonumber(ARGV[1]) or 0
+local problem = wrong_type({due, run_count, last_run, digest, invalid, running},
+                           {'zset', 'hash', 'hash', 'hash', 'hash', 'hash'})
+if problem then return redis.error_reply(problem) end
+local depth = tonumber(ARGV[1])
+if not depth or depth < 0 then return redis.error_reply(bad_argument('commit', 1, 'must be a history depth, 0 or more')) end
+if (#ARGV - 1) % 11 ~= 0 then return redis.error_reply('commit: eleven arguments per entry after the first') end
 local names = {}
-for i = 2, #ARGV, 11 do names[#names + 1] = ARGV[i] end
-local scores = multi('ZMSCORE', due, names)
+for i = 2, #ARGV, 11 do
+  names[#names + 1] = ARGV[i]
+  if not is_score(ARGV[i + 2]) then return redis.error_reply(bad_argument('commit', i + 2, 'must be a score')) end
+  if ARGV[i + 7] ~= '' and not is_integer(ARGV[i + 7]) then
+    return redis.error_reply(bad_argument('commit', i + 7, 'must be a run count'))
+  end
+end
+local scores, counts = multi('ZMSCORE', due, names), multi('HMGET', run_count, names)
 
 local out = {}
 local next_scores, runs, digests, valid, reasons, noted, records, marks = {}, {}, {}, {}, {}, {}, {}, {}
@@ -55,7 +72,15 @@ for j = 1, #names do
   local name, lease, next_score, ran, run_at = names[j], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
   local new_digest, reason, seed_count, seed_last = ARGV[i + 5], ARGV[i + 6], ARGV[i + 7], ARGV[i + 8]
   local current = scores[j]
-  if current and tonumber(current) == tonumber(lease) then
+  local count = counts[j] or (seed_count ~= '' and seed_count) or nil
+  if current and tonumber(current) == tonumber(lease) and ran == '1' and count and not is_integer(count) then
+    -- Counting this run would fail the call: the entry is quarantined instead, and the others go on.
+    next_scores[#next_scores + 1] = 'inf'
+    next_scores[#next_scores + 1] = name
+    reasons[#reasons + 1] = name
+    reasons[#reasons + 1] = bad_count_reason(name, run_count, count)
+    out[j] = -1
+  elseif current and tonumber(current) == tonumber(lease) then
     local mark = ARGV[i + 10]
     if mark == ' h' then
       local held = rcall('HGET', running, name)

@@ -4,7 +4,7 @@
   Each entry's due score becomes inf: no beat claims it from here on, and a
   beat still holding a claim on it cannot commit it (its lease no longer
   matches). Nothing is deleted; remove.lua does that once the entries are
-  safely in their new shard.
+  safely in their new shard. Key types are checked before the first write.
 
   KEYS[1]  {T}:schedule         hash   name -> definition JSON
   KEYS[2]  {T}:due              zset   name -> next due time
@@ -21,6 +21,10 @@
 ]]
 local schedule, due, run_count, last_run, digest, statics = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local rcall = redis.call
+--@include checks
+
+local problem = wrong_type({schedule, due, run_count, last_run, digest, statics}, {'hash', 'zset', 'hash', 'hash', 'hash', 'set'})
+if problem then return redis.error_reply(problem) end
 
 local out = {}
 for _, name in ipairs(ARGV) do

@@ -17,11 +17,10 @@
 ]]
 local key, id, ttl = KEYS[1], ARGV[1], tonumber(ARGV[3])
 local rcall = redis.call
+--@include checks
 -- Everything that can fail is checked before the first write.
-local kind = rcall('TYPE', key)['ok']
-if kind ~= 'hash' and kind ~= 'none' then
-  return redis.error_reply('WRONGTYPE ' .. key .. ' is a ' .. kind .. ', not a hash')
-end
+local problem = wrong_type({key}, {'hash'})
+if problem then return redis.error_reply(problem) end
 if not ttl or ttl < 1 then
   return redis.error_reply('heartbeat: ARGV[3] must be a number of seconds, at least 1')
 end

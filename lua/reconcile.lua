@@ -5,7 +5,7 @@
   definition's SHA-1 does not start with the digits in {T}:digest, gets score 0
   ("look now"). Scans a slice of {T}:due: a name with no definition left is
   dropped from every index. The cursors live in {T}:meta, so several beats
-  share one pass.
+  share one pass. Key types are checked before the first write.
 
   KEYS[1]  {T}:schedule         hash
   KEYS[2]  {T}:due              zset
@@ -15,18 +15,26 @@
   KEYS[6]  {T}:last_run_at      hash
   KEYS[7]  {T}:invalid          hash
   KEYS[8]  {T}:history          hash   (left alone when it is not a hash)
+  KEYS[9]  {T}:synced           hash   set when beat_schedule was synced; only read here
 
   ARGV[1]  COUNT hint for each scan
 
   Returns  {definitions seen, entries poked, due names seen, entries dropped,
-            1 if the schedule pass wrapped around else 0}
+            1 if the schedule pass wrapped around else 0,
+            1 if {T}:synced exists else 0 (gone: the schedule's data was lost)}
 ]]
 local schedule, due, digest, meta = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local run_count, last_run, invalid, history = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
+local run_count, last_run, invalid, history, synced = KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
 local count = tonumber(ARGV[1])
 local rcall = redis.call
 --@include each_slice
 --@include history
+--@include checks
+
+local problem = wrong_type({schedule, due, digest, meta, run_count, last_run, invalid},
+                           {'hash', 'zset', 'hash', 'hash', 'hash', 'hash', 'hash'})
+if problem then return redis.error_reply(problem) end
+if not count or count < 1 then return redis.error_reply(bad_argument('reconcile', 1, 'must be a count, at least 1')) end
 
 local hcursor = rcall('HGET', meta, 'reconcile_schedule_cursor') or '0'
 local zcursor = rcall('HGET', meta, 'reconcile_due_cursor') or '0'
@@ -70,4 +78,4 @@ end
 rcall('HSET', meta, 'reconcile_schedule_cursor', page[1], 'reconcile_due_cursor', zpage[1])
 local wrapped = 0
 if page[1] == '0' then wrapped = 1 end
-return {seen, poked, zseen, dropped, wrapped}
+return {seen, poked, zseen, dropped, wrapped, rcall('EXISTS', synced)}

@@ -16,11 +16,18 @@
 
   ARGV     names
 
+  Key types are checked before the first write ({T}:history is left alone
+  when it is not a hash): all of the names or none.
+
   Returns  number of definitions removed
 ]]
 local schedule, due, statics, static_digest = KEYS[1], KEYS[2], KEYS[7], KEYS[8]
 local rcall = redis.call
 --@include history
+--@include checks
+local problem = wrong_type({schedule, due, KEYS[3], KEYS[4], KEYS[5], KEYS[6], statics, static_digest, KEYS[10], KEYS[11]},
+                           {'hash', 'zset', 'hash', 'hash', 'hash', 'hash', 'set', 'hash', 'hash', 'hash'})
+if problem then return redis.error_reply(problem) end
 local state = {KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[10], KEYS[11]}  -- run state, digest, invalid, running, failures
 
 local removed = 0

@@ -4,6 +4,7 @@
 
   A replaced definition gets score 0 in {T}:due ("look now") unless it is
   already due now (0) or asked to run now (-1), as in upsert.lua.
+  Key types are checked before the first write.
 
   KEYS[1]  {T}:schedule  hash
   KEYS[2]  {T}:due       zset
@@ -16,6 +17,11 @@
 local schedule, due = KEYS[1], KEYS[2]
 local rcall = redis.call
 --@include write_definition
+--@include checks
+
+local problem = wrong_type({schedule, due}, {'hash', 'zset'})
+if problem then return redis.error_reply(problem) end
+if #ARGV % 3 ~= 0 then return redis.error_reply('replace: three arguments per entry') end
 
 local out = {}
 for i = 1, #ARGV, 3 do

@@ -1,7 +1,8 @@
 --[[
   Give entries the run state they had elsewhere (import, migration), only
   where they have none yet: state beat already wrote here always wins, so
-  running an import or a migration twice changes nothing.
+  running an import or a migration twice changes nothing. Key types and run
+  counts are checked before the first write: all of the entries or none.
 
   Called before the definitions are written, so a beat that picks up a new
   entry already sees its restored state.
@@ -15,6 +16,17 @@
 ]]
 local run_count, last_run = KEYS[1], KEYS[2]
 local rcall = redis.call
+--@include checks
+
+local problem = wrong_type({run_count, last_run}, {'hash', 'hash'})
+if problem then return redis.error_reply(problem) end
+if #ARGV % 3 ~= 0 then return redis.error_reply('restore_state: three arguments per entry') end
+for i = 1, #ARGV, 3 do
+  if ARGV[i + 1] ~= '' and not is_integer(ARGV[i + 1]) then
+    return redis.error_reply("restore_state: entry '" .. ARGV[i] .. "': field 'total_run_count': '"
+      .. string.sub(ARGV[i + 1], 1, 40) .. "' is not an integer")
+  end
+end
 
 local restored = 0
 for i = 1, #ARGV, 3 do

@@ -19,18 +19,37 @@
            name, committed score, retry score, previous last_run_at ("" = none),
            quarantine reason ("" = none), the run's history stamp ("" = no record)
 
-  Returns  {1 or 0, ...} one per entry: 1 = reverted, 0 = changed meanwhile
+  Key types and scores are checked before the first write. An entry whose
+  stored total_run_count is not an integer cannot be counted back: it is
+  quarantined by name instead (score inf, reason in {T}:invalid).
+
+  Returns  {1, 0 or -1, ...} one per entry: 1 = reverted, 0 = changed meanwhile,
+           -1 = quarantined here
 ]]
 local due, run_count, last_run, invalid, history, running = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local rcall = redis.call
 --@include history
+--@include checks
+
+local problem = wrong_type({due, run_count, last_run, invalid, running}, {'zset', 'hash', 'hash', 'hash', 'hash'})
+if problem then return redis.error_reply(problem) end
+if #ARGV % 6 ~= 0 then return redis.error_reply('revert: six arguments per entry') end
+for i = 1, #ARGV, 6 do
+  if not is_score(ARGV[i + 1]) then return redis.error_reply(bad_argument('revert', i + 1, 'must be a score')) end
+  if not is_score(ARGV[i + 2]) then return redis.error_reply(bad_argument('revert', i + 2, 'must be a score')) end
+end
 
 local out = {}
 for i = 1, #ARGV, 6 do
   local name, committed, retry, previous_last, reason = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
   local stamp = ARGV[i + 5]
   local current = rcall('ZSCORE', due, name)
-  if current and tonumber(current) == tonumber(committed) then
+  local count = current and tonumber(current) == tonumber(committed) and rcall('HGET', run_count, name)
+  if count and not is_integer(count) then
+    rcall('ZADD', due, 'inf', name)
+    rcall('HSET', invalid, name, bad_count_reason(name, run_count, count))
+    out[#out + 1] = -1
+  elseif current and tonumber(current) == tonumber(committed) then
     rcall('ZADD', due, retry, name)
     rcall('HDEL', running, name)
     if rcall('HINCRBY', run_count, name, -1) <= 0 then

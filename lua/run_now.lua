@@ -6,10 +6,16 @@
 
   ARGV     names
 
+  Key types are checked before the first write: all of the names or none.
+
   Returns  {1 or 0, ...} one per name: 0 = no such entry
 ]]
 local schedule, due = KEYS[1], KEYS[2]
 local rcall = redis.call
+--@include checks
+
+local problem = wrong_type({schedule, due}, {'hash', 'zset'})
+if problem then return redis.error_reply(problem) end
 local out = {}
 for i, name in ipairs(ARGV) do
   if rcall('HEXISTS', schedule, name) == 1 then

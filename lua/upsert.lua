@@ -8,6 +8,7 @@
   next sync can tell an edit made in Redis (overwritten, and reported) from a
   change of beat_schedule. In "new" mode nothing is written if any name
   exists: those names come back as skipped (an add never replaces an entry).
+  Key types are checked before the first write: all of the batch or none.
 
   KEYS[1]  {T}:schedule       hash
   KEYS[2]  {T}:due            zset
@@ -24,6 +25,14 @@ local mode = ARGV[1]
 local static = mode == 'static'
 local rcall = redis.call
 --@include write_definition
+--@include checks
+
+local problem = wrong_type({schedule, due, statics, static_digest}, {'hash', 'zset', 'set', 'hash'})
+if problem then return redis.error_reply(problem) end
+if mode ~= 'static' and mode ~= 'dynamic' and mode ~= 'new' then
+  return redis.error_reply(bad_argument('upsert', 1, 'must be "static", "dynamic" or "new"'))
+end
+if #ARGV % 2 ~= 1 then return redis.error_reply('upsert: two arguments per entry after the mode') end
 
 local function short_digest(text)
   return string.sub(redis.sha1hex(text), 1, 12)

@@ -78,7 +78,7 @@ def test_claim_takes_due_entries_in_score_order_and_leases_them(store: RedisStor
     assert claim.entries[0].definition == DEF.encode()
     assert claim.now == 1000.0 and float(claim.lease) == 1030.0
     assert store.due_score("due-a") == 1030.0
-    assert claim.next_score == 1030.0
+    assert claim.next_score == 2000.0  # the lowest score left unclaimed, not its own lease
     assert store.claim(batch=10, lease_seconds=30, now=1000.0).entries == []
 
 

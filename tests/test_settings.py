@@ -32,7 +32,7 @@ ROW = re.compile(r"^``(redis_scheduler_\w+|beat_max_loop_interval)``\s+``([^`]*)
 EXPECTED: dict[str, tuple[str, Any]] = {
     "redis_scheduler_key_prefix": ("key_prefix", "tasks:meta:"),
     "redis_scheduler_batch_size": ("batch_size", 1000),
-    "redis_scheduler_lease_seconds": ("lease_seconds", 30),
+    "redis_scheduler_lease_seconds": ("lease_seconds", 3),
     "redis_scheduler_reconcile_batch": ("reconcile_batch", 2000),
     "redis_scheduler_reconcile_interval": ("reconcile_interval", 1),
     "redis_scheduler_publish_retry_seconds": ("publish_retry_seconds", 5),
@@ -133,7 +133,7 @@ def test_lease_seconds_is_how_long_a_claim_left_uncommitted_holds_its_entries(
     finally:
         sched.close()
     scores = {score for _, score in store.client.zrange(store.keys.due, 0, -1, withscores=True)}
-    assert scores == {T0 + (lease or 30)}
+    assert scores == {T0 + (lease or 3)}
 
 
 @pytest.mark.parametrize("retry", [None, 2.5])

@@ -20,6 +20,7 @@ from .calendars import calendar_group
 from .health import status_command
 from .moving import export_command, import_command, migrate_command, reshard_command
 from .reading import history_command, invalid_command, list_command, next_command, show_command, stats_command
+from .web import web_command
 from .writing import (
     add_command,
     disable_command,
@@ -71,7 +72,7 @@ def celery_command(ctx: click.Context, url: str | None, prefix: str | None) -> N
 COMMANDS = [list_command, show_command, next_command, history_command, add_command, edit_command, remove_command,
             enable_command, disable_command, pause_command, resume_command, run_now_command, backfill_command,
             invalid_command, stats_command, import_command,
-            export_command, migrate_command, reshard_command, status_command, calendar_group]
+            export_command, migrate_command, reshard_command, status_command, web_command, calendar_group]
 for _command in COMMANDS:
     main.add_command(_command)
     celery_command.add_command(_command)

@@ -1,0 +1,133 @@
+"""The reading pages: overview, entries, one entry, quarantine, the add form and its preview, login.
+
+Plain functions to Starlette, which runs them in its thread pool (the Redis
+client blocks); each reads with bounded commands (see queries.py).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Any
+from urllib.parse import urlencode
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ..exceptions import CeleryBeatRedisError, EntryNotFound
+from ..kinds import KINDS
+from .app import Dashboard
+from .forms import FORM_FIELDS, definition_from_form, kind_flags, preview
+from .queries import PAGE_SIZE, Filters, chart_bars, is_paused, kind_of, list_entries, overview
+
+
+def entry_url(name: str, **extra: str) -> str:
+    """The entry page's URL (names go in the query string: they may hold any character)."""
+    return "/entry?" + urlencode({"name": name, **extra})
+
+
+def _cursor(request: Request) -> int:
+    try:
+        return max(0, int(request.query_params.get("cursor", "0")))
+    except ValueError:
+        return 0
+
+
+class Pages:
+    """The pages that only read, bound to one dashboard."""
+
+    def __init__(self, dash: Dashboard) -> None:
+        self.dash = dash
+
+    def overview(self, request: Request) -> Response:
+        view = overview(self.dash.store)
+        bars, peak = chart_bars(view)
+        axis = [f"{datetime.fromtimestamp(view.start.timestamp() + hour * 3600, timezone.utc):%H:%M}" for hour in range(0, 25, 3)]
+        return self.dash.render(request, "overview.html", view=view, bars=bars, peak=peak, alive=view.status.alive(),
+                                axis=axis)
+
+    def entries(self, request: Request) -> Response:
+        params = request.query_params
+        filters = Filters(**{k: params.get(k, "").strip() for k in Filters.__dataclass_fields__})
+        cursor = _cursor(request)
+        listing = list_entries(self.dash.store, filters, cursor)
+        next_url = "/entries?" + urlencode({**filters.query(), "cursor": listing.cursor}) if not listing.done else None
+        return self.dash.render(request, "entries.html", listing=listing, filters=filters, kinds=list(KINDS),
+                                now=self.dash.now(), next_url=next_url, first=cursor == 0, page_size=PAGE_SIZE,
+                                entry_url=entry_url, total=self.dash.store.count())
+
+    def entry(self, request: Request, name: str | None = None, error: str | None = None, status_code: int = 200,
+              json_text: str | None = None) -> Response:
+        """The entry page; an action that failed shows it again with its ``error`` and the JSON as typed."""
+        store = self.dash.store
+        name = request.query_params.get("name", "") if name is None else name
+        try:
+            entry = store.get(name)
+        except EntryNotFound:
+            return self.missing(request, name)
+        fires: list[Any] = []
+        fire_error = None
+        try:
+            fires = store.next_runs(name, 10)
+        except CeleryBeatRedisError as exc:
+            fire_error = str(exc)
+        doc = entry.definition or {}
+        text = json_text if json_text is not None else (
+            json.dumps(entry.definition, indent=2, ensure_ascii=False) if entry.definition is not None else entry.raw)
+        return self.dash.render(
+            request, "entry.html", status_code, entry=entry, doc=doc, fires=fires, fire_error=fire_error,
+            history=store.history(name, 20), now=self.dash.now(), json_text=text, error=error, kinds=kind_flags(),
+            form_fields=FORM_FIELDS, form_values=form_values(doc), done=None if error else request.query_params.get("done"),
+            entry_url=entry_url, paused=is_paused(entry))
+
+    def missing(self, request: Request, name: str) -> Response:
+        return self.dash.render(request, "missing.html", 404, name=name)
+
+    def delete(self, request: Request) -> Response:
+        name = request.query_params.get("name", "")
+        if not self.dash.store.exists(name):
+            return self.missing(request, name)
+        return self.dash.render(request, "delete.html", name=name, entry_url=entry_url)
+
+    def quarantine(self, request: Request) -> Response:
+        store = self.dash.store
+        page = store.invalid(_cursor(request), PAGE_SIZE)
+        entries = store.find([item.name for item in page.items])
+        rows = [(item, entry, json.dumps(entry.definition, indent=2, ensure_ascii=False)
+                 if entry and entry.definition is not None else (entry.raw if entry else ""))
+                for item, entry in zip(page.items, entries)]
+        return self.dash.render(request, "quarantine.html", rows=rows, next_cursor=page.cursor, entry_url=entry_url,
+                                total=store.sharded.invalid_count(), done=request.query_params.get("done"))
+
+    def add(self, request: Request, error: str | None = None, form: dict[str, str] | None = None,
+            status_code: int = 200) -> Response:
+        values = form or {"kind": "interval", "enabled": "on"}
+        return self.dash.render(request, "add.html", status_code, error=error, values=values, kinds=kind_flags(),
+                                form_fields=FORM_FIELDS)
+
+    def preview(self, request: Request) -> Response:
+        """The add form's next five fire times, as an HTML fragment app.js puts in place."""
+        form = {k: str(v) for k, v in request.query_params.items()}
+        try:
+            doc = definition_from_form(form)
+            times = preview(self.dash.store, form.get("name", "").strip(), doc, self.dash.store.server_time())
+        except CeleryBeatRedisError as exc:
+            return self.dash.render(request, "preview.html", error=str(exc), times=[])
+        return self.dash.render(request, "preview.html", error=None, times=times)
+
+    def login(self, request: Request, error: str | None = None, status_code: int = 200) -> Response:
+        return self.dash.render(request, "login.html", status_code, error=error)
+
+
+def form_values(doc: dict[str, Any]) -> dict[str, str]:
+    """The edit form's values for a definition: its kind, its task, its fields (JSON ones as JSON text)."""
+    values: dict[str, str] = {"task": str(doc.get("task", "")), "kind": kind_of(doc)}
+    for field in FORM_FIELDS:
+        value = doc.get(field.name)
+        if value is None or value is False:
+            continue
+        values[field.name] = json.dumps(value, ensure_ascii=False) if field.flag_kind == "json" else (
+            "on" if value is True else str(value))
+    if doc.get("enabled", True) is not False:
+        values["enabled"] = "on"
+    return values
