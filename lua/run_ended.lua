@@ -24,8 +24,10 @@
 local running, due, failures = KEYS[1], KEYS[2], KEYS[3]
 local name, task_id, has_marker, outcome, limit = ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5]) or 0
 local rcall = redis.call
+--@include checks
 
--- Reads first: a key of the wrong type fails the script here, before anything is written.
+local problem = wrong_type({running, due, failures}, {'hash', 'zset', 'hash'})
+if problem then return redis.error_reply(problem) end
 local mark = has_marker == '1' and rcall('HGET', running, name)
 local held = mark and rcall('ZSCORE', due, name)
 local prior = limit > 0 and tonumber(rcall('HGET', failures, name)) or 0

@@ -15,7 +15,10 @@
 local running = KEYS[1]
 local name, task_id = ARGV[1], ARGV[2]
 local rcall = redis.call
+--@include checks
 
+local problem = wrong_type({running}, {'hash'})
+if problem then return redis.error_reply(problem) end
 local mark = rcall('HGET', running, name)
 if not mark then return 0 end
 local found, _, timeout, rest = string.match(mark, '^(%S+) (%S+) (%S+)(.*)$')

@@ -28,7 +28,8 @@ DEF2 = json.dumps({"task": "t", "interval": {"every": 20, "period": "seconds"}})
 RUN_AT = "2026-03-02T12:00:00+00:00"
 #: The type each key a script writes must have (history is left alone when it is not a hash; synced is only read).
 KINDS = {"schedule": "hash", "due": "zset", "total_run_count": "hash", "last_run_at": "hash", "digest": "hash",
-         "invalid": "hash", "statics": "set", "static_digest": "hash", "meta": "hash", "beats": "hash"}
+         "invalid": "hash", "statics": "set", "static_digest": "hash", "meta": "hash", "beats": "hash",
+         "running": "hash", "failures": "hash"}
 
 
 def snapshot(store: RedisStore) -> dict[bytes, bytes | None]:
@@ -54,6 +55,8 @@ def arguments(store: RedisStore, script: str) -> list[Any]:
         "adopt": ["new", DEF, "3", RUN_AT, "", "1", "0"],
         "heartbeat": ["beat-1", "{}", 60],
         "renew": [repr(T0 + 5), 3, "a", "b"],
+        "run_started": ["a", "t-a"],
+        "run_ended": ["a", "t-a", "1", "failed", 3],
     }[script]
 
 
@@ -70,6 +73,8 @@ def layout(store: RedisStore) -> None:
     client.hset(keys.static_digest, "b", "0123456789ab")
     client.hset(keys.meta, "reconcile_schedule_cursor", "0")
     client.hset(keys.beats, "old", "{}")
+    client.hset(keys.running, "a", f"t-a {T0 + 60:.3f} 60 h")  # a run in progress, one held behind it
+    client.hset(keys.failures, "a", 1)
 
 
 CASES = [(script, key) for script in SCRIPT_NAMES for key in SCRIPT_KEYS[script] if key not in ("history", "synced")]
@@ -118,9 +123,9 @@ def test_commit_quarantines_an_entry_whose_count_is_not_an_integer_and_commits_t
 def test_commit_checks_its_arguments_before_it_writes(store: RedisStore, entries: list[str]) -> None:
     claim = store.claim(10, 30, T0)
     args = store.commit_args([Plan(e.name, claim.lease, T0 + 10, True, RUN_AT) for e in claim.entries])
-    args[1 + 10 * 3 + 2] = "soon"  # the fourth entry's next score
+    args[1 + 11 * 3 + 2] = "soon"  # the fourth entry's next score
     before = snapshot(store)
-    with pytest.raises(redis.ResponseError, match=r"commit: argument 34 must be a score"):
+    with pytest.raises(redis.ResponseError, match=r"commit: argument 37 must be a score"):
         store._run("commit", args)
     assert snapshot(store) == before
 
