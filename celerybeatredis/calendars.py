@@ -13,7 +13,8 @@ entry's own time zone, is skipped and recorded in the entry's history.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from datetime import date
 from typing import Any, NamedTuple
 
@@ -165,3 +166,32 @@ def load_calendars(stored: Mapping[str, bytes | str]) -> dict[str, Calendar | In
         except InvalidCalendar as exc:
             out[name] = exc
     return out
+
+
+class CalendarCache(Mapping[str, "Calendar | InvalidCalendar"]):
+    """The schedule's calendars, read when an entry first looks one up and again at most every ``refresh`` seconds.
+
+    Lazy, so a beat whose due entries name no calendar never spends a round
+    trip on them (an idle tick stays at its claim and reconciler step).
+    """
+
+    def __init__(self, read: Callable[[], Mapping[str, bytes | str]], refresh: float,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._read, self._refresh, self._clock = read, refresh, clock
+        self._loaded: dict[str, Calendar | InvalidCalendar] = {}
+        self._expires = float("-inf")
+
+    def _current(self) -> dict[str, Calendar | InvalidCalendar]:
+        if self._clock() >= self._expires:
+            self._loaded = load_calendars(self._read())
+            self._expires = self._clock() + self._refresh
+        return self._loaded
+
+    def __getitem__(self, name: str) -> Calendar | InvalidCalendar:
+        return self._current()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._current())
+
+    def __len__(self) -> int:
+        return len(self._current())

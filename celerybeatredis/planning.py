@@ -45,7 +45,7 @@ class Planner:
         self.codec = codec
         self.clock = clock
         self.settings = settings
-        #: The schedule's calendars as last read (beat refreshes them every tick, at most once a second).
+        #: The schedule's calendars (beat gives it a :class:`~.calendars.CalendarCache`: read when looked up, at most once a second).
         self.calendars: Mapping[str, Calendar | InvalidCalendar] = {}
 
     def plan(self, claim: Claim) -> Planned:

@@ -24,7 +24,7 @@ from celery.beat import ScheduleEntry, Scheduler
 
 from .beats import Heartbeat, time_scripts
 from .beatstats import BeatStats
-from .calendars import load_calendars
+from .calendars import CalendarCache
 from .codec import Codec
 from .connection import eviction_warnings, follow_sentinel
 from .dispatch import Dispatcher
@@ -78,7 +78,6 @@ class RedisScheduler(Scheduler):
         self._checked = False
         self._statics_synced = False
         self._next_reconcile = 0.0
-        self._next_calendars = 0.0
         self._failures = 0
         super().__init__(app, *args, **kwargs)
 
@@ -207,9 +206,6 @@ class RedisScheduler(Scheduler):
             self._next_reconcile = time.monotonic() + self.settings.reconcile_interval
             if not step.synced:
                 self.schedule_lost()
-        if time.monotonic() >= self._next_calendars:
-            self.planner.calendars = load_calendars(self.store.calendars_raw())
-            self._next_calendars = time.monotonic() + CALENDARS_REFRESH
         # Every shard in turn, starting one shard later each tick so none is always last.
         self._turn += 1
         delay = self.max_interval
@@ -226,6 +222,7 @@ class RedisScheduler(Scheduler):
     def _connect(self) -> ShardedStore:
         store = ShardedStore.from_settings(self.settings)
         time_scripts(store, self.stats)
+        self.planner.calendars = CalendarCache(store.calendars_raw, CALENDARS_REFRESH)
         return store
 
     def _failed(self, started: float, reason: str) -> float:

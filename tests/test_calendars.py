@@ -216,3 +216,25 @@ def test_a_jittered_interval_keeps_its_grid_across_excluded_days() -> None:
     slots = [first + 86400 * i for i in range(6)]
     assert [t.at.timestamp() for t in times] == pytest.approx([jittered("e", s, 600) for s in slots])
     assert [t.ruled_out for t in times] == [None, None, "exclude", "exclude", None, None]
+
+
+def test_beat_reads_the_calendars_only_when_an_entry_looks_one_up_and_at_most_once_a_refresh() -> None:
+    from celerybeatredis.calendars import CalendarCache
+
+    reads: list[int] = []
+    now = [100.0]
+
+    def read() -> dict[str, str]:
+        reads.append(1)
+        return {"weekend": '{"weekdays": ["sat", "sun"]}'}
+
+    cache = CalendarCache(read, 1.0, clock=lambda: now[0])
+    assert reads == []  # made, not read: an idle beat spends no round trip on calendars
+    assert "weekend" in cache and cache.get("holidays") is None
+    assert len(reads) == 1
+    now[0] += 0.5
+    cache.get("weekend")
+    assert len(reads) == 1
+    now[0] += 0.6
+    cache.get("weekend")
+    assert len(reads) == 2
