@@ -38,21 +38,30 @@ local function history_read(value, most)
   return 0, 0, 0, ''
 end
 local function history_add(value, record, depth)
-  -- record: one or more records, newest first; each counts, the newest depth are kept
-  local sent, skipped, missed, records = history_read(value, depth)
-  local body, extra = string.match(record, '^(.-)%+(%d+)$')
-  if body then
-    record, skipped = body, skipped + tonumber(extra)
+  -- record: one or more records, newest first; each counts, the newest depth are kept.
+  -- Called for every run committed: it makes one new long string (the result) and one cut of the old records.
+  local sent, skipped, missed, at
+  if value then sent, skipped, missed, at = string.match(value, '^(%d+),(%d+),(%d+);()') end
+  if not at then sent, skipped, missed, value, at = 0, 0, 0, '', 1 end
+  local plus = string.find(record, '+', 1, true)
+  if plus then
+    skipped = skipped + tonumber(string.sub(record, plus + 1))
+    record = string.sub(record, 1, plus - 1)
   end
-  for at = 1, #record, RECORD do
-    local code = string.sub(record, at, at)
-    if code == 's' then
+  for i = 1, #record, RECORD do
+    local code = string.byte(record, i)
+    if code == 115 then -- s
       sent = sent + 1
-    elseif code == 'm' then
+    elseif code == 109 then -- m
       sent, missed = sent + 1, missed + 1
     else
       skipped = skipped + 1
     end
   end
-  return string.format('%d,%d,%d;%s', sent, skipped, missed, string.sub(record .. records, 1, depth * RECORD))
+  local room = depth * RECORD - #record
+  if room <= 0 then return string.format('%d,%d,%d;%s', sent, skipped, missed, string.sub(record, 1, depth * RECORD)) end
+  local old = #value - at + 1
+  old = old - old % RECORD
+  if old > room then old = room end
+  return string.format('%d,%d,%d;%s%s', sent, skipped, missed, record, string.sub(value, at, at + old - 1))
 end
