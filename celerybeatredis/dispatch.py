@@ -1,8 +1,9 @@
 """One shard's batches in a tick: claim, decide, commit, then publish, batch after full batch.
 
 Commit comes before publish, as in Celery's own scheduler: a beat killed
-between the two loses those runs rather than sending them twice (see
-"Guarantees" in README.rst). Full batches are streamed (:mod:`.stream`)
+between the two loses those runs rather than sending them twice; with
+``exactly-once`` delivery the commit writes the task messages itself (see
+docs/guarantees.rst). Full batches are streamed (:mod:`.stream`)
 while that pays.
 """
 
@@ -37,7 +38,7 @@ class Dispatcher:
         self.planner = planner
         self.publisher = publisher
         self.claim_ahead = ClaimAhead(settings.claim_ahead, settings.batch_size)
-        self.streamer = Streamer(settings, planner, self.publish, self.claim_ahead)
+        self.streamer = Streamer(settings, planner, self.publish, self.claim_ahead, publisher.prepare)
 
     def batches(self, store: RedisStore, now: float | None, seconds: float) -> tuple[bool, Claim]:
         """Batches from ``store`` while they come back full; returns whether a publish failed, and the last claim.
@@ -67,17 +68,19 @@ class Dispatcher:
         """Decide, commit and publish one batch claimed from ``store``; True if a publish failed."""
         planned = self.planner.plan(claim)
         with stop_signals_held():
+            messages = self.publisher.prepare(store, planned)
             replicas = self.settings.wait_replicas
             if replicas:
                 committed, acked = store.commit_replicated(planned.plans, replicas, self.settings.wait_timeout,
-                                                            self.settings.history)
+                                                            self.settings.history, messages)
                 # A commit the replicas did not get may be lost in a failover: undo its runs rather than publish them.
-                withheld = acked < replicas
+                # (Messages written by the commit are lost with it, or kept with it: nothing to undo.)
+                withheld = acked < replicas and messages is None
                 if withheld:
                     logger.warning("beat: commit acknowledged by %d of %d replicas; its runs are not published",
                                    acked, replicas)
             else:
-                committed, withheld = store.commit(planned.plans, self.settings.history), False
+                committed, withheld = store.commit(planned.plans, self.settings.history, messages), False
             return self.publish(store, planned, committed, withheld)
 
     def publish(self, store: RedisStore, planned: Planned, committed: list[bool], withheld: bool) -> bool:

@@ -17,14 +17,17 @@ from kombu import Producer
 from kombu.exceptions import OperationalError
 
 from .beatstats import BeatStats
+from .connection import RedisClient
 from .decisions import Run, log_quarantined, quarantine_reason
+from .delivery import AT_MOST_ONCE, EXACTLY_ONCE, resolve
 from .exceptions import InvalidDefinition
 from .history import STAMP, task_id
 from .keys import NEVER
+from .messages import capturing, encode
 from .planning import Planned
 from .redis_store import RedisStore
 from .settings import Settings
-from .wire import Revert
+from .wire import Plan, Revert
 
 #: The message header naming the entry that sent a task (the name django-celery-beat uses).
 HEADER = "periodic_task_name"
@@ -44,55 +47,134 @@ class Published(NamedTuple):
 
 
 class Publisher:
-    """Sends runs through a Celery beat ``Scheduler`` (its ``apply_async``, producer and broker connection)."""
+    """Sends runs through a Celery beat ``Scheduler`` (its ``apply_async``, producer and broker connection).
+
+    In ``at-most-once`` mode a batch's messages go out after its commit, pipelined
+    in one round trip where the transport can (kombu's ``Producer.batch``); in
+    ``exactly-once`` mode they are built before the commit (:meth:`prepare`) and
+    written by it (:mod:`.delivery`).
+    """
 
     def __init__(self, scheduler: Scheduler, settings: Settings, stats: BeatStats | None = None) -> None:
         self.scheduler = scheduler
         self.settings = settings
         self.stats = stats or BeatStats()
+        #: The mode in force once resolved (:meth:`resolve`); None until then.
+        self.mode: str | None = AT_MOST_ONCE if settings.delivery == AT_MOST_ONCE else None
+        #: Runs whose message could not be built, by plan index, for each batch prepared and not yet published.
+        self._unbuilt: dict[int, dict[int, BaseException]] = {}
+
+    def resolve(self, schedule: RedisClient) -> str | None:
+        """The delivery mode, worked out once the broker can be asked; None while it cannot.
+
+        Raises:
+            DeliveryUnavailable: ``exactly-once`` was asked for where it cannot be had.
+        """
+        if self.mode is None:
+            producer = self.producer()
+            if producer is None:
+                return None
+            self.mode, problem = resolve(self.settings.delivery, schedule, producer)
+            if problem:
+                logger.warning("beat: delivery is at-most-once: exactly-once needs the broker in the schedule's "
+                               "Redis database, but %s", problem)
+            else:
+                logger.info("beat: delivery is %s", self.mode)
+        return self.mode
+
+    def prepare(self, store: RedisStore, planned: Planned) -> str | None:
+        """With ``exactly-once``: the batch's task messages, for its commit to write (:func:`.messages.encode`).
+
+        Each run's message is built by Celery and kombu as ``send_task`` would
+        (``before_task_publish`` / ``after_task_publish`` fire now, before the
+        commit), and captured instead of sent. None in ``at-most-once`` mode.
+        """
+        if not any(run is not None for _, run, _ in planned.decisions) or self.resolve(store.client) != EXACTLY_ONCE:
+            return None
+        claim, now = planned.claim, planned.now
+        unbuilt: dict[int, BaseException] = {}
+        messages: dict[int, list[tuple[str, str, str]]] = {}
+        producer = self.producer()
+        if producer is None:
+            broken = OperationalError("the broker cannot be reached")
+            unbuilt = {j: broken for j, (_, run, _) in enumerate(planned.decisions) if run is not None}
+        else:
+            with capturing(producer) as capture:
+                for j, ((plan, run, _), claimed) in enumerate(zip(planned.decisions, claim.entries)):
+                    if run is None:
+                        continue
+                    error = self.send(claimed.name, run, now, producer, self.task_id(claimed.name, plan))
+                    commands = capture.take()
+                    if error is not None:
+                        unbuilt[j] = error
+                    elif commands:
+                        messages[j + 1] = commands
+        self._unbuilt[id(planned)] = unbuilt
+        return encode(messages)
 
     def publish(self, store: RedisStore, planned: Planned, committed: list[bool], withheld: bool) -> Published:
         """Publish the runs of ``planned`` that ``committed`` says were committed, reverting those that cannot be sent.
 
         With ``withheld`` (the commit is not safe to act on) or once the broker
-        fails, the rest are reverted unsent.
+        fails, the rest are reverted unsent. A batch :meth:`prepare` built was
+        sent by its commit: only the runs it could not build are reverted.
         """
         started = time.perf_counter()
         claim, now = planned.claim, planned.now
         reverts: list[Revert] = []
         late: list[float] = []  # seconds each run sent was late (run-now and new entries: 0)
+        unbuilt = self._unbuilt.pop(id(planned), None)
         unsafe, producer = withheld, None
-        for (plan, run, _), ok, claimed in zip(planned.decisions, committed, claim.entries):
-            if not ok or run is None:
-                continue
-            if not withheld and producer is None:
-                producer = self.producer()
-                withheld = producer is None
-            # The history's stamp names the run: its task id is chosen here, before the worker can see it.
-            run_stamp = plan.history[1:HISTORY_STAMP_END]
-            if not withheld:
-                tid = task_id(self.settings.tag, claimed.name, run_stamp) if run_stamp else None
-                error = self.send(claimed.name, run, now, producer, tid)
-                if error is None:
-                    late.append(max(0.0, claim.now - claimed.score) if claimed.score > 0 else 0.0)
+        sending = unbuilt is None and not withheld and any(ok and run is not None for (_, run, _), ok
+                                                          in zip(planned.decisions, committed))
+        if sending:
+            producer = self.producer()
+            withheld = producer is None
+        sent: list[Revert] = []  # what undoes each run sent, should the pipelined write fail
+        with Pipelined(producer, 10 * self.settings.batch_size) as pipeline:
+            for j, ((plan, run, _), ok, claimed) in enumerate(zip(planned.decisions, committed, claim.entries)):
+                if not ok or run is None:
                     continue
-                if not self.broker_fault(error):
+                run_stamp = plan.history[1:HISTORY_STAMP_END]
+                if unbuilt is not None:
+                    error = unbuilt.get(j)
+                elif withheld:
+                    error = None
+                else:
+                    error = self.send(claimed.name, run, now, producer, self.task_id(claimed.name, plan))
+                if not withheld and error is None:
+                    late.append(max(0.0, claim.now - claimed.score) if claimed.score > 0 else 0.0)
+                    retry = -1.0 if claimed.score < 0 else claim.now + self.settings.publish_retry_seconds
+                    sent.append(Revert(claimed.name, plan.score, retry, claimed.last_run_at, "", run_stamp))
+                    continue
+                if error is not None and not self.broker_fault(error):
                     # Only this entry's task cannot be sent (its options, say): quarantine it, send the others.
                     problem = InvalidDefinition("options", f"the task cannot be sent: {type(error).__name__}: {error}")
                     reason = quarantine_reason(claimed.name, problem)
                     log_quarantined(reason, self.settings.tag)
                     reverts.append(Revert(claimed.name, plan.score, NEVER, claimed.last_run_at, reason, run_stamp))
                     continue
-                withheld = True
-            retry = -1.0 if claimed.score < 0 else claim.now + self.settings.publish_retry_seconds
-            reverts.append(Revert(claimed.name, plan.score, retry, claimed.last_run_at, "", run_stamp))
+                withheld = withheld or unbuilt is None
+                retry = -1.0 if claimed.score < 0 else claim.now + self.settings.publish_retry_seconds
+                reverts.append(Revert(claimed.name, plan.score, retry, claimed.last_run_at, "", run_stamp))
+            written = pipeline.flush()
+        if written is not None:
+            logger.error("beat: could not publish a batch of %d runs: %s", len(sent), written)
+            reverts += sent
+            late, withheld = [], True
         if reverts:
             store.revert(reverts)
-        self.stats.published(late, reverts, broker_failed=withheld and not unsafe)
-        if withheld:
+        failed = withheld or any(not r.invalid_reason for r in reverts)
+        self.stats.published(late, reverts, broker_failed=failed and not unsafe)
+        if failed:
             retried = sum(1 for r in reverts if not r.invalid_reason)
             logger.warning("beat: %d runs not published; they are due again in %.1fs", retried, self.settings.publish_retry_seconds)
-        return Published(withheld, time.perf_counter() - started)
+        return Published(failed, time.perf_counter() - started)
+
+    def task_id(self, name: str, plan: Plan) -> str | None:
+        """The task id of ``plan``'s run: chosen from its history stamp, before the worker can see it (None without history)."""
+        run_stamp = plan.history[1:HISTORY_STAMP_END]
+        return task_id(self.settings.tag, name, run_stamp) if run_stamp else None
 
     def producer(self) -> Producer | None:
         """The scheduler's producer, connected; None, logged, when the broker cannot be reached.
@@ -145,3 +227,36 @@ class Publisher:
                 break
             error = inner
         return isinstance(error, (*listed, OperationalError, OSError))
+
+
+class Pipelined:
+    """A block whose publishes through ``producer`` are written in one round trip by :meth:`flush` (kombu's
+    ``Producer.batch``: a Redis pipeline; other transports publish at once). Left by an exception, nothing unflushed is sent.
+
+    Args:
+        producer: The batch's producer; None when nothing is sent.
+        commands: Most broker commands buffered before kombu writes them.
+    """
+
+    def __init__(self, producer: Producer | None, commands: int) -> None:
+        self.batch = producer.batch(max_size=commands) if producer is not None else None
+
+    def __enter__(self) -> Pipelined:
+        if self.batch is not None:
+            self.batch.__enter__()
+        return self
+
+    def flush(self) -> BaseException | None:
+        """Write what the block published; the error when the write failed (whether any of it reached the broker is unknown)."""
+        batch, self.batch = self.batch, None
+        if batch is not None:
+            try:
+                batch.__exit__(None, None, None)
+            except Exception as exc:  # noqa: BLE001 - kombu's BatchPublishError, or the transport's own
+                return exc
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        batch, self.batch = self.batch, None
+        if batch is not None:
+            batch.__exit__(*exc)

@@ -86,12 +86,16 @@ class RedisStore:
         """A :class:`ScriptStream` on this store's server, or None where there is none (Redis Cluster)."""
         return None if is_cluster(self.client) else ScriptStream(self)
 
-    def commit(self, plans: Sequence[Plan], history: int = 0) -> list[bool]:
-        """Write the plans whose lease still holds, keeping ``history`` records per entry (0 = off); one flag per plan."""
-        args = self.commit_args(plans, history)
+    def commit(self, plans: Sequence[Plan], history: int = 0, messages: str | None = None) -> list[bool]:
+        """Write the plans whose lease still holds, keeping ``history`` records per entry (0 = off); one flag per plan.
+
+        ``messages`` (:func:`.messages.encode`) are written with the runs committed.
+        """
+        args = self.commit_args(plans, history, messages)
         return wire.decode_flags(self._run_resending("commit", args)) if plans else []
 
-    def commit_replicated(self, plans: Sequence[Plan], replicas: int, timeout: float, history: int = 0) -> tuple[list[bool], int]:
+    def commit_replicated(self, plans: Sequence[Plan], replicas: int, timeout: float, history: int = 0,
+                          messages: str | None = None) -> tuple[list[bool], int]:
         """``commit``, then ``WAIT`` on the same connection: ``(flags, replicas that acknowledged it)``.
 
         Sent once more if the connection drops, as ``commit`` is (commit.lua reports a
@@ -99,7 +103,7 @@ class RedisStore:
         """
         if not plans:
             return [], replicas
-        args = self.commit_args(plans, history)
+        args = self.commit_args(plans, history, messages)
         try:
             return self._commit_and_wait(args, replicas, timeout)
         except (redis.ConnectionError, redis.TimeoutError):

@@ -16,6 +16,7 @@ from typing import Any
 from celery import Celery
 
 from .connection import parse_url
+from .delivery import MODES
 
 DEFAULT_URL = "redis://localhost:6379/0"
 DEFAULT_PREFIX = "tasks:meta:"
@@ -54,6 +55,9 @@ class Settings:
         http: ``host:port`` beat serves ``/healthz`` and ``/metrics`` on (needs the
             ``metrics`` extra); None = no HTTP endpoint.
         history: Runs kept in each entry's history (``{T}:history``), written by the commit; 0 = off.
+        delivery: ``at-most-once`` (publish after the commit), ``exactly-once`` (the commit writes the
+            task messages; the broker must be the schedule's Redis database) or ``auto`` (exactly-once
+            where the broker allows it, else at-most-once); see delivery.py.
     """
 
     url: str = DEFAULT_URL
@@ -72,6 +76,7 @@ class Settings:
     claim_ahead: bool | None = None
     http: str | None = None
     history: int = 20
+    delivery: str = "auto"
 
     @property
     def tag(self) -> str:
@@ -126,6 +131,7 @@ class Settings:
             claim_ahead=_auto_flag(get("redis_scheduler_claim_ahead"), "redis_scheduler_claim_ahead"),
             http=str(get("redis_scheduler_http")) if get("redis_scheduler_http") not in (None, "") else None,
             history=number("history", int),
+            delivery=_choice(get("redis_scheduler_delivery"), "redis_scheduler_delivery", MODES, defaults.delivery),
         )
         settings.validate()
         return settings
@@ -179,6 +185,15 @@ def _number(value: Any, setting: str, kind: type[int] | type[float], default: fl
         return kind(value)
     except (TypeError, ValueError):
         raise ValueError(f"{setting} must be a {'whole ' if whole else ''}number, not {value!r}") from None
+
+
+def _choice(value: Any, setting: str, choices: tuple[str, ...], default: str) -> str:
+    """One of ``choices`` (case and spaces aside), ``default`` when unset; else an error naming ``setting``."""
+    if value is None:
+        return default
+    if isinstance(value, str) and value.strip().lower() in choices:
+        return value.strip().lower()
+    raise ValueError(f"{setting} must be one of {', '.join(choices)}, not {value!r}")
 
 
 def _names(value: Any, setting: str) -> tuple[str, ...]:

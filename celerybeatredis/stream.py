@@ -31,6 +31,8 @@ PUBLISH_BOUND = 2.0
 
 #: Publishes a committed batch (store, batch, committed flags, withheld); True if runs were withheld.
 Publish = Callable[[RedisStore, Planned, list[bool], bool], bool]
+#: The task messages a batch's commit writes (``exactly-once``), or None (:meth:`~.publish.Publisher.prepare`).
+Prepare = Callable[[RedisStore, Planned], "str | None"]
 
 
 class ClaimAhead:
@@ -66,8 +68,10 @@ class ClaimAhead:
 class Streamer:
     """Runs full batches from one shard on a :class:`~.store.ScriptStream`."""
 
-    def __init__(self, settings: Settings, planner: Planner, publish: Publish, claim_ahead: ClaimAhead) -> None:
+    def __init__(self, settings: Settings, planner: Planner, publish: Publish, claim_ahead: ClaimAhead,
+                 prepare: Prepare | None = None) -> None:
         self.settings = settings
+        self.prepare = prepare or (lambda store, planned: None)
         self.planner = planner
         self.publish = publish
         self.claim_ahead = claim_ahead
@@ -84,6 +88,7 @@ class Streamer:
         failed = False
         last = current = first
         committing: Planned | None = None
+        messages: str | None = None
         with stop_signals_held() as stop, contextlib.closing(stream):
             claim_sent = time.monotonic() < ends
             if claim_sent:
@@ -91,8 +96,9 @@ class Streamer:
             while True:
                 planned = self.planner.plan(current)
                 if committing is not None:  # published before this batch is committed: one batch at risk, as ever
-                    failed = self.publish_committed(store, stream, committing, failed)
-                stream.send("commit", store.commit_args(planned.plans, self.settings.history))
+                    failed = self.publish_committed(store, stream, committing, failed, messages)
+                messages = self.prepare(store, planned)
+                stream.send("commit", store.commit_args(planned.plans, self.settings.history, messages))
                 committing = planned
                 if not claim_sent:
                     break
@@ -105,7 +111,7 @@ class Streamer:
                     stream.send("claim", store.claim_args(batch, lease, now))
                     claim_sent = True
                 current = last
-            failed = self.publish_committed(store, stream, committing, failed)
+            failed = self.publish_committed(store, stream, committing, failed, messages)
         return failed, last
 
     @staticmethod
@@ -120,7 +126,8 @@ class Streamer:
             logger.warning("beat: connection to Redis lost while claiming (%s)", exc)
             return Claim(0.0, "", None, 0, [])
 
-    def publish_committed(self, store: RedisStore, stream: ScriptStream, planned: Planned, failed: bool) -> bool:
+    def publish_committed(self, store: RedisStore, stream: ScriptStream, planned: Planned, failed: bool,
+                          messages: str | None = None) -> bool:
         """Read a batch's commit reply from ``stream`` and publish its runs; True if a publish failed.
 
         After a failed publish the later batches' runs are reverted unsent.
@@ -129,5 +136,5 @@ class Streamer:
             committed = [bool(flag) for flag in stream.read()]
         except (NoScriptError, redis.ConnectionError, redis.TimeoutError):
             # Not run, or perhaps run with the reply lost: commit.lua takes the same plans again.
-            committed = store.commit(planned.plans, self.settings.history)
+            committed = store.commit(planned.plans, self.settings.history, messages)
         return self.publish(store, planned, committed, failed) or failed

@@ -138,8 +138,8 @@ def claim_args(batch: int, lease_seconds: float, now: float | None) -> list[Any]
     return [batch, lease_seconds, "" if now is None else repr(now)]
 
 
-def commit_args(plans: Sequence[Plan], history: int = 0) -> list[Any]:
-    """ARGV of commit.lua: the history depth (0 = off), then ten values per plan."""
+def commit_args(plans: Sequence[Plan], history: int = 0, messages: str | None = None) -> list[Any]:
+    """ARGV of commit.lua: the history depth (0 = off), ten values per plan, then the runs' task messages if any."""
     args: list[Any] = [history]
     extend = args.extend
     for name, lease, score, ran, run_at, dig, reason, seed_count, seed_last, record in plans:
@@ -147,6 +147,8 @@ def commit_args(plans: Sequence[Plan], history: int = 0) -> list[Any]:
             name.encode("utf-8", "surrogateescape"), lease, "inf" if score == NEVER else repr(float(score)),
             "1" if ran else "0", run_at, dig, reason, "" if seed_count is None else seed_count, seed_last or "", record,
         ))
+    if messages is not None:
+        args.append(messages)
     return args
 
 

@@ -23,6 +23,10 @@
            invalid reason ("" = valid),
            seed total_run_count ("" = none), seed last_run_at ("" = none),
            history record (14 characters, "" = none)
+  ARGV     then, optionally, one more: the runs' task messages (``exactly-once`` delivery), a JSON list of
+           [plan index (1-based), "lpush" | "pexpire" | "publish", key, argument] (see includes/messages.lua);
+           the commands of a run are run only when this call commits it (not when it finds it committed by
+           an earlier send of the same call), after the commit's own writes
 
   History is written in this call (no round trip of its own): the record goes
   first, the oldest past the depth are cut off, the counters go up. A
@@ -30,16 +34,24 @@
   never stops the commit: the key is left alone, the field starts afresh.
 
   Returns  {1 or 0, ...} one per entry: 1 = committed (now or by a resent
-           call), 0 = lease lost
+           call), 0 = lease lost; an error, with nothing written, when the
+           messages are malformed or a queue they go to is not a list
 ]]
 local due, run_count, last_run, digest, invalid, history = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local rcall = redis.call
 --@include each_slice
 --@include history
+--@include messages
 
 local depth = tonumber(ARGV[1]) or 0
 local names = {}
-for i = 2, #ARGV, 10 do names[#names + 1] = ARGV[i] end
+for i = 2, #ARGV - 9, 10 do names[#names + 1] = ARGV[i] end
+local messages, fresh = nil, {}
+if #ARGV % 10 == 2 then
+  local problem
+  messages, problem = messages_read(ARGV[#ARGV])
+  if not messages then return redis.error_reply(problem) end
+end
 local scores = multi('ZMSCORE', due, names)
 
 local out = {}
@@ -74,6 +86,7 @@ for j = 1, #names do
       valid[#valid + 1] = name
     end
     out[j] = 1
+    fresh[j] = true
   elseif current and ran == '1' and tonumber(current) == tonumber(next_score)
       and rcall('HGET', last_run, name) == run_at then
     out[j] = 1
@@ -95,4 +108,5 @@ if olds then
   end
   each_slice(fields, function(...) rcall('HSET', history, ...) end)
 end
+if messages then messages_write(messages, fresh) end
 return out

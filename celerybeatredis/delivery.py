@@ -1,0 +1,62 @@
+"""Which delivery mode beat runs in (``redis_scheduler_delivery``), and whether the broker allows it.
+
+``exactly-once`` writes each run's task message in the Lua call that commits
+the run, so it needs the broker to be the very Redis database that holds the
+schedule, on a server that is not a Redis Cluster (a script may only touch
+keys of one slot there). ``auto`` takes ``exactly-once`` where that holds and
+``at-most-once`` elsewhere.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+from kombu import Producer
+
+from .connection import RedisClient, is_cluster
+
+AT_MOST_ONCE = "at-most-once"
+EXACTLY_ONCE = "exactly-once"
+AUTO = "auto"
+#: The values ``redis_scheduler_delivery`` takes.
+MODES = (AUTO, AT_MOST_ONCE, EXACTLY_ONCE)
+
+
+class DeliveryUnavailable(Exception):
+    """``exactly-once`` was asked for on a layout that cannot give it; the message says why in one line."""
+
+
+def exactly_once_problem(schedule: RedisClient, producer: Producer) -> str | None:
+    """Why the broker behind ``producer`` cannot take messages in the schedule's commits; None when it can."""
+    if is_cluster(schedule):
+        return "the schedule is on a Redis Cluster (a commit cannot write the broker's queues from one slot)"
+    channel = producer.channel
+    broker: Any = getattr(channel, "client", None)
+    if not hasattr(channel, "_q_for_pri") or not isinstance(broker, redis.Redis):
+        return f"the broker is not a Redis server ({producer.connection.transport_cls})"
+    if _server_id(broker) != _server_id(schedule):
+        return "the broker is another Redis database than the schedule's (leave redis_scheduler_url unset to share it)"
+    return None
+
+
+def _server_id(client: Any) -> tuple[str, int]:
+    """The server's run id and the client's database: equal for two clients on one database of one server."""
+    db = int(client.connection_pool.connection_kwargs.get("db", 0) or 0)
+    return str(client.info("server")["run_id"]), db
+
+
+def resolve(setting: str, schedule: RedisClient, producer: Producer) -> tuple[str, str | None]:
+    """The mode beat runs in for ``setting``, and why ``exactly-once`` was not taken (None if it was or was not asked).
+
+    Raises:
+        DeliveryUnavailable: ``exactly-once`` was asked for and the layout cannot give it.
+    """
+    if setting == AT_MOST_ONCE:
+        return AT_MOST_ONCE, None
+    problem = exactly_once_problem(schedule, producer)
+    if problem is None:
+        return EXACTLY_ONCE, None
+    if setting == EXACTLY_ONCE:
+        raise DeliveryUnavailable(f"redis_scheduler_delivery is exactly-once, but {problem}")
+    return AT_MOST_ONCE, problem
