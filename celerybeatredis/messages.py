@@ -21,6 +21,9 @@ from kombu import Producer
 #: kombu's Redis commands a message may take; the only ones commit.lua writes (see lua/includes/messages.lua).
 COMMANDS = ("lpush", "pexpire", "publish")
 
+#: One Redis command of a message: ``(command, key, argument)``.
+Command = tuple[str, str, str]
+
 
 class Capture:
     """Stands in for kombu's Redis publish batch: keeps each command kombu's channel adds instead of pipelining it.
@@ -32,7 +35,7 @@ class Capture:
     def __init__(self, prefix: str = "") -> None:
         self.prefix = prefix
         #: ``(command, key, argument)`` for the run being captured.
-        self.commands: list[tuple[str, str, str]] = []
+        self.commands: list[Command] = []
 
     def add(self, name: str, *args: Any) -> None:
         """One Redis command of the message being routed (kombu's ``PublishBatch.add`` interface)."""
@@ -42,7 +45,7 @@ class Capture:
         value = value.decode("utf-8") if isinstance(value, bytes) else str(value)
         self.commands.append((name, self.prefix + str(key), value))
 
-    def take(self) -> list[tuple[str, str, str]]:
+    def take(self) -> list[Command]:
         """The commands captured since the last call."""
         commands, self.commands = self.commands, []
         return commands
@@ -67,6 +70,12 @@ class _Capturing:
         """Nothing to release."""
 
 
+def capturable(producer: Producer) -> bool:
+    """Whether ``producer`` publishes through kombu's Redis transport, whose commands beat can capture."""
+    channel = producer.channel
+    return getattr(channel, "create_publish_batch", None) is not None and hasattr(channel, "_q_for_pri")
+
+
 @contextmanager
 def capturing(producer: Producer) -> Iterator[Capture]:
     """Within this block, every task published through ``producer`` is captured, not sent.
@@ -74,7 +83,7 @@ def capturing(producer: Producer) -> Iterator[Capture]:
     Raises ``RuntimeError`` when the producer's transport is not kombu's Redis transport.
     """
     channel = producer.channel
-    if getattr(channel, "create_publish_batch", None) is None or not hasattr(channel, "_q_for_pri"):
+    if not capturable(producer):
         raise RuntimeError("the broker is not a Redis server: its messages cannot be written by beat")
     capture = Capture(getattr(channel, "global_keyprefix", "") or "")
     local = producer._batch_local
@@ -87,7 +96,7 @@ def capturing(producer: Producer) -> Iterator[Capture]:
         del local.current
 
 
-def encode(messages: dict[int, list[tuple[str, str, str]]]) -> str:
+def encode(messages: dict[int, list[Command]]) -> str:
     """The commit's trailing argument: ``[[plan index (1-based), command, key, argument], ...]`` as JSON."""
     return json.dumps([[j, *command] for j, commands in sorted(messages.items()) for command in commands],
                       separators=(",", ":"), ensure_ascii=False)

@@ -12,18 +12,21 @@ import time
 from datetime import datetime
 from typing import NamedTuple
 
+import redis
 from celery.beat import ScheduleEntry, Scheduler, SchedulingError
+from celery.utils import uuid
 from kombu import Producer
 from kombu.exceptions import OperationalError
 
 from .beatstats import BeatStats
+from .builder import Builder
 from .connection import RedisClient
 from .decisions import Run, log_quarantined, quarantine_reason
 from .delivery import AT_MOST_ONCE, EXACTLY_ONCE, resolve
 from .exceptions import InvalidDefinition
 from .history import STAMP, task_id
 from .keys import NEVER
-from .messages import capturing, encode
+from .messages import Command, capturable, capturing, encode
 from .planning import Planned
 from .redis_store import RedisStore
 from .settings import Settings
@@ -63,6 +66,8 @@ class Publisher:
         self.mode: str | None = AT_MOST_ONCE if settings.delivery == AT_MOST_ONCE else None
         #: Runs whose message could not be built, by plan index, for each batch prepared and not yet published.
         self._unbuilt: dict[int, dict[int, BaseException]] = {}
+        self.builder: Builder | None = None
+        self._writer: redis.Redis | None = None
 
     def resolve(self, schedule: RedisClient) -> str | None:
         """The delivery mode, worked out once the broker can be asked; None while it cannot.
@@ -85,32 +90,73 @@ class Publisher:
     def prepare(self, store: RedisStore, planned: Planned) -> str | None:
         """With ``exactly-once``: the batch's task messages, for its commit to write (:func:`.messages.encode`).
 
-        Each run's message is built by Celery and kombu as ``send_task`` would
-        (``before_task_publish`` / ``after_task_publish`` fire now, before the
-        commit), and captured instead of sent. None in ``at-most-once`` mode.
+        Each run's message is the one ``send_task`` would send (:meth:`build`),
+        captured instead of sent. None in ``at-most-once`` mode.
         """
         if not any(run is not None for _, run, _ in planned.decisions) or self.resolve(store.client) != EXACTLY_ONCE:
             return None
-        claim, now = planned.claim, planned.now
-        unbuilt: dict[int, BaseException] = {}
-        messages: dict[int, list[tuple[str, str, str]]] = {}
         producer = self.producer()
         if producer is None:
             broken = OperationalError("the broker cannot be reached")
-            unbuilt = {j: broken for j, (_, run, _) in enumerate(planned.decisions) if run is not None}
+            messages: dict[int, list[Command]] = {}
+            unbuilt: dict[int, BaseException] = {j: broken for j, (_, run, _) in enumerate(planned.decisions)
+                                                 if run is not None}
         else:
-            with capturing(producer) as capture:
-                for j, ((plan, run, _), claimed) in enumerate(zip(planned.decisions, claim.entries)):
-                    if run is None:
-                        continue
-                    error = self.send(claimed.name, run, now, producer, self.task_id(claimed.name, plan))
+            messages, unbuilt = self.build(producer, planned, None)
+        self._unbuilt[id(planned)] = unbuilt
+        return encode({j + 1: commands for j, commands in messages.items()})
+
+    def build(self, producer: Producer, planned: Planned, committed: list[bool] | None
+              ) -> tuple[dict[int, list[Command]], dict[int, BaseException]]:
+        """The Redis commands of each run of ``planned`` (those ``committed`` says, if given), by plan index; and the
+        errors of the runs that could not be built.
+
+        The first run of each task and options is built by Celery and kombu
+        (``before_task_publish`` / ``after_task_publish`` fire), the next from
+        its shape (:mod:`.builder`).
+        """
+        if self.builder is None:
+            self.builder = Builder(self.scheduler.app, getattr(producer.channel, "body_encoding", "base64"))
+        builder, claim, now = self.builder, planned.claim, planned.now
+        messages: dict[int, list[Command]] = {}
+        unbuilt: dict[int, BaseException] = {}
+        info = logger.isEnabledFor(logging.INFO)
+        with capturing(producer) as capture:
+            for j, ((plan, run, _), claimed) in enumerate(zip(planned.decisions, claim.entries)):
+                if run is None or (committed is not None and not committed[j]):
+                    continue
+                name, defn = claimed.name, run[0]
+                tid = self.task_id(name, plan) or uuid()
+                key = builder.key(defn.task, defn.options)
+                commands = builder.render(key, defn, name, tid) if key is not None else None
+                if commands is None:
+                    error = self.send(name, run, now, producer, tid)
                     commands = capture.take()
                     if error is not None:
                         unbuilt[j] = error
-                    elif commands:
-                        messages[j + 1] = commands
-        self._unbuilt[id(planned)] = unbuilt
-        return encode(messages)
+                        continue
+                    if key is not None:
+                        builder.learn(key, commands, tid)
+                elif info:
+                    logger.info("Scheduler: Sending due task %s (%s)", name, defn.task)
+                messages[j] = commands
+        return messages, unbuilt
+
+    def write(self, producer: Producer, messages: dict[int, list[Command]]) -> BaseException | None:
+        """Write built messages to the broker in one pipelined round trip; the error if that failed."""
+        pool = producer.channel.client.connection_pool
+        if self._writer is None or self._writer.connection_pool is not pool:
+            # A plain client on kombu's pool: the commands already carry kombu's global key prefix.
+            self._writer = redis.Redis(connection_pool=pool)
+        pipe = self._writer.pipeline(transaction=False)
+        for commands in messages.values():
+            for command, key, value in commands:
+                pipe.execute_command(command.upper(), key, value)
+        try:
+            pipe.execute()
+        except Exception as exc:  # noqa: BLE001 - whatever the broker's client raised
+            return exc
+        return None
 
     def publish(self, store: RedisStore, planned: Planned, committed: list[bool], withheld: bool) -> Published:
         """Publish the runs of ``planned`` that ``committed`` says were committed, reverting those that cannot be sent.
@@ -130,6 +176,11 @@ class Publisher:
         if sending:
             producer = self.producer()
             withheld = producer is None
+        written: BaseException | None = None
+        if producer is not None and capturable(producer):
+            messages, unbuilt = self.build(producer, planned, committed)
+            written = self.write(producer, messages) if messages else None
+            producer = None  # written: nothing is sent one by one
         sent: list[Revert] = []  # what undoes each run sent, should the pipelined write fail
         with Pipelined(producer, 10 * self.settings.batch_size) as pipeline:
             for j, ((plan, run, _), ok, claimed) in enumerate(zip(planned.decisions, committed, claim.entries)):
@@ -157,7 +208,7 @@ class Publisher:
                 withheld = withheld or unbuilt is None
                 retry = -1.0 if claimed.score < 0 else claim.now + self.settings.publish_retry_seconds
                 reverts.append(Revert(claimed.name, plan.score, retry, claimed.last_run_at, "", run_stamp))
-            written = pipeline.flush()
+            written = pipeline.flush() or written
         if written is not None:
             logger.error("beat: could not publish a batch of %d runs: %s", len(sent), written)
             reverts += sent

@@ -6,14 +6,18 @@ import json
 import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 import redis
 from celery import Celery
 from celery.beat import Scheduler
+from celery.signals import before_task_publish
+from celery.utils import uuid
 from kombu import Exchange, Queue
 
+from celerybeatredis.builder import OWN_OPTIONS, Builder
 from celerybeatredis.messages import Capture, capturing, encode
 
 #: Fields that differ between two sends of one task, whatever builds them.
@@ -137,3 +141,58 @@ def test_capturing_needs_a_redis_broker() -> None:
 def test_encode_numbers_runs_by_their_plan() -> None:
     assert json.loads(encode({2: [("lpush", "q", "m2")], 1: [("lpush", "q", "é")]})) == [
         [1, "lpush", "q", "é"], [2, "lpush", "q", "m2"]]
+
+
+SHAPED = [(options, queues) for options, queues in CASES if not OWN_OPTIONS.intersection(options)]
+
+
+@pytest.mark.parametrize(("options", "queues"), SHAPED, ids=[",".join(o) or "defaults" for o, _ in SHAPED])
+def test_a_message_filled_in_from_its_shape_is_what_send_task_writes(broker_app: Celery, redis_url: str,
+                                                                     options: dict[str, Any], queues: set[str]) -> None:
+    """The second run of a task and options is filled in from the first one's message, not built by Celery."""
+    conn = redis.Redis.from_url(f"{redis_url}/2")
+    producer = Scheduler(broker_app, lazy=True).producer
+    builder = Builder(broker_app)
+
+    def headers(name: str) -> dict[str, Any]:
+        return {**options.get("headers", {}), "periodic_task_name": name}
+
+    key = builder.key("tasks.add", options)
+    assert key is not None
+    first = uuid()
+    with capturing(producer) as capture:
+        broker_app.send_task("tasks.add", [0], {}, producer=producer, task_id=first, **{**options, "headers": headers("a")})
+    builder.learn(key, capture.take(), first)
+    definition = SimpleNamespace(args=(1, "two", [3.0]), kwargs={"k": {"nested": True}})
+    second = uuid()
+    rendered = builder.render(key, definition, "b", second)
+    assert rendered is not None
+    broker_app.send_task("tasks.add", [1, "two", [3.0]], {"k": {"nested": True}}, producer=producer, task_id=uuid(),
+                         **{**options, "headers": headers("b")})
+    sent = arrived(conn, len(queues))
+    pushed = {key: json.loads(value) for command, key, value in rendered if command == "lpush"}
+    assert set(pushed) == set(sent) == queues
+    for queue in queues:
+        assert comparable(pushed[queue]) == comparable(sent[queue][0])
+        assert pushed[queue]["headers"]["id"] == pushed[queue]["headers"]["root_id"] == second
+        assert pushed[queue]["properties"]["correlation_id"] == second
+
+
+def test_a_run_whose_message_reads_the_clock_is_always_built_by_celery(broker_app: Celery) -> None:
+    builder = Builder(broker_app)
+    assert builder.key("tasks.add", {"expires": 30}) is None
+    assert builder.key("tasks.add", {"countdown": 5}) is None
+    assert builder.key("tasks.add", {"queue": "hi"}) is not None
+
+
+def test_a_publish_signal_with_receivers_has_every_run_built_by_celery(broker_app: Celery) -> None:
+    def receiver(**_: Any) -> None:
+        """Sees each message."""
+
+    builder = Builder(broker_app)
+    before_task_publish.connect(receiver, weak=False)
+    try:
+        assert builder.key("tasks.add", {}) is None
+    finally:
+        before_task_publish.disconnect(receiver)
+    assert builder.key("tasks.add", {}) is not None

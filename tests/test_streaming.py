@@ -17,6 +17,7 @@ import pytest
 import redis
 from celery import Celery
 
+from celerybeatredis.builder import Builder
 from celerybeatredis.redis_store import RedisStore
 from celerybeatredis.schedulers import RedisScheduler
 from celerybeatredis.wire import Claim
@@ -53,17 +54,28 @@ def scores(store: RedisStore) -> dict[str, float]:
 
 
 def on_publish(app: Celery, monkeypatch: pytest.MonkeyPatch, at: int, action: Callable[[], None]) -> list[int]:
-    """Run ``action`` just before the ``at``-th publish (1-based); the publish itself still goes to the broker."""
-    real_send = app.send_task
+    """Run ``action`` just before the ``at``-th run's message is made (1-based): by Celery's ``send_task``, or filled
+    in from the shape of an earlier one (:mod:`celerybeatredis.builder`); the message itself still goes out."""
+    real_send, real_render = app.send_task, Builder.render
     count: list[int] = []
 
-    def send(*args: Any, **kwargs: Any) -> Any:
+    def made() -> None:
         count.append(1)
         if len(count) == at:
             action()
+
+    def send(*args: Any, **kwargs: Any) -> Any:
+        made()
         return real_send(*args, **kwargs)
 
+    def render(self: Builder, *args: Any) -> Any:
+        message = real_render(self, *args)
+        if message is not None:
+            made()
+        return message
+
     monkeypatch.setattr(app, "send_task", send)
+    monkeypatch.setattr(Builder, "render", render)
     return count
 
 

@@ -1,0 +1,137 @@
+"""A real ``celery beat`` killed (``os._exit``, as SIGKILL: nothing cleaned up) at each point of a batch, under
+each delivery mode; a second beat then takes over. Lost and twice-sent runs are counted from what the broker
+received, and must be what docs/guarantees.rst ("Delivery modes") says."""
+
+from __future__ import annotations
+
+import textwrap
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import redis
+from celery import Celery
+
+from celerybeatredis.redis_store import RedisStore
+from celerybeatredis.store import ScheduleStore
+
+from .processes import CeleryProcess, drain_queue, wait_until, write_app
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+RUNS = 20
+LEASE = 2
+
+#: Python appended to the beat's app module: the kill at ``CRASH_AT`` (test code, never the project's).
+CRASH_HOOKS = """
+import os
+
+from kombu.transport.redis import PublishBatch
+
+from celerybeatredis.planning import Planner
+from celerybeatredis.redis_store import RedisStore
+
+
+def die():
+    os._exit(9)
+
+
+if CRASH_AT == "after-claim":
+    real_plan = Planner.plan
+
+    def plan(self, claim):
+        if claim.entries:
+            die()
+        return real_plan(self, claim)
+
+    Planner.plan = plan
+elif CRASH_AT == "after-commit":
+    real_commit = RedisStore.commit
+
+    def commit(self, *args, **kwargs):
+        flags = real_commit(self, *args, **kwargs)
+        if any(flags):
+            die()
+        return flags
+
+    RedisStore.commit = commit
+elif CRASH_AT == "mid-write":  # half of the pipelined write reaches the broker
+    def flush(self):
+        stack = self.pipeline.command_stack
+        self.pipeline.command_stack = stack[: len(stack) // 2]
+        self.pipeline.execute()
+        die()
+
+    PublishBatch.flush = flush
+elif CRASH_AT == "before-reply" and DELIVERY == "at-most-once":  # the write sent, its reply never read
+    def flush(self):
+        conn = self.pipeline.connection_pool.get_connection()
+        conn.send_packed_command(conn.pack_commands([args for args, _ in self.pipeline.command_stack]))
+        die()
+
+    PublishBatch.flush = flush
+elif CRASH_AT == "before-reply":  # exactly-once: the commit (which writes the messages) sent, its reply never read
+    def commit(self, plans, history=0, messages=None):
+        keys = self.script_keys["commit"]
+        args = self.commit_args(plans, history, messages)
+        conn = self.client.connection_pool.get_connection()
+        conn.send_command("EVAL", self.scripts["commit"].script, len(keys), *keys, *args)
+        die()
+
+    RedisStore.commit = commit
+"""
+
+
+def beat_app(directory: Path, url: str, prefix: str, queue: str, delivery: str, crash: str | None) -> None:
+    """``proj.py`` for a beat on ``url`` (schedule and broker in one database), killed at ``crash``."""
+    extra = f"""
+        app.conf.update(
+            redis_scheduler_delivery={delivery!r}, redis_scheduler_lease_seconds={LEASE},
+            redis_scheduler_claim_ahead=False, redis_scheduler_batch_size=100, task_default_queue={queue!r},
+        )
+        CRASH_AT = {crash!r}
+        DELIVERY = {delivery!r}
+    """
+    write_app(directory, url, url, prefix, textwrap.dedent(extra) + CRASH_HOOKS)
+
+
+#: (mode, where the first beat is killed, runs lost, runs sent twice): the table in docs/guarantees.rst.
+CASES = [
+    ("at-most-once", "after-claim", 0, 0),
+    ("at-most-once", "after-commit", RUNS, 0),
+    ("at-most-once", "mid-write", RUNS // 2, 0),
+    ("at-most-once", "before-reply", 0, 0),
+    ("exactly-once", "after-claim", 0, 0),
+    ("exactly-once", "after-commit", 0, 0),
+    ("exactly-once", "before-reply", 0, 0),
+]
+
+
+@pytest.mark.parametrize(("delivery", "crash", "lost", "twice"), CASES, ids=[f"{d}-{c}" for d, c, _, _ in CASES])
+def test_a_beat_killed_at_each_point_loses_and_repeats_what_the_docs_say(
+        tmp_path: Path, redis_url: str, app: Celery, client: redis.Redis, api: ScheduleStore, store: RedisStore,
+        delivery: str, crash: str, lost: int, twice: int) -> None:
+    url, prefix, queue = f"{redis_url}/0", app.conf.redis_scheduler_key_prefix, f"crash-{app.conf.task_default_queue}"
+    names = [f"run{i:02d}" for i in range(RUNS)]
+    for name in names:
+        api.add(name, "tasks.add", {"interval": {"every": 3600, "period": "seconds"}}, args=[name])
+    beat_app(tmp_path, url, prefix, queue, delivery, crash)
+    first = CeleryProcess.beat(tmp_path)
+    try:
+        api.run_now_names(names)
+        wait_until(lambda: not first.alive(), timeout=60, what="the first beat to be killed")
+        assert first.process.returncode == 9, first.output()
+    finally:
+        first.stop()
+    beat_app(tmp_path, url, prefix, queue, delivery, None)
+    second = CeleryProcess.beat(tmp_path)
+    try:
+        wait_until(lambda: all(store.run_state(n)[0] >= 1 for n in names), timeout=60 + LEASE,
+                   what="every run committed")
+    finally:
+        assert second.stop() == 0, second.output()
+    sent = Counter(m.args[0] for m in drain_queue(client, queue))
+    assert sum(1 for n in names if sent[n] == 0) == lost
+    assert sum(count - 1 for count in sent.values() if count > 1) == twice
+    assert {store.run_state(n)[0] for n in names} == {1}, "each run is committed once"
+    assert set(sent) <= set(names)
