@@ -5,7 +5,9 @@ received, and must be what docs/guarantees.rst ("Delivery modes") says."""
 from __future__ import annotations
 
 import textwrap
+import time
 from collections import Counter
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -26,10 +28,12 @@ LEASE = 2
 CRASH_HOOKS = """
 import os
 
-from kombu.transport.redis import PublishBatch
-
 from celerybeatredis.planning import Planner
+from celerybeatredis.publish import Publisher
 from celerybeatredis.redis_store import RedisStore
+from celerybeatredis.scripts import script_source
+
+real_write = Publisher.write
 
 
 def die():
@@ -55,27 +59,28 @@ elif CRASH_AT == "after-commit":
         return flags
 
     RedisStore.commit = commit
-elif CRASH_AT == "mid-write":  # half of the pipelined write reaches the broker
-    def flush(self):
-        stack = self.pipeline.command_stack
-        self.pipeline.command_stack = stack[: len(stack) // 2]
-        self.pipeline.execute()
+elif CRASH_AT == "mid-write":  # at-most-once: half of the batch's pipelined write reaches the broker
+    def write(self, producer, messages):
+        half = dict(list(messages.items())[: len(messages) // 2])
+        real_write(self, producer, half)
         die()
 
-    PublishBatch.flush = flush
+    Publisher.write = write
 elif CRASH_AT == "before-reply" and DELIVERY == "at-most-once":  # the write sent, its reply never read
-    def flush(self):
-        conn = self.pipeline.connection_pool.get_connection()
-        conn.send_packed_command(conn.pack_commands([args for args, _ in self.pipeline.command_stack]))
+    def write(self, producer, messages):
+        conn = producer.channel.client.connection_pool.get_connection()
+        commands = [(c.upper(), k, v) for run in messages.values() for c, k, v in run]
+        conn.send_packed_command(conn.pack_commands(commands))
         die()
 
-    PublishBatch.flush = flush
+    Publisher.write = write
 elif CRASH_AT == "before-reply":  # exactly-once: the commit (which writes the messages) sent, its reply never read
     def commit(self, plans, history=0, messages=None):
         keys = self.script_keys["commit"]
         args = self.commit_args(plans, history, messages)
         conn = self.client.connection_pool.get_connection()
-        conn.send_command("EVAL", self.scripts["commit"].script, len(keys), *keys, *args)
+        encode = self.client.connection_pool.get_encoder().encode
+        conn.send_command("EVAL", script_source("commit"), len(keys), *keys, *map(encode, args))
         die()
 
     RedisStore.commit = commit
@@ -114,20 +119,29 @@ def test_a_beat_killed_at_each_point_loses_and_repeats_what_the_docs_say(
     url, prefix, queue = f"{redis_url}/0", app.conf.redis_scheduler_key_prefix, f"crash-{app.conf.task_default_queue}"
     names = [f"run{i:02d}" for i in range(RUNS)]
     for name in names:
-        api.add(name, "tasks.add", {"interval": {"every": 3600, "period": "seconds"}}, args=[name])
+        api.add(name, "tasks.add", timedelta(hours=1), args=[name])
+    # Each last ran an hour ago, so all are due now, in the first beat's first batch.
+    ran = datetime.fromtimestamp(time.time() - 3600, timezone.utc).isoformat()
+    store.restore_state([(name, 0, ran) for name in names])
+    client.zadd(store.keys.due, {name: time.time() - 1 for name in names})
     beat_app(tmp_path, url, prefix, queue, delivery, crash)
     first = CeleryProcess.beat(tmp_path)
     try:
-        api.run_now_names(names)
-        wait_until(lambda: not first.alive(), timeout=60, what="the first beat to be killed")
+        try:
+            wait_until(lambda: not first.alive(), timeout=60, what="the first beat to be killed")
+        except AssertionError:
+            raise AssertionError(first.output()) from None
         assert first.process.returncode == 9, first.output()
     finally:
         first.stop()
     beat_app(tmp_path, url, prefix, queue, delivery, None)
     second = CeleryProcess.beat(tmp_path)
     try:
-        wait_until(lambda: all(store.run_state(n)[0] >= 1 for n in names), timeout=60 + LEASE,
-                   what="every run committed")
+        second.wait_for_output("beat: Starting...")
+        # Done once every entry is committed and due again only in an hour: nothing is left to send.
+        wait_until(lambda: all(store.run_state(n)[0] >= 1 for n in names)
+                   and client.zcount(store.keys.due, "-inf", time.time() + 1800) == 0,
+                   timeout=60 + LEASE, what="every run committed")
     finally:
         assert second.stop() == 0, second.output()
     sent = Counter(m.args[0] for m in drain_queue(client, queue))
