@@ -1,6 +1,9 @@
 """Which delivery mode beat runs in (``redis_scheduler_delivery``), and whether the broker allows it.
 
-``exactly-once`` writes each run's task message in the Lua call that commits
+``at-least-once`` records each run as pending (its task id) in the commit and
+forgets it once the broker took the message; a pending run whose beat died is
+sent again, with the same task id, after the lease. ``exactly-once`` writes
+each run's task message in the Lua call that commits
 the run, so it needs the broker to be the very Redis database that holds the
 schedule, on a server that is not a Redis Cluster (a script may only touch
 keys of one slot there). ``auto`` takes ``exactly-once`` where that holds and
@@ -17,10 +20,11 @@ from kombu import Producer
 from .connection import RedisClient, is_cluster
 
 AT_MOST_ONCE = "at-most-once"
+AT_LEAST_ONCE = "at-least-once"
 EXACTLY_ONCE = "exactly-once"
 AUTO = "auto"
 #: The values ``redis_scheduler_delivery`` takes.
-MODES = (AUTO, AT_MOST_ONCE, EXACTLY_ONCE)
+MODES = (AUTO, AT_MOST_ONCE, AT_LEAST_ONCE, EXACTLY_ONCE)
 
 
 class DeliveryUnavailable(Exception):
@@ -52,8 +56,8 @@ def resolve(setting: str, schedule: RedisClient, producer: Producer) -> tuple[st
     Raises:
         DeliveryUnavailable: ``exactly-once`` was asked for and the layout cannot give it.
     """
-    if setting == AT_MOST_ONCE:
-        return AT_MOST_ONCE, None
+    if setting in (AT_MOST_ONCE, AT_LEAST_ONCE):
+        return setting, None
     problem = exactly_once_problem(schedule, producer)
     if problem is None:
         return EXACTLY_ONCE, None

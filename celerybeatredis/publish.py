@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import NamedTuple
 
 import redis
@@ -20,9 +20,10 @@ from kombu.exceptions import OperationalError
 
 from .beatstats import BeatStats
 from .builder import Builder
+from .codec import digest
 from .connection import RedisClient
 from .decisions import Run, log_quarantined, quarantine_reason
-from .delivery import AT_MOST_ONCE, EXACTLY_ONCE, resolve
+from .delivery import AT_LEAST_ONCE, AT_MOST_ONCE, EXACTLY_ONCE, resolve
 from .exceptions import InvalidDefinition
 from .history import STAMP, task_id
 from .keys import NEVER
@@ -63,9 +64,11 @@ class Publisher:
         self.settings = settings
         self.stats = stats or BeatStats()
         #: The mode in force once resolved (:meth:`resolve`); None until then.
-        self.mode: str | None = AT_MOST_ONCE if settings.delivery == AT_MOST_ONCE else None
+        self.mode: str | None = settings.delivery if settings.delivery in (AT_MOST_ONCE, AT_LEAST_ONCE) else None
         #: Runs whose message could not be built, by plan index, for each batch prepared and not yet published.
         self._unbuilt: dict[int, dict[int, BaseException]] = {}
+        #: The task id of each run of a batch whose pending records its commit writes (at-least-once), by plan index.
+        self._tids: dict[int, dict[int, str]] = {}
         self.builder: Builder | None = None
         self._writer: redis.Redis | None = None
 
@@ -93,7 +96,12 @@ class Publisher:
         Each run's message is the one ``send_task`` would send (:meth:`build`),
         captured instead of sent. None in ``at-most-once`` mode.
         """
-        if not any(run is not None for _, run, _ in planned.decisions) or self.resolve(store.client) != EXACTLY_ONCE:
+        if not any(run is not None for _, run, _ in planned.decisions):
+            return None
+        mode = self.resolve(store.client)
+        if mode == AT_LEAST_ONCE:
+            return self.pending(planned)
+        if mode != EXACTLY_ONCE:
             return None
         producer = self.producer()
         if producer is None:
@@ -106,8 +114,58 @@ class Publisher:
         self._unbuilt[id(planned)] = unbuilt
         return encode({j + 1: commands for j, commands in messages.items()})
 
-    def build(self, producer: Producer, planned: Planned, committed: list[bool] | None
-              ) -> tuple[dict[int, list[Command]], dict[int, BaseException]]:
+    def pending(self, planned: Planned) -> str:
+        """With ``at-least-once``: the pending record of each run (its task id, when to send it again), for the
+        commit to write; the ids are kept for :meth:`publish`."""
+        claim = planned.claim
+        resend = repr(claim.now + self.settings.lease_seconds)
+        tids = {j: self.task_id(claimed.name, plan) or uuid()
+                for j, ((plan, run, _), claimed) in enumerate(zip(planned.decisions, claim.entries)) if run is not None}
+        self._tids[id(planned)] = tids
+        return encode({j + 1: [("pending", tid, resend)] for j, tid in tids.items()})
+
+    def resend(self, store: RedisStore, now: float | None = None) -> int:
+        """Send again the runs left pending by a beat that died (``at-least-once``), each with its own task id; how many.
+
+        Args:
+            now: Unix time to look at instead of the Redis server's clock (as the tick's).
+        """
+        now, runs = store.claim_pending(self.settings.batch_size, self.settings.lease_seconds, now)
+        if not runs:
+            return 0
+        producer = self.producer()
+        if producer is None:
+            return 0  # leased: tried again after the lease
+        when = datetime.fromtimestamp(now, timezone.utc)
+        codec = self.scheduler.codec
+        done: list[tuple[str, str]] = []
+        sent = 0
+        with Pipelined(producer, 10 * self.settings.batch_size) as pipeline:
+            for run in runs:
+                if run.task_id is None:
+                    continue
+                if run.definition is not None:
+                    try:
+                        defn = codec.parse(run.definition, digest(run.definition))
+                    except InvalidDefinition as exc:
+                        logger.error("beat: pending run of %r not sent again: %s", run.name, exc)
+                    else:
+                        if self.send(run.name, Run(defn, run.total_run_count), when, producer, run.task_id) is not None:
+                            continue
+                        sent += 1
+                done.append((run.name, run.task_id))
+            written = pipeline.flush()
+        if written is not None:
+            logger.error("beat: could not send pending runs again: %s", written)
+            return 0
+        store.clear_pending(done)
+        if sent:
+            logger.warning("beat: %d runs sent again with their task ids (the beat that committed them did not see "
+                           "the broker take them)", sent)
+        return sent
+
+    def build(self, producer: Producer, planned: Planned, committed: list[bool] | None,
+              tids: dict[int, str] | None = None) -> tuple[dict[int, list[Command]], dict[int, BaseException]]:
         """The Redis commands of each run of ``planned`` (those ``committed`` says, if given), by plan index; and the
         errors of the runs that could not be built.
 
@@ -126,7 +184,7 @@ class Publisher:
                 if run is None or (committed is not None and not committed[j]):
                     continue
                 name, defn = claimed.name, run[0]
-                tid = self.task_id(name, plan) or uuid()
+                tid = (tids or {}).get(j) or self.task_id(name, plan) or uuid()
                 key = builder.key(defn.task, defn.options)
                 commands = builder.render(key, defn, name, tid) if key is not None else None
                 if commands is None:
@@ -170,6 +228,7 @@ class Publisher:
         reverts: list[Revert] = []
         late: list[float] = []  # seconds each run sent was late (run-now and new entries: 0)
         unbuilt = self._unbuilt.pop(id(planned), None)
+        tids = self._tids.pop(id(planned), None)
         unsafe, producer = withheld, None
         sending = unbuilt is None and not withheld and any(ok and run is not None for (_, run, _), ok
                                                           in zip(planned.decisions, committed))
@@ -178,7 +237,7 @@ class Publisher:
             withheld = producer is None
         written: BaseException | None = None
         if producer is not None and capturable(producer):
-            messages, unbuilt = self.build(producer, planned, committed)
+            messages, unbuilt = self.build(producer, planned, committed, tids)
             written = self.write(producer, messages) if messages else None
             producer = None  # written: nothing is sent one by one
         sent: list[Revert] = []  # what undoes each run sent, should the pipelined write fail
@@ -192,7 +251,8 @@ class Publisher:
                 elif withheld:
                     error = None
                 else:
-                    error = self.send(claimed.name, run, now, producer, self.task_id(claimed.name, plan))
+                    tid = tids.get(j) if tids else self.task_id(claimed.name, plan)
+                    error = self.send(claimed.name, run, now, producer, tid)
                 if not withheld and error is None:
                     late.append(max(0.0, claim.now - claimed.score) if claimed.score > 0 else 0.0)
                     retry = -1.0 if claimed.score < 0 else claim.now + self.settings.publish_retry_seconds
@@ -215,6 +275,8 @@ class Publisher:
             late, withheld = [], True
         if reverts:
             store.revert(reverts)
+        if tids:  # taken by the broker, or put back unsent: nothing to send again either way
+            store.clear_pending([(claim.entries[j].name, tid) for j, tid in tids.items() if committed[j]])
         failed = withheld or any(not r.invalid_reason for r in reverts)
         self.stats.published(late, reverts, broker_failed=failed and not unsafe)
         if failed:

@@ -24,7 +24,7 @@ from .keys import Keys, name_bytes, name_text
 from .runstate import parse_last_run_at
 from .scripts import SCRIPT_NAMES, ScriptStream, script_keys, script_source
 from .settings import Settings, key_tag
-from .wire import Adopted, Claim, Exported, Plan, ReconcileStep, Revert, StoredEntry, Upserted
+from .wire import Adopted, Claim, Exported, Pending, Plan, ReconcileStep, Revert, StoredEntry, Upserted
 
 
 class RedisStore:
@@ -126,6 +126,22 @@ class RedisStore:
     def revert(self, reverts: Sequence[Revert]) -> list[bool]:
         """Undo committed runs that were never published; one flag per entry."""
         return wire.decode_flags(self._run_resending("revert", wire.revert_args(reverts))) if reverts else []
+
+    def claim_pending(self, limit: int, lease_seconds: float, now: float | None = None) -> tuple[float, list[Pending]]:
+        """Runs committed and not known to be taken by the broker whose resend time has come, leased for resending
+        (``at-least-once``); with the server's time."""
+        reply = self._run("pending_claim", [limit, lease_seconds, "" if now is None else repr(now)])
+        runs = [Pending(name_text(reply[i]), reply[i + 1].decode() if reply[i + 1] else None,
+                        reply[i + 2].decode("utf-8", "surrogateescape") if reply[i + 2] else None,
+                        int(reply[i + 3]) if reply[i + 3] else 0)
+                for i in range(1, len(reply), 4)]
+        return float(reply[0]), runs
+
+    def clear_pending(self, runs: Sequence[tuple[str, str]]) -> int:
+        """Forget the pending runs ``(name, task id)`` the broker took (or that were put back unsent)."""
+        if not runs:
+            return 0
+        return int(self._run_resending("pending_clear", [v for name, tid in runs for v in (name_bytes(name), tid)]))
 
     def reconcile_step(self, count: int) -> ReconcileStep:
         """One bounded reconciler step (see ``lua/reconcile.lua``)."""

@@ -26,7 +26,7 @@ from .beats import Heartbeat, time_scripts
 from .beatstats import BeatStats
 from .codec import Codec
 from .connection import eviction_warnings, follow_sentinel
-from .delivery import AUTO, DeliveryUnavailable
+from .delivery import AT_LEAST_ONCE, AUTO, DeliveryUnavailable
 from .dispatch import Dispatcher
 from .keys import shard_tag
 from .planning import Planner, TickClock
@@ -209,6 +209,8 @@ class RedisScheduler(Scheduler):
         self._turn += 1
         delay = self.max_interval
         for store in self.store.in_turn(self._turn):
+            if self.publisher.mode == AT_LEAST_ONCE:
+                self.publisher.resend(store, now)
             publish_failed, claim = self.dispatcher.batches(store, now, self.max_interval)
             if publish_failed:
                 return self.settings.publish_retry_seconds

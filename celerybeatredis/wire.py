@@ -73,6 +73,15 @@ class Plan(NamedTuple):
     history: str = ""
 
 
+class Pending(NamedTuple):
+    """A committed run to send again (``at-least-once``): its task id, the entry's definition and run count now."""
+
+    name: str
+    task_id: str | None
+    definition: str | None
+    total_run_count: int
+
+
 @dataclass(frozen=True)
 class Revert:
     """A committed run to undo because its publish failed."""

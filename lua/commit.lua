@@ -15,6 +15,8 @@
   KEYS[4]  {T}:digest           hash
   KEYS[5]  {T}:invalid          hash
   KEYS[6]  {T}:history          hash   name -> "<sent>,<skipped>,<missed>;<record>..." (see history.py)
+  KEYS[7]  {T}:pending          zset   name -> when its run is sent again (at-least-once delivery)
+  KEYS[8]  {T}:pending_ids      hash   name -> that run's task id
 
   ARGV[1]  history depth: records kept per entry (0 = history off: KEYS[6] untouched)
   ARGV     then ten values per entry:
@@ -24,7 +26,8 @@
            seed total_run_count ("" = none), seed last_run_at ("" = none),
            history record (14 characters, "" = none)
   ARGV     then, optionally, one more: the runs' task messages (``exactly-once`` delivery), a JSON list of
-           [plan index (1-based), "lpush" | "pexpire" | "publish", key, argument] (see includes/messages.lua);
+           [plan index (1-based), "lpush" | "pexpire" | "publish", key, argument], or their pending records
+           (``at-least-once``), [plan index, "pending", task id, resend time] (see includes/messages.lua);
            the commands of a run are run only when this call commits it (not when it finds it committed by
            an earlier send of the same call), after the commit's own writes
 
@@ -38,6 +41,7 @@
            messages are malformed or a queue they go to is not a list
 ]]
 local due, run_count, last_run, digest, invalid, history = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local pending, pending_ids = KEYS[7], KEYS[8]
 local rcall = redis.call
 --@include each_slice
 --@include history
@@ -108,5 +112,5 @@ if olds then
   end
   each_slice(fields, function(...) rcall('HSET', history, ...) end)
 end
-if messages then messages_write(messages, fresh) end
+if messages then messages_write(messages, fresh, names, pending, pending_ids) end
 return out

@@ -66,7 +66,7 @@ elif CRASH_AT == "mid-write":  # at-most-once: half of the batch's pipelined wri
         die()
 
     Publisher.write = write
-elif CRASH_AT == "before-reply" and DELIVERY == "at-most-once":  # the write sent, its reply never read
+elif CRASH_AT == "before-reply" and DELIVERY != "exactly-once":  # the write sent, its reply never read
     def write(self, producer, messages):
         conn = producer.channel.client.connection_pool.get_connection()
         commands = [(c.upper(), k, v) for run in messages.values() for c, k, v in run]
@@ -106,6 +106,10 @@ CASES = [
     ("at-most-once", "after-commit", RUNS, 0),
     ("at-most-once", "mid-write", RUNS // 2, 0),
     ("at-most-once", "before-reply", 0, 0),
+    ("at-least-once", "after-claim", 0, 0),
+    ("at-least-once", "after-commit", 0, 0),
+    ("at-least-once", "mid-write", 0, RUNS // 2),
+    ("at-least-once", "before-reply", 0, RUNS),
     ("exactly-once", "after-claim", 0, 0),
     ("exactly-once", "after-commit", 0, 0),
     ("exactly-once", "before-reply", 0, 0),
@@ -140,12 +144,16 @@ def test_a_beat_killed_at_each_point_loses_and_repeats_what_the_docs_say(
         second.wait_for_output("beat: Starting...")
         # Done once every entry is committed and due again only in an hour: nothing is left to send.
         wait_until(lambda: all(store.run_state(n)[0] >= 1 for n in names)
-                   and client.zcount(store.keys.due, "-inf", time.time() + 1800) == 0,
+                   and client.zcount(store.keys.due, "-inf", time.time() + 1800) == 0
+                   and client.zcard(store.keys.pending) == 0,
                    timeout=60 + LEASE, what="every run committed")
     finally:
         assert second.stop() == 0, second.output()
-    sent = Counter(m.args[0] for m in drain_queue(client, queue))
+    messages = drain_queue(client, queue)
+    sent = Counter(m.args[0] for m in messages)
     assert sum(1 for n in names if sent[n] == 0) == lost
     assert sum(count - 1 for count in sent.values() if count > 1) == twice
     assert {store.run_state(n)[0] for n in names} == {1}, "each run is committed once"
     assert set(sent) <= set(names)
+    ids = {n: {m.id for m in messages if m.args[0] == n} for n in sent}
+    assert all(len(each) == 1 for each in ids.values()), "a run sent twice carries the task id it was first sent with"

@@ -10,7 +10,7 @@ import redis
 from celery import Celery
 from celery.signals import after_task_publish, before_task_publish
 
-from celerybeatredis.delivery import AT_MOST_ONCE, EXACTLY_ONCE
+from celerybeatredis.delivery import AT_LEAST_ONCE, AT_MOST_ONCE, EXACTLY_ONCE
 from celerybeatredis.messages import encode
 from celerybeatredis.redis_store import RedisStore
 from celerybeatredis.schedulers import BadSettings, RedisScheduler
@@ -175,5 +175,41 @@ def test_at_most_once_sends_a_batch_as_it_did_one_by_one(app: Celery, store: Red
 
 def test_the_setting_takes_only_the_modes_there_are(app: Celery) -> None:
     app.conf.redis_scheduler_delivery = "sometimes"
-    with pytest.raises(BadSettings, match="redis_scheduler_delivery must be one of auto, at-most-once, exactly-once"):
+    with pytest.raises(BadSettings, match="redis_scheduler_delivery must be one of auto, at-most-once, at-least-once, exactly-once"):
         RedisScheduler(app)
+
+
+def test_at_least_once_forgets_each_run_once_the_broker_took_it(app: Celery, store: RedisStore, broker: redis.Redis) -> None:
+    app.conf.update(redis_scheduler_delivery="at-least-once", redis_scheduler_batch_size=6)
+    names = entries(store, 20)
+    sched = scheduler(app)
+    try:
+        sched.tick(now=T0)
+        assert sched.publisher.mode == AT_LEAST_ONCE
+        ticks(sched, T0 + 10)
+    finally:
+        sched.close()
+    assert sorted(m.args[0] for m in sent(broker, app)) == names
+    assert store.client.zcard(store.keys.pending) == 0
+    assert store.client.hlen(store.keys.pending_ids) == 0
+
+
+def test_a_pending_run_is_sent_again_after_the_lease_with_its_task_id(app: Celery, store: RedisStore,
+                                                                      broker: redis.Redis) -> None:
+    """A beat that committed a run and died before the broker took it: the next beat sends it, same id."""
+    app.conf.update(redis_scheduler_delivery="at-least-once", redis_scheduler_lease_seconds=5)
+    put(store, "a", dict(EVERY_10S_DOC, args=["a"]), score=T0 + 20)
+    plan = Plan("a", repr(T0 + 20), T0 + 30, True, "2026-03-02T12:00:20+00:00")  # ran at T0 + 20
+    assert store.commit([plan], 0, encode({1: [("pending", "the-task-id", repr(T0 + 25))]})) == [True]
+    assert store.client.zscore(store.keys.pending, "a") == T0 + 25
+    sched = scheduler(app)
+    try:
+        assert sched.publisher.resend(store, now=T0 + 24) == 0  # not before its resend time
+        sched.tick(now=T0 + 26)
+        assert sched.publisher.resend(store, now=T0 + 60) == 0  # sent once, then forgotten
+    finally:
+        sched.close()
+    messages = sent(broker, app)
+    assert [(m.args[0], m.id) for m in messages] == [("a", "the-task-id")]
+    assert store.client.zcard(store.keys.pending) == 0
+    assert store.run_state("a")[0] == 1, "sending it again is not another run"
