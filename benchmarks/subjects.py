@@ -222,6 +222,15 @@ class Ours(Subject):
         return RedisScheduler(app)
 
 
+class OursAtLeastOnce(Ours):
+    """celerybeat-redis with ``at-least-once`` delivery: each commit records its runs as pending, cleared once sent."""
+
+    key = "ours-atleast"
+    label = "celerybeat-redis at-least-once"
+    prefix = "bench:ours-atleast:"
+    delivery = "at-least-once"
+
+
 class OursExactlyOnce(Ours):
     """celerybeat-redis with ``exactly-once`` delivery: its schedule in the broker's database (db 1), whose
     commits write the task messages."""
@@ -376,5 +385,6 @@ class CeleryPersistent(Subject):
                 found.unlink()
 
 
-SUBJECTS: dict[str, type[Subject]] = {"ours": Ours, "ours-exactly": OursExactlyOnce, "redbeat": RedBeat,
+SUBJECTS: dict[str, type[Subject]] = {"ours": Ours, "ours-atleast": OursAtLeastOnce, "ours-exactly": OursExactlyOnce,
+                                      "redbeat": RedBeat,
                                       "celery": CeleryPersistent}
