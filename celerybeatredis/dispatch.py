@@ -13,6 +13,7 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
+from .delivery import EXACTLY_ONCE
 from .planning import Planned, Planner
 from .publish import Publisher
 from .redis_store import RedisStore
@@ -74,8 +75,8 @@ class Dispatcher:
                 committed, acked = store.commit_replicated(planned.plans, replicas, self.settings.wait_timeout,
                                                             self.settings.history, messages)
                 # A commit the replicas did not get may be lost in a failover: undo its runs rather than publish them.
-                # (Messages written by the commit are lost with it, or kept with it: nothing to undo.)
-                withheld = acked < replicas and messages is None
+                # (Messages written by the commit, exactly-once, are lost with it or kept with it: nothing to undo.)
+                withheld = acked < replicas and self.publisher.mode != EXACTLY_ONCE
                 if withheld:
                     logger.warning("beat: commit acknowledged by %d of %d replicas; its runs are not published",
                                    acked, replicas)

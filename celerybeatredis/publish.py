@@ -36,6 +36,9 @@ from .wire import Plan, Revert
 #: The message header naming the entry that sent a task (the name django-celery-beat uses).
 HEADER = "periodic_task_name"
 
+#: Most prepared batches kept for publishing; more means ticks failed between commit and publish, and those are gone.
+KEPT_BATCHES = 64
+
 #: A history record's stamp is its characters 1 .. STAMP.
 HISTORY_STAMP_END = 1 + STAMP
 
@@ -98,6 +101,9 @@ class Publisher:
         """
         if not any(run is not None for _, run, _ in planned.decisions):
             return None
+        if len(self._unbuilt) + len(self._tids) > KEPT_BATCHES:  # batches prepared whose tick failed before publishing
+            self._unbuilt.clear()
+            self._tids.clear()
         mode = self.resolve(store.client)
         if mode == AT_LEAST_ONCE:
             return self.pending(planned)
