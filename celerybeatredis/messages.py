@@ -7,6 +7,8 @@ expiry); only the last step, handing kombu's Redis commands to a pipeline, is
 replaced: the commands are kept, so beat can write them itself (in the commit's
 Lua call, for ``exactly-once``). What reaches Redis is what ``send_task`` would
 have written, byte for byte but for the task id and timestamps.
+:class:`Pipelined` publishes a batch through kombu in one write, on transports
+whose messages beat does not write itself.
 """
 
 from __future__ import annotations
@@ -101,3 +103,35 @@ def encode(messages: dict[int, list[Command]]) -> str:
     return json.dumps([[j, *command] for j, commands in sorted(messages.items()) for command in commands],
                       separators=(",", ":"), ensure_ascii=False)
 
+
+class Pipelined:
+    """A block whose publishes through ``producer`` are written in one round trip by :meth:`flush` (kombu's
+    ``Producer.batch``: a Redis pipeline; other transports publish at once). Left by an exception, nothing unflushed is sent.
+
+    Args:
+        producer: The batch's producer; None when nothing is sent.
+        commands: Most broker commands buffered before kombu writes them.
+    """
+
+    def __init__(self, producer: Producer | None, commands: int) -> None:
+        self.batch = producer.batch(max_size=commands) if producer is not None else None
+
+    def __enter__(self) -> Pipelined:
+        if self.batch is not None:
+            self.batch.__enter__()
+        return self
+
+    def flush(self) -> BaseException | None:
+        """Write what the block published; the error when the write failed (whether any of it reached the broker is unknown)."""
+        batch, self.batch = self.batch, None
+        if batch is not None:
+            try:
+                batch.__exit__(None, None, None)
+            except Exception as exc:  # noqa: BLE001 - kombu's BatchPublishError, or the transport's own
+                return exc
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        batch, self.batch = self.batch, None
+        if batch is not None:
+            batch.__exit__(*exc)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import NamedTuple
 
 import redis
@@ -20,14 +20,14 @@ from kombu.exceptions import OperationalError
 
 from .beatstats import BeatStats
 from .builder import Builder
-from .codec import digest
 from .connection import RedisClient
 from .decisions import Run, log_quarantined, quarantine_reason
 from .delivery import AT_LEAST_ONCE, AT_MOST_ONCE, EXACTLY_ONCE, resolve
 from .exceptions import InvalidDefinition
 from .history import STAMP, task_id
 from .keys import NEVER
-from .messages import Command, capturable, capturing, encode
+from .messages import Command, Pipelined, capturable, capturing, encode
+from .pending import pending_records, resend
 from .planning import Planned
 from .redis_store import RedisStore
 from .settings import Settings
@@ -123,52 +123,13 @@ class Publisher:
     def pending(self, planned: Planned) -> str:
         """With ``at-least-once``: the pending record of each run (its task id, when to send it again), for the
         commit to write; the ids are kept for :meth:`publish`."""
-        claim = planned.claim
-        resend = repr(claim.now + self.settings.lease_seconds)
-        tids = {j: self.task_id(claimed.name, plan) or uuid()
-                for j, ((plan, run, _), claimed) in enumerate(zip(planned.decisions, claim.entries)) if run is not None}
+        tids, records = pending_records(planned, self.settings.lease_seconds, self.task_id)
         self._tids[id(planned)] = tids
-        return encode({j + 1: [("pending", tid, resend)] for j, tid in tids.items()})
+        return records
 
     def resend(self, store: RedisStore, now: float | None = None) -> int:
-        """Send again the runs left pending by a beat that died (``at-least-once``), each with its own task id; how many.
-
-        Args:
-            now: Unix time to look at instead of the Redis server's clock (as the tick's).
-        """
-        now, runs = store.claim_pending(self.settings.batch_size, self.settings.lease_seconds, now)
-        if not runs:
-            return 0
-        producer = self.producer()
-        if producer is None:
-            return 0  # leased: tried again after the lease
-        when = datetime.fromtimestamp(now, timezone.utc)
-        codec = self.scheduler.codec
-        done: list[tuple[str, str]] = []
-        sent = 0
-        with Pipelined(producer, 10 * self.settings.batch_size) as pipeline:
-            for run in runs:
-                if run.task_id is None:
-                    continue
-                if run.definition is not None:
-                    try:
-                        defn = codec.parse(run.definition, digest(run.definition))
-                    except InvalidDefinition as exc:
-                        logger.error("beat: pending run of %r not sent again: %s", run.name, exc)
-                    else:
-                        if self.send(run.name, Run(defn, run.total_run_count), when, producer, run.task_id) is not None:
-                            continue
-                        sent += 1
-                done.append((run.name, run.task_id))
-            written = pipeline.flush()
-        if written is not None:
-            logger.error("beat: could not send pending runs again: %s", written)
-            return 0
-        store.clear_pending(done)
-        if sent:
-            logger.warning("beat: %d runs sent again with their task ids (the beat that committed them did not see "
-                           "the broker take them)", sent)
-        return sent
+        """Send again the runs left pending by a beat that died (``at-least-once``); how many (:func:`.pending.resend`)."""
+        return resend(self, store, now)
 
     def build(self, producer: Producer, planned: Planned, committed: list[bool] | None,
               tids: dict[int, str] | None = None) -> tuple[dict[int, list[Command]], dict[int, BaseException]]:
@@ -346,36 +307,3 @@ class Publisher:
                 break
             error = inner
         return isinstance(error, (*listed, OperationalError, OSError))
-
-
-class Pipelined:
-    """A block whose publishes through ``producer`` are written in one round trip by :meth:`flush` (kombu's
-    ``Producer.batch``: a Redis pipeline; other transports publish at once). Left by an exception, nothing unflushed is sent.
-
-    Args:
-        producer: The batch's producer; None when nothing is sent.
-        commands: Most broker commands buffered before kombu writes them.
-    """
-
-    def __init__(self, producer: Producer | None, commands: int) -> None:
-        self.batch = producer.batch(max_size=commands) if producer is not None else None
-
-    def __enter__(self) -> Pipelined:
-        if self.batch is not None:
-            self.batch.__enter__()
-        return self
-
-    def flush(self) -> BaseException | None:
-        """Write what the block published; the error when the write failed (whether any of it reached the broker is unknown)."""
-        batch, self.batch = self.batch, None
-        if batch is not None:
-            try:
-                batch.__exit__(None, None, None)
-            except Exception as exc:  # noqa: BLE001 - kombu's BatchPublishError, or the transport's own
-                return exc
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        batch, self.batch = self.batch, None
-        if batch is not None:
-            batch.__exit__(*exc)
