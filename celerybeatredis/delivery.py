@@ -39,15 +39,19 @@ def exactly_once_problem(schedule: RedisClient, producer: Producer) -> str | Non
     broker: Any = getattr(channel, "client", None)
     if not hasattr(channel, "_q_for_pri") or not isinstance(broker, redis.Redis):
         return f"the broker is not a Redis server ({producer.connection.transport_cls})"
-    if _server_id(broker) != _server_id(schedule):
-        return "the broker is another Redis database than the schedule's (leave redis_scheduler_url unset to share it)"
+    if _address(broker) != _address(schedule):
+        return ("the broker is another Redis database than the schedule's (its URL must name the schedule's host, "
+                "port and database; leave redis_scheduler_url unset to share it)")
     return None
 
 
-def _server_id(client: Any) -> tuple[str, int]:
-    """The server's run id and the client's database: equal for two clients on one database of one server."""
-    db = int(client.connection_pool.connection_kwargs.get("db", 0) or 0)
-    return str(client.info("server")["run_id"]), db
+def _address(client: Any) -> tuple[str, int, str, str, int]:
+    """Host, port, socket path (or Sentinel service) and database the client connects to: two clients with the same
+    are on one database of one server (asked without INFO, which an ACL user may not run)."""
+    pool = client.connection_pool
+    kwargs = pool.connection_kwargs
+    return (str(kwargs.get("host", "")), int(kwargs.get("port", 0) or 0), str(kwargs.get("path", "")),
+            str(getattr(pool, "service_name", "")), int(kwargs.get("db", 0) or 0))
 
 
 def resolve(setting: str, schedule: RedisClient, producer: Producer) -> tuple[str, str | None]:
