@@ -39,6 +39,10 @@ SHAPE_SECONDS = 60.0
 #: Most shapes kept (one per task and options; a schedule rarely has more than a few hundred).
 SHAPES = 10_000
 
+#: Most serialized bodies kept: enough for the entries that run again soon; a body costs ~10 us to make again,
+#: and each kept one holds its parsed definition, so beat's memory stays flat however many entries run.
+BODIES = 4_096
+
 
 class Shape(NamedTuple):
     """A message Celery built, parsed: each command with its envelope (None for ``pexpire``)."""
@@ -119,7 +123,7 @@ class Builder:
         body = base64.b64encode(data).decode("ascii") if self.body_encoding == "base64" else data.decode("utf-8")
         argsrepr = saferepr(args, args_size, maxlevels=levels)
         kwargsrepr = saferepr(kwargs, kwargs_size, maxlevels=levels)
-        if len(self.bodies) >= SHAPES * 10:
+        if len(self.bodies) >= BODIES:
             self.bodies.clear()
         self.bodies[id(definition)] = (definition, body, argsrepr, kwargsrepr)
         return body, argsrepr, kwargsrepr
