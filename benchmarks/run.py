@@ -48,7 +48,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--entries", type=int, action="append", help="schedule size N (repeatable; default 10k, 100k, 1M)")
     parser.add_argument("--quick", action="store_true", help="N = 1,000 with short windows (smoke run)")
-    parser.add_argument("--schedulers", default="ours,redbeat,celery", help="comma-separated: ours, redbeat, celery")
+    parser.add_argument("--schedulers", default="ours,redbeat,celery",
+                        help="comma-separated: ours, ours-atleast, ours-exactly, redbeat, celery")
     parser.add_argument("--redbeat-max", type=int, default=100_000, help="largest N given to RedBeat")
     parser.add_argument("--celery-max", type=int, default=10_000, help="largest N given to Celery's PersistentScheduler")
     parser.add_argument("--window", type=float, default=60.0, help="seconds the lateness entries are spread over")

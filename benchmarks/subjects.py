@@ -164,9 +164,13 @@ class Ours(Subject):
         super().__init__(redis_url, workdir)
         self.store = RedisStore(redis.Redis.from_url(self.schedule_url), self.prefix)
 
+    #: ``redis_scheduler_delivery``: the end-to-end figures' broker is another database, so at-most-once.
+    delivery = "at-most-once"
+
     def conf(self) -> dict[str, Any]:
-        """The scheduler's URL and key prefix."""
-        return dict(super().conf(), redis_scheduler_url=self.schedule_url, redis_scheduler_key_prefix=self.prefix)
+        """The scheduler's URL, key prefix and delivery mode (trees that predate the setting ignore it)."""
+        return dict(super().conf(), redis_scheduler_url=self.schedule_url, redis_scheduler_key_prefix=self.prefix,
+                    redis_scheduler_delivery=self.delivery)
 
     def document(self, workload: Workload, entry: Entry) -> dict[str, Any]:
         """The definition JSON object of ``entry``."""
@@ -216,6 +220,37 @@ class Ours(Subject):
     def scheduler(self, app: Celery) -> Scheduler:
         """``RedisScheduler(app)``."""
         return RedisScheduler(app)
+
+
+class OursAtLeastOnce(Ours):
+    """celerybeat-redis with ``at-least-once`` delivery: each commit records its runs as pending, cleared once sent."""
+
+    key = "ours-atleast"
+    label = "celerybeat-redis at-least-once"
+    prefix = "bench:ours-atleast:"
+    delivery = "at-least-once"
+
+
+class OursExactlyOnce(Ours):
+    """celerybeat-redis with ``exactly-once`` delivery: its schedule in the broker's database (db 1), whose
+    commits write the task messages."""
+
+    key = "ours-exactly"
+    label = "celerybeat-redis exactly-once"
+    prefix = "bench:ours-exactly:"
+    delivery = "exactly-once"
+
+    def __init__(self, redis_url: str, workdir: Path) -> None:
+        super().__init__(redis_url, workdir)
+        self.schedule_url = f"{redis_url}/1"
+        self.store = RedisStore(redis.Redis.from_url(self.schedule_url), self.prefix)
+
+    def app(self, broker: str = "memory://", **conf: Any) -> Celery:
+        """In process (the scheduler-only figures) there is no Redis broker: at-most-once to the stand-in."""
+        app = super().app(broker, **conf)
+        if broker == "memory://":
+            app.conf.redis_scheduler_delivery = "at-most-once"
+        return app
 
 
 class RedBeat(Subject):
@@ -350,4 +385,6 @@ class CeleryPersistent(Subject):
                 found.unlink()
 
 
-SUBJECTS: dict[str, type[Subject]] = {"ours": Ours, "redbeat": RedBeat, "celery": CeleryPersistent}
+SUBJECTS: dict[str, type[Subject]] = {"ours": Ours, "ours-atleast": OursAtLeastOnce, "ours-exactly": OursExactlyOnce,
+                                      "redbeat": RedBeat,
+                                      "celery": CeleryPersistent}

@@ -1,8 +1,9 @@
 """One shard's batches in a tick: claim, decide, commit, then publish, batch after full batch.
 
 Commit comes before publish, as in Celery's own scheduler: a beat killed
-between the two loses those runs rather than sending them twice (see
-"Guarantees" in README.rst). Full batches are streamed (:mod:`.stream`)
+between the two loses those runs rather than sending them twice; with
+``exactly-once`` delivery the commit writes the task messages itself (see
+docs/guarantees.rst). Full batches are streamed (:mod:`.stream`)
 while that pays.
 """
 
@@ -12,6 +13,7 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
+from .delivery import EXACTLY_ONCE
 from .freshness import fresh_runs
 from .leases import LeaseKeeper
 from .planning import Planned, Planner
@@ -41,7 +43,7 @@ class Dispatcher:
         self.claim_ahead = ClaimAhead(settings.claim_ahead, settings.batch_size)
         #: Keeps the leases of the claims being worked on alive (:mod:`.leases`).
         self.leases = LeaseKeeper(settings.lease_seconds)
-        self.streamer = Streamer(settings, planner, self.publish, self.claim_ahead, self.leases)
+        self.streamer = Streamer(settings, planner, self.publish, self.claim_ahead, self.leases, publisher.prepare)
 
     def close(self) -> None:
         """Stop renewing leases."""
@@ -79,17 +81,19 @@ class Dispatcher:
         """Decide, commit and publish one batch claimed from ``store``; True if a publish failed."""
         planned = self.leases.current(self.planner.plan(claim))
         with stop_signals_held():
+            messages = self.publisher.prepare(store, planned)
             replicas = self.settings.wait_replicas
             if replicas:
                 committed, acked = store.commit_replicated(planned.plans, replicas, self.settings.wait_timeout,
-                                                            self.settings.history)
+                                                            self.settings.history, messages)
                 # A commit the replicas did not get may be lost in a failover: undo its runs rather than publish them.
-                withheld = acked < replicas
+                # (Messages written by the commit, exactly-once, are lost with it or kept with it: nothing to undo.)
+                withheld = acked < replicas and self.publisher.mode != EXACTLY_ONCE
                 if withheld:
                     logger.warning("beat: commit acknowledged by %d of %d replicas; its runs are not published",
                                    acked, replicas)
             else:
-                committed, withheld = store.commit(planned.plans, self.settings.history), False
+                committed, withheld = store.commit(planned.plans, self.settings.history, messages), False
             return self.publish(store, planned, committed, withheld)
 
     def publish(self, store: RedisStore, planned: Planned, committed: list[bool], withheld: bool) -> bool:

@@ -60,6 +60,11 @@ class Keys:
     synced: str = field(init=False)
     #: Hash: calendar name -> JSON document of excluded days (calendars.py); used on the first shard only.
     calendars: str = field(init=False)
+    #: Sorted set: entry name -> when its committed run is sent again unless the broker is known to have taken
+    #: it first (``at-least-once`` delivery, see delivery.py).
+    pending: str = field(init=False)
+    #: Hash: entry name -> the task id of that run (sent again with the same id).
+    pending_ids: str = field(init=False)
 
     def __post_init__(self) -> None:
         for key in fields(self)[1:]:
@@ -69,7 +74,7 @@ class Keys:
         """Every key the schedule may use."""
         return [self.schedule, self.due, self.total_run_count, self.last_run_at, self.statics, self.static_digest,
                 self.invalid, self.digest, self.meta, self.beats, self.history, self.running, self.failures, self.synced,
-                self.calendars]
+                self.calendars, self.pending, self.pending_ids]
 
     def types(self) -> dict[str, str]:
         """The Redis type each key beat checks at start must have, when it exists."""

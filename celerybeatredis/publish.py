@@ -12,19 +12,27 @@ import time
 from datetime import datetime
 from typing import NamedTuple
 
+import redis
 from celery.beat import ScheduleEntry, Scheduler, SchedulingError
+from celery.utils import uuid
 from kombu import Producer
 from kombu.exceptions import OperationalError
 
 from .beatstats import BeatStats
+from .builder import Builder
+from .codec import Definition
+from .connection import RedisClient
 from .decisions import Run, log_quarantined, quarantine_reason
+from .delivery import AT_LEAST_ONCE, AT_MOST_ONCE, EXACTLY_ONCE, resolve
 from .exceptions import InvalidDefinition
 from .history import STAMP, task_id
 from .keys import NEVER
+from .messages import Command, Pipelined, capturable, capturing, encode
+from .pending import pending_records, resend
 from .planning import Planned
 from .redis_store import RedisStore
 from .settings import Settings
-from .wire import Revert
+from .wire import Plan, Revert
 
 #: The message header naming the entry that sent a task (the name django-celery-beat uses).
 HEADER = "periodic_task_name"
@@ -33,6 +41,9 @@ SCHEDULED = "periodic_task_scheduled_at"
 #: The header asking the worker integration (worker.py) to report a run: ``{"tag": the entry's shard's hash tag,
 #: "overlap": its run has a marker, "failures": pause_after_failures or 0}``; absent when nothing is to report.
 REPORT = "periodic_task_report"
+
+#: Most prepared batches kept for publishing; more means ticks failed between commit and publish, and those are gone.
+KEPT_BATCHES = 64
 
 #: A history record's stamp is its characters 1 .. STAMP.
 HISTORY_STAMP_END = 1 + STAMP
@@ -49,58 +60,211 @@ class Published(NamedTuple):
 
 
 class Publisher:
-    """Sends runs through a Celery beat ``Scheduler`` (its ``apply_async``, producer and broker connection)."""
+    """Sends runs through a Celery beat ``Scheduler`` (its ``apply_async``, producer and broker connection).
+
+    In ``at-most-once`` mode a batch's messages go out after its commit, pipelined
+    in one round trip where the transport can (kombu's ``Producer.batch``); in
+    ``exactly-once`` mode they are built before the commit (:meth:`prepare`) and
+    written by it (:mod:`.delivery`).
+    """
 
     def __init__(self, scheduler: Scheduler, settings: Settings, stats: BeatStats | None = None) -> None:
         self.scheduler = scheduler
         self.settings = settings
         self.stats = stats or BeatStats()
+        #: The mode in force once resolved (:meth:`resolve`); None until then.
+        self.mode: str | None = settings.delivery if settings.delivery in (AT_MOST_ONCE, AT_LEAST_ONCE) else None
+        #: Runs whose message could not be built, by plan index, for each batch prepared and not yet published.
+        self._unbuilt: dict[int, dict[int, BaseException]] = {}
+        #: The task id of each run of a batch whose pending records its commit writes (at-least-once), by plan index.
+        self._tids: dict[int, dict[int, str]] = {}
+        self.builder: Builder | None = None
+        self._writer: redis.Redis | None = None
+
+    def resolve(self, schedule: RedisClient) -> str | None:
+        """The delivery mode, worked out once the broker can be asked; None while it cannot.
+
+        Raises:
+            DeliveryUnavailable: ``exactly-once`` was asked for where it cannot be had.
+        """
+        if self.mode is None:
+            producer = self.producer()
+            if producer is None:
+                return None
+            self.mode, problem = resolve(self.settings.delivery, schedule, producer)
+            if problem:
+                logger.warning("beat: delivery is at-most-once: exactly-once needs the broker in the schedule's "
+                               "Redis database, but %s", problem)
+            else:
+                logger.info("beat: delivery is %s", self.mode)
+        return self.mode
+
+    def prepare(self, store: RedisStore, planned: Planned) -> str | None:
+        """With ``exactly-once``: the batch's task messages, for its commit to write (:func:`.messages.encode`).
+
+        Each run's message is the one ``send_task`` would send (:meth:`build`),
+        captured instead of sent. None in ``at-most-once`` mode.
+        """
+        if not any(run is not None for _, run, _ in planned.decisions):
+            return None
+        if len(self._unbuilt) + len(self._tids) > KEPT_BATCHES:  # batches prepared whose tick failed before publishing
+            self._unbuilt.clear()
+            self._tids.clear()
+        mode = self.resolve(store.client)
+        if mode == AT_LEAST_ONCE:
+            return self.pending(planned)
+        if mode != EXACTLY_ONCE:
+            return None
+        producer = self.producer()
+        if producer is None:
+            broken = OperationalError("the broker cannot be reached")
+            messages: dict[int, list[Command]] = {}
+            unbuilt: dict[int, BaseException] = {j: broken for j, (_, run, _) in enumerate(planned.decisions)
+                                                 if run is not None}
+        else:
+            messages, unbuilt = self.build(producer, planned, None, tag=store.keys.tag)
+        self._unbuilt[id(planned)] = unbuilt
+        return encode({j + 1: commands for j, commands in messages.items()})
+
+    def pending(self, planned: Planned) -> str:
+        """With ``at-least-once``: the pending record of each run (its task id, when to send it again), for the
+        commit to write; the ids are kept for :meth:`publish`."""
+        tids, records = pending_records(planned, self.settings.lease_seconds, self.task_id)
+        self._tids[id(planned)] = tids
+        return records
+
+    def resend(self, store: RedisStore, now: float | None = None) -> int:
+        """Send again the runs left pending by a beat that died (``at-least-once``); how many (:func:`.pending.resend`)."""
+        return resend(self, store, now)
+
+    def build(self, producer: Producer, planned: Planned, committed: list[bool] | None,
+              tids: dict[int, str] | None = None, tag: str = "") -> tuple[dict[int, list[Command]], dict[int, BaseException]]:
+        """The Redis commands of each run of ``planned`` (those ``committed`` says, if given), by plan index; and the
+        errors of the runs that could not be built.
+
+        The first run of each task and options is built by Celery and kombu
+        (``before_task_publish`` / ``after_task_publish`` fire), the next from
+        its shape (:mod:`.builder`), except a run whose headers are its own (a past due
+        time, a report asked of the worker integration), which Celery builds every time.
+        """
+        if self.builder is None:
+            self.builder = Builder(self.scheduler.app, getattr(producer.channel, "body_encoding", "base64"))
+        builder, claim, now = self.builder, planned.claim, planned.now
+        messages: dict[int, list[Command]] = {}
+        unbuilt: dict[int, BaseException] = {}
+        info = logger.isEnabledFor(logging.INFO)
+        with capturing(producer) as capture:
+            for j, ((plan, run, _), claimed) in enumerate(zip(planned.decisions, claim.entries)):
+                if run is None or (committed is not None and not committed[j]):
+                    continue
+                name, defn = claimed.name, run[0]
+                tid = (tids or {}).get(j) or self.task_id(name, plan) or uuid()
+                key = None if run[2] or reported(defn) else builder.key(defn.task, defn.options)
+                commands = builder.render(key, defn, name, tid) if key is not None else None
+                if commands is None:
+                    error = self.send(name, run, now, producer, tid, tag)
+                    commands = capture.take()
+                    if error is not None:
+                        unbuilt[j] = error
+                        continue
+                    if key is not None:
+                        builder.learn(key, commands, tid)
+                elif info:
+                    logger.info("Scheduler: Sending due task %s (%s)", name, defn.task)
+                messages[j] = commands
+        return messages, unbuilt
+
+    def write(self, producer: Producer, messages: dict[int, list[Command]]) -> BaseException | None:
+        """Write built messages to the broker in one pipelined round trip; the error if that failed."""
+        pool = producer.channel.client.connection_pool
+        if self._writer is None or self._writer.connection_pool is not pool:
+            # A plain client on kombu's pool: the commands already carry kombu's global key prefix.
+            self._writer = redis.Redis(connection_pool=pool)
+        pipe = self._writer.pipeline(transaction=False)
+        for commands in messages.values():
+            for command, key, value in commands:
+                pipe.execute_command(command.upper(), key, value)
+        try:
+            pipe.execute()
+        except Exception as exc:  # noqa: BLE001 - whatever the broker's client raised
+            return exc
+        return None
 
     def publish(self, store: RedisStore, planned: Planned, committed: list[bool], withheld: bool) -> Published:
         """Publish the runs of ``planned`` that ``committed`` says were committed, reverting those that cannot be sent.
 
         With ``withheld`` (the commit is not safe to act on) or once the broker
-        fails, the rest are reverted unsent.
+        fails, the rest are reverted unsent. A batch :meth:`prepare` built was
+        sent by its commit: only the runs it could not build are reverted.
         """
         started = time.perf_counter()
         claim, now = planned.claim, planned.now
         reverts: list[Revert] = []
         late: list[float] = []  # seconds each run sent was late (run-now and new entries: 0)
+        unbuilt = self._unbuilt.pop(id(planned), None)
+        tids = self._tids.pop(id(planned), None)
         unsafe, producer = withheld, None
-        for (plan, run, _), ok, claimed in zip(planned.decisions, committed, claim.entries):
-            if not ok or run is None:
-                continue
-            if not withheld and producer is None:
-                producer = self.producer()
-                withheld = producer is None
-            # The history's stamp names the run: its task id is chosen here, before the worker can see it.
-            run_stamp = plan.history[1:HISTORY_STAMP_END]
-            if not withheld:
-                if plan.running:  # the run's marker (overlap.py) names the task id the worker reports back
-                    tid: str | None = plan.running.partition(" ")[0]
-                else:
-                    tid = task_id(self.settings.tag, claimed.name, run_stamp) if run_stamp else None
-                error = self.send(claimed.name, run, now, producer, tid, store.keys.tag)
-                if error is None:
-                    late.append(max(0.0, claim.now - claimed.score) if claimed.score > 0 else 0.0)
+        sending = unbuilt is None and not withheld and any(ok and run is not None for (_, run, _), ok
+                                                          in zip(planned.decisions, committed))
+        if sending:
+            producer = self.producer()
+            withheld = producer is None
+        written: BaseException | None = None
+        if producer is not None and capturable(producer):
+            messages, unbuilt = self.build(producer, planned, committed, tids, store.keys.tag)
+            written = self.write(producer, messages) if messages else None
+            producer = None  # written: nothing is sent one by one
+        sent: list[Revert] = []  # what undoes each run sent, should the pipelined write fail
+        with Pipelined(producer, 10 * self.settings.batch_size) as pipeline:
+            for j, ((plan, run, _), ok, claimed) in enumerate(zip(planned.decisions, committed, claim.entries)):
+                if not ok or run is None:
                     continue
-                if not self.broker_fault(error):
+                run_stamp = plan.history[1:HISTORY_STAMP_END]
+                if unbuilt is not None:
+                    error = unbuilt.get(j)
+                elif withheld:
+                    error = None
+                else:
+                    tid = tids.get(j) if tids else self.task_id(claimed.name, plan)
+                    error = self.send(claimed.name, run, now, producer, tid, store.keys.tag)
+                if not withheld and error is None:
+                    late.append(max(0.0, claim.now - claimed.score) if claimed.score > 0 else 0.0)
+                    retry = -1.0 if claimed.score < 0 else claim.now + self.settings.publish_retry_seconds
+                    sent.append(Revert(claimed.name, plan.score, retry, claimed.last_run_at, "", run_stamp))
+                    continue
+                if error is not None and not self.broker_fault(error):
                     # Only this entry's task cannot be sent (its options, say): quarantine it, send the others.
                     problem = InvalidDefinition("options", f"the task cannot be sent: {type(error).__name__}: {error}")
                     reason = quarantine_reason(claimed.name, problem)
                     log_quarantined(reason, self.settings.tag)
                     reverts.append(Revert(claimed.name, plan.score, NEVER, claimed.last_run_at, reason, run_stamp))
                     continue
-                withheld = True
-            retry = -1.0 if claimed.score < 0 else claim.now + self.settings.publish_retry_seconds
-            reverts.append(Revert(claimed.name, plan.score, retry, claimed.last_run_at, "", run_stamp))
+                withheld = withheld or unbuilt is None
+                retry = -1.0 if claimed.score < 0 else claim.now + self.settings.publish_retry_seconds
+                reverts.append(Revert(claimed.name, plan.score, retry, claimed.last_run_at, "", run_stamp))
+            written = pipeline.flush() or written
+        if written is not None:
+            logger.error("beat: could not publish a batch of %d runs: %s", len(sent), written)
+            reverts += sent
+            late, withheld = [], True
         if reverts:
             store.revert(reverts)
-        self.stats.published(late, reverts, broker_failed=withheld and not unsafe)
-        if withheld:
+        if tids:  # taken by the broker, or put back unsent: nothing to send again either way
+            store.clear_pending([(claim.entries[j].name, tid) for j, tid in tids.items() if committed[j]])
+        failed = withheld or any(not r.invalid_reason for r in reverts)
+        self.stats.published(late, reverts, broker_failed=failed and not unsafe)
+        if failed:
             retried = sum(1 for r in reverts if not r.invalid_reason)
             logger.warning("beat: %d runs not published; they are due again in %.1fs", retried, self.settings.publish_retry_seconds)
-        return Published(withheld, time.perf_counter() - started)
+        return Published(failed, time.perf_counter() - started)
+
+    def task_id(self, name: str, plan: Plan) -> str | None:
+        """The task id of ``plan``'s run, chosen before the worker can see it: the one its run marker names (overlap.py),
+        else one made from its history stamp (None without history)."""
+        if plan.running and plan.running != " h":
+            return plan.running.partition(" ")[0]
+        run_stamp = plan.history[1:HISTORY_STAMP_END]
+        return task_id(self.settings.tag, name, run_stamp) if run_stamp else None
 
     def producer(self) -> Producer | None:
         """The scheduler's producer, connected; None, logged, when the broker cannot be reached.
@@ -132,7 +296,7 @@ class Publisher:
         headers = {**options["headers"], HEADER: name} if "headers" in options else {HEADER: name}
         if scheduled:
             headers[SCHEDULED] = scheduled
-        if defn.overlap != "allow" or defn.pause_after_failures:
+        if reported(defn):
             headers[REPORT] = {"tag": tag, "overlap": defn.overlap != "allow", "failures": defn.pause_after_failures or 0}
         options["headers"] = headers
         entry = ScheduleEntry(
@@ -161,3 +325,8 @@ class Publisher:
                 break
             error = inner
         return isinstance(error, (*listed, OperationalError, OSError))
+
+
+def reported(defn: Definition) -> bool:
+    """Whether a run of ``defn`` asks the worker integration to report it (its message then has a header of its own)."""
+    return defn.overlap != "allow" or bool(defn.pause_after_failures)

@@ -25,7 +25,7 @@ from .keys import Keys, name_bytes, name_text
 from .runstate import parse_last_run_at
 from .scripts import SCRIPT_NAMES, ScriptStream, script_keys, script_source
 from .settings import Settings, key_tag
-from .wire import Adopted, Claim, Exported, Plan, ReconcileStep, Revert, StoredEntry, Upserted
+from .wire import Adopted, Claim, Exported, Pending, Plan, ReconcileStep, Revert, StoredEntry, Upserted
 
 
 class RedisStore:
@@ -87,9 +87,12 @@ class RedisStore:
         """A :class:`ScriptStream` on this store's server, or None where there is none (Redis Cluster)."""
         return None if is_cluster(self.client) else ScriptStream(self)
 
-    def commit(self, plans: Sequence[Plan], history: int = 0) -> list[bool]:
-        """Write the plans whose lease still holds, keeping ``history`` records per entry (0 = off); one flag per plan."""
-        args = self.commit_args(plans, history)
+    def commit(self, plans: Sequence[Plan], history: int = 0, messages: str | None = None) -> list[bool]:
+        """Write the plans whose lease still holds, keeping ``history`` records per entry (0 = off); one flag per plan.
+
+        ``messages`` (:func:`.messages.encode`) are written with the runs committed.
+        """
+        args = self.commit_args(plans, history, messages)
         return self.committed(plans, self._run_resending("commit", args)) if plans else []
 
     def committed(self, plans: Sequence[Plan], reply: list[Any]) -> list[bool]:
@@ -101,7 +104,8 @@ class RedisStore:
                     log_quarantined(self.invalid_reason(plan.name) or f"entry {plan.name!r} quarantined", self.keys.tag)
         return flags
 
-    def commit_replicated(self, plans: Sequence[Plan], replicas: int, timeout: float, history: int = 0) -> tuple[list[bool], int]:
+    def commit_replicated(self, plans: Sequence[Plan], replicas: int, timeout: float, history: int = 0,
+                          messages: str | None = None) -> tuple[list[bool], int]:
         """``commit``, then ``WAIT`` on the same connection: ``(flags, replicas that acknowledged it)``.
 
         Sent once more if the connection drops, as ``commit`` is (commit.lua reports a
@@ -109,7 +113,7 @@ class RedisStore:
         """
         if not plans:
             return [], replicas
-        args = self.commit_args(plans, history)
+        args = self.commit_args(plans, history, messages)
         try:
             return self._commit_and_wait(plans, args, replicas, timeout)
         except (redis.ConnectionError, redis.TimeoutError):
@@ -132,6 +136,22 @@ class RedisStore:
     def revert(self, reverts: Sequence[Revert]) -> list[bool]:
         """Undo committed runs that were never published; one flag per entry."""
         return wire.decode_flags(self._run_resending("revert", wire.revert_args(reverts))) if reverts else []
+
+    def claim_pending(self, limit: int, lease_seconds: float, now: float | None = None) -> tuple[float, list[Pending]]:
+        """Runs committed and not known to be taken by the broker whose resend time has come, leased for resending
+        (``at-least-once``); with the server's time."""
+        reply = self._run("pending_claim", [limit, lease_seconds, "" if now is None else repr(now)])
+        runs = [Pending(name_text(reply[i]), reply[i + 1].decode() if reply[i + 1] else None,
+                        reply[i + 2].decode("utf-8", "surrogateescape") if reply[i + 2] else None,
+                        int(reply[i + 3]) if reply[i + 3] else 0)
+                for i in range(1, len(reply), 4)]
+        return float(reply[0]), runs
+
+    def clear_pending(self, runs: Sequence[tuple[str, str]]) -> int:
+        """Forget the pending runs ``(name, task id)`` the broker took (or that were put back unsent)."""
+        if not runs:
+            return 0
+        return int(self._run_resending("pending_clear", [v for name, tid in runs for v in (name_bytes(name), tid)]))
 
     def reconcile_step(self, count: int) -> ReconcileStep:
         """One bounded reconciler step (see ``lua/reconcile.lua``)."""

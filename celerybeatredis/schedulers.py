@@ -27,6 +27,7 @@ from .beatstats import BeatStats
 from .calendars import CalendarCache
 from .codec import Codec
 from .connection import eviction_warnings, follow_sentinel
+from .delivery import AT_LEAST_ONCE, AUTO, DeliveryUnavailable
 from .dispatch import Dispatcher
 from .keys import shard_tag
 from .planning import Planner, TickClock
@@ -91,6 +92,7 @@ class RedisScheduler(Scheduler):
         try:
             self.check_redis()
             self.sync_statics()
+            self.resolve_delivery()
         except redis.RedisError as exc:
             logger.error("beat: cannot reach Redis at %s to sync beat_schedule (%s); will retry", self.settings.safe_url, exc)
 
@@ -103,6 +105,8 @@ class RedisScheduler(Scheduler):
         started = time.perf_counter()
         try:
             delay = self._tick(now)
+        except BadSettings:
+            raise
         except redis.ResponseError as exc:
             delay = self._failed(started, f"Redis refused a command: {exc}")
             logger.error("beat: Redis refused a schedule command (%s)%s; retrying in %.1fs", exc, self._wrong_types(), delay)
@@ -147,7 +151,10 @@ class RedisScheduler(Scheduler):
         """Lines for the ``celery beat`` banner (password masked)."""
         shards = self.settings.shards
         tags = f"{{{self.settings.tag}:0}} .. {{{self.settings.tag}:{shards - 1}}}" if shards > 1 else f"{{{self.settings.tag}}}"
-        return f"    . redis -> {self.settings.safe_url}\n    . key tag -> {tags}"
+        delivery = self.settings.delivery
+        if delivery == AUTO:
+            delivery = "auto (exactly-once when the broker is this Redis database, else at-most-once)"
+        return f"    . redis -> {self.settings.safe_url}\n    . key tag -> {tags}\n    . delivery -> {delivery}"
 
     def serve_http(self) -> None:
         """Start ``/healthz`` and ``/metrics`` (:mod:`.http`) when ``redis_scheduler_http`` is set; a port taken stops beat."""
@@ -172,6 +179,14 @@ class RedisScheduler(Scheduler):
         if problem:
             logger.error("beat: %s", problem)
         self._checked = True
+
+    def resolve_delivery(self) -> None:
+        """Settle the delivery mode (:mod:`.delivery`); ``exactly-once`` where the broker cannot give it stops beat."""
+        assert self.store is not None
+        try:
+            self.publisher.resolve(self.store.client)
+        except DeliveryUnavailable as exc:
+            raise BadSettings(f"celerybeat-redis: {exc}") from None
 
     def sync_statics(self) -> None:
         """Upsert ``beat_schedule`` entries and remove statics that left it (:mod:`.statics`)."""
@@ -200,6 +215,8 @@ class RedisScheduler(Scheduler):
             self.check_redis()
         if not self._statics_synced:
             self.sync_statics()
+        if self.publisher.mode is None:
+            self.resolve_delivery()
         if time.monotonic() >= self._next_reconcile:
             follow_sentinel(self.store.client)
             step = self.store.reconcile_step(self.settings.reconcile_batch)
@@ -210,6 +227,8 @@ class RedisScheduler(Scheduler):
         self._turn += 1
         delay = self.max_interval
         for store in self.store.in_turn(self._turn):
+            if self.publisher.mode == AT_LEAST_ONCE:
+                self.publisher.resend(store, now)
             publish_failed, claim = self.dispatcher.batches(store, now, self.max_interval)
             if publish_failed:
                 return self.settings.publish_retry_seconds

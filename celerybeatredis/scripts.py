@@ -32,7 +32,7 @@ except ImportError:  # pragma: no cover - hiredis comes with redis[hiredis], a d
 #: Each script's KEYS, as :class:`Keys` attribute names in the order its header declares them.
 SCRIPT_KEYS: dict[str, tuple[str, ...]] = {
     "claim": ("due", "schedule", "total_run_count", "last_run_at", "digest", "invalid", "history", "running"),
-    "commit": ("due", "total_run_count", "last_run_at", "digest", "invalid", "history", "running"),
+    "commit": ("due", "total_run_count", "last_run_at", "digest", "invalid", "history", "running", "pending", "pending_ids"),
     "revert": ("due", "total_run_count", "last_run_at", "invalid", "history", "running"),
     "reconcile": ("schedule", "due", "digest", "meta", "total_run_count", "last_run_at", "invalid", "history",
                   "synced"),
@@ -48,6 +48,8 @@ SCRIPT_KEYS: dict[str, tuple[str, ...]] = {
     "renew": ("due",),
     "run_started": ("running",),
     "run_ended": ("running", "due", "failures"),
+    "pending_claim": ("pending", "pending_ids", "schedule", "total_run_count"),
+    "pending_clear": ("pending", "pending_ids"),
 }
 SCRIPT_NAMES = tuple(SCRIPT_KEYS)
 INCLUDE = re.compile(r"^--@include (\w+)[ \t]*$", re.MULTILINE)

@@ -16,6 +16,7 @@ from typing import Any
 from celery import Celery
 
 from .connection import parse_url
+from .delivery import MODES
 
 DEFAULT_URL = "redis://localhost:6379/0"
 DEFAULT_PREFIX = "tasks:meta:"
@@ -56,6 +57,9 @@ class Settings:
         history: Runs kept in each entry's history (``{T}:history``), written by the commit; 0 = off.
         web_token: The token the dashboard (``celerybeatredis web``) asks every request for; None = none.
         web_users: The dashboard's basic-auth users, ``{name: password}`` (or ``"name:password,..."``).
+        delivery: ``at-most-once`` (publish after the commit), ``exactly-once`` (the commit writes the
+            task messages; the broker must be the schedule's Redis database) or ``auto`` (exactly-once
+            where the broker allows it, else at-most-once); see delivery.py.
     """
 
     url: str = DEFAULT_URL
@@ -76,6 +80,7 @@ class Settings:
     history: int = 20
     web_token: str | None = field(default=None, repr=False)  # secrets: never in a repr, a log or a banner
     web_users: Mapping[str, str] | None = field(default=None, repr=False)
+    delivery: str = "auto"
 
     @property
     def tag(self) -> str:
@@ -132,6 +137,7 @@ class Settings:
             history=number("history", int),
             web_token=str(get("redis_scheduler_web_token")) if get("redis_scheduler_web_token") else None,
             web_users=web_users(get("redis_scheduler_web_users"), "redis_scheduler_web_users"),
+            delivery=_choice(get("redis_scheduler_delivery"), "redis_scheduler_delivery", MODES, defaults.delivery),
         )
         settings.validate()
         return settings
@@ -201,6 +207,13 @@ def web_users(value: Any, setting: str) -> dict[str, str] | None:
         if not name or not password:
             raise ValueError(f"{setting}: {name or '(empty)'!r} is not NAME:PASSWORD")
     return dict(items)
+def _choice(value: Any, setting: str, choices: tuple[str, ...], default: str) -> str:
+    """One of ``choices`` (case and spaces aside), ``default`` when unset; else an error naming ``setting``."""
+    if value is None:
+        return default
+    if isinstance(value, str) and value.strip().lower() in choices:
+        return value.strip().lower()
+    raise ValueError(f"{setting} must be one of {', '.join(choices)}, not {value!r}")
 
 
 def _names(value: Any, setting: str) -> tuple[str, ...]:

@@ -33,6 +33,8 @@ PUBLISH_BOUND = 2.0
 
 #: Publishes a committed batch (store, batch, committed flags, withheld); True if runs were withheld.
 Publish = Callable[[RedisStore, Planned, list[bool], bool], bool]
+#: The task messages a batch's commit writes (``exactly-once``), or None (:meth:`~.publish.Publisher.prepare`).
+Prepare = Callable[[RedisStore, Planned], "str | None"]
 
 
 class ClaimAhead:
@@ -69,9 +71,10 @@ class Streamer:
     """Runs full batches from one shard on a :class:`~.store.ScriptStream`."""
 
     def __init__(self, settings: Settings, planner: Planner, publish: Publish, claim_ahead: ClaimAhead,
-                 leases: LeaseKeeper) -> None:
+                 leases: LeaseKeeper, prepare: Prepare | None = None) -> None:
         self.settings = settings
         self.leases = leases
+        self.prepare = prepare or (lambda store, planned: None)
         self.planner = planner
         self.publish = publish
         self.claim_ahead = claim_ahead
@@ -89,6 +92,7 @@ class Streamer:
         last = current = first
         committing: Planned | None = None
         own: set[float] = set()  # leases of this run's batches committed after the last claim was made
+        messages: str | None = None
         with stop_signals_held() as stop, contextlib.closing(stream):
             claim_sent = time.monotonic() < ends
             if claim_sent:
@@ -96,9 +100,10 @@ class Streamer:
             while True:
                 planned = self.planner.plan(current)
                 if committing is not None:  # published before this batch is committed: one batch at risk, as ever
-                    failed = self.publish_committed(store, stream, committing, failed)
+                    failed = self.publish_committed(store, stream, committing, failed, messages)
                 planned = self.leases.current(planned)  # renewed while the batch before was published
-                stream.send("commit", store.commit_args(planned.plans, self.settings.history))
+                messages = self.prepare(store, planned)
+                stream.send("commit", store.commit_args(planned.plans, self.settings.history, messages))
                 committing = planned
                 if not claim_sent:
                     break
@@ -113,7 +118,7 @@ class Streamer:
                     stream.send("claim", store.claim_args(batch, lease, now))
                     claim_sent = True
                 current = last
-            failed = self.publish_committed(store, stream, committing, failed)
+            failed = self.publish_committed(store, stream, committing, failed, messages)
         if last.next_score in own:  # the last claim saw a batch of ours, committed since: look again
             last = dataclasses.replace(last, next_score=store.lowest_score())
         return failed, last
@@ -130,7 +135,8 @@ class Streamer:
             logger.warning("beat: connection to Redis lost while claiming (%s)", exc)
             return Claim(0.0, "", None, 0, [])
 
-    def publish_committed(self, store: RedisStore, stream: ScriptStream, planned: Planned, failed: bool) -> bool:
+    def publish_committed(self, store: RedisStore, stream: ScriptStream, planned: Planned, failed: bool,
+                          messages: str | None = None) -> bool:
         """Read a batch's commit reply from ``stream`` and publish its runs; True if a publish failed.
 
         After a failed publish the later batches' runs are reverted unsent.
@@ -139,5 +145,5 @@ class Streamer:
             committed = store.committed(planned.plans, stream.read())
         except (NoScriptError, redis.ConnectionError, redis.TimeoutError):
             # Not run, or perhaps run with the reply lost: commit.lua takes the same plans again.
-            committed = store.commit(planned.plans, self.settings.history)
+            committed = store.commit(planned.plans, self.settings.history, messages)
         return self.publish(store, planned, committed, failed) or failed

@@ -77,6 +77,15 @@ class Plan(NamedTuple):
     running: str = ""
 
 
+class Pending(NamedTuple):
+    """A committed run to send again (``at-least-once``): its task id, the entry's definition and run count now."""
+
+    name: str
+    task_id: str | None
+    definition: str | None
+    total_run_count: int
+
+
 @dataclass(frozen=True)
 class Revert:
     """A committed run to undo because its publish failed."""
@@ -144,8 +153,8 @@ def claim_args(batch: int, lease_seconds: float, now: float | None) -> list[Any]
     return [batch, lease_seconds, "" if now is None else repr(now)]
 
 
-def commit_args(plans: Sequence[Plan], history: int = 0) -> list[Any]:
-    """ARGV of commit.lua: the history depth (0 = off), then eleven values per plan."""
+def commit_args(plans: Sequence[Plan], history: int = 0, messages: str | None = None) -> list[Any]:
+    """ARGV of commit.lua: the history depth (0 = off), eleven values per plan, then the runs' task messages if any."""
     args: list[Any] = [history]
     extend = args.extend
     for name, lease, score, ran, run_at, dig, reason, seed_count, seed_last, record, mark in plans:
@@ -154,6 +163,8 @@ def commit_args(plans: Sequence[Plan], history: int = 0) -> list[Any]:
             "1" if ran else "0", run_at, dig, reason, "" if seed_count is None else seed_count, seed_last or "", record,
             mark,
         ))
+    if messages is not None:
+        args.append(messages)
     return args
 
 

@@ -16,6 +16,8 @@
   KEYS[5]  {T}:invalid          hash
   KEYS[6]  {T}:history          hash   name -> "<sent>,<skipped>,<missed>;<record>..." (see history.py)
   KEYS[7]  {T}:running          hash   name -> run marker (see overlap.py)
+  KEYS[8]  {T}:pending          zset   name -> when its run is sent again (at-least-once delivery)
+  KEYS[9]  {T}:pending_ids      hash   name -> that run's task id
 
   ARGV[1]  history depth: records kept per entry (0 = history off: KEYS[6] untouched)
   ARGV     then eleven values per entry:
@@ -28,6 +30,11 @@
            N more skipped runs; "" = none),
            run marker ("" = none; " h" = hold one run behind the marker in
            place, or, if it is gone, make the entry due at once: score 0)
+  ARGV     then, optionally, one more: the runs' task messages (``exactly-once`` delivery), a JSON list of
+           [plan index (1-based), "lpush" | "pexpire" | "publish", key, argument], or their pending records
+           (``at-least-once``), [plan index, "pending", task id, resend time] (see includes/messages.lua);
+           the commands of a run are run only when this call commits it (not when it finds it committed by
+           an earlier send of the same call), after the commit's own writes
 
   History is written in this call (no round trip of its own): the record goes
   first, the oldest past the depth are cut off, the counters go up. A
@@ -40,28 +47,39 @@
   quarantined by name (score inf, reason in {T}:invalid); the rest go on.
 
   Returns  {1, 0 or -1, ...} one per entry: 1 = committed (now or by a resent
-           call), 0 = lease lost, -1 = quarantined here (its reason is in {T}:invalid)
+           call), 0 = lease lost, -1 = quarantined here (its reason is in {T}:invalid);
+           an error, with nothing written, when the messages are malformed or a
+           queue they go to is not a list
 ]]
 local due, run_count, last_run, digest, invalid, history = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
-local running = KEYS[7]
+local running, pending, pending_ids = KEYS[7], KEYS[8], KEYS[9]
 local rcall = redis.call
 --@include each_slice
 --@include history
 --@include checks
+--@include messages
 
-local problem = wrong_type({due, run_count, last_run, digest, invalid, running},
-                           {'zset', 'hash', 'hash', 'hash', 'hash', 'hash'})
+local problem = wrong_type({due, run_count, last_run, digest, invalid, running, pending, pending_ids},
+                           {'zset', 'hash', 'hash', 'hash', 'hash', 'hash', 'zset', 'hash'})
 if problem then return redis.error_reply(problem) end
 local depth = tonumber(ARGV[1])
 if not depth or depth < 0 then return redis.error_reply(bad_argument('commit', 1, 'must be a history depth, 0 or more')) end
-if (#ARGV - 1) % 11 ~= 0 then return redis.error_reply('commit: eleven arguments per entry after the first') end
+local with_messages = (#ARGV - 1) % 11 == 1
+if (#ARGV - 1) % 11 > 1 then
+  return redis.error_reply('commit: eleven arguments per entry after the first, then the messages or nothing')
+end
 local names = {}
-for i = 2, #ARGV, 11 do
+for i = 2, #ARGV - 10, 11 do
   names[#names + 1] = ARGV[i]
   if not is_score(ARGV[i + 2]) then return redis.error_reply(bad_argument('commit', i + 2, 'must be a score')) end
   if ARGV[i + 7] ~= '' and not is_integer(ARGV[i + 7]) then
     return redis.error_reply(bad_argument('commit', i + 7, 'must be a run count'))
   end
+end
+local messages, fresh = nil, {}
+if with_messages then
+  messages, problem = messages_read(ARGV[#ARGV])
+  if not messages then return redis.error_reply(problem) end
 end
 local scores, counts = multi('ZMSCORE', due, names), multi('HMGET', run_count, names)
 
@@ -120,6 +138,7 @@ for j = 1, #names do
       valid[#valid + 1] = name
     end
     out[j] = 1
+    fresh[j] = true
   elseif current and ran == '1' and tonumber(current) == tonumber(next_score)
       and rcall('HGET', last_run, name) == run_at then
     out[j] = 1
@@ -142,4 +161,5 @@ if olds then
   end
   each_slice(fields, function(...) rcall('HSET', history, ...) end)
 end
+if messages then messages_write(messages, fresh, names, pending, pending_ids) end
 return out

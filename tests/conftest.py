@@ -17,6 +17,7 @@ from celerybeatredis.store import ScheduleStore
 
 from .cli import Cli
 from .cluster import LocalCluster
+from .rabbitmq_server import NO_RABBITMQ, RabbitMQServer, rabbitmq_binary
 from .redis_server import NO_SERVER, RedisServer
 
 _counter = itertools.count()
@@ -99,6 +100,18 @@ def redis_cluster() -> Iterator[LocalCluster]:
         yield cluster
     finally:
         cluster.cleanup()
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_url() -> Iterator[str]:
+    """AMQP URL of a private RabbitMQ node started for the tests that ask for it (skipped where none can be had)."""
+    if rabbitmq_binary() is None:
+        pytest.skip(NO_RABBITMQ)
+    server = RabbitMQServer().start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
 
 
 @pytest.fixture

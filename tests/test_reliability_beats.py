@@ -161,9 +161,9 @@ def _crash_if_armed(point, plans=()):
         _os.kill(_os.getpid(), _signal.SIGKILL)
 
 _commit_args = _Store.commit_args  # every commit is written out here, streamed or not
-def _commit_args_or_crash(plans, history=0):
+def _commit_args_or_crash(plans, history=0, messages=None):
     _crash_if_armed("after-claim", plans)
-    return _commit_args(plans, history)
+    return _commit_args(plans, history, messages)
 _Store.commit_args = staticmethod(_commit_args_or_crash)
 
 _send = _Publisher.send  # every run is sent here, streamed or not

@@ -254,7 +254,7 @@ def test_a_stop_signal_during_publishing_lands_after_the_whole_committed_batch_i
             os.kill(os.getpid(), signal.SIGTERM)
         return real_send(*args, **kwargs)
 
-    monkeypatch.setattr(app, "send_task", send_and_signal)
+    monkeypatch.setattr(app, "send_task", send_and_signal)  # the batch's first message is built by Celery
     # Another thread alive, as in a worker with an embedded beat: the kernel may hand it the signal.
     idle = threading.Event()
     other = threading.Thread(target=idle.wait, daemon=True)

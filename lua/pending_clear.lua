@@ -1,0 +1,24 @@
+--[[
+  Forget pending runs the broker has taken (or that were put back unsent): at-least-once delivery.
+
+  A run is forgotten only while its recorded task id is the one given, so a later run of the entry,
+  committed meanwhile by another beat, stays pending.
+
+  KEYS[1]  {T}:pending          zset
+  KEYS[2]  {T}:pending_ids      hash
+
+  ARGV     two values per run: name, task id
+
+  Returns  the number of runs forgotten
+]]
+local pending, pending_ids = KEYS[1], KEYS[2]
+local rcall = redis.call
+local cleared = 0
+for i = 1, #ARGV, 2 do
+  if rcall('HGET', pending_ids, ARGV[i]) == ARGV[i + 1] then
+    rcall('HDEL', pending_ids, ARGV[i])
+    rcall('ZREM', pending, ARGV[i])
+    cleared = cleared + 1
+  end
+end
+return cleared
