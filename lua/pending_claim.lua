@@ -17,7 +17,17 @@
 ]]
 local pending, pending_ids, schedule, run_count = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local rcall = redis.call
+--@include checks
 
+local problem = wrong_type({pending, pending_ids, schedule, run_count}, {'zset', 'hash', 'hash', 'hash'})
+if problem then return redis.error_reply(problem) end
+if not tonumber(ARGV[1]) or tonumber(ARGV[1]) < 1 then
+  return redis.error_reply(bad_argument('pending_claim', 1, 'must be a number of runs, 1 or more'))
+end
+if not tonumber(ARGV[2]) then return redis.error_reply(bad_argument('pending_claim', 2, 'must be a number of seconds')) end
+if ARGV[3] ~= '' and not tonumber(ARGV[3]) then
+  return redis.error_reply(bad_argument('pending_claim', 3, 'must be a Unix time or ""'))
+end
 local now = tonumber(ARGV[3])
 if not now then
   local t = rcall('TIME')
@@ -26,7 +36,7 @@ end
 local limit, lease = tonumber(ARGV[1]), tonumber(ARGV[2])
 local names = rcall('ZRANGEBYSCORE', pending, '-inf', now, 'LIMIT', 0, limit)
 local out = {tostring(now)}
-for _, name in ipairs(names) do  -- every read first: a key of the wrong type fails before anything is written
+for _, name in ipairs(names) do
   out[#out + 1] = name
   out[#out + 1] = rcall('HGET', pending_ids, name)
   out[#out + 1] = rcall('HGET', schedule, name)

@@ -13,6 +13,11 @@
 ]]
 local pending, pending_ids = KEYS[1], KEYS[2]
 local rcall = redis.call
+--@include checks
+
+local problem = wrong_type({pending, pending_ids}, {'zset', 'hash'})
+if problem then return redis.error_reply(problem) end
+if #ARGV % 2 ~= 0 then return redis.error_reply('pending_clear: two arguments per run (name, task id)') end
 local cleared = 0
 for i = 1, #ARGV, 2 do
   if rcall('HGET', pending_ids, ARGV[i]) == ARGV[i + 1] then

@@ -29,7 +29,7 @@ RUN_AT = "2026-03-02T12:00:00+00:00"
 #: The type each key a script writes must have (history is left alone when it is not a hash; synced is only read).
 KINDS = {"schedule": "hash", "due": "zset", "total_run_count": "hash", "last_run_at": "hash", "digest": "hash",
          "invalid": "hash", "statics": "set", "static_digest": "hash", "meta": "hash", "beats": "hash",
-         "running": "hash", "failures": "hash"}
+         "running": "hash", "failures": "hash", "pending": "zset", "pending_ids": "hash"}
 
 
 def snapshot(store: RedisStore) -> dict[bytes, bytes | None]:
@@ -57,6 +57,8 @@ def arguments(store: RedisStore, script: str) -> list[Any]:
         "renew": [repr(T0 + 5), 3, "a", "b"],
         "run_started": ["a", "t-a"],
         "run_ended": ["a", "t-a", "1", "failed", 3],
+        "pending_claim": [10, 3, repr(T0 + 100)],
+        "pending_clear": ["a", "t-a"],
     }[script]
 
 
@@ -75,6 +77,8 @@ def layout(store: RedisStore) -> None:
     client.hset(keys.beats, "old", "{}")
     client.hset(keys.running, "a", f"t-a {T0 + 60:.3f} 60 h")  # a run in progress, one held behind it
     client.hset(keys.failures, "a", 1)
+    client.zadd(keys.pending, {"a": T0})  # a run whose beat died before the broker took it (at-least-once)
+    client.hset(keys.pending_ids, "a", "t-a")
 
 
 CASES = [(script, key) for script in SCRIPT_NAMES for key in SCRIPT_KEYS[script] if key not in ("history", "synced")]
