@@ -26,12 +26,12 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 FREEZE_POINT = """
 _frozen = _Path(__file__).with_name(f"freeze-{_os.getpid()}")
 _commit_args_then = _Store.commit_args
-def _commit_args_or_freeze(plans, history=0):
+def _commit_args_or_freeze(plans, history=0, messages=None):
     if _frozen.exists() and _frozen.read_text() == "after-claim":
         _frozen.unlink()
         _frozen.with_name(f"held-{_os.getpid()}").write_text("\\n".join(f"{p.name} {p.lease}" for p in plans))
         _os.kill(_os.getpid(), _signal.SIGSTOP)
-    return _commit_args_then(plans, history)
+    return _commit_args_then(plans, history, messages)
 _Store.commit_args = staticmethod(_commit_args_or_freeze)
 
 _committed_then = _Store.committed  # every commit reply is read here, streamed or not, before its batch is published

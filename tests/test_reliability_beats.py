@@ -167,9 +167,9 @@ def _commit_args_or_crash(plans, history=0, messages=None):
 _Store.commit_args = staticmethod(_commit_args_or_crash)
 
 _send = _Publisher.send  # every run is sent here, streamed or not
-def _send_or_crash(self, name, run, now, producer, tid=None):
+def _send_or_crash(self, *args, **kwargs):
     _crash_if_armed("after-commit")
-    return _send(self, name, run, now, producer, tid)
+    return _send(self, *args, **kwargs)
 _Publisher.send = _send_or_crash
 """
 
