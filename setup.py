@@ -44,7 +44,7 @@ setup(
         # The test suite includes a smoke run of the benchmark harness, so it needs the bench packages too;
         # it starts the server extra's redis-server where none is on PATH, and builds the docs (warnings are errors).
         # The dashboard's tests drive the distribution's Chromium with Playwright (its own browser download is not used).
-        "test": ["pytest>=7", "pytest-timeout", "hypothesis>=6", "ephem", "ruff", "mypy", "libfaketime", "docutils",
+        "test": ["pytest>=7", "pytest-timeout", "pytest-xdist", "hypothesis>=6", "ephem", "ruff", "mypy", "libfaketime", "docutils",
                  *BENCH, *SERVER, *DOCS, *METRICS, *WEB, "playwright>=1.40"],
         "bench": BENCH,
         "docs": DOCS,

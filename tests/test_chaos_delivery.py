@@ -20,7 +20,8 @@ from celerybeatredis.redis_store import RedisStore
 from .ledger import load_entries, run_counts
 from .processes import CeleryProcess, drain_queue, wait_until, write_app
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+# 90 s of kills, then every run waited for: longer than the suite's default bound on a busy machine.
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(600)]
 
 ENTRIES = 500
 EVERY = 2
