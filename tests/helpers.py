@@ -31,6 +31,16 @@ EVERY_10S_DOC: dict[str, Any] = {"task": "tasks.add", "interval": {"every": 10, 
 EVERY_10S = json.dumps(EVERY_10S_DOC)
 
 
+def run_ticks(app: Celery, times: list[float]) -> None:
+    """One scheduler ticked at each of ``times`` (Unix seconds), then closed."""
+    sched = RedisScheduler(app)
+    try:
+        for at in times:
+            sched.tick(now=at)
+    finally:
+        sched.close()
+
+
 def tick(app: Celery) -> RedisScheduler:
     """One in-process beat tick, so entries get planned or quarantined as beat would."""
     scheduler = RedisScheduler(app, lazy=True)

@@ -18,10 +18,10 @@ from celerybeatredis.codec import SHORT_DIGEST, digest
 from celerybeatredis.exceptions import EntryNotFound
 from celerybeatredis.history import RECORD, parse, record, stamp, task_id
 from celerybeatredis.redis_store import RedisStore
-from celerybeatredis.schedulers import RedisScheduler
 from celerybeatredis.store import ScheduleStore
 from celerybeatredis.wire import Plan
 
+from .helpers import run_ticks
 from .processes import CeleryProcess, drain_queue, wait_until, write_app
 from .redis_server import free_port
 from .test_scheduler import EVERY_10S, T0, put
@@ -34,15 +34,6 @@ def api(redis_url: str, prefix: str) -> Iterator[ScheduleStore]:
     st = ScheduleStore.from_url(f"{redis_url}/0", prefix)
     yield st
     st.close()
-
-
-def run_ticks(app: Celery, times: list[float]) -> None:
-    sched = RedisScheduler(app)
-    try:
-        for at in times:
-            sched.tick(now=at)
-    finally:
-        sched.close()
 
 
 def test_records_and_task_ids_are_those_beat_sent_and_the_depth_caps_them(

@@ -16,12 +16,11 @@ from celerybeatredis.firetimes import fire_times
 from celerybeatredis.keys import RUN_NOW
 from celerybeatredis.pausing import Pause, parse_pause
 from celerybeatredis.redis_store import RedisStore
-from celerybeatredis.schedulers import RedisScheduler
 from celerybeatredis.store import ScheduleStore
 from celerybeatredis.wire import Claimed
 
 from .cli import Cli
-from .helpers import T0, put, sent
+from .helpers import T0, put, run_ticks, sent
 from .processes import CeleryProcess, wait_until, write_app
 from .test_decisions import EVERY_10S, Decider, claimed, iso, short
 from .test_e2e_beat import Tally, own_queue
@@ -29,15 +28,6 @@ from .test_e2e_beat import Tally, own_queue
 
 def paused(doc: dict[str, Any], reason: str = "maintenance", at: float = T0 - 100) -> dict[str, Any]:
     return dict(doc, paused={"reason": reason, "by": "ops", "at": iso(at)})
-
-
-def run_ticks(app: Celery, times: list[float]) -> None:
-    sched = RedisScheduler(app)
-    try:
-        for at in times:
-            sched.tick(now=at)
-    finally:
-        sched.close()
 
 
 # --- the decision, pure --------------------------------------------------------------------
