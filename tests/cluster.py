@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import redis
@@ -22,16 +23,16 @@ def _free_port_with_bus() -> int:
     raise RuntimeError("no free port with a free cluster bus port")
 
 
-def _wait(condition: object, what: str, timeout: float = 30) -> None:
+def _wait(condition: Callable[[], bool], what: str | Callable[[], str], timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while True:
         try:
-            if condition():  # type: ignore[operator]
+            if condition():
                 return
         except redis.RedisError:
             pass
         if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out after {timeout}s waiting for {what}")
+            raise RuntimeError(f"timed out after {timeout}s waiting for {what if isinstance(what, str) else what()}")
         time.sleep(0.1)
 
 
@@ -43,7 +44,7 @@ class LocalCluster:
         node_timeout: ``cluster-node-timeout`` in milliseconds.
     """
 
-    def __init__(self, masters: int = 3, node_timeout: int = 2000) -> None:
+    def __init__(self, masters: int = 3, node_timeout: int = 5000) -> None:
         self.cli = cli_binary()
         self.masters = masters
         # Each node's bus port is the default, port + 10000 (Redis 6.2 has no cluster-port to set it).
@@ -97,24 +98,34 @@ class LocalCluster:
                 out[server.port] = conn.role()[0].decode()
         return out
 
-    def wait_healthy(self, timeout: float = 60) -> None:
-        """Wait until all nodes agree the cluster is ok and each master has a connected replica."""
+    def wait_healthy(self, timeout: float = 120) -> None:
+        """Wait until all nodes agree the cluster is ok and each master has a connected replica.
+
+        A timeout names what was still wrong at the last look (a busy machine can take a while to sync replicas).
+        """
+        why = ["not looked at yet"]
 
         def healthy() -> bool:
             for server in self.servers:
+                why[0] = f"node {server.port} is not running"
                 if not server.alive():
                     return False
                 with self.node(server.port) as conn:
-                    if conn.cluster("info")["cluster_state"] != "ok":
-                        return False
+                    why[0] = f"node {server.port} does not answer"
+                    state = conn.cluster("info")["cluster_state"]
                     role = conn.role()
+                    why[0] = f"node {server.port}: cluster_state {state}, role {role!r}"
+                    if state != "ok":
+                        return False
                     if role[0] == b"master" and not role[2]:
                         return False
                     if role[0] == b"slave" and role[3] != b"connected":
                         return False
-            return list(self.roles().values()).count("master") == self.masters
+            roles = self.roles()
+            why[0] = f"roles {roles}"
+            return list(roles.values()).count("master") == self.masters
 
-        _wait(healthy, "the cluster to be healthy", timeout)
+        _wait(healthy, lambda: f"the cluster to be healthy (last seen: {why[0]})", timeout)
 
     def master_of_slot(self, slot: int) -> int:
         """Port of the master serving ``slot``, as the first running node sees it."""
