@@ -80,8 +80,13 @@ class CalendarStore:
             raise CalendarNotFound(name)
         return True
 
-    def check_exclude(self, definition: Any) -> None:
-        """Refuse an ``exclude`` that names a calendar that does not exist.
+    def put_calendar_text(self, name: str, text: str) -> bool:
+        """Store a calendar's checked text as it is (an import's); True if it is new."""
+        self._calendar_names = None
+        return self.sharded.put_calendar(name, text)
+
+    def check_exclude(self, definition: Any, also: frozenset[str] = frozenset()) -> None:
+        """Refuse an ``exclude`` that names a calendar that does not exist (and is not in ``also``).
 
         Raises:
             InvalidDefinition: naming ``exclude``.
@@ -92,7 +97,7 @@ class CalendarStore:
         cached = self._calendar_names
         if cached is None or time.monotonic() - cached[0] > NAMES_TTL:
             cached = self._calendar_names = (time.monotonic(), frozenset(self.sharded.calendars_raw()))
-        unknown = [n for n in exclude if isinstance(n, str) and n not in cached[1]]
+        unknown = [n for n in exclude if isinstance(n, str) and n not in cached[1] and n not in also]
         if unknown:
             raise InvalidDefinition("exclude", f"unknown calendar {unknown[0]!r} (create it with: celerybeatredis calendar set)")
 

@@ -29,8 +29,9 @@ class ScheduleReads(CalendarStore):
     sharded: ShardedStore
     codec: Codec
 
-    def validate(self, name: str, definition: Mapping[str, Any]) -> str:
-        """Check a definition and return the JSON text to store.
+    def validate(self, name: str, definition: Mapping[str, Any], calendars: frozenset[str] = frozenset()) -> str:
+        """Check a definition and return the JSON text to store; ``exclude`` may also name ``calendars``
+        (those an import writes before it).
 
         Raises:
             InvalidDefinition: naming ``name`` and the field at fault.
@@ -39,7 +40,7 @@ class ScheduleReads(CalendarStore):
             raise InvalidDefinition("name", "an entry needs a non-empty name")
         try:
             self.codec.from_document(definition)
-            self.check_exclude(definition)
+            self.check_exclude(definition, calendars)
             return dump_document(definition)
         except InvalidDefinition as exc:
             raise exc.for_entry(name) from None

@@ -1,13 +1,15 @@
 """Export and import of schedules as JSON lines.
 
-One line per entry::
+One line per calendar, first (entries name them in ``exclude``, so an import
+must know them before it checks the entries), then one line per entry::
 
+    {"calendar": "holidays", "definition": {"dates": ["2024-12-25"], "ranges": [], "weekdays": []}}
     {"name": "add-every-30s", "definition": {...}, "total_run_count": 3, "last_run_at": "2024-05-01T12:00:00+00:00"}
 
 ``"static": true`` marks an entry that came from ``beat_schedule``; a
 definition that is not a JSON object is exported as its text. Importing is
-idempotent: definitions are upserted, and run state is restored only where the
-target has none yet (state beat wrote there wins).
+idempotent: calendars and definitions are upserted, and run state is restored
+only where the target has none yet (state beat wrote there wins).
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from .calendars import InvalidCalendar, check_name, parse_calendar
 from .checks import parse_date
-from .codec import load_document
+from .codec import dump_document, load_document
 from .entries import Entry
 from .exceptions import CeleryBeatRedisError, InvalidDefinition
 from .runstate import check_run_count
@@ -38,6 +41,14 @@ class BadLine(CeleryBeatRedisError):
 Record = ValidatedEntry
 
 
+@dataclass(frozen=True)
+class CalendarRecord:
+    """One validated calendar of an import: its name and the text to store."""
+
+    name: str
+    text: str
+
+
 @dataclass
 class ImportResult:
     """Counts from an import."""
@@ -46,6 +57,7 @@ class ImportResult:
     written: int = 0
     unchanged: int = 0
     restored: int = 0
+    calendars: int = 0
     skipped: list[str] = field(default_factory=list)
 
 
@@ -62,17 +74,33 @@ def export_record(entry: Entry) -> dict[str, Any]:
     return record
 
 
-def export_lines(store: ScheduleStore, match: str | None = None) -> Iterator[str]:
-    """Every entry as a JSON line (without newline), a page at a time."""
+def export_lines(store: ScheduleStore, match: str | None = None, calendars: bool = True) -> Iterator[str]:
+    """Every calendar (unless not ``calendars``), then every entry (``match``: those whose names match), as JSON
+    lines without newline."""
+    if calendars:
+        yield from calendar_lines(store)
     for entry in store.iter_entries(match):
         yield json.dumps(export_record(entry), ensure_ascii=False, separators=(", ", ": "))
 
 
-def parse_line(store: ScheduleStore, line: str, lineno: int) -> Record:
-    """Validate one exported line.
+def calendar_lines(store: ScheduleStore) -> list[str]:
+    """Every calendar as a JSON line; one whose stored text does not read is exported as that text."""
+    lines = []
+    for name, raw in sorted(store.sharded.calendars_raw().items()):
+        text = raw.decode("utf-8", "replace")
+        try:
+            definition: Any = json.loads(text)
+        except ValueError:
+            definition = text
+        lines.append(json.dumps({"calendar": name, "definition": definition}, ensure_ascii=False, separators=(", ", ": ")))
+    return lines
+
+
+def parse_line(store: ScheduleStore, line: str, lineno: int, calendars: frozenset[str] = frozenset()) -> Record | CalendarRecord:
+    """Validate one exported line; ``calendars`` are the names earlier lines of the same import define.
 
     Raises:
-        BadLine: naming the line, and the entry and field when it gets that far.
+        BadLine: naming the line, and the entry or calendar and the field when it gets that far.
     """
     try:
         data = json.loads(line)
@@ -80,6 +108,8 @@ def parse_line(store: ScheduleStore, line: str, lineno: int) -> Record:
         raise BadLine(lineno, f"not valid JSON: {exc.msg} at column {exc.colno}") from None
     if not isinstance(data, dict):
         raise BadLine(lineno, 'expected a JSON object with "name" and "definition"')
+    if "calendar" in data:
+        return parse_calendar_line(data, lineno)
     name = data.get("name")
     if not isinstance(name, str) or not name:
         raise BadLine(lineno, 'needs "name", a non-empty string')
@@ -89,7 +119,7 @@ def parse_line(store: ScheduleStore, line: str, lineno: int) -> Record:
             definition = load_document(definition)
         if not isinstance(definition, dict):
             raise InvalidDefinition("definition", "must be a JSON object", name)
-        text = store.validate(name, definition)
+        text = store.validate(name, definition, calendars=calendars)
         count = check_run_count(data.get("total_run_count"), entry=name)
         last = data.get("last_run_at")
         last_text = parse_date(last, "last_run_at").isoformat() if last is not None else None
@@ -98,15 +128,42 @@ def parse_line(store: ScheduleStore, line: str, lineno: int) -> Record:
     return Record(name, text, count, last_text, data.get("static") is True)
 
 
-def parse_lines(store: ScheduleStore, lines: Iterable[str]) -> Iterator[Record | BadLine]:
-    """Each non-blank line as a :class:`Record`, or the :class:`BadLine` it raised."""
+def parse_calendar_line(data: dict[str, Any], lineno: int) -> CalendarRecord:
+    """A ``{"calendar": name, "definition": {...}}`` line, checked as ``calendar set`` checks it."""
+    try:
+        name = check_name(data["calendar"])
+        definition = data.get("definition")
+        if isinstance(definition, str):
+            definition = load_document(definition)
+        calendar = parse_calendar(name, definition)
+    except (InvalidCalendar, InvalidDefinition) as exc:
+        raise BadLine(lineno, str(exc)) from None
+    return CalendarRecord(name, dump_document(calendar.to_json()))
+
+
+def parse_lines(store: ScheduleStore, lines: Iterable[str]) -> Iterator[Record | CalendarRecord | BadLine]:
+    """Each non-blank line as a :class:`Record` or :class:`CalendarRecord`, or the :class:`BadLine` it raised.
+
+    An entry may exclude a calendar that an earlier line defines.
+    """
+    calendars: set[str] = set()
     for lineno, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
-            yield parse_line(store, line, lineno)
+            item = parse_line(store, line, lineno, frozenset(calendars))
         except BadLine as exc:
             yield exc
+            continue
+        if isinstance(item, CalendarRecord):
+            calendars.add(item.name)
+        yield item
+
+
+def import_calendar(store: ScheduleStore, record: CalendarRecord, result: ImportResult) -> None:
+    """Write one calendar (before the entries that name it) and count it in ``result``."""
+    store.put_calendar_text(record.name, record.text)
+    result.calendars += 1
 
 
 def import_batch(store: ScheduleStore, records: list[Record], result: ImportResult) -> None:

@@ -337,6 +337,45 @@ def test_export_import_round_trip_is_idempotent(cli: Cli, api: ScheduleStore, ap
         target.drop()
 
 
+def test_export_carries_calendars_first_and_import_writes_them_before_the_entries_that_name_them(
+        cli: Cli, api: ScheduleStore, prefix: str, client: redis.Redis, tmp_path: Path) -> None:
+    api.set_calendar("holidays", dates=["2024-12-25"], ranges=[("2024-12-30", "2025-01-01")], weekdays=["sun"],
+                     description="office closed")
+    api.add("report", {"task": "tasks.report", "crontab": {"minute": "0", "hour": "9"}, "exclude": ["holidays"]})
+    dump = tmp_path / "schedule.jsonl"
+    done = cli.run("export", str(dump))
+    assert done.returncode == 0 and "exported 1 entries and 1 calendars" in done.stderr, done.stderr
+    first, second = (json.loads(line) for line in dump.read_text().splitlines())
+    assert first == {"calendar": "holidays", "definition": api.calendar("holidays").to_json()}
+    assert second["name"] == "report"
+
+    other = Cli(cli.url, f"{prefix}copy:")
+    target = ScheduleStore(client, other.prefix)
+    try:
+        assert "imported 1 entries: 1 added or changed, 0 unchanged, 0 run states restored, 1 calendars" in \
+            other.ok("import", str(dump))
+        assert target.calendar("holidays") == api.calendar("holidays")
+        assert target.get("report").definition == api.get("report").definition
+        assert "0 added or changed, 1 unchanged" in other.ok("import", str(dump))
+    finally:
+        target.drop()
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    ('{"calendar": "h", "definition": {"dates": ["2024-02-30"]}}\n', "line 1: calendar 'h': field 'dates"),
+    ('{"calendar": "", "definition": {}}\n', "line 1: calendar '': field 'name'"),
+    ('{"name": "x", "definition": {"task": "t", "interval": {"every": 5}, "exclude": ["h"]}}\n'
+     '{"calendar": "h", "definition": {"dates": []}}\n', "line 1: entry 'x': field 'exclude': unknown calendar 'h'"),
+])
+def test_an_import_with_a_bad_calendar_line_imports_nothing(cli: Cli, client: redis.Redis, tag: str, tmp_path: Path,
+                                                            content: str, message: str) -> None:
+    before = snapshot(client, tag)
+    path = tmp_path / "in.jsonl"
+    path.write_text(content)
+    assert message in cli.fails("import", str(path))
+    assert snapshot(client, tag) == before
+
+
 @pytest.mark.parametrize(("content", "message"), [
     ('{"name": "x", "definition": {"task": "t", "interval": {"every": 5}}}\nnot json\n', "line 2: not valid JSON"),
     ('{"definition": {"task": "t", "interval": {"every": 5}}}\n', 'line 1: needs "name"'),

@@ -16,7 +16,17 @@ from ..connection import make_client
 from ..settings import mask_url
 from ..sharded_store import ShardedStore
 from ..shards import reshard
-from ..transfer import BadLine, ImportResult, Record, export_lines, import_batch, parse_lines
+from ..transfer import (
+    BadLine,
+    CalendarRecord,
+    ImportResult,
+    Record,
+    calendar_lines,
+    export_lines,
+    import_batch,
+    import_calendar,
+    parse_lines,
+)
 from .base import Context, pass_context, progress
 
 
@@ -25,17 +35,20 @@ from .base import Context, pass_context, progress
 @click.option("--match", help="Only names matching this glob (Redis MATCH syntax).")
 @pass_context
 def export_command(obj: Context, file: IO[str], match: str | None) -> None:
-    """Write entries as JSON lines to FILE ('-' for stdout, the default)."""
+    """Write calendars, then entries, as JSON lines to FILE ('-' for stdout, the default)."""
     store = obj.store
     total = store.count()
+    calendars = calendar_lines(store)
+    for line in calendars:
+        file.write(line + "\n")
     written = 0
     with progress(total if file is not sys.stdout else 0, "exporting") as advance:
-        for line in export_lines(store, match):
+        for line in export_lines(store, match, calendars=False):
             file.write(line + "\n")
             written += 1
             advance(1)
     file.flush()
-    click.echo(f"exported {written} entries", err=True)
+    click.echo(f"exported {written} entries" + (f" and {len(calendars)} calendars" if calendars else ""), err=True)
 
 
 @click.command("import")
@@ -52,7 +65,7 @@ def import_command(obj: Context, file: IO[str], skip_invalid: bool, batch_size: 
         for item in parse_lines(store, source):
             if isinstance(item, BadLine):
                 problems.append(item)
-            else:
+            elif isinstance(item, Record):
                 total += 1
         if problems and not skip_invalid:
             more = f" (and {len(problems) - 1} more bad lines)" if len(problems) > 1 else ""
@@ -63,6 +76,13 @@ def import_command(obj: Context, file: IO[str], skip_invalid: bool, batch_size: 
         with progress(total, "importing") as advance:
             for item in parse_lines(store, source):
                 if isinstance(item, BadLine):
+                    continue
+                if isinstance(item, CalendarRecord):  # before the entries after it, which may name it
+                    if batch:
+                        import_batch(store, batch, result)
+                        advance(len(batch))
+                        batch = []
+                    import_calendar(store, item, result)
                     continue
                 batch.append(item)
                 if len(batch) >= batch_size:
@@ -78,6 +98,7 @@ def import_command(obj: Context, file: IO[str], skip_invalid: bool, batch_size: 
         click.echo(f"skipped {name!r}: a dynamic entry of that name exists (the line is a beat_schedule entry)", err=True)
     click.echo(f"imported {result.entries - len(result.skipped)} entries: {result.written} added or changed, "
                f"{result.unchanged} unchanged, {result.restored} run states restored"
+               + (f", {result.calendars} calendars" if result.calendars else "")
                + (f", {len(problems)} bad lines skipped" if problems else ""))
 
 
