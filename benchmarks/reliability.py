@@ -11,6 +11,11 @@ Each part starts its own redis-servers (schedule and broker apart) and real
 
     python benchmarks/reliability.py                  # both parts, full size
     python benchmarks/reliability.py --entries 20000 --burst 100000   # smaller
+    python benchmarks/reliability.py --skip-three-beats --shared-broker   # burst, broker in the schedule's database
+
+The broker is a Redis server of its own (delivery ``auto`` then resolves to
+``at-most-once``); ``--shared-broker`` puts it in the schedule's database, where
+``auto`` is ``exactly-once``; ``--delivery`` sets ``redis_scheduler_delivery``.
 
 Prints a table: scenario | runs | dispatched | duplicates | misses | longest Lua call.
 """
@@ -151,13 +156,15 @@ def three_beats(entries: int, runs: int, batch: int) -> tuple[Audit, dict[str, l
         broker.cleanup()
 
 
-def burst(entries: int, batch: int) -> dict[str, object]:
-    """Part 2: one beat, ``entries`` overdue at once."""
+def burst(entries: int, batch: int, delivery: str = "auto", shared: bool = False) -> dict[str, object]:
+    """Part 2: one beat, ``entries`` overdue at once (``shared``: the broker in the schedule's database)."""
     schedule, broker = servers()
+    broker_url = f"{(schedule if shared else broker).url}/0"
     work = Path(tempfile.mkdtemp(prefix="cbr-bench-"))
     try:
-        write_app(work, f"{broker.url}/0", f"{schedule.url}/0", PREFIX, extra=(
-            f"app.conf.update(task_default_queue={QUEUE!r}, redis_scheduler_batch_size={batch})\n"))
+        write_app(work, broker_url, f"{schedule.url}/0", PREFIX, extra=(
+            f"app.conf.update(task_default_queue={QUEUE!r}, redis_scheduler_batch_size={batch}, "
+            f"redis_scheduler_delivery={delivery!r})\n"))
         client = redis.Redis.from_url(f"{schedule.url}/0")
         store = RedisStore(client, PREFIX)
         names = [f"b{i:07d}" for i in range(entries)]
@@ -167,7 +174,7 @@ def burst(entries: int, batch: int) -> dict[str, object]:
                                     "args": [n]}) for n in names},
              last_run_at=long_ago.isoformat(), score=long_ago.timestamp())
         load_seconds = time.monotonic() - t
-        ledger = Ledger(redis.Redis.from_url(f"{broker.url}/0"), QUEUE)
+        ledger = Ledger(redis.Redis.from_url(broker_url), QUEUE)
         beat = CeleryProcess.beat(work)
         beat.wait_for_output("beat: Starting", timeout=60)
         client.slowlog_reset()
@@ -221,6 +228,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1000, help="redis_scheduler_batch_size")
     parser.add_argument("--skip-three-beats", action="store_true")
     parser.add_argument("--skip-burst", action="store_true")
+    parser.add_argument("--delivery", default="auto", help="redis_scheduler_delivery in the burst part (default: auto)")
+    parser.add_argument("--shared-broker", action="store_true", help="the burst's broker in the schedule's database")
     args = parser.parse_args()
     rows = []
     if not args.skip_three_beats:
@@ -228,12 +237,14 @@ def main() -> None:
         rows.append((f"three beats, {args.entries:,} entries due together, {args.runs} runs each", audit, longest_lua_ms(calls)))
         print(f"three beats: {seconds:.1f} s, by beat {sorted(audit.by_beat.values())}; Lua: {describe(calls)}", flush=True)
     if not args.skip_burst:
-        result = burst(args.burst, args.batch)
+        result = burst(args.burst, args.batch, args.delivery, args.shared_broker)
         audit = result["audit"]
         assert isinstance(audit, Audit)
         calls = result["lua"]
         assert isinstance(calls, dict)
-        rows.append((f"burst: {args.burst:,} overdue at once, one beat", audit, longest_lua_ms(calls)))
+        where = "broker in the schedule's database" if args.shared_broker else "broker apart"
+        rows.append((f"burst: {args.burst:,} overdue at once, one beat, {where}, delivery {args.delivery}", audit,
+                     longest_lua_ms(calls)))
         print("burst: " + ", ".join(f"{k} {v:,.1f}" if isinstance(v, float) else f"{k} {v}"
                                     for k, v in result.items() if k not in ("audit", "lua")), flush=True)
         print(f"burst Lua: {describe(calls)}", flush=True)
