@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import signal
 import statistics
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -107,87 +110,108 @@ def test_a_beat_killed_holding_a_claim_frees_it_within_one_short_lease(
     assert set(run_counts(store).values()) == {runs_each}
 
 
-def test_a_beat_frozen_past_its_lease_sends_nothing_the_others_sent(
-        tmp_path: Path, redis_url: str, prefix: str, store: RedisStore, broker: redis.Redis) -> None:
-    entries, runs_each, batch = 300, 12, 100
+#: Entries, runs of each and batch size of the freeze tests.
+FROZEN_ENTRIES, FROZEN_RUNS, FROZEN_BATCH = 300, 12, 100
+
+
+@dataclass
+class Frozen:
+    """Three beats on ``ENTRIES`` entries due every second, the first one frozen (SIGSTOP) at a crash point."""
+
+    beats: list[CeleryProcess]
+    ledger: Ledger
+    names: list[str]
+    #: The frozen beat's batch: entry name -> lease end (0 after the commit).
+    held: dict[str, float]
+    #: Redis time just after it froze.
+    frozen_at: float
+    codes: list[int] = field(default_factory=list)
+
+    @property
+    def frozen(self) -> CeleryProcess:
+        return self.beats[0]
+
+    @property
+    def others(self) -> list[CeleryProcess]:
+        return self.beats[1:]
+
+    def finish(self, store: RedisStore) -> None:
+        """Wake the frozen beat and wait until every entry has run all its runs."""
+        self.frozen.process.send_signal(signal.SIGCONT)
+        wait_until(lambda: alive(self.beats) and self.ledger.poll() >= 0
+                   and sum(run_counts(store).values()) >= len(self.names) * FROZEN_RUNS,
+                   timeout=FROZEN_RUNS + 60, interval=0.2, what="every entry to finish")
+
+
+@contextmanager
+def three_beats_one_frozen(tmp_path: Path, redis_url: str, prefix: str, store: RedisStore, broker: redis.Redis,
+                           point: str) -> Iterator[Frozen]:
+    """:class:`Frozen` at ``point`` (``after-claim`` or ``after-commit``); on leaving, every beat woken and stopped
+    (their exit codes in ``codes``) and the queue drained."""
     queue = f"q-{store.keys.tag}"
-    app_with(tmp_path, redis_url, prefix, queue, batch, "auto")
-    names = [f"z{i:03d}" for i in range(entries)]
-    load_entries(store, {n: every_second(n, runs_each) for n in names})
+    app_with(tmp_path, redis_url, prefix, queue, FROZEN_BATCH, "auto")
+    names = [f"f{i:03d}" for i in range(FROZEN_ENTRIES)]
+    load_entries(store, {n: every_second(n, FROZEN_RUNS) for n in names})
     ledger = Ledger(broker, queue)
     beats = [CeleryProcess.beat(tmp_path) for _ in range(3)]
-    frozen, others = beats[0], beats[1:]
-    pid = frozen.process.pid
+    pid = beats[0].process.pid
+    state = Frozen(beats, ledger, names, {}, 0.0)
     try:
         wait_until(lambda: alive(beats) and ledger.poll() >= 0 and ledger.by_beat.get(pid, 0) > 0,
                    timeout=60, interval=0.05, what="the beat to send something")
-        (tmp_path / f"freeze-{pid}").write_text("after-claim")
+        (tmp_path / f"freeze-{pid}").write_text(point)
         wait_until(lambda: (tmp_path / f"held-{pid}").exists() and not (tmp_path / f"freeze-{pid}").exists(),
-                   timeout=30, interval=0.01, what="the beat to freeze holding a claim")
-        frozen_at = store.server_time()
-        held = held_names(tmp_path, pid)
-        lease_end = max(held.values())
-        # Frozen past its lease: the others send what it held.
-        wait_until(lambda: alive(others) and ledger.poll() >= 0 and store.server_time() > lease_end + 1 and all(
-            any(t >= frozen_at for t in ledger.arrivals[n]) for n in held), timeout=60, interval=0.05,
-            what="the others to send the frozen beat's batch")
-        frozen.process.send_signal(signal.SIGCONT)
-        wait_until(lambda: alive(beats) and ledger.poll() >= 0 and sum(run_counts(store).values()) >= entries * runs_each,
-                   timeout=runs_each + 60, interval=0.2, what="every entry to finish")
+                   timeout=30, interval=0.01, what=f"the beat to freeze {point}")
+        state.frozen_at = store.server_time()
+        state.held = held_names(tmp_path, pid)
+        yield state
     finally:
-        frozen.process.send_signal(signal.SIGCONT)
-        codes = [b.stop() for b in beats]
-    ledger.poll()
-    audit = ledger.audit(store, names, runs_each)
-    print(audit.row("beat frozen past its lease, then woken") + f" | held by the frozen beat: {len(held)}")
-    assert codes == [0, 0, 0], [b.output() for b in beats]
-    assert 0 < len(held) <= batch
+        beats[0].process.send_signal(signal.SIGCONT)
+        state.codes = [b.stop() for b in beats]
+        ledger.poll()
+
+
+def test_a_beat_frozen_past_its_lease_sends_nothing_the_others_sent(
+        tmp_path: Path, redis_url: str, prefix: str, store: RedisStore, broker: redis.Redis) -> None:
+    with three_beats_one_frozen(tmp_path, redis_url, prefix, store, broker, "after-claim") as run:
+        lease_end = max(run.held.values())
+        # Frozen past its lease: the others send what it held.
+        wait_until(lambda: alive(run.others) and run.ledger.poll() >= 0 and store.server_time() > lease_end + 1
+                   and all(any(t >= run.frozen_at for t in run.ledger.arrivals[n]) for n in run.held),
+                   timeout=60, interval=0.05, what="the others to send the frozen beat's batch")
+        run.finish(store)
+    audit = run.ledger.audit(store, run.names, FROZEN_RUNS)
+    print(audit.row("beat frozen past its lease, then woken") + f" | held by the frozen beat: {len(run.held)}")
+    assert run.codes == [0, 0, 0], [b.output() for b in run.beats]
+    assert 0 < len(run.held) <= FROZEN_BATCH
     assert (audit.duplicates, audit.lost, audit.misses) == (0, 0, 0)
-    assert set(run_counts(store).values()) == {runs_each}
+    assert set(run_counts(store).values()) == {FROZEN_RUNS}
 
 
 def test_a_beat_frozen_between_commit_and_publish_skips_the_runs_its_entries_followed_since(
         tmp_path: Path, redis_url: str, prefix: str, store: RedisStore, broker: redis.Redis) -> None:
     """Woken, it sends none of its batch late and out of order: each of those entries ran again meanwhile."""
-    entries, runs_each, batch = 300, 12, 100
-    queue = f"q-{store.keys.tag}"
-    app_with(tmp_path, redis_url, prefix, queue, batch, "auto")
-    names = [f"p{i:03d}" for i in range(entries)]
-    load_entries(store, {n: every_second(n, runs_each) for n in names})
-    ledger = Ledger(broker, queue)
-    beats = [CeleryProcess.beat(tmp_path) for _ in range(3)]
-    frozen, others = beats[0], beats[1:]
-    pid = frozen.process.pid
-    try:
-        wait_until(lambda: alive(beats) and ledger.poll() >= 0 and ledger.by_beat.get(pid, 0) > 0,
-                   timeout=60, interval=0.05, what="the beat to send something")
-        (tmp_path / f"freeze-{pid}").write_text("after-commit")
-        wait_until(lambda: (tmp_path / f"held-{pid}").exists() and not (tmp_path / f"freeze-{pid}").exists(),
-                   timeout=30, interval=0.01, what="the beat to freeze with a committed batch")
-        frozen_at = store.server_time()
-        held = list(held_names(tmp_path, pid))
+    with three_beats_one_frozen(tmp_path, redis_url, prefix, store, broker, "after-commit") as run:
+        held = list(run.held)
         frozen_runs = store.client.hmget(store.keys.last_run_at, held)
+
         # Every entry of the frozen batch runs again, committed by the others (Redis says so: a message polled
         # now may have been sent before the freeze), and the freeze outlasts the freshness check's threshold.
         def ran_again() -> bool:
             now = store.client.hmget(store.keys.last_run_at, held)
-            return store.server_time() > frozen_at + 2 * STALE_AFTER and all(a != b for a, b in zip(now, frozen_runs))
-        wait_until(lambda: alive(others) and ledger.poll() >= 0 and ran_again(), timeout=60, interval=0.05,
+            return store.server_time() > run.frozen_at + 2 * STALE_AFTER and all(a != b for a, b in zip(now, frozen_runs))
+
+        wait_until(lambda: alive(run.others) and run.ledger.poll() >= 0 and ran_again(), timeout=60, interval=0.05,
                    what="newer runs of the frozen batch's entries")
-        frozen.process.send_signal(signal.SIGCONT)
-        wait_until(lambda: "runs not sent" in frozen.output(), timeout=30, what="the woken beat to skip its stale runs")
-        wait_until(lambda: alive(beats) and ledger.poll() >= 0 and sum(run_counts(store).values()) >= entries * runs_each,
-                   timeout=runs_each + 60, interval=0.2, what="every entry to finish")
-    finally:
-        frozen.process.send_signal(signal.SIGCONT)
-        codes = [b.stop() for b in beats]
-    ledger.poll()
-    audit = ledger.audit(store, names, runs_each)
+        run.frozen.process.send_signal(signal.SIGCONT)
+        wait_until(lambda: "runs not sent" in run.frozen.output(), timeout=30, what="the woken beat to skip its stale runs")
+        run.finish(store)
+    audit = run.ledger.audit(store, run.names, FROZEN_RUNS)
     print(audit.row("beat frozen between commit and publish, then woken") + f" | its committed runs: {len(held)}")
-    assert codes == [0, 0, 0], [b.output() for b in beats]
+    assert run.codes == [0, 0, 0], [b.output() for b in run.beats]
     assert held
     assert audit.duplicates == 0
     # Its stale runs stay counted and are not sent (as if it had died after the commit); every other run was sent.
     assert audit.lost == len(held), audit
-    assert f"{len(held)} runs not sent" in frozen.output()
-    assert all(ledger.counts[n] == runs_each - 1 for n in held)
+    assert f"{len(held)} runs not sent" in run.frozen.output()
+    assert all(run.ledger.counts[n] == FROZEN_RUNS - 1 for n in held)
