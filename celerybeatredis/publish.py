@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from datetime import datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 import redis
 from celery.beat import ScheduleEntry, Scheduler, SchedulingError
@@ -18,9 +20,11 @@ from celery.utils import uuid
 from kombu import Producer
 from kombu.exceptions import OperationalError
 
+from .amqp_messages import AmqpBuilder, amqp_capturable, capturing_amqp
 from .beatstats import BeatStats
 from .builder import Builder
 from .codec import Definition
+from .confirms import ConfirmChannel, Confirmed
 from .connection import RedisClient
 from .decisions import Run, log_quarantined, quarantine_reason
 from .delivery import AT_LEAST_ONCE, AT_MOST_ONCE, EXACTLY_ONCE, resolve
@@ -52,6 +56,25 @@ HISTORY_STAMP_END = 1 + STAMP
 logger = logging.getLogger("celerybeatredis.schedulers")
 
 
+M = TypeVar("M")
+
+
+class Shapes(Protocol[M]):
+    """Messages filled in from the shapes Celery built, for one transport (:mod:`.builder`, :mod:`.amqp_messages`)."""
+
+    def key(self, task: str, options: Mapping[str, Any]) -> str | None: ...
+
+    def render(self, key: str, definition: Any, name: str, task_id: str) -> list[M] | None: ...
+
+    def learn(self, key: str, messages: list[M], task_id: str) -> None: ...
+
+
+class Taking(Protocol[M]):
+    """A capture of what a transport would send: the messages of the run just built."""
+
+    def take(self) -> list[M]: ...
+
+
 class Published(NamedTuple):
     """How publishing a batch went: whether runs were withheld (put back unsent), and the seconds it took."""
 
@@ -79,6 +102,9 @@ class Publisher:
         #: The task id of each run of a batch whose pending records its commit writes (at-least-once), by plan index.
         self._tids: dict[int, dict[int, str]] = {}
         self.builder: Builder | None = None
+        self.amqp_builder: AmqpBuilder | None = None
+        #: Beat's channel in confirm mode, on a RabbitMQ broker (py-amqp).
+        self.confirms = ConfirmChannel()
         self._writer: redis.Redis | None = None
 
     def resolve(self, schedule: RedisClient) -> str | None:
@@ -138,40 +164,51 @@ class Publisher:
         return resend(self, store, now)
 
     def build(self, producer: Producer, planned: Planned, committed: list[bool] | None,
-              tids: dict[int, str] | None = None, tag: str = "") -> tuple[dict[int, list[Command]], dict[int, BaseException]]:
-        """The Redis commands of each run of ``planned`` (those ``committed`` says, if given), by plan index; and the
-        errors of the runs that could not be built.
+              tids: dict[int, str] | None = None, tag: str = "") -> tuple[dict[int, list[Any]], dict[int, BaseException]]:
+        """The messages of each run of ``planned`` (those ``committed`` says, if given), by plan index, as the
+        producer's transport would send them (Redis commands, or AMQP messages); and the errors of the runs that
+        could not be built.
 
         The first run of each task and options is built by Celery and kombu
         (``before_task_publish`` / ``after_task_publish`` fire), the next from
-        its shape (:mod:`.builder`), except a run whose headers are its own (a past due
+        its shape (:mod:`.builder`, :mod:`.amqp_messages`), except a run whose headers are its own (a past due
         time, a report asked of the worker integration), which Celery builds every time.
         """
-        if self.builder is None:
-            self.builder = Builder(self.scheduler.app, getattr(producer.channel, "body_encoding", "base64"))
-        builder, claim, now = self.builder, planned.claim, planned.now
-        messages: dict[int, list[Command]] = {}
+        if capturable(producer):
+            if self.builder is None:
+                self.builder = Builder(self.scheduler.app, getattr(producer.channel, "body_encoding", "base64"))
+            return self._build(self.builder, capturing(producer), producer, planned, committed, tids, tag)
+        if self.amqp_builder is None:
+            self.amqp_builder = AmqpBuilder(self.scheduler.app)
+        return self._build(self.amqp_builder, capturing_amqp(producer), producer, planned, committed, tids, tag)
+
+    def _build(self, builder: Shapes[M], capturer: AbstractContextManager[Taking[M]], producer: Producer,
+               planned: Planned, committed: list[bool] | None, tids: dict[int, str] | None,
+               tag: str) -> tuple[dict[int, list[M]], dict[int, BaseException]]:
+        """:meth:`build` with one transport's shapes and capture."""
+        claim, now = planned.claim, planned.now
+        messages: dict[int, list[M]] = {}
         unbuilt: dict[int, BaseException] = {}
         info = logger.isEnabledFor(logging.INFO)
-        with capturing(producer) as capture:
+        with capturer as capture:
             for j, ((plan, run, _), claimed) in enumerate(zip(planned.decisions, claim.entries)):
                 if run is None or (committed is not None and not committed[j]):
                     continue
                 name, defn = claimed.name, run[0]
                 tid = (tids or {}).get(j) or self.task_id(name, plan) or uuid()
                 key = None if run[2] or reported(defn) else builder.key(defn.task, defn.options)
-                commands = builder.render(key, defn, name, tid) if key is not None else None
-                if commands is None:
+                built = builder.render(key, defn, name, tid) if key is not None else None
+                if built is None:
                     error = self.send(name, run, now, producer, tid, tag)
-                    commands = capture.take()
+                    built = capture.take()
                     if error is not None:
                         unbuilt[j] = error
                         continue
                     if key is not None:
-                        builder.learn(key, commands, tid)
+                        builder.learn(key, built, tid)
                 elif info:
                     logger.info("Scheduler: Sending due task %s (%s)", name, defn.task)
-                messages[j] = commands
+                messages[j] = built
         return messages, unbuilt
 
     def write(self, producer: Producer, messages: dict[int, list[Command]]) -> BaseException | None:
@@ -210,10 +247,19 @@ class Publisher:
             producer = self.producer()
             withheld = producer is None
         written: BaseException | None = None
+        confirmed: Confirmed | None = None
         if producer is not None and capturable(producer):
             messages, unbuilt = self.build(producer, planned, committed, tids, store.keys.tag)
             written = self.write(producer, messages) if messages else None
             producer = None  # written: nothing is sent one by one
+        elif producer is not None and amqp_capturable(producer):
+            outgoing, unbuilt = self.build(producer, planned, committed, tids, store.keys.tag)
+            confirmed = self.confirms.publish(producer, outgoing) if outgoing else Confirmed(set(), set(), None)
+            if confirmed.error is not None or confirmed.nacked:
+                logger.error("beat: the broker confirmed %d of %d runs (%d refused): %s", len(confirmed.acked),
+                             len(outgoing), len(confirmed.nacked), confirmed.error or "basic.nack")
+            producer = None  # published: nothing is sent one by one
+        unconfirmed: set[int] = set()  # runs that may have reached the broker, left pending (at-least-once)
         sent: list[Revert] = []  # what undoes each run sent, should the pipelined write fail
         with Pipelined(producer, 10 * self.settings.batch_size) as pipeline:
             for j, ((plan, run, _), ok, claimed) in enumerate(zip(planned.decisions, committed, claim.entries)):
@@ -227,6 +273,11 @@ class Publisher:
                 else:
                     tid = tids.get(j) if tids else self.task_id(claimed.name, plan)
                     error = self.send(claimed.name, run, now, producer, tid, store.keys.tag)
+                if confirmed is not None and error is None and j not in confirmed.acked:
+                    if tids and j not in confirmed.nacked:
+                        unconfirmed.add(j)  # sent again after the lease, with its task id (pending.py)
+                        continue
+                    error = confirmed.error or OperationalError("the broker refused the message (basic.nack)")
                 if not withheld and error is None:
                     late.append(max(0.0, claim.now - claimed.score) if claimed.score > 0 else 0.0)
                     retry = -1.0 if claimed.score < 0 else claim.now + self.settings.publish_retry_seconds
@@ -250,8 +301,12 @@ class Publisher:
         if reverts:
             store.revert(reverts)
         if tids:  # taken by the broker, or put back unsent: nothing to send again either way
-            store.clear_pending([(claim.entries[j].name, tid) for j, tid in tids.items() if committed[j]])
-        failed = withheld or any(not r.invalid_reason for r in reverts)
+            store.clear_pending([(claim.entries[j].name, tid) for j, tid in tids.items()
+                                 if committed[j] and j not in unconfirmed])
+        if unconfirmed:
+            logger.warning("beat: %d runs not confirmed by the broker; they stay pending and are sent again with "
+                           "their task ids in %.1fs", len(unconfirmed), self.settings.lease_seconds)
+        failed = withheld or bool(unconfirmed) or any(not r.invalid_reason for r in reverts)
         self.stats.published(late, reverts, broker_failed=failed and not unsafe)
         if failed:
             retried = sum(1 for r in reverts if not r.invalid_reason)
