@@ -16,9 +16,11 @@ import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from struct import pack
 from typing import Any, NamedTuple
 
 import amqp
+from amqp.serialization import dumps
 from celery import Celery
 from kombu import Producer
 
@@ -26,13 +28,26 @@ from .builder import SHAPE_SECONDS, SHAPES, Builder
 
 
 class Outgoing(NamedTuple):
-    """One message to publish and where to: the arguments kombu would give ``basic_publish``."""
+    """One message to publish, encoded as AMQP sends it, and where to (the arguments of ``basic_publish``)."""
 
-    message: amqp.Message
     exchange: str
     routing_key: str
     mandatory: bool
     immediate: bool
+    #: The content header's property flags and property list.
+    properties: bytes
+    body: bytes
+    #: The message kombu prepared, when Celery built it (None when filled in from a shape).
+    message: amqp.Message | None = None
+
+
+def outgoing(message: amqp.Message, exchange: str, routing_key: str, mandatory: bool, immediate: bool) -> Outgoing:
+    """``message`` encoded as py-amqp's frame writer encodes it (a text body in its content encoding)."""
+    body = message.body
+    if isinstance(body, str):
+        body = body.encode(message.properties.setdefault("content_encoding", "utf-8"))
+    return Outgoing(exchange or "", routing_key or "", bool(mandatory), bool(immediate),
+                    message._serialize_properties(), bytes(body), message)
 
 
 class AmqpCapture:
@@ -44,7 +59,7 @@ class AmqpCapture:
     def publish(self, channel: Any, message: amqp.Message, exchange: str = "", routing_key: str = "",
                 mandatory: bool = False, immediate: bool = False, **_: Any) -> None:
         """A message kombu prepared (``timeout`` / ``confirm_timeout`` are the publisher's own)."""
-        self.messages.append(Outgoing(message, exchange or "", routing_key or "", bool(mandatory), bool(immediate)))
+        self.messages.append(outgoing(message, exchange, routing_key, mandatory, immediate))
 
     def take(self) -> list[Outgoing]:
         """The messages captured since the last call."""
@@ -83,21 +98,28 @@ def capturing_amqp(producer: Producer) -> Iterator[AmqpCapture]:
 
 
 class AmqpShape(NamedTuple):
-    """A message Celery built: where it went, its properties (headers apart), headers, task id and body's third part."""
+    """A message Celery built, as parts of its encoded properties: bytes kept as they are, and the names of the
+    values each run sets (:data:`RUN_FIELDS`); with where it went, and the third part of its body."""
 
+    parts: list[bytes | str]
     outgoing: list[tuple[str, str, bool, bool]]
-    properties: dict[str, Any]
-    headers: dict[str, Any]
-    task_id: str
     embed: Any
     made: float
+
+
+#: The values a run sets in a shape: its task id (in the headers ``id``, ``root_id`` and the property
+#: ``correlation_id``), ``argsrepr``, ``kwargsrepr`` and ``periodic_task_name``.
+RUN_FIELDS = ("argsrepr", "kwargsrepr", "periodic_task_name")
+TASK_ID = "\0task_id"
 
 
 class AmqpBuilder:
     """Fills in AMQP messages from the shapes Celery built (see the module's docstring).
 
     Which runs take a shape (``key``) is the Redis builder's rule: no option
-    read at the time of sending, no publish signal with receivers.
+    read at the time of sending, no publish signal with receivers. A shape is
+    kept encoded, so a run costs its body and a few string joins, not an
+    encoding of its two dozen headers.
     """
 
     def __init__(self, app: Celery) -> None:
@@ -114,26 +136,80 @@ class AmqpBuilder:
         if shape is None or time.monotonic() - shape.made > SHAPE_SECONDS:
             return None
         body, argsrepr, kwargsrepr = self.rules.body(definition, shape.embed)
-        old = shape.task_id
-        headers = {k: task_id if v == old else v for k, v in shape.headers.items()}
-        headers.update(argsrepr=argsrepr, kwargsrepr=kwargsrepr, periodic_task_name=name)
-        properties = {k: task_id if v == old else v for k, v in shape.properties.items()}
-        return [Outgoing(amqp.Message(body, application_headers=headers, **properties), *where)
-                for where in shape.outgoing]
+        values = {TASK_ID: task_id, "argsrepr": argsrepr, "kwargsrepr": kwargsrepr, "periodic_task_name": name}
+        properties = fill(shape.parts, values)
+        data = body.encode("utf-8")
+        return [Outgoing(*where, properties, data) for where in shape.outgoing]
 
     def learn(self, key: str, messages: list[Outgoing], task_id: str) -> None:
-        """Keep the message Celery built for a run with ``task_id`` as the shape of ``key`` (a JSON text body only)."""
-        if not messages:
+        """Keep the message Celery built for a run with ``task_id`` as the shape of ``key`` (a JSON text body only,
+        each header a run sets a string)."""
+        if not messages or messages[0].message is None:
             return
         first = messages[0].message
         properties = dict(first.properties)
-        headers = properties.pop("application_headers", None)
+        headers = properties.get("application_headers")
         if (not isinstance(headers, dict) or properties.get("content_type") != "application/json"
                 or properties.get("content_encoding") != "utf-8" or not isinstance(first.body, str)
-                or any(m.message.body != first.body or m.message.properties != first.properties for m in messages)):
+                or any(m.properties != messages[0].properties or m.body != messages[0].body for m in messages)
+                or not all(isinstance(headers.get(k), str) for k in RUN_FIELDS)):
+            return
+        parts = template(properties, task_id)
+        values = {TASK_ID: task_id, **{k: headers[k] for k in RUN_FIELDS}}
+        if fill(parts, values) != messages[0].properties:  # encoded otherwise than this module expects
             return
         _, _, embed = json.loads(first.body)
         if len(self.shapes) >= SHAPES:
             self.shapes.clear()
         where = [(m.exchange, m.routing_key, m.mandatory, m.immediate) for m in messages]
-        self.shapes[key] = AmqpShape(where, properties, dict(headers), task_id, embed, time.monotonic())
+        self.shapes[key] = AmqpShape(parts, where, embed, time.monotonic())
+
+
+def template(properties: dict[str, Any], task_id: str) -> list[bytes | str]:
+    """``properties`` encoded as AMQP's content header encodes them (py-amqp's ``_serialize_properties``: one
+    flags word, then each property present in order), each value a run sets left as its name."""
+    flags, fields = 0, [b""]
+    parts: list[bytes | str] = []
+    for bit, (name, kind) in zip(range(15, 0, -1), amqp.Message.PROPERTIES):
+        value = properties.get(name)
+        if value is None:
+            continue
+        flags |= 1 << bit
+        if name == "application_headers":
+            parts += [*fields, "\0table"]
+            fields = [b""]
+            for key, item in value.items():
+                if key in RUN_FIELDS or item == task_id:
+                    parts += [pack("B", len(key.encode())) + key.encode() + b"S", TASK_ID if item == task_id else key]
+                else:
+                    parts.append(dumps("F", [{key: item}])[4:])
+            parts.append("\0end")
+        elif kind == "s" and value == task_id:
+            parts += [*fields, "\0short" + TASK_ID]
+            fields = [b""]
+        else:
+            fields.append(dumps(kind, [value]))
+    return [pack(">H", flags), *parts, *fields]
+
+
+def fill(parts: list[bytes | str], values: dict[str, str]) -> bytes:
+    """The encoded properties of a run: ``parts`` with its ``values``."""
+    out: list[bytes] = []
+    table: list[bytes] | None = None
+    for part in parts:
+        if isinstance(part, bytes):
+            (out if table is None else table).append(part)
+        elif part == "\0table":
+            table = []
+        elif part == "\0end":
+            assert table is not None
+            joined = b"".join(table)
+            out += [pack(">I", len(joined)), joined]
+            table = None
+        elif part.startswith("\0short"):
+            data = values[part[len("\0short"):]].encode()
+            out += [pack("B", len(data)), data]
+        else:
+            data = values[part].encode("utf-8", "surrogatepass")
+            (out if table is None else table).append(pack(">I", len(data)) + data)
+    return b"".join(out)

@@ -18,7 +18,7 @@ import json
 import time
 import uuid
 from collections.abc import Mapping
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 from celery import Celery
 from celery.beat import _evaluate_entry_args, _evaluate_entry_kwargs  # what beat's apply_async passes on
@@ -42,6 +42,25 @@ SHAPES = 10_000
 #: Most serialized bodies kept: enough for the entries that run again soon; a body costs ~10 us to make again,
 #: and each kept one holds its parsed definition, so beat's memory stays flat however many entries run.
 BODIES = 4_096
+
+
+M = TypeVar("M")
+
+
+class Shapes(Protocol[M]):
+    """Messages filled in from the shapes Celery built, for one transport (:mod:`.builder`, :mod:`.amqp_messages`)."""
+
+    def key(self, task: str, options: Mapping[str, Any]) -> str | None: ...
+
+    def render(self, key: str, definition: Any, name: str, task_id: str) -> list[M] | None: ...
+
+    def learn(self, key: str, messages: list[M], task_id: str) -> None: ...
+
+
+class Taking(Protocol[M]):
+    """A capture of what a transport would send: the messages of the run just built."""
+
+    def take(self) -> list[M]: ...
 
 
 class Shape(NamedTuple):

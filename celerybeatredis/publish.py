@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from datetime import datetime
-from typing import Any, NamedTuple, Protocol, TypeVar
+from typing import Any, NamedTuple
 
 import redis
 from celery.beat import ScheduleEntry, Scheduler, SchedulingError
@@ -22,9 +21,9 @@ from kombu.exceptions import OperationalError
 
 from .amqp_messages import AmqpBuilder, amqp_capturable, capturing_amqp
 from .beatstats import BeatStats
-from .builder import Builder
+from .builder import Builder, M, Shapes, Taking
 from .codec import Definition
-from .confirms import ConfirmChannel, Confirmed
+from .confirms import ConfirmChannel, Confirmed, Ticket
 from .connection import RedisClient
 from .decisions import Run, log_quarantined, quarantine_reason
 from .delivery import AT_LEAST_ONCE, AT_MOST_ONCE, EXACTLY_ONCE, resolve
@@ -56,23 +55,16 @@ HISTORY_STAMP_END = 1 + STAMP
 logger = logging.getLogger("celerybeatredis.schedulers")
 
 
-M = TypeVar("M")
+class InFlight(NamedTuple):
+    """A batch published on RabbitMQ whose answers are still to be read (:meth:`Publisher.settle`)."""
 
-
-class Shapes(Protocol[M]):
-    """Messages filled in from the shapes Celery built, for one transport (:mod:`.builder`, :mod:`.amqp_messages`)."""
-
-    def key(self, task: str, options: Mapping[str, Any]) -> str | None: ...
-
-    def render(self, key: str, definition: Any, name: str, task_id: str) -> list[M] | None: ...
-
-    def learn(self, key: str, messages: list[M], task_id: str) -> None: ...
-
-
-class Taking(Protocol[M]):
-    """A capture of what a transport would send: the messages of the run just built."""
-
-    def take(self) -> list[M]: ...
+    store: RedisStore
+    planned: Planned
+    committed: list[bool]
+    unbuilt: dict[int, BaseException]
+    tids: dict[int, str] | None
+    producer: Producer
+    ticket: Ticket
 
 
 class Published(NamedTuple):
@@ -105,6 +97,8 @@ class Publisher:
         self.amqp_builder: AmqpBuilder | None = None
         #: Beat's channel in confirm mode, on a RabbitMQ broker (py-amqp).
         self.confirms = ConfirmChannel()
+        #: The batch last published on RabbitMQ, whose answers are read once the next one is on its way.
+        self._inflight: InFlight | None = None
         self._writer: redis.Redis | None = None
 
     def resolve(self, schedule: RedisClient) -> str | None:
@@ -235,9 +229,6 @@ class Publisher:
         sent by its commit: only the runs it could not build are reverted.
         """
         started = time.perf_counter()
-        claim, now = planned.claim, planned.now
-        reverts: list[Revert] = []
-        late: list[float] = []  # seconds each run sent was late (run-now and new entries: 0)
         unbuilt = self._unbuilt.pop(id(planned), None)
         tids = self._tids.pop(id(planned), None)
         unsafe, producer = withheld, None
@@ -247,18 +238,41 @@ class Publisher:
             producer = self.producer()
             withheld = producer is None
         written: BaseException | None = None
-        confirmed: Confirmed | None = None
         if producer is not None and capturable(producer):
             messages, unbuilt = self.build(producer, planned, committed, tids, store.keys.tag)
             written = self.write(producer, messages) if messages else None
             producer = None  # written: nothing is sent one by one
         elif producer is not None and amqp_capturable(producer):
             outgoing, unbuilt = self.build(producer, planned, committed, tids, store.keys.tag)
-            confirmed = self.confirms.publish(producer, outgoing) if outgoing else Confirmed(set(), set(), None)
-            if confirmed.error is not None or confirmed.nacked:
-                logger.error("beat: the broker confirmed %d of %d runs (%d refused): %s", len(confirmed.acked),
-                             len(outgoing), len(confirmed.nacked), confirmed.error or "basic.nack")
-            producer = None  # published: nothing is sent one by one
+            ticket = self.confirms.send(producer, outgoing)
+            previous = self.settle()  # the batch before this one: its answers came while this one was built
+            self._inflight = InFlight(store, planned, committed, unbuilt, tids, producer, ticket)
+            return Published(previous, time.perf_counter() - started)
+        return self.finish(store, planned, committed, withheld, unsafe, unbuilt, tids, producer, written, None, started)
+
+    def settle(self) -> bool:
+        """Read the broker's answers to the batch last published on RabbitMQ and act on them (:meth:`finish`);
+        whether runs of it were withheld. Called once the next batch is written, and at the end of a shard's turn."""
+        inflight, self._inflight = self._inflight, None
+        if inflight is None:
+            return False
+        started = time.perf_counter()
+        confirmed = self.confirms.wait(inflight.producer, inflight.ticket)
+        if confirmed.error is not None or confirmed.nacked:
+            logger.error("beat: the broker confirmed %d of %d runs (%d refused): %s", len(confirmed.acked),
+                         len(inflight.ticket.keys), len(confirmed.nacked), confirmed.error or "basic.nack")
+        return self.finish(inflight.store, inflight.planned, inflight.committed, False, False, inflight.unbuilt,
+                           inflight.tids, None, None, confirmed, started).withheld
+
+    def finish(self, store: RedisStore, planned: Planned, committed: list[bool], withheld: bool, unsafe: bool,
+               unbuilt: dict[int, BaseException] | None, tids: dict[int, str] | None, producer: Producer | None,
+               written: BaseException | None, confirmed: Confirmed | None, started: float) -> Published:
+        """:meth:`publish` once the batch's messages are built: send them one by one (``producer``, on a transport
+        beat does not write itself), then revert what the broker did not take (``written``: the error of the batch's
+        pipelined write; ``confirmed``: the broker's answers on RabbitMQ) and forget the pending runs it took."""
+        claim, now = planned.claim, planned.now
+        reverts: list[Revert] = []
+        late: list[float] = []  # seconds each run sent was late (run-now and new entries: 0)
         unconfirmed: set[int] = set()  # runs that may have reached the broker, left pending (at-least-once)
         sent: list[Revert] = []  # what undoes each run sent, should the pipelined write fail
         with Pipelined(producer, 10 * self.settings.batch_size) as pipeline:

@@ -25,6 +25,7 @@ from celerybeatredis.schedulers import RedisScheduler
 
 from .helpers import EVERY_10S_DOC, T0, put
 from .processes import wait_until
+from .rabbitmq_server import RabbitMQServer
 
 pytestmark = [pytest.mark.e2e]
 
@@ -228,3 +229,47 @@ def test_runs_the_broker_refuses_are_put_back_and_sent_later(app: Celery, store:
             limited(conn.default_channel).delete()
     assert [len(r) for r in received] == [5, 5, 2]
     assert sorted(name for batch in received for name in batch) == names
+
+
+@pytest.mark.parametrize("mode", [AT_MOST_ONCE, AT_LEAST_ONCE])
+def test_runs_the_broker_never_confirms_are_not_lost(app: Celery, store: RedisStore, rabbitmq_node: RabbitMQServer,
+                                                      mode: str) -> None:
+    """A memory alarm on the node: RabbitMQ stops reading from publishers, so no confirm comes. ``at-least-once``
+    leaves the runs pending (sent again with their task ids after the lease), ``at-most-once`` puts them back."""
+    queue = app.conf.task_default_queue
+    app.conf.update(broker_url=rabbitmq_node.url, redis_scheduler_delivery=mode,
+                    redis_scheduler_publish_retry_seconds=1.0, redis_scheduler_lease_seconds=2.0)
+    names = [f"u{i:02d}" for i in range(8)]
+    for name in names:
+        put(store, name, dict(EVERY_10S_DOC, args=[name]))
+    sched = RedisScheduler(app)
+    sched.max_interval = 3600.0
+    sched.publisher.confirms.timeout = 1.0
+    try:
+        sched.tick(now=T0)
+        with Connection(rabbitmq_node.url) as conn:
+            app.amqp.queues[queue](conn.default_channel).declare()
+        rabbitmq_node.ctl("set_vm_memory_high_watermark", "0")
+        try:
+            tick_until_sent(sched, T0 + 10)
+            pending = store.client.zcard(store.keys.pending)
+        finally:
+            rabbitmq_node.ctl("set_vm_memory_high_watermark", "0.4")
+        assert pending == (len(names) if mode == AT_LEAST_ONCE else 0)
+        # Sent again once the broker takes messages: put back runs 1 s later, pending runs after the 2 s lease.
+        for now in (T0 + 11.5, T0 + 13):
+            sched.tick(now=now)
+        assert store.client.zcard(store.keys.pending) == 0
+        messages = wait_until(lambda: consume(rabbitmq_node.url, queue), timeout=10, what="the runs sent again")
+    finally:
+        sched.close()
+        with Connection(rabbitmq_node.url) as conn:
+            Queue(queue, channel=conn.default_channel).delete()
+    headers = [m.properties["application_headers"] for m in messages]
+    # The batch the alarm held may have reached the queue too: every run arrives, any copy with one task id.
+    assert {h["periodic_task_name"] for h in headers} == set(names)
+    ids = {h["periodic_task_name"]: set() for h in headers}
+    for h in headers:
+        ids[h["periodic_task_name"]].add(h["id"])
+    if mode == AT_LEAST_ONCE:
+        assert all(len(tids) == 1 for tids in ids.values()), ids
