@@ -122,8 +122,10 @@ class AmqpBuilder:
     encoding of its two dozen headers.
     """
 
-    def __init__(self, app: Celery) -> None:
+    def __init__(self, app: Celery, generation: int = 0) -> None:
         self.rules = Builder(app, body_encoding="text")
+        #: The confirm channel's generation the shapes were learned on (:class:`.confirms.ConfirmChannel`).
+        self.generation = generation
         self.shapes: dict[str, AmqpShape] = {}
 
     def key(self, task: str, options: Any) -> str | None:

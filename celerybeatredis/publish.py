@@ -172,8 +172,9 @@ class Publisher:
             if self.builder is None:
                 self.builder = Builder(self.scheduler.app, getattr(producer.channel, "body_encoding", "base64"))
             return self._build(self.builder, capturing(producer), producer, planned, committed, tids, tag)
-        if self.amqp_builder is None:
-            self.amqp_builder = AmqpBuilder(self.scheduler.app)
+        if self.amqp_builder is None or self.amqp_builder.generation != self.confirms.generation:
+            # New, or the channel was lost (maybe the connection): Celery builds and declares each shape's first run again.
+            self.amqp_builder = AmqpBuilder(self.scheduler.app, self.confirms.generation)
         return self._build(self.amqp_builder, capturing_amqp(producer), producer, planned, committed, tids, tag)
 
     def _build(self, builder: Shapes[M], capturer: AbstractContextManager[Taking[M]], producer: Producer,
