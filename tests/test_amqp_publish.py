@@ -18,7 +18,7 @@ from kombu import Connection, Exchange, Queue
 
 from celerybeatredis.amqp_messages import AmqpBuilder, capturing_amqp
 from celerybeatredis.builder import OWN_OPTIONS
-from celerybeatredis.confirms import ConfirmChannel
+from celerybeatredis.confirms import Answers, ConfirmChannel
 from celerybeatredis.delivery import AT_LEAST_ONCE, AT_MOST_ONCE
 from celerybeatredis.redis_store import RedisStore
 from celerybeatredis.schedulers import RedisScheduler
@@ -273,3 +273,19 @@ def test_runs_the_broker_never_confirms_are_not_lost(app: Celery, store: RedisSt
         ids[h["periodic_task_name"]].add(h["id"])
     if mode == AT_LEAST_ONCE:
         assert all(len(tids) == 1 for tids in ids.values()), ids
+
+
+def test_answers_cover_one_message_or_every_one_up_to_a_number() -> None:
+    """RabbitMQ may answer each message, or many at once (``multiple``; number 0: all); a nack wins over an ack."""
+    confirms = ConfirmChannel()
+    answers = confirms.answers[1] = Answers()
+    for tag, key in enumerate([10, 11, 12, 13, 14, 14], start=1):  # key 14: a run of two messages
+        confirms.outstanding[tag] = (1, key)
+        answers.waiting += 1
+    confirms._nack(2, False)
+    confirms._ack(4, True)
+    assert (answers.acked, answers.nacked, answers.waiting) == ({10, 12, 13}, {11}, 2)
+    confirms._ack(6, False)
+    confirms._nack(0, True)
+    assert (answers.acked, answers.nacked, answers.waiting) == ({10, 12, 13, 14}, {11, 14}, 0)
+    assert confirms.outstanding == {}
