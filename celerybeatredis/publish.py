@@ -77,10 +77,9 @@ class Published(NamedTuple):
 class Publisher:
     """Sends runs through a Celery beat ``Scheduler`` (its ``apply_async``, producer and broker connection).
 
-    In ``at-most-once`` mode a batch's messages go out after its commit, pipelined
-    in one round trip where the transport can (kombu's ``Producer.batch``); in
-    ``exactly-once`` mode they are built before the commit (:meth:`prepare`) and
-    written by it (:mod:`.delivery`).
+    In ``at-most-once`` / ``at-least-once`` mode a batch's messages go out after its commit: in one pipelined round
+    trip on Redis, with publisher confirms on RabbitMQ (:mod:`.confirms`), else through kombu's ``Producer.batch``;
+    in ``exactly-once`` mode they are built before the commit (:meth:`prepare`) and written by it (:mod:`.delivery`).
     """
 
     def __init__(self, scheduler: Scheduler, settings: Settings, stats: BeatStats | None = None) -> None:
@@ -172,8 +171,8 @@ class Publisher:
             if self.builder is None:
                 self.builder = Builder(self.scheduler.app, getattr(producer.channel, "body_encoding", "base64"))
             return self._build(self.builder, capturing(producer), producer, planned, committed, tids, tag)
+        # Learned again once the channel was lost (maybe the connection): Celery then declares each route again.
         if self.amqp_builder is None or self.amqp_builder.generation != self.confirms.generation:
-            # New, or the channel was lost (maybe the connection): Celery builds and declares each shape's first run again.
             self.amqp_builder = AmqpBuilder(self.scheduler.app, self.confirms.generation)
         return self._build(self.amqp_builder, capturing_amqp(producer), producer, planned, committed, tids, tag)
 
