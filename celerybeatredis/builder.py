@@ -18,7 +18,7 @@ import json
 import time
 import uuid
 from collections.abc import Mapping
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 from celery import Celery
 from celery.beat import _evaluate_entry_args, _evaluate_entry_kwargs  # what beat's apply_async passes on
@@ -42,6 +42,25 @@ SHAPES = 10_000
 #: Most serialized bodies kept: enough for the entries that run again soon; a body costs ~10 us to make again,
 #: and each kept one holds its parsed definition, so beat's memory stays flat however many entries run.
 BODIES = 4_096
+
+
+M = TypeVar("M")
+
+
+class Shapes(Protocol[M]):
+    """Messages filled in from the shapes Celery built, for one transport (:mod:`.builder`, :mod:`.amqp_messages`)."""
+
+    def key(self, task: str, options: Mapping[str, Any]) -> str | None: ...
+
+    def render(self, key: str, definition: Any, name: str, task_id: str) -> list[M] | None: ...
+
+    def learn(self, key: str, messages: list[M], task_id: str) -> None: ...
+
+
+class Taking(Protocol[M]):
+    """A capture of what a transport would send: the messages of the run just built."""
+
+    def take(self) -> list[M]: ...
 
 
 class Shape(NamedTuple):
@@ -83,7 +102,7 @@ class Builder:
         shape = self.shapes.get(key)
         if shape is None or time.monotonic() - shape.made > SHAPE_SECONDS:
             return None
-        body, argsrepr, kwargsrepr = self.body(definition, shape)
+        body, argsrepr, kwargsrepr = self.body(definition, shape.embed)
         tag = str(uuid.uuid4())
         out: list[Command] = []
         for command, queue, value, envelope in shape.commands:
@@ -111,14 +130,15 @@ class Builder:
             self.shapes.clear()
         self.shapes[key] = Shape(parsed, task_id, first["content-type"], embed, time.monotonic())
 
-    def body(self, definition: Any, shape: Shape) -> tuple[str, str, str]:
-        """The body of ``definition``'s runs as the Redis transport sends it, with its argsrepr and kwargsrepr."""
+    def body(self, definition: Any, embed: Any) -> tuple[str, str, str]:
+        """The body of ``definition``'s runs (``embed`` its third part) as the transport sends it, with its argsrepr
+        and kwargsrepr: base64 for the Redis transport, else the serialized text."""
         kept = self.bodies.get(id(definition))
         if kept is not None and kept[0] is definition:
             return kept[1], kept[2], kept[3]
         args, kwargs = _evaluate_entry_args(definition.args), _evaluate_entry_kwargs(definition.kwargs)
         args_size, kwargs_size, levels = self.repr_sizes
-        _, _, data = serialize((args, kwargs, shape.embed), serializer=self.serializer)
+        _, _, data = serialize((args, kwargs, embed), serializer=self.serializer)
         data = data if isinstance(data, bytes) else data.encode("utf-8")
         body = base64.b64encode(data).decode("ascii") if self.body_encoding == "base64" else data.decode("utf-8")
         argsrepr = saferepr(args, args_size, maxlevels=levels)

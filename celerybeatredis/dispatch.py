@@ -58,6 +58,14 @@ class Dispatcher:
         except with ``wait_replicas`` (each commit waits for its replicas) or
         on Redis Cluster, where each batch is processed on its own.
         """
+        try:
+            failed, claim = self._batches(store, now, seconds)
+        finally:
+            settled = self.publisher.settle()  # the last batch published on RabbitMQ: its confirms
+        return failed or settled, claim
+
+    def _batches(self, store: RedisStore, now: float | None, seconds: float) -> tuple[bool, Claim]:
+        """:meth:`batches`, but for the last batch published on RabbitMQ, whose confirms are read after it."""
         batch, lease = self.settings.batch_size, self.settings.lease_seconds
         ends = time.monotonic() + seconds
         try:

@@ -9,7 +9,9 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
 from celery.utils import uuid
+from kombu import Producer
 
+from .amqp_messages import Outgoing, amqp_capturable, capturing_amqp
 from .codec import digest
 from .decisions import Run
 from .exceptions import InvalidDefinition
@@ -52,28 +54,54 @@ def resend(publisher: Publisher, store: RedisStore, now: float | None = None) ->
     when = datetime.fromtimestamp(now, timezone.utc)
     codec = publisher.scheduler.codec
     done: list[tuple[str, str]] = []
-    sent = 0
-    with Pipelined(producer, 10 * settings.batch_size) as pipeline:
-        for run in runs:
-            if run.task_id is None:
+    sendable: list[tuple[str, str, Run]] = []
+    for run in runs:
+        if run.task_id is None:
+            continue
+        if run.definition is not None:
+            try:
+                defn = codec.parse(run.definition, digest(run.definition))
+            except InvalidDefinition as exc:
+                logger.error("beat: pending run of %r not sent again: %s", run.name, exc)
+            else:
+                sendable.append((run.name, run.task_id, Run(defn, run.total_run_count)))
                 continue
-            if run.definition is not None:
-                try:
-                    defn = codec.parse(run.definition, digest(run.definition))
-                except InvalidDefinition as exc:
-                    logger.error("beat: pending run of %r not sent again: %s", run.name, exc)
-                else:
-                    if publisher.send(run.name, Run(defn, run.total_run_count), when, producer, run.task_id,
-                                      store.keys.tag) is not None:
-                        continue
+        done.append((run.name, run.task_id))
+    if amqp_capturable(producer):
+        sent = _confirmed(publisher, producer, sendable, when, store.keys.tag, done)
+    else:
+        sent = 0
+        with Pipelined(producer, 10 * settings.batch_size) as pipeline:
+            for name, tid, each in sendable:
+                if publisher.send(name, each, when, producer, tid, store.keys.tag) is None:
                     sent += 1
-            done.append((run.name, run.task_id))
-        written = pipeline.flush()
-    if written is not None:
-        logger.error("beat: could not send pending runs again: %s", written)
-        return 0
+                    done.append((name, tid))
+            written = pipeline.flush()
+        if written is not None:
+            logger.error("beat: could not send pending runs again: %s", written)
+            return 0
     store.clear_pending(done)
     if sent:
         logger.warning("beat: %d runs sent again with their task ids (the beat that committed them did not see "
                        "the broker take them)", sent)
     return sent
+
+
+def _confirmed(publisher: Publisher, producer: Producer, sendable: list[tuple[str, str, Run]], when: datetime,
+               tag: str, done: list[tuple[str, str]]) -> int:
+    """Send the runs again on RabbitMQ with publisher confirms; those confirmed are added to ``done``; how many."""
+    batch: dict[int, list[Outgoing]] = {}
+    with capturing_amqp(producer) as capture:
+        for i, (name, tid, each) in enumerate(sendable):
+            error = publisher.send(name, each, when, producer, tid, tag)
+            messages = capture.take()
+            if error is None:
+                batch[i] = messages
+    confirmed = publisher.confirms.publish(producer, batch) if batch else None
+    if confirmed is None:
+        return 0
+    if confirmed.error is not None or confirmed.nacked:
+        logger.error("beat: the broker confirmed %d of %d pending runs sent again (%d refused): %s",
+                     len(confirmed.acked), len(batch), len(confirmed.nacked), confirmed.error or "basic.nack")
+    done.extend(sendable[i][:2] for i in sorted(confirmed.acked))
+    return len(confirmed.acked)

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import AbstractContextManager
 from datetime import datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import redis
 from celery.beat import ScheduleEntry, Scheduler, SchedulingError
@@ -18,9 +19,11 @@ from celery.utils import uuid
 from kombu import Producer
 from kombu.exceptions import OperationalError
 
+from .amqp_messages import AmqpBuilder, amqp_capturable, capturing_amqp
 from .beatstats import BeatStats
-from .builder import Builder
+from .builder import Builder, M, Shapes, Taking
 from .codec import Definition
+from .confirms import ConfirmChannel, Confirmed, Ticket
 from .connection import RedisClient
 from .decisions import Run, log_quarantined, quarantine_reason
 from .delivery import AT_LEAST_ONCE, AT_MOST_ONCE, EXACTLY_ONCE, resolve
@@ -52,6 +55,18 @@ HISTORY_STAMP_END = 1 + STAMP
 logger = logging.getLogger("celerybeatredis.schedulers")
 
 
+class InFlight(NamedTuple):
+    """A batch published on RabbitMQ whose answers are still to be read (:meth:`Publisher.settle`)."""
+
+    store: RedisStore
+    planned: Planned
+    committed: list[bool]
+    unbuilt: dict[int, BaseException]
+    tids: dict[int, str] | None
+    producer: Producer
+    ticket: Ticket
+
+
 class Published(NamedTuple):
     """How publishing a batch went: whether runs were withheld (put back unsent), and the seconds it took."""
 
@@ -62,10 +77,9 @@ class Published(NamedTuple):
 class Publisher:
     """Sends runs through a Celery beat ``Scheduler`` (its ``apply_async``, producer and broker connection).
 
-    In ``at-most-once`` mode a batch's messages go out after its commit, pipelined
-    in one round trip where the transport can (kombu's ``Producer.batch``); in
-    ``exactly-once`` mode they are built before the commit (:meth:`prepare`) and
-    written by it (:mod:`.delivery`).
+    In ``at-most-once`` / ``at-least-once`` mode a batch's messages go out after its commit: in one pipelined round
+    trip on Redis, with publisher confirms on RabbitMQ (:mod:`.confirms`), else through kombu's ``Producer.batch``;
+    in ``exactly-once`` mode they are built before the commit (:meth:`prepare`) and written by it (:mod:`.delivery`).
     """
 
     def __init__(self, scheduler: Scheduler, settings: Settings, stats: BeatStats | None = None) -> None:
@@ -79,6 +93,11 @@ class Publisher:
         #: The task id of each run of a batch whose pending records its commit writes (at-least-once), by plan index.
         self._tids: dict[int, dict[int, str]] = {}
         self.builder: Builder | None = None
+        self.amqp_builder: AmqpBuilder | None = None
+        #: Beat's channel in confirm mode, on a RabbitMQ broker (py-amqp).
+        self.confirms = ConfirmChannel()
+        #: The batch last published on RabbitMQ, whose answers are read once the next one is on its way.
+        self._inflight: InFlight | None = None
         self._writer: redis.Redis | None = None
 
     def resolve(self, schedule: RedisClient) -> str | None:
@@ -138,40 +157,52 @@ class Publisher:
         return resend(self, store, now)
 
     def build(self, producer: Producer, planned: Planned, committed: list[bool] | None,
-              tids: dict[int, str] | None = None, tag: str = "") -> tuple[dict[int, list[Command]], dict[int, BaseException]]:
-        """The Redis commands of each run of ``planned`` (those ``committed`` says, if given), by plan index; and the
-        errors of the runs that could not be built.
+              tids: dict[int, str] | None = None, tag: str = "") -> tuple[dict[int, list[Any]], dict[int, BaseException]]:
+        """The messages of each run of ``planned`` (those ``committed`` says, if given), by plan index, as the
+        producer's transport would send them (Redis commands, or AMQP messages); and the errors of the runs that
+        could not be built.
 
         The first run of each task and options is built by Celery and kombu
         (``before_task_publish`` / ``after_task_publish`` fire), the next from
-        its shape (:mod:`.builder`), except a run whose headers are its own (a past due
+        its shape (:mod:`.builder`, :mod:`.amqp_messages`), except a run whose headers are its own (a past due
         time, a report asked of the worker integration), which Celery builds every time.
         """
-        if self.builder is None:
-            self.builder = Builder(self.scheduler.app, getattr(producer.channel, "body_encoding", "base64"))
-        builder, claim, now = self.builder, planned.claim, planned.now
-        messages: dict[int, list[Command]] = {}
+        if capturable(producer):
+            if self.builder is None:
+                self.builder = Builder(self.scheduler.app, getattr(producer.channel, "body_encoding", "base64"))
+            return self._build(self.builder, capturing(producer), producer, planned, committed, tids, tag)
+        # Learned again once the channel was lost (maybe the connection): Celery then declares each route again.
+        if self.amqp_builder is None or self.amqp_builder.generation != self.confirms.generation:
+            self.amqp_builder = AmqpBuilder(self.scheduler.app, self.confirms.generation)
+        return self._build(self.amqp_builder, capturing_amqp(producer), producer, planned, committed, tids, tag)
+
+    def _build(self, builder: Shapes[M], capturer: AbstractContextManager[Taking[M]], producer: Producer,
+               planned: Planned, committed: list[bool] | None, tids: dict[int, str] | None,
+               tag: str) -> tuple[dict[int, list[M]], dict[int, BaseException]]:
+        """:meth:`build` with one transport's shapes and capture."""
+        claim, now = planned.claim, planned.now
+        messages: dict[int, list[M]] = {}
         unbuilt: dict[int, BaseException] = {}
         info = logger.isEnabledFor(logging.INFO)
-        with capturing(producer) as capture:
+        with capturer as capture:
             for j, ((plan, run, _), claimed) in enumerate(zip(planned.decisions, claim.entries)):
                 if run is None or (committed is not None and not committed[j]):
                     continue
                 name, defn = claimed.name, run[0]
                 tid = (tids or {}).get(j) or self.task_id(name, plan) or uuid()
                 key = None if run[2] or reported(defn) else builder.key(defn.task, defn.options)
-                commands = builder.render(key, defn, name, tid) if key is not None else None
-                if commands is None:
+                built = builder.render(key, defn, name, tid) if key is not None else None
+                if built is None:
                     error = self.send(name, run, now, producer, tid, tag)
-                    commands = capture.take()
+                    built = capture.take()
                     if error is not None:
                         unbuilt[j] = error
                         continue
                     if key is not None:
-                        builder.learn(key, commands, tid)
+                        builder.learn(key, built, tid)
                 elif info:
                     logger.info("Scheduler: Sending due task %s (%s)", name, defn.task)
-                messages[j] = commands
+                messages[j] = built
         return messages, unbuilt
 
     def write(self, producer: Producer, messages: dict[int, list[Command]]) -> BaseException | None:
@@ -198,9 +229,6 @@ class Publisher:
         sent by its commit: only the runs it could not build are reverted.
         """
         started = time.perf_counter()
-        claim, now = planned.claim, planned.now
-        reverts: list[Revert] = []
-        late: list[float] = []  # seconds each run sent was late (run-now and new entries: 0)
         unbuilt = self._unbuilt.pop(id(planned), None)
         tids = self._tids.pop(id(planned), None)
         unsafe, producer = withheld, None
@@ -214,6 +242,38 @@ class Publisher:
             messages, unbuilt = self.build(producer, planned, committed, tids, store.keys.tag)
             written = self.write(producer, messages) if messages else None
             producer = None  # written: nothing is sent one by one
+        elif producer is not None and amqp_capturable(producer):
+            outgoing, unbuilt = self.build(producer, planned, committed, tids, store.keys.tag)
+            ticket = self.confirms.send(producer, outgoing)
+            previous = self.settle()  # the batch before this one: its answers came while this one was built
+            self._inflight = InFlight(store, planned, committed, unbuilt, tids, producer, ticket)
+            return Published(previous, time.perf_counter() - started)
+        return self.finish(store, planned, committed, withheld, unsafe, unbuilt, tids, producer, written, None, started)
+
+    def settle(self) -> bool:
+        """Read the broker's answers to the batch last published on RabbitMQ and act on them (:meth:`finish`);
+        whether runs of it were withheld. Called once the next batch is written, and at the end of a shard's turn."""
+        inflight, self._inflight = self._inflight, None
+        if inflight is None:
+            return False
+        started = time.perf_counter()
+        confirmed = self.confirms.wait(inflight.producer, inflight.ticket)
+        if confirmed.error is not None or confirmed.nacked:
+            logger.error("beat: the broker confirmed %d of %d runs (%d refused): %s", len(confirmed.acked),
+                         len(inflight.ticket.keys), len(confirmed.nacked), confirmed.error or "basic.nack")
+        return self.finish(inflight.store, inflight.planned, inflight.committed, False, False, inflight.unbuilt,
+                           inflight.tids, None, None, confirmed, started).withheld
+
+    def finish(self, store: RedisStore, planned: Planned, committed: list[bool], withheld: bool, unsafe: bool,
+               unbuilt: dict[int, BaseException] | None, tids: dict[int, str] | None, producer: Producer | None,
+               written: BaseException | None, confirmed: Confirmed | None, started: float) -> Published:
+        """:meth:`publish` once the batch's messages are built: send them one by one (``producer``, on a transport
+        beat does not write itself), then revert what the broker did not take (``written``: the error of the batch's
+        pipelined write; ``confirmed``: the broker's answers on RabbitMQ) and forget the pending runs it took."""
+        claim, now = planned.claim, planned.now
+        reverts: list[Revert] = []
+        late: list[float] = []  # seconds each run sent was late (run-now and new entries: 0)
+        unconfirmed: set[int] = set()  # runs that may have reached the broker, left pending (at-least-once)
         sent: list[Revert] = []  # what undoes each run sent, should the pipelined write fail
         with Pipelined(producer, 10 * self.settings.batch_size) as pipeline:
             for j, ((plan, run, _), ok, claimed) in enumerate(zip(planned.decisions, committed, claim.entries)):
@@ -227,6 +287,11 @@ class Publisher:
                 else:
                     tid = tids.get(j) if tids else self.task_id(claimed.name, plan)
                     error = self.send(claimed.name, run, now, producer, tid, store.keys.tag)
+                if confirmed is not None and error is None and j not in confirmed.acked:
+                    if tids and j not in confirmed.nacked:
+                        unconfirmed.add(j)  # sent again after the lease, with its task id (pending.py)
+                        continue
+                    error = confirmed.error or OperationalError("the broker refused the message (basic.nack)")
                 if not withheld and error is None:
                     late.append(max(0.0, claim.now - claimed.score) if claimed.score > 0 else 0.0)
                     retry = -1.0 if claimed.score < 0 else claim.now + self.settings.publish_retry_seconds
@@ -250,8 +315,12 @@ class Publisher:
         if reverts:
             store.revert(reverts)
         if tids:  # taken by the broker, or put back unsent: nothing to send again either way
-            store.clear_pending([(claim.entries[j].name, tid) for j, tid in tids.items() if committed[j]])
-        failed = withheld or any(not r.invalid_reason for r in reverts)
+            store.clear_pending([(claim.entries[j].name, tid) for j, tid in tids.items()
+                                 if committed[j] and j not in unconfirmed])
+        if unconfirmed:
+            logger.warning("beat: %d runs not confirmed by the broker; they stay pending and are sent again with "
+                           "their task ids in %.1fs", len(unconfirmed), self.settings.lease_seconds)
+        failed = withheld or bool(unconfirmed) or any(not r.invalid_reason for r in reverts)
         self.stats.published(late, reverts, broker_failed=failed and not unsafe)
         if failed:
             retried = sum(1 for r in reverts if not r.invalid_reason)

@@ -103,15 +103,21 @@ def redis_cluster() -> Iterator[LocalCluster]:
 
 
 @pytest.fixture(scope="session")
-def rabbitmq_url() -> Iterator[str]:
-    """AMQP URL of a private RabbitMQ node started for the tests that ask for it (skipped where none can be had)."""
+def rabbitmq_node() -> Iterator[RabbitMQServer]:
+    """A private RabbitMQ node started for the tests that ask for it (skipped where none can be had)."""
     if rabbitmq_binary() is None:
         pytest.skip(NO_RABBITMQ)
     server = RabbitMQServer().start()
     try:
-        yield server.url
+        yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_url(rabbitmq_node: RabbitMQServer) -> str:
+    """AMQP URL of the private RabbitMQ node."""
+    return rabbitmq_node.url
 
 
 @pytest.fixture

@@ -75,6 +75,17 @@ class RabbitMQServer:
                     raise RuntimeError(f"rabbitmq-server did not start in {timeout}s") from None
                 time.sleep(0.5)
 
+    def ctl(self, *args: str) -> str:
+        """Run ``rabbitmqctl`` against this node (e.g. to raise a memory alarm); its output."""
+        binary = rabbitmq_binary()
+        if binary is None:
+            raise RuntimeError(NO_RABBITMQ)
+        done = subprocess.run([str(Path(binary).with_name("rabbitmqctl")), "-n", self.node, *args], capture_output=True,
+                              text=True, env=dict(os.environ, HOME=str(self.directory)), timeout=60, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"rabbitmqctl {' '.join(args)} failed: {done.stderr.strip()[-500:]}")
+        return done.stdout
+
     def stop(self) -> None:
         """Stop the node (and the Erlang processes it started) and remove its directory."""
         if self.process is not None and self.process.poll() is None:

@@ -77,7 +77,7 @@ def test_exactly_once_refuses_a_rabbitmq_broker(amqp_app: Celery) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("broker", "mode"), [("rabbitmq", AT_LEAST_ONCE), ("redis", "exactly-once")])
+@pytest.mark.parametrize(("broker", "mode"), [("rabbitmq", AT_LEAST_ONCE), ("rabbitmq", AT_MOST_ONCE), ("redis", "exactly-once")])
 def test_a_worker_runs_what_beat_sent(tmp_path: Path, redis_url: str, prefix: str, client: redis.Redis,
                                       request: pytest.FixtureRequest, broker: str, mode: str) -> None:
     """Real ``celery beat`` and ``celery worker`` processes, on RabbitMQ and on the schedule's Redis; each task
