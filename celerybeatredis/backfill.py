@@ -26,7 +26,7 @@ from .codec import Definition
 from .exceptions import CeleryBeatRedisError
 from .history import task_id
 from .kinds import clocked
-from .publish import HEADER, SCHEDULED
+from .sending import HEADER, SCHEDULED
 
 #: Most runs one backfill sends unless told otherwise (``--limit``).
 DEFAULT_LIMIT = 1000

@@ -10,11 +10,10 @@ from __future__ import annotations
 import logging
 import time
 from contextlib import AbstractContextManager
-from datetime import datetime
 from typing import Any, NamedTuple
 
 import redis
-from celery.beat import ScheduleEntry, Scheduler, SchedulingError
+from celery.beat import Scheduler
 from celery.utils import uuid
 from kombu import Producer
 from kombu.exceptions import OperationalError
@@ -22,10 +21,9 @@ from kombu.exceptions import OperationalError
 from .amqp_messages import AmqpBuilder, amqp_capturable, capturing_amqp
 from .beatstats import BeatStats
 from .builder import Builder, M, Shapes, Taking
-from .codec import Definition
 from .confirms import ConfirmChannel, Confirmed, Ticket
 from .connection import RedisClient
-from .decisions import Run, log_quarantined, quarantine_reason
+from .decisions import log_quarantined, quarantine_reason
 from .delivery import AT_LEAST_ONCE, AT_MOST_ONCE, EXACTLY_ONCE, resolve
 from .exceptions import InvalidDefinition
 from .history import STAMP, task_id
@@ -34,16 +32,9 @@ from .messages import Command, Pipelined, capturable, capturing, encode
 from .pending import pending_records, resend
 from .planning import Planned
 from .redis_store import RedisStore
+from .sending import Sender, reported
 from .settings import Settings
 from .wire import Plan, Revert
-
-#: The message header naming the entry that sent a task (the name django-celery-beat uses).
-HEADER = "periodic_task_name"
-#: The header giving the ISO-8601 time a run was due, on a run sent for a past time (catch-up ``all``, backfill).
-SCHEDULED = "periodic_task_scheduled_at"
-#: The header asking the worker integration (worker.py) to report a run: ``{"tag": the entry's shard's hash tag,
-#: "overlap": its run has a marker, "failures": pause_after_failures or 0}``; absent when nothing is to report.
-REPORT = "periodic_task_report"
 
 #: Most prepared batches kept for publishing; more means ticks failed between commit and publish, and those are gone.
 KEPT_BATCHES = 64
@@ -74,7 +65,7 @@ class Published(NamedTuple):
     seconds: float
 
 
-class Publisher:
+class Publisher(Sender):
     """Sends runs through a Celery beat ``Scheduler`` (its ``apply_async``, producer and broker connection).
 
     In ``at-most-once`` / ``at-least-once`` mode a batch's messages go out after its commit: in one pipelined round
@@ -83,7 +74,7 @@ class Publisher:
     """
 
     def __init__(self, scheduler: Scheduler, settings: Settings, stats: BeatStats | None = None) -> None:
-        self.scheduler = scheduler
+        super().__init__(scheduler)
         self.settings = settings
         self.stats = stats or BeatStats()
         #: The mode in force once resolved (:meth:`resolve`); None until then.
@@ -334,68 +325,3 @@ class Publisher:
             return plan.running.partition(" ")[0]
         run_stamp = plan.history[1:HISTORY_STAMP_END]
         return task_id(self.settings.tag, name, run_stamp) if run_stamp else None
-
-    def producer(self) -> Producer | None:
-        """The scheduler's producer, connected; None, logged, when the broker cannot be reached.
-
-        Read once per batch: it is a lazy property that takes a lock on every read,
-        and its first read connects, which fails like a publish when the broker is down.
-        """
-        try:
-            producer: Producer = self.scheduler.producer
-        except Exception as exc:  # kombu raises the transport's own connection errors; anything else goes on up
-            if not self.broker_fault(exc):
-                raise
-            logger.error("beat: cannot reach the broker to publish: %s", exc)
-            return None
-        return producer
-
-    def send(self, name: str, run: Run, now: datetime, producer: Producer | None,
-             tid: str | None = None, tag: str = "") -> BaseException | None:
-        """Send one task as Celery beat would (with task id ``tid``, if given); the error if it could not be published.
-
-        ``tag`` is the hash tag of the entry's shard, for the worker integration to report the run to.
-        """
-        defn, runs, scheduled = run
-        options = dict(defn.options)
-        if tid is not None:
-            options["task_id"] = tid
-        # The entry's name rides in a header (as django-celery-beat's), so a worker, a result backend or Flower can
-        # tell which entry sent a task: ``self.request.periodic_task_name`` in the task.
-        headers = {**options["headers"], HEADER: name} if "headers" in options else {HEADER: name}
-        if scheduled:
-            headers[SCHEDULED] = scheduled
-        if reported(defn):
-            headers[REPORT] = {"tag": tag, "overlap": defn.overlap != "allow", "failures": defn.pause_after_failures or 0}
-        options["headers"] = headers
-        entry = ScheduleEntry(
-            name=name, task=defn.task, last_run_at=now, total_run_count=runs, schedule=defn.schedule,
-            args=defn.args, kwargs=defn.kwargs, options=options, app=self.scheduler.app,
-        )
-        if logger.isEnabledFor(logging.INFO):
-            logger.info("Scheduler: Sending due task %s (%s)", name, defn.task)
-        try:
-            self.scheduler.apply_async(entry, producer=producer, advance=False)
-        except Exception as exc:  # noqa: BLE001 - SchedulingError, or the broker connection failing
-            logger.error("beat: could not publish %r (%s): %s", name, defn.task, exc)
-            cause = exc.__context__ if isinstance(exc, SchedulingError) else None
-            return cause or exc
-        return None
-
-    def broker_fault(self, error: BaseException) -> bool:
-        """Whether a publish failed because of the broker (retry later) rather than the entry."""
-        conn = self.scheduler.connection
-        # Transports list their own error classes; a builtin one there (kombu's Redis transport lists KeyError)
-        # says nothing about the broker.
-        listed = [e for e in (*conn.connection_errors, *conn.channel_errors) if e.__module__ != "builtins"]
-        while isinstance(error, OperationalError):  # kombu wraps what its transport raised
-            inner = error.__cause__ or error.__context__
-            if inner is None:
-                break
-            error = inner
-        return isinstance(error, (*listed, OperationalError, OSError))
-
-
-def reported(defn: Definition) -> bool:
-    """Whether a run of ``defn`` asks the worker integration to report it (its message then has a header of its own)."""
-    return defn.overlap != "allow" or bool(defn.pause_after_failures)

@@ -30,8 +30,8 @@ from redis.commands.core import Script
 from .connection import RedisClient, client_from_settings
 from .exceptions import CeleryBeatRedisError
 from .keys import Keys
-from .publish import HEADER, REPORT
 from .scripts import script_keys, script_source
+from .sending import HEADER, REPORT
 from .settings import Settings
 
 logger = logging.getLogger(__name__)

@@ -12,7 +12,7 @@ from celery.schedules import crontab, schedule
 from celerybeatredis.backfill import backfill_task_id, backfill_times
 from celerybeatredis.exceptions import CeleryBeatRedisError
 from celerybeatredis.kinds import clocked
-from celerybeatredis.publish import HEADER, SCHEDULED
+from celerybeatredis.sending import HEADER, SCHEDULED
 from celerybeatredis.store import ScheduleStore
 
 from .cli import Cli

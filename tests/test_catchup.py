@@ -17,9 +17,9 @@ from celery.schedules import crontab, schedule
 
 from celerybeatredis.catchup import catch_up, due_times
 from celerybeatredis.history import parse as parse_history
-from celerybeatredis.publish import SCHEDULED
 from celerybeatredis.redis_store import RedisStore
 from celerybeatredis.schedulers import RedisScheduler
+from celerybeatredis.sending import SCHEDULED
 
 from .helpers import T0, put, sent
 from .processes import CeleryProcess, drain_queue, wait_until, write_app

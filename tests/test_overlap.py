@@ -14,10 +14,10 @@ from celerybeatredis.exceptions import InvalidDefinition
 from celerybeatredis.history import parse as parse_history
 from celerybeatredis.keys import RUN_NOW
 from celerybeatredis.overlap import HOLD, busy, marker, parse_overlap, parse_timeout, read_marker
-from celerybeatredis.publish import HEADER, REPORT
 from celerybeatredis.redis_store import RedisStore
 from celerybeatredis.schedulers import RedisScheduler
 from celerybeatredis.scripts import script_keys
+from celerybeatredis.sending import HEADER, REPORT
 from celerybeatredis.store import ScheduleStore
 
 from .helpers import T0, put, sent
