@@ -13,47 +13,25 @@ scripts of lua/, pipelining), redis_store.py (one hash tag), sharded_store.py
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timezone
-from typing import Any, NamedTuple
+from typing import Any
 
 from celery import Celery
 
 from .codec import Codec
 from .connection import RedisClient, client_from_settings, make_client
-from .entries import BulkResult, ScheduleLike, apply_changes, build_definition, decode
-from .exceptions import CeleryBeatRedisError, EntryExists, EntryNotFound, InvalidDefinition
+from .entries import ScheduleLike, apply_changes, build_definition, decode
+from .exceptions import CeleryBeatRedisError, EntryNotFound, InvalidDefinition
 from .pausing import pause_document
 from .settings import Settings
 from .sharded_store import ShardedStore
-from .store_reads import ScheduleReads
+from .store_bulk import BulkWrites, ImportCounts, ValidatedEntry
 
 __all__ = ["ImportCounts", "ScheduleStore", "ValidatedEntry"]
 
 
-@dataclass(frozen=True)
-class ValidatedEntry:
-    """An entry to import: its definition text from :meth:`ScheduleStore.validate`, and the run state it had."""
-
-    name: str
-    text: str
-    total_run_count: int | None = None
-    last_run_at: str | None = None
-    static: bool = False
-
-
-class ImportCounts(NamedTuple):
-    """What :meth:`ScheduleStore.import_entries` did."""
-
-    restored: int
-    written: int
-    unchanged: int
-    #: Static entries not written: a dynamic entry of that name exists.
-    skipped: list[str]
-
-
-class ScheduleStore(ScheduleReads):
+class ScheduleStore(BulkWrites):
     """The schedule as users manage it: add, change, inspect and remove entries.
 
     Every definition is validated before it is written, and every write goes
@@ -98,13 +76,6 @@ class ScheduleStore(ScheduleReads):
         """The store of the schedule ``app``'s beat uses (same settings as the scheduler, shards included)."""
         settings = Settings.from_app(app)
         return cls(client_from_settings(settings), settings.key_prefix, app, settings.shards)
-
-    def _writable(self) -> ShardedStore:
-        """The store underneath, once the layout recorded in Redis is this store's; else nothing may be written."""
-        problem = self.sharded.check_layout(record=self.shards > 1)  # one shard is what an unrecorded layout means
-        if problem:
-            raise CeleryBeatRedisError(f"nothing written: {problem}")
-        return self.sharded
 
     # --- writing ----------------------------------------------------------------------
 
@@ -202,44 +173,6 @@ class ScheduleStore(ScheduleReads):
         if not self.run_now_names([name])[0]:
             raise EntryNotFound(name)
 
-    def bulk_add(self, entries: Iterable[tuple[str, Mapping[str, Any]]] | Mapping[str, Mapping[str, Any]],
-                 batch_size: int = 1000, *, replace: bool = False) -> BulkResult:
-        """Add many definitions (JSON form), one Lua call per batch; as :meth:`add`, ``replace`` allows existing names.
-
-        Each batch is checked as a whole before it is written, so an invalid
-        definition, or an existing name without ``replace``, stops the call
-        with nothing of its batch written (earlier batches stay written).
-
-        Raises:
-            EntryExists: naming the first existing entry of a batch, when ``replace`` is false.
-            InvalidDefinition: naming the first invalid entry and field.
-        """
-        items = entries.items() if isinstance(entries, Mapping) else entries
-        result = BulkResult(0, 0)
-        batch: dict[str, str] = {}
-        for name, definition in items:
-            batch[name] = self.validate(name, definition)
-            if len(batch) >= batch_size:
-                result, batch = self._add_batch(batch, replace, result), {}
-        return self._add_batch(batch, replace, result) if batch else result
-
-    def _add_batch(self, batch: Mapping[str, str], replace: bool, result: BulkResult) -> BulkResult:
-        done = self._writable().put_raw(batch, only_new=not replace)
-        if done.skipped:
-            raise EntryExists(done.skipped[0])
-        return BulkResult(result.written + done.written, result.unchanged + done.unchanged)
-
-    def bulk_remove(self, names: Iterable[str], batch_size: int = 1000) -> int:
-        """Remove many entries, one Lua call per batch; returns how many existed."""
-        removed = 0
-        batch: list[str] = []
-        for name in names:
-            batch.append(name)
-            if len(batch) >= batch_size:
-                removed, batch = removed + self._writable().remove_names(batch), []
-        return removed + self._writable().remove_names(batch)
-
-
     @property
     def tags(self) -> str:
         """The hash tags in use, for messages: ``{T}``, or ``{T:0} .. {T:K-1}``."""
@@ -252,24 +185,6 @@ class ScheduleStore(ScheduleReads):
     def run_now_names(self, names: Iterable[str]) -> list[bool]:
         """:meth:`run_now` for many names in one call per shard; one flag per name (False = no such entry)."""
         return self._writable().run_now_names(names)
-
-    def import_entries(self, entries: Sequence[ValidatedEntry]) -> ImportCounts:
-        """Write entries carried over from elsewhere (an export, an old scheduler), with their run state.
-
-        Run state is restored first, and only where an entry has none yet (state
-        beat wrote wins), so a beat picking up a new entry sees it and a repeated
-        import changes nothing. Static entries are written as ``beat_schedule``
-        writes them. The texts must come from :meth:`validate`.
-        """
-        states = [(e.name, e.total_run_count, e.last_run_at) for e in entries if e.total_run_count or e.last_run_at]
-        restored = self._writable().restore_state(states)
-        written = unchanged = 0
-        skipped: list[str] = []
-        for static in (False, True):
-            texts = {e.name: e.text for e in entries if e.static is static}
-            done = self._writable().put_raw(texts, static=static)
-            written, unchanged, skipped = written + done.written, unchanged + done.unchanged, skipped + done.skipped
-        return ImportCounts(restored, written, unchanged, skipped)
 
     def drop(self) -> int:
         """Delete the whole schedule, every shard and the recorded layout; returns how many keys existed."""
