@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import redis
 from kombu import Producer
 
 #: kombu's Redis commands a message may take; the only ones commit.lua writes (see lua/includes/messages.lua).
@@ -135,3 +136,26 @@ class Pipelined:
         batch, self.batch = self.batch, None
         if batch is not None:
             batch.__exit__(*exc)
+
+
+class RedisWriter:
+    """Writes built messages to a Redis broker in one pipelined round trip, on a plain client over kombu's pool
+    (the commands already carry kombu's global key prefix)."""
+
+    def __init__(self) -> None:
+        self._client: redis.Redis | None = None
+
+    def write(self, producer: Producer, messages: dict[int, list[Command]]) -> BaseException | None:
+        """Write ``messages`` (by plan index, each run's commands); the error if that failed."""
+        pool = producer.channel.client.connection_pool
+        if self._client is None or self._client.connection_pool is not pool:
+            self._client = redis.Redis(connection_pool=pool)
+        pipe = self._client.pipeline(transaction=False)
+        for commands in messages.values():
+            for command, key, value in commands:
+                pipe.execute_command(command.upper(), key, value)
+        try:
+            pipe.execute()
+        except Exception as exc:  # noqa: BLE001 - whatever the broker's client raised
+            return exc
+        return None

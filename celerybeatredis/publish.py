@@ -12,7 +12,6 @@ import time
 from contextlib import AbstractContextManager
 from typing import Any, NamedTuple
 
-import redis
 from celery.beat import Scheduler
 from celery.utils import uuid
 from kombu import Producer
@@ -28,7 +27,7 @@ from .delivery import AT_LEAST_ONCE, AT_MOST_ONCE, EXACTLY_ONCE, resolve
 from .exceptions import InvalidDefinition
 from .history import STAMP, task_id
 from .keys import NEVER
-from .messages import Command, Pipelined, capturable, capturing, encode
+from .messages import Command, Pipelined, RedisWriter, capturable, capturing, encode
 from .pending import pending_records, resend
 from .planning import Planned
 from .redis_store import RedisStore
@@ -89,7 +88,8 @@ class Publisher(Sender):
         self.confirms = ConfirmChannel()
         #: The batch last published on RabbitMQ, whose answers are read once the next one is on its way.
         self._inflight: InFlight | None = None
-        self._writer: redis.Redis | None = None
+        #: Writes a batch of Redis commands to a Redis broker, pipelined.
+        self.redis_writer = RedisWriter()
 
     def resolve(self, schedule: RedisClient) -> str | None:
         """The delivery mode, worked out once the broker can be asked; None while it cannot.
@@ -196,22 +196,6 @@ class Publisher(Sender):
                 messages[j] = built
         return messages, unbuilt
 
-    def write(self, producer: Producer, messages: dict[int, list[Command]]) -> BaseException | None:
-        """Write built messages to the broker in one pipelined round trip; the error if that failed."""
-        pool = producer.channel.client.connection_pool
-        if self._writer is None or self._writer.connection_pool is not pool:
-            # A plain client on kombu's pool: the commands already carry kombu's global key prefix.
-            self._writer = redis.Redis(connection_pool=pool)
-        pipe = self._writer.pipeline(transaction=False)
-        for commands in messages.values():
-            for command, key, value in commands:
-                pipe.execute_command(command.upper(), key, value)
-        try:
-            pipe.execute()
-        except Exception as exc:  # noqa: BLE001 - whatever the broker's client raised
-            return exc
-        return None
-
     def publish(self, store: RedisStore, planned: Planned, committed: list[bool], withheld: bool) -> Published:
         """Publish the runs of ``planned`` that ``committed`` says were committed, reverting those that cannot be sent.
 
@@ -231,7 +215,7 @@ class Publisher(Sender):
         written: BaseException | None = None
         if producer is not None and capturable(producer):
             messages, unbuilt = self.build(producer, planned, committed, tids, store.keys.tag)
-            written = self.write(producer, messages) if messages else None
+            written = self.redis_writer.write(producer, messages) if messages else None
             producer = None  # written: nothing is sent one by one
         elif producer is not None and amqp_capturable(producer):
             outgoing, unbuilt = self.build(producer, planned, committed, tids, store.keys.tag)

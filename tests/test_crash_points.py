@@ -29,11 +29,11 @@ CRASH_HOOKS = """
 import os
 
 from celerybeatredis.planning import Planner
-from celerybeatredis.publish import Publisher
+from celerybeatredis.messages import RedisWriter
 from celerybeatredis.redis_store import RedisStore
 from celerybeatredis.scripts import script_source
 
-real_write = Publisher.write
+real_write = RedisWriter.write
 
 
 def die():
@@ -65,7 +65,7 @@ elif CRASH_AT == "mid-write":  # at-most-once: half of the batch's pipelined wri
         real_write(self, producer, half)
         die()
 
-    Publisher.write = write
+    RedisWriter.write = write
 elif CRASH_AT == "before-reply" and DELIVERY != "exactly-once":  # the write sent, its reply never read
     def write(self, producer, messages):
         conn = producer.channel.client.connection_pool.get_connection()
@@ -73,7 +73,7 @@ elif CRASH_AT == "before-reply" and DELIVERY != "exactly-once":  # the write sen
         conn.send_packed_command(conn.pack_commands(commands))
         die()
 
-    Publisher.write = write
+    RedisWriter.write = write
 elif CRASH_AT == "before-reply":  # exactly-once: the commit (which writes the messages) sent, its reply never read
     def commit(self, plans, history=0, messages=None):
         keys = self.script_keys["commit"]
