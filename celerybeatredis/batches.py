@@ -12,7 +12,8 @@ from datetime import datetime, timezone, tzinfo
 
 from celery.schedules import BaseSchedule
 
-from .calendars import Calendar, InvalidCalendar
+from .calendars import Calendar, InvalidCalendar, excluded_day
+from .exceptions import InvalidDefinition
 from .history import stamp as history_stamp
 from .overlap import marker_tail
 from .runstate import parse_last_run_at
@@ -22,8 +23,8 @@ from .timings import Timing
 class Batch:
     """A claimed batch's time, lease and history stamp, and what its entries' decisions share."""
 
-    __slots__ = ("_anchors", "_last_runs", "_tails", "_task_stamp", "_texts", "_timings", "_zones", "at", "calendars",
-                 "lease", "now", "run_at", "stamp", "tag")
+    __slots__ = ("_anchors", "_days", "_last_runs", "_tails", "_texts", "_timings", "_zones", "at", "calendars",
+                 "lease", "now", "run_at", "stamp", "tag", "task_stamp")
 
     def __init__(self, lease: str, at: float, history: bool = False,
                  calendars: Mapping[str, Calendar | InvalidCalendar] | None = None, tag: str = "") -> None:
@@ -38,7 +39,8 @@ class Batch:
         self.run_at = self.now.isoformat()
         #: Its history stamp (history.py), "" with history off: no records, no task ids chosen.
         self.stamp = history_stamp(at) if history else ""
-        self._task_stamp = self.stamp
+        #: The stamp that names this batch's task ids: its history stamp, made even with history off (run markers).
+        self.task_stamp = self.stamp or history_stamp(at)
         #: By (schedule id, last run, its zone); each timing keeps its schedule, so the id stays its own.
         self._timings: dict[tuple[int, datetime, object], Timing] = {}
         self._last_runs: dict[str, datetime | None] = {}
@@ -46,6 +48,8 @@ class Batch:
         self._texts: dict[float, str] = {}
         self._zones: dict[int, tuple[BaseSchedule, tzinfo]] = {}
         self._tails: dict[float, str] = {}
+        #: Whether a day is excluded, by (Unix second, zone, calendar names): timings of the same slot share it.
+        self._days: dict[tuple[int, tzinfo, tuple[str, ...]], bool | InvalidDefinition] = {}
 
     def timing(self, sched: BaseSchedule, base: datetime) -> Timing:
         """The schedule's answers timed from the last run ``base``, at this batch's time, made once per pair."""
@@ -88,11 +92,13 @@ class Batch:
             moment = self._anchors[value] = datetime.fromtimestamp(value, timezone.utc)
         return moment
 
-    def task_stamp(self) -> str:
-        """The stamp that names this batch's task ids: its history stamp, made even with history off."""
-        if not self._task_stamp:
-            self._task_stamp = history_stamp(self.at)
-        return self._task_stamp
+    def excluded(self, at: float, zone: tzinfo, names: tuple[str, ...]) -> bool | InvalidDefinition:
+        """Whether a calendar of ``names`` excludes the day of ``at`` in ``zone``; the error for one that cannot be used."""
+        key = (int(at // 1), zone, names)  # a day starts on a whole second in every zone
+        found = self._days.get(key)
+        if found is None:
+            found = self._days[key] = excluded_day(names, self.calendars, datetime.fromtimestamp(key[0], zone).date())
+        return found
 
     def marker_tail(self, timeout: float) -> str:
         """What follows the task id in the run markers this batch writes for ``timeout`` (overlap.marker_tail)."""

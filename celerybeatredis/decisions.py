@@ -184,7 +184,7 @@ def _marker_or_held(entry: Claimed, defn: Definition, next_in: float, run_now: b
             plan = make(Plan, (entry.name, batch.lease, in_progress.expires, False, "", digest_field, "", seed_count,
                                seed_last, "", HOLD))
             return make(Decision, (plan, None, "buffered"))
-    return task_id(batch.tag, entry.name, batch.task_stamp()) + batch.marker_tail(defn.overlap_timeout)
+    return task_id(batch.tag, entry.name, batch.task_stamp) + batch.marker_tail(defn.overlap_timeout)
 
 
 def finished(defn: Definition, runs: int, now: datetime) -> bool:

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING
 from celery.schedules import BaseSchedule
 from celery.schedules import schedule as interval_schedule
 
-from .calendars import excluded_day
 from .codec import interval_is_due, time_left
 from .exceptions import InvalidDefinition
 
@@ -46,8 +45,9 @@ class Timing:
         self._slot: float | None = None
         self._ran = False
         self._slot_run: tuple[str, float] | None = None
-        #: Whether the slot's day is excluded, by the calendar names asked about (an error: one that cannot be used).
-        self._days: dict[tuple[str, ...], bool | InvalidDefinition] = {}
+        #: Whether the slot's day is excluded, by the calendar names asked about (an error: one that cannot be used);
+        #: made on the first ask.
+        self._days: dict[tuple[str, ...], bool | InvalidDefinition] | None = None
 
     def slot(self, batch: Batch) -> float | None:
         """The run's slot (:func:`latest_slot`), None when the schedule cannot say."""
@@ -84,12 +84,13 @@ class Timing:
         Raises:
             InvalidDefinition: naming ``exclude``, for a calendar that does not exist or does not read.
         """
-        found = self._days.get(names)
+        days = self._days
+        if days is None:
+            days = self._days = {}
+        found = days.get(names)
         if found is None:
             slot = self.slot(batch)
-            second = int((batch.at if slot is None else slot) // 1)  # a day starts on a whole second in every zone
-            found = self._days[names] = excluded_day(names, batch.calendars,
-                                                     datetime.fromtimestamp(second, batch.zone(self.sched)).date())
+            found = days[names] = batch.excluded(batch.at if slot is None else slot, batch.zone(self.sched), names)
         if found is True or found is False:
             return found
         raise found
