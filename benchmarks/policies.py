@@ -15,7 +15,9 @@ The jitter is below a second, so every due entry is still due when the run
 starts and the figure is the cost of working out each jittered time; the
 calendar excludes no day of the run, so the figure is the cost of the check.
 Printed per run and as medians: dispatches per second, beat's and Redis's CPU
-time per dispatch, and each variant's ratio to ``plain``.
+time per dispatch, and each variant's ratio to ``plain``; then the median of
+each round's rate ratio (the variants of a round run back to back, so load
+that changes between rounds moves it less).
 """
 
 from __future__ import annotations
@@ -130,6 +132,12 @@ def main(argv: list[str] | None = None) -> None:
     for name, m in medians.items():
         print(f"  {name}: {m['rate']:,.0f}/s ({m['rate'] / plain['rate']:.2f}x), beat {m['cpu_us']:.1f} us "
               f"({m['cpu_us'] / plain['cpu_us']:.2f}x), Redis {m['redis_us']:.1f} us ({m['redis_us'] / plain['redis_us']:.2f}x)")
+    # Each round runs the variants back to back: a ratio within a round is less moved by load that changes between
+    # rounds than the ratio of medians taken over different rounds.
+    print("  rate against plain's in the same round, median (each round):")
+    for name, runs in results.items():
+        ratios = [r["rate"] / p["rate"] for r, p in zip(runs, results["plain"])]
+        print(f"    {name}: {statistics.median(ratios):.2f}x ({', '.join(f'{x:.2f}' for x in ratios)})")
 
 
 if __name__ == "__main__":

@@ -128,6 +128,23 @@ def _not_names(value: Any) -> tuple[str, ...]:
     raise InvalidDefinition("exclude", f"must be a list of calendar names, not {value!r}"[:300])
 
 
+def excluded_day(names: tuple[str, ...], calendars: Mapping[str, Calendar | InvalidCalendar],
+                 day: date) -> bool | InvalidDefinition:
+    """Whether a calendar of ``names`` excludes ``day``; the error (naming ``exclude``) for one that cannot be used.
+
+    The error is returned, not raised, so a batch can keep it as the answer for every entry that asks.
+    """
+    for name in names:
+        calendar = calendars.get(name)
+        if calendar is None:
+            return InvalidDefinition("exclude", f"unknown calendar {name!r} (create it with: celerybeatredis calendar set)")
+        if isinstance(calendar, InvalidCalendar):
+            return InvalidDefinition("exclude", f"cannot use {calendar}")
+        if calendar.excludes(day):
+            return True
+    return False
+
+
 def check_name(name: Any) -> str:
     """A calendar name: non-empty text of at most :data:`NAME_LIMIT` characters."""
     if not isinstance(name, str) or not name or len(name) > NAME_LIMIT:

@@ -25,7 +25,7 @@ from celery.schedules import BaseSchedule, schedule
 
 from .checks import MESSAGE_DATE_OPTIONS
 from .exceptions import InvalidDefinition
-from .fields import BY_NAME, COMMON_FIELDS, COMMON_MEMBERS, FIELD_ORDER, OPTIONAL_MEMBERS
+from .fields import BY_NAME, FIELD_ORDER, OPTIONAL_MEMBERS
 from .kinds import KINDS, NowFun, kind_to_json
 from .overlap import DEFAULT_TIMEOUT
 from .pausing import Pause
@@ -128,16 +128,18 @@ class Codec:
             found = ", ".join(kinds) if kinds else "none"
             raise InvalidDefinition("schedule", f"exactly one of {', '.join(KINDS)} is required (found {found})")
         kind = kinds[0]
-        present = OPTIONAL_MEMBERS.intersection(doc)
+        has_members, readers = _members(doc)
         relative = doc.get("relative") is not None and BY_NAME["relative"].read(doc["relative"])
         sched = self._schedule(kind, doc[kind], relative)
-        if not present:
+        if not has_members:
             return Definition(task, kind, sched, (), {}, {})
-        if present <= COMMON_MEMBERS:
-            values = {f.attr: f.read(doc[f.name]) for f in COMMON_FIELDS if f.attr and doc.get(f.name) is not None}
-        else:  # only the members it has, in the table's order (which error is raised first does not vary)
-            values = {attr: read(doc[name]) for name, attr, read in _readers(present) if doc[name] is not None}
-        return Definition(task, kind, sched, **values)
+        # only the members it has, in the table's order (which error is raised first does not vary)
+        fields = [task, kind, sched, *_DEFAULTS]
+        for name, index, read in readers:
+            value = doc[name]
+            if value is not None:
+                fields[index] = read(value)
+        return _make(Definition, fields)
 
     def _schedule(self, kind: str, spec: Any, relative: bool) -> BaseSchedule:
         key = _schedule_key(kind, spec, relative)
@@ -155,20 +157,31 @@ class Codec:
         return KINDS[kind].build(spec, relative, self.nowfun, self.app)
 
 
-_READERS: dict[frozenset[str], tuple[tuple[str, str, Callable[[Any], Any]], ...]] = {}
+#: Where each attribute sits in a :class:`Definition`, and the defaults after the three every definition has.
+_FIELD_INDEX = {name: i for i, name in enumerate(Definition._fields)}
+_DEFAULTS = tuple(Definition._field_defaults[name] for name in Definition._fields[3:])
+#: Builds a :class:`Definition` from all of its fields, without the keyword matching of its ``__new__``.
+_make = tuple.__new__
+#: ``(member, field index, reader)`` rows.
+Readers = tuple[tuple[str, int, Callable[[Any], Any]], ...]
+_LAYOUTS: dict[tuple[Hashable, ...], tuple[bool, Readers]] = {}
 
 
-def _readers(present: frozenset[str]) -> tuple[tuple[str, str, Callable[[Any], Any]], ...]:
-    """``(member, attribute, reader)`` of the members in ``present`` that beat keeps, in the table's order.
+def _members(doc: Mapping[str, Any]) -> tuple[bool, Readers]:
+    """Whether ``doc`` has an optional member, and ``(member, field index, reader)`` of those beat keeps (the index
+    of its :class:`Definition` field), in the table's order.
 
-    Kept per set of members: definitions of a schedule mostly share a few.
+    Kept per list of member names, which definitions of a schedule mostly share: a document's members are then
+    found without a set built and hashed for each.
     """
-    found = _READERS.get(present)
+    names = tuple(doc)
+    found = _LAYOUTS.get(names)
     if found is None:
-        found = tuple((n, f.attr, f.read) for n in sorted(present, key=FIELD_ORDER.__getitem__)
-                      if (f := BY_NAME[n]).attr is not None)
-        if len(_READERS) < 4096:
-            _READERS[present] = found
+        present = OPTIONAL_MEMBERS.intersection(names)
+        found = (bool(present), tuple((n, _FIELD_INDEX[f.attr], f.read) for n in sorted(present, key=FIELD_ORDER.__getitem__)
+                                      if (f := BY_NAME[n]).attr is not None))
+        if len(_LAYOUTS) < 4096:
+            _LAYOUTS[names] = found
     return found
 
 

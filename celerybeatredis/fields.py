@@ -41,7 +41,6 @@ class DefinitionField:
         flag_kind: How the option's text is read.
         user: Whether the API and the command line set it (False: old documents' run state, read once).
         label: How ``show`` names it; None to leave it to the definition listing.
-        common: Most documents have it: a document with only common members takes beat's short path.
     """
 
     name: str
@@ -52,7 +51,6 @@ class DefinitionField:
     flag_kind: FlagKind = "text"
     user: bool = True
     label: str | None = None
-    common: bool = False
 
 
 def _array(value: Any) -> tuple[Any, ...]:
@@ -86,13 +84,12 @@ def _description(value: Any) -> str:
 
 
 FIELDS: tuple[DefinitionField, ...] = (
-    DefinitionField("args", _array, "args", "Positional arguments as a JSON array.", "--args", "json", common=True),
-    DefinitionField("kwargs", _object, "kwargs", "Keyword arguments as a JSON object.", "--kwargs", "json", common=True),
+    DefinitionField("args", _array, "args", "Positional arguments as a JSON array.", "--args", "json"),
+    DefinitionField("kwargs", _object, "kwargs", "Keyword arguments as a JSON object.", "--kwargs", "json"),
     DefinitionField("options", parse_options, "options", "apply_async options as a JSON object.", "--options", "json"),
-    DefinitionField("enabled", lambda v: parse_bool(v, "enabled", True), "enabled", "Whether beat runs it.",
-                    common=True),
+    DefinitionField("enabled", lambda v: parse_bool(v, "enabled", True), "enabled", "Whether beat runs it."),
     DefinitionField("relative", lambda v: parse_bool(v, "relative", False), None,
-                    "Interval relative to beat's start (Celery's relative).", "--relative", "toggle", common=True),
+                    "Interval relative to beat's start (Celery's relative).", "--relative", "toggle"),
     DefinitionField("start_time", lambda v: parse_date(v, "start_time"), "start_time",
                     "Do not run before this ISO-8601 time.", "--start-time", label="starts"),
     DefinitionField("expires", lambda v: parse_date(v, "expires"), "expires", "Do not run after this ISO-8601 time.",
@@ -138,5 +135,3 @@ FIELD_ORDER = {f.name: i for i, f in enumerate(FIELDS)}
 USER_FIELDS = tuple(f.name for f in FIELDS if f.user)
 #: Every member besides ``task`` and the schedule that beat reads; others (users' own) are kept and ignored.
 OPTIONAL_MEMBERS = frozenset(BY_NAME)
-COMMON_FIELDS = tuple(f for f in FIELDS if f.common)
-COMMON_MEMBERS = frozenset(f.name for f in COMMON_FIELDS)

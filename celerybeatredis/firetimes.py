@@ -18,9 +18,11 @@ from typing import NamedTuple
 
 from celery import Celery
 
+from .anchors import stamp
+from .batches import Batch
 from .calendars import Calendar, InvalidCalendar
 from .codec import Codec, Definition, digest
-from .decisions import Batch, decide, stamp
+from .decisions import decide
 from .exceptions import CeleryBeatRedisError
 from .planning import TickClock
 from .runstate import parse_last_run_at

@@ -24,6 +24,8 @@ def parse_jitter(value: Any) -> float:
     Raises:
         InvalidDefinition: naming ``jitter``.
     """
+    if type(value) is float and 0.0 <= value < math.inf:  # the usual case, checked first (a NaN is no such float)
+        return value
     if not is_number(value):
         raise InvalidDefinition("jitter", f"must be a number of seconds, not {json_type(value)}")
     if not math.isfinite(value) or value < 0:
@@ -50,4 +52,32 @@ def jittered(name: str, slot: float, jitter: float) -> float:
     To the microsecond, as Redis' claim reads the time: a score finer than
     that could be claimed by a beat whose time rounds to it, and found not due.
     """
-    return round(slot + offset(name, slot, jitter), 6)
+    return to_microsecond(slot + offset(name, slot, jitter))
+
+
+#: Scaled values below these are products within 1/8 (below 2**51, where an ulp is at most 1/4) or 1/4 (below 2**52)
+#: of the exact one: half an ulp. 2**51 microseconds is in 2041.
+_EIGHTH_BELOW = 2.0**51
+_QUARTER_BELOW = 2.0**52
+
+
+def to_microsecond(value: float) -> float:
+    """``round(value, 6)``, bit for bit, without its trip through decimal digits for most values (it runs per run).
+
+    ``value * 1e6`` is off the exact product by at most half an ulp (``e``),
+    so when it lies closer than ``1/2 - e`` to a whole number the exact
+    product rounds to that number too; divided back (exactly representable,
+    one correctly rounded division) it is the double nearest to that many
+    microseconds, which is what ``round`` gives. Values near a half, zero,
+    huge or not finite take ``round`` itself.
+    """
+    scaled = value * 1e6
+    if -_EIGHTH_BELOW < scaled < _EIGHTH_BELOW:
+        whole = round(scaled)
+        if whole and -0.375 < scaled - whole < 0.375:
+            return whole / 1e6
+    elif -_QUARTER_BELOW < scaled < _QUARTER_BELOW:
+        whole = round(scaled)
+        if -0.25 < scaled - whole < 0.25:
+            return whole / 1e6
+    return round(value, 6)

@@ -56,7 +56,12 @@ def parse_timeout(value: Any) -> float:
 
 def marker(task_id: str, now: float, timeout: float) -> str:
     """The marker beat commits with a run at ``now``: its task id, when it lapses, and the timeout a worker renews."""
-    return f"{task_id} {now + timeout:.3f} {timeout:g}"
+    return task_id + marker_tail(now, timeout)
+
+
+def marker_tail(now: float, timeout: float) -> str:
+    """What follows the task id in a marker written at ``now``: the same for every run of a batch with that timeout."""
+    return f" {now + timeout:.3f} {timeout:g}"
 
 
 def read_marker(raw: str | bytes | None) -> Marker | None:

@@ -7,10 +7,13 @@ from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import NamedTuple
 
+from .anchors import stamp
+from .batches import Batch
 from .calendars import Calendar, InvalidCalendar
 from .codec import SHORT_DIGEST, Codec, Definition, digest
-from .decisions import Batch, Decision, decide, log_quarantined, quarantine, skip_record, stamp
+from .decisions import decide
 from .exceptions import InvalidDefinition
+from .outcomes import Decision, log_quarantined, quarantine, skip_record
 from .settings import Settings
 from .wire import Claim, Claimed, Plan
 

@@ -20,8 +20,8 @@ from redis.commands.core import Script
 
 from . import wire
 from .connection import RedisClient, client_from_settings, is_cluster, make_client
-from .decisions import log_quarantined
 from .keys import Keys, name_bytes, name_text
+from .outcomes import log_quarantined
 from .runstate import parse_last_run_at
 from .scripts import SCRIPT_NAMES, ScriptStream, script_keys, script_source
 from .settings import Settings, key_tag

@@ -4,9 +4,11 @@ One tick claims a bounded batch of due entries (one Lua call), decides for
 each whether it runs and when it is due next, commits that (one Lua call),
 then publishes the runs that were committed; while batches come back full it
 sends the next claim and each commit ahead, so Redis works while beat decides.
-The pieces live in their own modules: :mod:`.decisions` (one entry),
-:mod:`.planning` (one batch), :mod:`.dispatch` and :mod:`.stream` (claim,
-commit, publish), :mod:`.publish`, :mod:`.statics` (``beat_schedule``).
+The pieces live in their own modules: :mod:`.decisions` (one entry; what a
+decision is in :mod:`.outcomes`, what a batch's decisions share in
+:mod:`.batches` and :mod:`.timings`), :mod:`.planning` (one batch),
+:mod:`.dispatch` and :mod:`.stream` (claim, commit, publish),
+:mod:`.publish`, :mod:`.statics` (``beat_schedule``).
 """
 
 from __future__ import annotations

@@ -17,8 +17,8 @@ from .processes import CeleryProcess, drain_queue, wait_until, write_app
 
 LUA_DIR = Path(__file__).resolve().parent.parent / "lua"
 #: The modules beat runs (celerybeatredis/schedulers.py and what it is made of).
-BEAT_MODULES = ("schedulers.py", "planning.py", "decisions.py", "dispatch.py", "stream.py", "publish.py", "statics.py",
-                "stopping.py", "runstate.py")
+BEAT_MODULES = ("schedulers.py", "planning.py", "decisions.py", "outcomes.py", "batches.py", "timings.py", "anchors.py",
+                "dispatch.py", "stream.py", "publish.py", "statics.py", "stopping.py", "runstate.py")
 
 
 def test_only_remove_lua_deletes_definitions() -> None:
