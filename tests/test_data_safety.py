@@ -18,7 +18,8 @@ from .processes import CeleryProcess, drain_queue, wait_until, write_app
 LUA_DIR = Path(__file__).resolve().parent.parent / "lua"
 #: The modules beat runs (celerybeatredis/schedulers.py and what it is made of).
 BEAT_MODULES = ("schedulers.py", "planning.py", "decisions.py", "outcomes.py", "batches.py", "timings.py", "anchors.py",
-                "dispatch.py", "stream.py", "publish.py", "statics.py", "stopping.py", "runstate.py")
+                "dispatch.py", "stream.py", "publish.py", "sending.py", "messages.py", "amqp_messages.py", "confirms.py",
+                "statics.py", "stopping.py", "runstate.py")
 
 
 def test_only_remove_lua_deletes_definitions() -> None:
