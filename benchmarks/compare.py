@@ -29,6 +29,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.children import TIMED_TICKS
 from tests.redis_server import RedisServer
 
 #: Run in a child process with the tree first on ``sys.path``: that tree's package and harness.
@@ -63,18 +64,7 @@ app, recorder = subject.stub_app(**conf)
 app.tasks  # the app is finalized before the clock starts
 sched = subject.scheduler(app)
 due = workload.due_count()
-def redis_cpu():
-    info = server.info("cpu")
-    return info["used_cpu_user"] + info["used_cpu_sys"]
-cpu, rcpu, started = time.process_time(), redis_cpu(), time.perf_counter()
-while recorder.count < due:
-    sched.tick()
-took = time.perf_counter() - started
-cpu, rcpu = time.process_time() - cpu, redis_cpu() - rcpu
-sched.close()
-per = 1e6 / recorder.count
-print(json.dumps({"rate": recorder.count / took, "cpu_us": cpu * per, "redis_us": rcpu * per, "sent": recorder.count}))
-"""
+""" + TIMED_TICKS
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -33,6 +33,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.children import TIMED_TICKS
 from tests.redis_server import RedisServer
 
 #: The calendar every ``policies`` entry excludes: days that are never the day of the run.
@@ -67,20 +68,7 @@ app, recorder = subject.stub_app()
 app.tasks  # the app is finalized before the clock starts
 sched = subject.scheduler(app)
 due = workload.due_count()
-def redis_cpu():
-    info = server.info("cpu")
-    return info["used_cpu_user"] + info["used_cpu_sys"]
-cpu, rcpu, started = time.process_time(), redis_cpu(), time.perf_counter()
-deadline = started + 600
-while recorder.count < due and time.perf_counter() < deadline:
-    sched.tick()
-took = time.perf_counter() - started
-cpu, rcpu = time.process_time() - cpu, redis_cpu() - rcpu
-sched.close()
-per = 1e6 / max(recorder.count, 1)
-print(json.dumps({"rate": recorder.count / took, "cpu_us": cpu * per, "redis_us": rcpu * per, "sent": recorder.count,
-                  "due": due}))
-"""
+""" + TIMED_TICKS
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
