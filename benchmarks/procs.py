@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -112,18 +113,24 @@ class Arrivals:
 
 def watch_queue(broker: redis.Redis, expected: int, timeout: float, beats: list[Any], poll: float = 0.002) -> Arrivals:
     """Poll the queue length until ``expected`` messages are there, the time is up or a process ended."""
+    return watch_length(lambda: int(broker.llen(QUEUE)), expected, timeout, beats, poll)
+
+
+def watch_length(length: Callable[[], int], expected: int, timeout: float, processes: Sequence[Any],
+                 poll: float = 0.002) -> Arrivals:
+    """Poll ``length()`` (a queue's, on any broker) until it reaches ``expected``, the time is up or a process ended."""
     first = last = None
     count = 0
     deadline = time.time() + timeout
     while time.time() < deadline:
-        count = int(broker.llen(QUEUE))
+        count = length()
         now = time.time()
         if count and first is None:
             first = now
         if count >= expected:
             last = now
             break
-        if not all(b.alive() for b in beats):
+        if not all(p.alive() for p in processes):
             break
         time.sleep(poll)
     return Arrivals(first, last, count)

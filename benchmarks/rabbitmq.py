@@ -59,21 +59,7 @@ class Queue:
     def watch(self, expected: int, timeout: float, processes: list[procs.Beat] | list[procs.Plain],
               poll: float = 0.01) -> procs.Arrivals:
         """Poll the length until ``expected`` messages are there, the time is up or a process ended."""
-        first = last = None
-        count = 0
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            count = self.length()
-            now = time.time()
-            if count and first is None:
-                first = now
-            if count >= expected:
-                last = now
-                break
-            if not all(p.alive() for p in processes):
-                break
-            time.sleep(poll)
-        return procs.Arrivals(first, last, count)
+        return procs.watch_length(self.length, expected, timeout, processes, poll)
 
 
 def plain(queue: Queue, workdir: Path, url: str, due: int) -> float | None:
@@ -153,8 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     print("\nmedians (ratio to the plain loop of the same round):")
     for n, got in rates.items():
         figures = ", ".join(f"{mode} {statistics.median(got[mode]):.2f}x" for mode in MODES if got[mode])
-        loop = f"{statistics.median(got['plain']):,.0f}/s" if got["plain"] else "-"
-        print(f"  N={n:,} ({Timed(n).due_n:,} due at once): plain loop {loop}; {figures}")
+        plain_rate = f"{statistics.median(got['plain']):,.0f}/s" if got["plain"] else "-"
+        print(f"  N={n:,} ({Timed(n).due_n:,} due at once): plain loop {plain_rate}; {figures}")
     return 0
 
 
