@@ -7,6 +7,7 @@ from __future__ import annotations
 import textwrap
 import time
 from collections import Counter
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -87,17 +88,66 @@ elif CRASH_AT == "before-reply":  # exactly-once: the commit (which writes the m
 """
 
 
-def beat_app(directory: Path, url: str, prefix: str, queue: str, delivery: str, crash: str | None) -> None:
-    """``proj.py`` for a beat on ``url`` (schedule and broker in one database), killed at ``crash``."""
+def beat_app(directory: Path, url: str, prefix: str, queue: str, delivery: str, crash: str | None,
+             broker: str | None = None, batch: int = 100, hooks: str = "") -> None:
+    """``proj.py`` for a beat on ``url`` (and its broker, unless ``broker`` names another), killed at ``crash``
+    (:data:`CRASH_HOOKS`, then ``hooks``)."""
     extra = f"""
         app.conf.update(
             redis_scheduler_delivery={delivery!r}, redis_scheduler_lease_seconds={LEASE},
-            redis_scheduler_claim_ahead=False, redis_scheduler_batch_size=100, task_default_queue={queue!r},
+            redis_scheduler_claim_ahead=False, redis_scheduler_batch_size={batch}, task_default_queue={queue!r},
         )
         CRASH_AT = {crash!r}
         DELIVERY = {delivery!r}
     """
-    write_app(directory, url, url, prefix, textwrap.dedent(extra) + CRASH_HOOKS)
+    write_app(directory, broker or url, url, prefix, textwrap.dedent(extra) + CRASH_HOOKS + hooks)
+
+
+def due_now(api: ScheduleStore, store: RedisStore, client: redis.Redis, names: list[str]) -> None:
+    """Add an hourly entry per name (its args: its name), each last run an hour ago: all due now, in one claim."""
+    for name in names:
+        api.add(name, "tasks.add", timedelta(hours=1), args=[name])
+    ran = datetime.fromtimestamp(time.time() - 3600, timezone.utc).isoformat()
+    store.restore_state([(name, 0, ran) for name in names])
+    client.zadd(store.keys.due, {name: time.time() - 1 for name in names})
+
+
+def killed_then_taken_over(directory: Path, write: Callable[[str | None], None], store: RedisStore,
+                           names: list[str], crash: str) -> None:
+    """Start a beat (``write(crash)`` writes its app) and wait until it is killed; then a second beat (``write(None)``)
+    until every run is committed, due again only in an hour, and none is left pending."""
+    write(crash)
+    first = CeleryProcess.beat(directory)
+    try:
+        try:
+            wait_until(lambda: not first.alive(), timeout=60, what="the first beat to be killed")
+        except AssertionError:
+            raise AssertionError(first.output()) from None
+        assert first.process.returncode == 9, first.output()
+    finally:
+        first.stop()
+    write(None)
+    second = CeleryProcess.beat(directory)
+    try:
+        second.wait_for_output("beat: Starting...")
+        client = store.client
+        wait_until(lambda: all(store.run_state(n)[0] >= 1 for n in names)
+                   and client.zcount(store.keys.due, "-inf", time.time() + 1800) == 0
+                   and client.zcard(store.keys.pending) == 0,
+                   timeout=60 + LEASE, what="every run committed")
+    finally:
+        assert second.stop() == 0, second.output()
+    assert {store.run_state(n)[0] for n in names} == {1}, "each run is committed once"
+
+
+def lost_and_twice(names: list[str], sent: list[tuple[str, str]]) -> tuple[int, int]:
+    """Runs of ``names`` never sent, and copies sent beyond the first, from ``sent`` (each message's run, task id);
+    every copy of a run must carry the task id it was first sent with."""
+    count = Counter(name for name, _ in sent)
+    assert set(count) <= set(names)
+    ids = {name: {tid for n, tid in sent if n == name} for name in count}
+    assert all(len(each) == 1 for each in ids.values()), "a run sent twice carries the task id it was first sent with"
+    return sum(1 for n in names if count[n] == 0), sum(c - 1 for c in count.values() if c > 1)
 
 
 #: (mode, where the first beat is killed, runs lost, runs sent twice): the table in docs/guarantees.rst.
@@ -122,38 +172,6 @@ def test_a_beat_killed_at_each_point_loses_and_repeats_what_the_docs_say(
         delivery: str, crash: str, lost: int, twice: int) -> None:
     url, prefix, queue = f"{redis_url}/0", app.conf.redis_scheduler_key_prefix, f"crash-{app.conf.task_default_queue}"
     names = [f"run{i:02d}" for i in range(RUNS)]
-    for name in names:
-        api.add(name, "tasks.add", timedelta(hours=1), args=[name])
-    # Each last ran an hour ago, so all are due now, in the first beat's first batch.
-    ran = datetime.fromtimestamp(time.time() - 3600, timezone.utc).isoformat()
-    store.restore_state([(name, 0, ran) for name in names])
-    client.zadd(store.keys.due, {name: time.time() - 1 for name in names})
-    beat_app(tmp_path, url, prefix, queue, delivery, crash)
-    first = CeleryProcess.beat(tmp_path)
-    try:
-        try:
-            wait_until(lambda: not first.alive(), timeout=60, what="the first beat to be killed")
-        except AssertionError:
-            raise AssertionError(first.output()) from None
-        assert first.process.returncode == 9, first.output()
-    finally:
-        first.stop()
-    beat_app(tmp_path, url, prefix, queue, delivery, None)
-    second = CeleryProcess.beat(tmp_path)
-    try:
-        second.wait_for_output("beat: Starting...")
-        # Done once every entry is committed and due again only in an hour: nothing is left to send.
-        wait_until(lambda: all(store.run_state(n)[0] >= 1 for n in names)
-                   and client.zcount(store.keys.due, "-inf", time.time() + 1800) == 0
-                   and client.zcard(store.keys.pending) == 0,
-                   timeout=60 + LEASE, what="every run committed")
-    finally:
-        assert second.stop() == 0, second.output()
-    messages = drain_queue(client, queue)
-    sent = Counter(m.args[0] for m in messages)
-    assert sum(1 for n in names if sent[n] == 0) == lost
-    assert sum(count - 1 for count in sent.values() if count > 1) == twice
-    assert {store.run_state(n)[0] for n in names} == {1}, "each run is committed once"
-    assert set(sent) <= set(names)
-    ids = {n: {m.id for m in messages if m.args[0] == n} for n in sent}
-    assert all(len(each) == 1 for each in ids.values()), "a run sent twice carries the task id it was first sent with"
+    due_now(api, store, client, names)
+    killed_then_taken_over(tmp_path, lambda at: beat_app(tmp_path, url, prefix, queue, delivery, at), store, names, crash)
+    assert lost_and_twice(names, [(m.args[0], m.id) for m in drain_queue(client, queue)]) == (lost, twice)
