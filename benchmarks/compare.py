@@ -20,17 +20,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.children import TIMED_TICKS
-from tests.redis_server import RedisServer
+from benchmarks.sidebyside import TIMED_TICKS, print_medians, run_rounds
 
 #: Run in a child process with the tree first on ``sys.path``: that tree's package and harness.
 CHILD = """
@@ -108,26 +105,8 @@ def run_once(spec: str, url: str, args: argparse.Namespace, workdir: Path) -> di
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    server = RedisServer().start()
-    results: dict[str, list[dict[str, float]]] = {tree: [] for tree in args.trees}
-    try:
-        with tempfile.TemporaryDirectory() as workdir:
-            for round_no in range(1, args.rounds + 1):
-                for tree in args.trees:
-                    got = run_once(tree, server.url, args, Path(workdir))
-                    results[tree].append(got)
-                    print(f"round {round_no} {tree}: {got['rate']:,.0f} dispatches/s, CPU per dispatch: "
-                          f"beat {got['cpu_us']:.1f} us, Redis {got['redis_us']:.1f} us", flush=True)
-    finally:
-        server.cleanup()
-    medians = {tree: {k: statistics.median(r[k] for r in runs) for k in ("rate", "cpu_us", "redis_us")}
-               for tree, runs in results.items()}
-    first = medians[args.trees[0]]
-    print(f"\nN = {args.entries:,} {args.kind}, medians of {args.rounds} round(s):")
-    for tree, m in medians.items():
-        print(f"  {tree}: {m['rate']:,.0f}/s ({m['rate'] / first['rate']:.2f}x), beat {m['cpu_us']:.1f} us "
-              f"({m['cpu_us'] / first['cpu_us']:.2f}x), Redis {m['redis_us']:.1f} us ({m['redis_us'] / first['redis_us']:.2f}x)")
-
+    results = run_rounds(args.trees, args.rounds, lambda tree, url, workdir: run_once(tree, url, args, workdir))
+    print_medians(results, f"\nN = {args.entries:,} {args.kind}, medians of {args.rounds} round(s):")
 
 if __name__ == "__main__":
     main()

@@ -27,14 +27,12 @@ import json
 import statistics
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.children import TIMED_TICKS
-from tests.redis_server import RedisServer
+from benchmarks.sidebyside import TIMED_TICKS, print_medians, run_rounds
 
 #: The calendar every ``policies`` entry excludes: days that are never the day of the run.
 CALENDAR = {"dates": ["2001-01-01", "2002-12-25"], "ranges": [["2003-12-24", "2003-12-26"]]}
@@ -100,26 +98,9 @@ def main(argv: list[str] | None = None) -> None:
     chosen = args.variants.split(",")
     if chosen[0] != "plain" or not set(chosen) <= set(VARIANTS):
         raise SystemExit(f"--variants: 'plain' first, then any of {', '.join(VARIANTS)}")
-    server = RedisServer().start()
-    results: dict[str, list[dict[str, float]]] = {name: [] for name in chosen}
-    try:
-        with tempfile.TemporaryDirectory() as workdir:
-            for round_no in range(1, args.rounds + 1):
-                for name in chosen:
-                    got = run_once(VARIANTS[name], server.url, args.entries, Path(workdir))
-                    results[name].append(got)
-                    print(f"round {round_no} {name}: {got['rate']:,.0f} dispatches/s, CPU per dispatch: "
-                          f"beat {got['cpu_us']:.1f} us, Redis {got['redis_us']:.1f} us", flush=True)
-    finally:
-        server.cleanup()
-    medians = {name: {k: statistics.median(r[k] for r in runs) for k in ("rate", "cpu_us", "redis_us")}
-               for name, runs in results.items()}
-    plain = medians["plain"]
-    print(f"\nN = {args.entries:,} interval, 20% due at once, medians of {args.rounds} round(s); policies: "
-          f"{json.dumps(POLICIES)}")
-    for name, m in medians.items():
-        print(f"  {name}: {m['rate']:,.0f}/s ({m['rate'] / plain['rate']:.2f}x), beat {m['cpu_us']:.1f} us "
-              f"({m['cpu_us'] / plain['cpu_us']:.2f}x), Redis {m['redis_us']:.1f} us ({m['redis_us'] / plain['redis_us']:.2f}x)")
+    results = run_rounds(chosen, args.rounds, lambda name, url, workdir: run_once(VARIANTS[name], url, args.entries, workdir))
+    print_medians(results, f"\nN = {args.entries:,} interval, 20% due at once, medians of {args.rounds} round(s); "
+                           f"policies: {json.dumps(POLICIES)}")
     # Each round runs the variants back to back: a ratio within a round is less moved by load that changes between
     # rounds than the ratio of medians taken over different rounds.
     print("  rate against plain's in the same round, median (each round):")
