@@ -23,7 +23,7 @@ from celerybeatredis.store import ScheduleStore
 from celerybeatredis.wire import Claimed
 
 from .cli import Cli
-from .helpers import put, sent
+from .helpers import put, run_ticks, sent
 from .test_decisions import Decider, iso
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -183,11 +183,7 @@ def test_beat_skips_runs_on_excluded_days_and_counts_them(app: Celery, store: Re
 def test_beat_quarantines_an_entry_whose_calendar_is_gone(app: Celery, store: RedisStore, api: ScheduleStore) -> None:
     put(store, "orphan", {"task": "tasks.add", "interval": {"every": 10}, "exclude": ["gone"]}, score=1.0)
     store.client.hset(store.keys.last_run_at, "orphan", iso(0.0))
-    sched = RedisScheduler(app)
-    try:
-        sched.tick(now=100.0)
-    finally:
-        sched.close()
+    run_ticks(app, [100.0])
     reason = store.invalid_reason("orphan")
     assert reason is not None and "entry 'orphan': field 'exclude': unknown calendar 'gone'" in reason
 

@@ -11,11 +11,10 @@ from celery import Celery
 
 from celerybeatredis.display import why_never
 from celerybeatredis.redis_store import RedisStore
-from celerybeatredis.schedulers import RedisScheduler
 from celerybeatredis.store import ScheduleStore
 
 from .cli import Cli
-from .helpers import T0, put
+from .helpers import T0, put, run_ticks
 from .test_decisions import iso
 
 EVERY_10S: dict[str, Any] = {"task": "tasks.add", "interval": {"every": 10, "period": "seconds"}}
@@ -35,11 +34,7 @@ def test_why_an_entry_never_runs_again(app: Celery, store: RedisStore, api: Sche
     if runs:
         store.client.hset(store.keys.total_run_count, "e", runs)
         store.client.hset(store.keys.last_run_at, "e", iso(T0 - 10))
-    sched = RedisScheduler(app)
-    try:
-        sched.tick(now=T0)
-    finally:
-        sched.close()
+    run_ticks(app, [T0])
     entry = api.get("e")
     assert entry.next_run_at is None and math.isinf(store.due_score("e") or 0)
     text = why_never(entry, datetime.fromtimestamp(T0, timezone.utc))

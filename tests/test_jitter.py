@@ -22,7 +22,7 @@ from celerybeatredis.store import ScheduleStore
 from celerybeatredis.wire import Claimed
 
 from .cli import Cli
-from .helpers import T0, put, sent
+from .helpers import T0, put, run_ticks, sent
 from .test_decisions import Decider, claimed, iso, short
 
 HOURLY: dict[str, Any] = {"task": "tasks.add", "interval": {"every": 1, "period": "hours"}, "jitter": 600}
@@ -162,10 +162,6 @@ def test_add_refuses_a_negative_jitter_naming_entry_and_field(api: ScheduleStore
 
 def test_a_stored_negative_jitter_is_quarantined_by_beat(app: Celery, store: RedisStore) -> None:
     put(store, "bad", dict(HOURLY, jitter=-3))
-    sched = RedisScheduler(app)
-    try:
-        sched.tick(now=T0)
-    finally:
-        sched.close()
+    run_ticks(app, [T0])
     reason = store.invalid_reason("bad")
     assert reason is not None and "entry 'bad': field 'jitter'" in reason
