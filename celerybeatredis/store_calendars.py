@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
+from collections.abc import Set as AbstractSet
 from datetime import date
 from typing import Any
 
@@ -85,7 +86,7 @@ class CalendarStore:
         self._calendar_names = None
         return self.sharded.put_calendar(name, text)
 
-    def check_exclude(self, definition: Any, also: frozenset[str] = frozenset()) -> None:
+    def check_exclude(self, definition: Any, also: AbstractSet[str] = frozenset()) -> None:
         """Refuse an ``exclude`` that names a calendar that does not exist (and is not in ``also``).
 
         Raises:

@@ -8,6 +8,7 @@ never the whole schedule at once) apart from its writes.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 from .codec import Codec, dump_document, load_document
@@ -29,7 +30,7 @@ class ScheduleReads(CalendarStore):
     sharded: ShardedStore
     codec: Codec
 
-    def validate(self, name: str, definition: Mapping[str, Any], calendars: frozenset[str] = frozenset()) -> str:
+    def validate(self, name: str, definition: Mapping[str, Any], calendars: AbstractSet[str] = frozenset()) -> str:
         """Check a definition and return the JSON text to store; ``exclude`` may also name ``calendars``
         (those an import writes before it).
 

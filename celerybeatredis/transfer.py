@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,11 +75,9 @@ def export_record(entry: Entry) -> dict[str, Any]:
     return record
 
 
-def export_lines(store: ScheduleStore, match: str | None = None, calendars: bool = True) -> Iterator[str]:
-    """Every calendar (unless not ``calendars``), then every entry (``match``: those whose names match), as JSON
-    lines without newline."""
-    if calendars:
-        yield from calendar_lines(store)
+def export_lines(store: ScheduleStore, match: str | None = None) -> Iterator[str]:
+    """Every entry (``match``: those whose names match) as a JSON line without newline, a page at a time; an export
+    writes :func:`calendar_lines` before them."""
     for entry in store.iter_entries(match):
         yield json.dumps(export_record(entry), ensure_ascii=False, separators=(", ", ": "))
 
@@ -96,7 +95,7 @@ def calendar_lines(store: ScheduleStore) -> list[str]:
     return lines
 
 
-def parse_line(store: ScheduleStore, line: str, lineno: int, calendars: frozenset[str] = frozenset()) -> Record | CalendarRecord:
+def parse_line(store: ScheduleStore, line: str, lineno: int, calendars: AbstractSet[str] = frozenset()) -> Record | CalendarRecord:
     """Validate one exported line; ``calendars`` are the names earlier lines of the same import define.
 
     Raises:
@@ -151,7 +150,7 @@ def parse_lines(store: ScheduleStore, lines: Iterable[str]) -> Iterator[Record |
         if not line.strip():
             continue
         try:
-            item = parse_line(store, line, lineno, frozenset(calendars))
+            item = parse_line(store, line, lineno, calendars)
         except BadLine as exc:
             yield exc
             continue

@@ -43,7 +43,7 @@ def export_command(obj: Context, file: IO[str], match: str | None) -> None:
         file.write(line + "\n")
     written = 0
     with progress(total if file is not sys.stdout else 0, "exporting") as advance:
-        for line in export_lines(store, match, calendars=False):
+        for line in export_lines(store, match):
             file.write(line + "\n")
             written += 1
             advance(1)
