@@ -54,9 +54,6 @@ class Filters:
             return None
         return self.q if _GLOB.search(self.q) else _GLOB.sub(lambda m: "\\" + m.group(0), self.q) + "*"
 
-    def needs_state(self) -> bool:
-        return bool(self.quarantined or self.static or self.paused)
-
     def query(self) -> dict[str, str]:
         return {k: v for k, v in self.__dict__.items() if v}
 
