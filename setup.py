@@ -1,8 +1,9 @@
-"""Packaging for celerybeat-redis; the Lua scripts in lua/ (and their shared includes) ship inside the package."""
+"""Packaging for celerybeat-redis; the Lua scripts of celerybeatredis/storage/lua/ (and their shared includes), the
+dashboard's templates and static files ship inside the package."""
 
 from pathlib import Path
 
-from setuptools import setup
+from setuptools import find_packages, setup
 
 HERE = Path(__file__).parent
 # RedBeat pinned: the benchmark compares against this version's behaviour.
@@ -25,9 +26,8 @@ setup(
     license="Apache-2.0",
     license_files=["LICENSE"],
     python_requires=">=3.9",
-    packages=["celerybeatredis", "celerybeatredis.cli", "celerybeatredis.lua", "celerybeatredis.web"],
-    package_dir={"celerybeatredis.lua": "lua"},
-    package_data={"celerybeatredis": ["py.typed"], "celerybeatredis.lua": ["*.lua", "includes/*.lua"],
+    packages=find_packages(include=["celerybeatredis", "celerybeatredis.*"]),
+    package_data={"celerybeatredis": ["py.typed"], "celerybeatredis.storage": ["lua/*.lua", "lua/includes/*.lua"],
                   "celerybeatredis.web": ["templates/*.html", "static/*"]},
     include_package_data=False,
     # celery[redis]: kombu's Redis transport needs the packages of its redis extra (packaging among them),

@@ -29,10 +29,10 @@ sys.path.insert(0, str(ROOT))
 import redis  # noqa: E402
 from celery import Celery  # noqa: E402
 
-from celerybeatredis.connection import make_client  # noqa: E402
-from celerybeatredis.keys import shard_tag  # noqa: E402
 from celerybeatredis.schedulers import RedisScheduler  # noqa: E402
-from celerybeatredis.sharded_store import ShardedStore  # noqa: E402
+from celerybeatredis.storage.connection import make_client  # noqa: E402
+from celerybeatredis.storage.keys import shard_tag  # noqa: E402
+from celerybeatredis.storage.sharded_store import ShardedStore  # noqa: E402
 from tests.cluster import LocalCluster  # noqa: E402
 
 

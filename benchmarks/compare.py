@@ -49,7 +49,10 @@ workload = Burst(n, kind)
 subject.insert(workload, range(n))
 subject.prepare(workload)
 if fill and hasattr(subject.store.keys, "history"):  # every entry's history full, as after that many runs (a tree without history: none)
-    from celerybeatredis.history import record, stamp
+    try:
+        from celerybeatredis.storage.history import record, stamp
+    except ImportError:  # a tree from before the wings
+        from celerybeatredis.history import record, stamp
     pipe = server.pipeline(transaction=False)
     runs = f"{fill},0,0;" + "".join(record("s", stamp(1_795_514_400.0 - 60 * k), 0.004) for k in range(fill))
     for i in range(n):

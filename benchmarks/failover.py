@@ -26,7 +26,7 @@ import redis
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from celerybeatredis.redis_store import RedisStore  # noqa: E402
+from celerybeatredis.storage.redis_store import RedisStore  # noqa: E402
 from tests.ledger import STAMP_PUBLISHER, Ledger, every_second, load_entries  # noqa: E402
 from tests.processes import CeleryProcess, wait_until, write_app  # noqa: E402
 from tests.redis_server import RedisServer  # noqa: E402

@@ -39,8 +39,8 @@ import redis
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from celerybeatredis.redis_store import RedisStore  # noqa: E402
-from celerybeatredis.scripts import SCRIPT_NAMES  # noqa: E402
+from celerybeatredis.storage.redis_store import RedisStore  # noqa: E402
+from celerybeatredis.storage.scripts import SCRIPT_NAMES  # noqa: E402
 from tests.ledger import STAMP_PUBLISHER, Audit, Ledger, run_counts  # noqa: E402
 from tests.processes import CeleryProcess, write_app  # noqa: E402
 from tests.redis_server import RedisServer  # noqa: E402
@@ -79,7 +79,7 @@ def servers() -> tuple[RedisServer, RedisServer]:
 
 def lua_calls(client: redis.Redis, store: RedisStore) -> dict[str, list[int]]:
     """Durations (microseconds) of every Lua call in SLOWLOG, by script."""
-    shas = {store.scripts[name].sha.encode(): name for name in SCRIPT_NAMES}
+    shas = {store.scripts.script(name).sha.encode(): name for name in SCRIPT_NAMES}
     calls: dict[str, list[int]] = {}
     for entry in client.slowlog_get(-1):
         parts = entry["command"].split(b" ", 2)

@@ -23,8 +23,8 @@ from celery.schedules import BaseSchedule, crontab, schedule
 from celery.signals import beat_init
 from celery.utils import uuid
 
-from celerybeatredis.redis_store import RedisStore
 from celerybeatredis.schedulers import RedisScheduler
+from celerybeatredis.storage.redis_store import RedisStore
 
 from .workload import TASK, Entry, Workload
 

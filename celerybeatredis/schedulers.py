@@ -4,17 +4,16 @@ One tick claims a bounded batch of due entries (one Lua call), decides for
 each whether it runs and when it is due next, commits that (one Lua call),
 then publishes the runs that were committed; while batches come back full it
 sends the next claim and each commit ahead, so Redis works while beat decides.
-The pieces live in their own modules: :mod:`.decisions` (one entry; what a
-decision is in :mod:`.outcomes`, what a batch's decisions share in
-:mod:`.batches` and :mod:`.timings`), :mod:`.planning` (one batch),
-:mod:`.dispatch` and :mod:`.stream` (claim, commit, publish),
-:mod:`.publish`, :mod:`.statics` (``beat_schedule``).
+The scheduler wires the wings together (docs/architecture.rst draws them):
+:mod:`celerybeatredis.beat` runs the batches, :mod:`celerybeatredis.decisions`
+decides them, :mod:`celerybeatredis.delivery` publishes them,
+:mod:`celerybeatredis.storage` holds the schedule, :mod:`celerybeatredis.observe`
+reports on beat.
 """
 
 from __future__ import annotations
 
 import importlib.util
-import logging
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -24,21 +23,20 @@ import redis
 from celery import Celery
 from celery.beat import ScheduleEntry, Scheduler
 
-from .beats import Heartbeat, time_scripts
-from .beatstats import BeatStats
-from .calendars import CalendarCache
-from .codec import Codec
-from .connection import eviction_warnings, follow_sentinel
-from .delivery import AT_LEAST_ONCE, AUTO, DeliveryUnavailable
-from .dispatch import Dispatcher
-from .keys import shard_tag
-from .planning import Planner, TickClock
-from .publish import Publisher
-from .settings import Settings
-from .sharded_store import ShardedStore
-from .statics import sync_statics
-
-logger = logging.getLogger(__name__)
+from .beat.dispatch import Dispatcher
+from .beat.statics import sync_statics
+from .decisions.planner import Planner, TickClock
+from .definitions.codec import Codec
+from .delivery.modes import DeliveryUnavailable
+from .delivery.publisher import Publisher
+from .observe.heartbeat import Heartbeat
+from .observe.log import logger
+from .observe.stats import BeatStats
+from .policies.exclude import CalendarCache
+from .settings import AT_LEAST_ONCE, AUTO, Settings
+from .storage.connection import eviction_warnings, follow_sentinel
+from .storage.keys import shard_tag
+from .storage.sharded_store import ShardedStore
 
 MAX_BACKOFF = 5.0
 #: Seconds between reads of the schedule's calendars (one HGETALL of a small hash): a calendar change applies this soon.
@@ -74,7 +72,7 @@ class RedisScheduler(Scheduler):
         self.clock = TickClock()
         self.codec = Codec(app, nowfun=self.clock.now)
         self.planner = Planner(self.codec, self.clock, self.settings)
-        self.publisher = Publisher(self, self.settings, self.stats)
+        self.publisher = Publisher(self, self.settings, self.codec, self.stats)
         self.dispatcher = Dispatcher(self.settings, self.planner, self.publisher, self.heartbeat)
         self.store: ShardedStore | None = None
         self._turn = 0
@@ -159,11 +157,11 @@ class RedisScheduler(Scheduler):
         return f"    . redis -> {self.settings.safe_url}\n    . key tag -> {tags}\n    . delivery -> {delivery}"
 
     def serve_http(self) -> None:
-        """Start ``/healthz`` and ``/metrics`` (:mod:`.http`) when ``redis_scheduler_http`` is set; a port taken stops beat."""
+        """Start ``/healthz`` and ``/metrics`` (:mod:`.observe.http`) when ``redis_scheduler_http`` is set; a port taken stops beat."""
         address = self.settings.http_address
         if address is None or self.http is not None or self.store is None:
             return
-        from .http import HealthServer, alive_within  # imports prometheus_client: only with the setting on
+        from .observe.http import HealthServer, alive_within  # imports prometheus_client: only with the setting on
 
         alive = alive_within(self.max_interval, self.settings.publish_retry_seconds, MAX_BACKOFF)
         try:
@@ -183,7 +181,7 @@ class RedisScheduler(Scheduler):
         self._checked = True
 
     def resolve_delivery(self) -> None:
-        """Settle the delivery mode (:mod:`.delivery`); ``exactly-once`` where the broker cannot give it stops beat."""
+        """Settle the delivery mode (:mod:`.delivery.modes`); ``exactly-once`` where the broker cannot give it stops beat."""
         assert self.store is not None
         try:
             self.publisher.resolve(self.store.client)
@@ -191,7 +189,7 @@ class RedisScheduler(Scheduler):
             raise BadSettings(f"celerybeat-redis: {exc}") from None
 
     def sync_statics(self) -> None:
-        """Upsert ``beat_schedule`` entries and remove statics that left it (:mod:`.statics`)."""
+        """Upsert ``beat_schedule`` entries and remove statics that left it (:mod:`.beat.statics`)."""
         assert self.store is not None
         sync_statics(self.store, self.app, self.codec)
         self._statics_synced = True
@@ -220,7 +218,10 @@ class RedisScheduler(Scheduler):
         if self.publisher.mode is None:
             self.resolve_delivery()
         if time.monotonic() >= self._next_reconcile:
-            follow_sentinel(self.store.client)
+            moved = follow_sentinel(self.store.client)
+            if moved is not None:
+                (host, port), (old_host, old_port) = moved
+                logger.warning("beat: sentinel reports a new primary at %s:%s (was %s:%s)", host, port, old_host, old_port)
             step = self.store.reconcile_step(self.settings.reconcile_batch)
             self._next_reconcile = time.monotonic() + self.settings.reconcile_interval
             if not step.synced:
@@ -241,9 +242,9 @@ class RedisScheduler(Scheduler):
         return delay
 
     def _connect(self) -> ShardedStore:
-        store = ShardedStore.from_settings(self.settings)
-        time_scripts(store, self.stats)
-        self.planner.calendars = CalendarCache(store.calendars_raw, CALENDARS_REFRESH)
+        store = ShardedStore(self.settings.client(), self.settings.key_prefix, self.settings.shards)
+        store.time_scripts(self.stats.lua_call)
+        self.planner.calendars = CalendarCache(store.first.calendars_raw, CALENDARS_REFRESH)
         return store
 
     def _failed(self, started: float, reason: str) -> float:
@@ -254,7 +255,7 @@ class RedisScheduler(Scheduler):
     def _wrong_types(self) -> str:
         """``": <key> is a string, not a zset ..."`` when a key of the schedule has the wrong type, else ``""``."""
         try:
-            found = self.store.wrong_types() if self.store is not None else []
+            found = self.store.across.wrong_types() if self.store is not None else []
         except redis.RedisError:
             return ""
         return f": {'; '.join(found)}; fix or delete the key" if found else ""

@@ -15,14 +15,21 @@ from typing import Any
 
 from celery import Celery
 
-from .connection import parse_url
-from .delivery import MODES
+from .storage.connection import RedisClient, make_client, parse_url
+from .storage.keys import key_tag
 
 DEFAULT_URL = "redis://localhost:6379/0"
 DEFAULT_PREFIX = "tasks:meta:"
 #: Broker URLs that name a Redis the schedule may share when no URL is set.
 BROKER_SCHEMES = ("redis://", "rediss://", "sentinel://")
 SENTINEL_TRANSPORT_OPTIONS = ("master_name", "sentinel_kwargs", "min_other_sentinels")
+
+#: The values ``redis_scheduler_delivery`` takes (:mod:`~celerybeatredis.delivery.modes` says what each does).
+AT_MOST_ONCE = "at-most-once"
+AT_LEAST_ONCE = "at-least-once"
+EXACTLY_ONCE = "exactly-once"
+AUTO = "auto"
+DELIVERY_MODES = (AUTO, AT_MOST_ONCE, AT_LEAST_ONCE, EXACTLY_ONCE)
 
 
 @dataclass(frozen=True)
@@ -31,7 +38,7 @@ class Settings:
 
     Attributes:
         url: Redis URL of the schedule (``redis://``, ``rediss://``, ``unix://``,
-            ``redis-cluster://``, ``redis+sentinel://``, ``sentinel://``; see connection.py).
+            ``redis-cluster://``, ``redis+sentinel://``, ``sentinel://``; see :mod:`~celerybeatredis.storage.connection`).
         key_prefix: Prefix whose trailing ``:`` is dropped to make the hash tag.
         batch_size: Most entries one Lua call claims or commits.
         lease_seconds: How long a claimed entry stays reserved for the beat
@@ -42,7 +49,7 @@ class Settings:
         redis_options: Extra keyword arguments for the Redis client (and, with
             Sentinel, kombu's ``master_name`` / ``sentinel_kwargs`` / ``min_other_sentinels``).
         cluster: Treat a ``redis://`` URL as a node of a Redis Cluster.
-        shards: Number of hash tags the schedule is spread over (see shards.py).
+        shards: Number of hash tags the schedule is spread over (see :mod:`~celerybeatredis.moving.reshard`).
         task_allowlist: Task names (or ``fnmatch`` patterns such as ``tasks.*``) beat may
             send; empty means any. An entry whose task is outside it is quarantined.
         wait_replicas: Replicas that must acknowledge a commit (``WAIT``) before its
@@ -59,7 +66,7 @@ class Settings:
         web_users: The dashboard's basic-auth users, ``{name: password}`` (or ``"name:password,..."``).
         delivery: ``at-most-once`` (publish after the commit), ``exactly-once`` (the commit writes the
             task messages; the broker must be the schedule's Redis database) or ``auto`` (exactly-once
-            where the broker allows it, else at-most-once); see delivery.py.
+            where the broker allows it, else at-most-once); see :mod:`~celerybeatredis.delivery.modes`.
     """
 
     url: str = DEFAULT_URL
@@ -137,7 +144,7 @@ class Settings:
             history=number("history", int),
             web_token=str(get("redis_scheduler_web_token")) if get("redis_scheduler_web_token") else None,
             web_users=web_users(get("redis_scheduler_web_users"), "redis_scheduler_web_users"),
-            delivery=_choice(get("redis_scheduler_delivery"), "redis_scheduler_delivery", MODES, defaults.delivery),
+            delivery=_choice(get("redis_scheduler_delivery"), "redis_scheduler_delivery", DELIVERY_MODES, defaults.delivery),
         )
         settings.validate()
         return settings
@@ -164,6 +171,13 @@ class Settings:
         parse_url(self.url, self.cluster)
         if self.http is not None:
             http_address(self.http)
+
+    def client(self) -> RedisClient:
+        """A new client on the schedule's Redis, with keepalive and health checks on by default."""
+        options = dict(self.redis_options or {})
+        options.setdefault("health_check_interval", 30)
+        options.setdefault("socket_keepalive", True)
+        return make_client(self.url, options, self.cluster)
 
     @property
     def http_address(self) -> tuple[str, int] | None:
@@ -225,11 +239,6 @@ def _names(value: Any, setting: str) -> tuple[str, ...]:
     if not isinstance(value, (list, tuple, set, frozenset)) or not all(isinstance(v, str) for v in value):
         raise ValueError(f"{setting} must be a list of task names or patterns")
     return tuple(v.strip() for v in value if v.strip())
-
-
-def key_tag(prefix: str) -> str:
-    """Turn a key prefix such as ``tasks:meta:`` into the tag ``tasks:meta``."""
-    return prefix.rstrip(":")
 
 
 def mask_url(url: str) -> str:

@@ -1,37 +1,57 @@
-"""The schedule as users manage it: ``ScheduleStore``, the Python API the command line is built on.
+"""The schedule as users manage it: ``ScheduleStore``, the Python API the command line and the dashboard are built on.
 
-It holds a :class:`~celerybeatredis.sharded_store.ShardedStore` (the keys and
-scripts) rather than being one, so what it offers is what a user should call:
-every definition is validated before it is written, and writes are refused
-while the schedule is laid out in another number of shards than this store's.
-
-Below it, one idea per module: keys.py (key names, scores, which shard),
-wire.py (what each Lua script takes and returns), scripts.py (loading the
-scripts of lua/, pipelining), redis_store.py (one hash tag), sharded_store.py
-(routing over shards), shards.py (moving entries to another shard count).
+It holds a :class:`~celerybeatredis.storage.sharded_store.ShardedStore` (the
+keys and scripts) rather than being one, so what it offers is what a user
+should call: every definition is checked before it is written, and writes are
+refused while the schedule is laid out in another number of shards than this
+store's. Editing one entry is here; reading, bulk writes and calendars are
+parts it holds (:mod:`celerybeatredis.managing`), their methods offered as its own.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from celery import Celery
 
-from .codec import Codec
-from .connection import RedisClient, client_from_settings, make_client
-from .entries import ScheduleLike, apply_changes, build_definition, decode
+from .definitions.codec import Codec
+from .definitions.documents import ScheduleLike, apply_changes, build_definition, decode
+from .definitions.pausing import pause_document
 from .exceptions import CeleryBeatRedisError, EntryNotFound, InvalidDefinition
-from .pausing import pause_document
+from .managing.bulk import BulkWrites, ValidatedEntry
+from .managing.calendars import Calendars
+from .managing.checking import DefinitionCheck
+from .managing.reading import EntryReads
+from .managing.records import BulkResult, Entry, InvalidEntry, Page, Stats
 from .settings import Settings
-from .sharded_store import ShardedStore
-from .store_bulk import BulkWrites, ImportCounts, ValidatedEntry
+from .storage.connection import RedisClient, make_client
+from .storage.sharded_store import ShardedStore
 
-__all__ = ["ImportCounts", "ScheduleStore", "ValidatedEntry"]
+if TYPE_CHECKING:
+    from typing_extensions import Concatenate, ParamSpec
+
+    P = ParamSpec("P")
+
+#: The store, and the records its methods take and return.
+__all__ = ["BulkResult", "Entry", "InvalidEntry", "Page", "ScheduleStore", "Stats", "ValidatedEntry"]
+
+R = TypeVar("R")
 
 
-class ScheduleStore(BulkWrites):
+def _offered(part: str, method: Callable[Concatenate[Any, P], R]) -> Callable[Concatenate[Any, P], R]:
+    """``method`` of the part held in attribute ``part``, offered as a method of the store (its name and docstring)."""
+
+    @functools.wraps(method)
+    def call(self: Any, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        return method(getattr(self, part), *args, **kwargs)
+
+    return call
+
+
+class ScheduleStore:
     """The schedule as users manage it: add, change, inspect and remove entries.
 
     Every definition is validated before it is written, and every write goes
@@ -64,20 +84,24 @@ class ScheduleStore(BulkWrites):
         self.client = client
         self.shards = shards
         self.codec = Codec(app or Celery("celerybeatredis", set_as_current=False))
+        self._calendars = Calendars(self.sharded.first)
+        self._check = DefinitionCheck(self.codec, self._calendars)
+        self._reads = EntryReads(self.sharded, self._check, self._calendars)
+        self._bulk = BulkWrites(self.sharded, self._check)
 
     @classmethod
     def from_url(cls, url: str, key_prefix: str, app: Celery | None = None, *, shards: int = 1, cluster: bool = False,
                  **options: Any) -> ScheduleStore:
-        """A store on a new client for ``url`` (single server, cluster or sentinel URL; see connection.py)."""
+        """A store on a new client for ``url`` (single server, cluster or sentinel URL; see :mod:`~.storage.connection`)."""
         return cls(make_client(url, options, cluster), key_prefix, app, shards)
 
     @classmethod
     def from_app(cls, app: Celery) -> ScheduleStore:
         """The store of the schedule ``app``'s beat uses (same settings as the scheduler, shards included)."""
         settings = Settings.from_app(app)
-        return cls(client_from_settings(settings), settings.key_prefix, app, settings.shards)
+        return cls(settings.client(), settings.key_prefix, app, settings.shards)
 
-    # --- writing ----------------------------------------------------------------------
+    # --- editing one entry -------------------------------------------------------------------------------------
 
     def add(self, name: str, task: str | Mapping[str, Any], schedule: ScheduleLike | None = None, *,
             replace: bool = False, **fields: Any) -> bool:
@@ -161,7 +185,7 @@ class ScheduleStore(BulkWrites):
         Raises:
             EntryNotFound: no entry of that name.
         """
-        if not self._writable().remove_names([name]):
+        if not self.sharded.writable().remove_names([name]):
             raise EntryNotFound(name)
 
     def run_now(self, name: str) -> None:
@@ -173,28 +197,47 @@ class ScheduleStore(BulkWrites):
         if not self.run_now_names([name])[0]:
             raise EntryNotFound(name)
 
+    def run_now_names(self, names: Iterable[str]) -> list[bool]:
+        """:meth:`run_now` for many names in one call per shard; one flag per name (False = no such entry)."""
+        return self.sharded.writable().run_now_names(names)
+
+    # --- the parts it holds, offered as its own ----------------------------------------------------------------
+
+    validate = _offered("_check", DefinitionCheck.validate)
+    bulk_add = _offered("_bulk", BulkWrites.bulk_add)
+    bulk_remove = _offered("_bulk", BulkWrites.bulk_remove)
+    import_entries = _offered("_bulk", BulkWrites.import_entries)
+    get = _offered("_reads", EntryReads.get)
+    history = _offered("_reads", EntryReads.history)
+    find = _offered("_reads", EntryReads.find)
+    upcoming = _offered("_reads", EntryReads.upcoming)
+    next_runs = _offered("_reads", EntryReads.next_runs)
+    list = _offered("_reads", EntryReads.list)
+    iter_entries = _offered("_reads", EntryReads.iter_entries)
+    invalid = _offered("_reads", EntryReads.invalid)
+    stats = _offered("_reads", EntryReads.stats)
+    iter_raw = _offered("_reads", EntryReads.iter_raw)
+    set_calendar = _offered("_calendars", Calendars.set_calendar)
+    calendar = _offered("_calendars", Calendars.calendar)
+    calendars = _offered("_calendars", Calendars.calendars)
+    remove_calendar = _offered("_calendars", Calendars.remove_calendar)
+    put_calendar_text = _offered("_calendars", Calendars.put_calendar_text)
+    exists = _offered("sharded", ShardedStore.exists)
+    server_time = _offered("sharded", ShardedStore.server_time)
+    recorded_shards = _offered("sharded", ShardedStore.recorded_shards)
+    drop = _offered("sharded", ShardedStore.drop)
+    close = _offered("sharded", ShardedStore.close)
+
+    def count(self) -> int:
+        """Number of entries (one O(1) call per shard)."""
+        return self.sharded.across.count()
+
     @property
     def tags(self) -> str:
         """The hash tags in use, for messages: ``{T}``, or ``{T:0} .. {T:K-1}``."""
         return self.sharded.tags
 
-    def recorded_shards(self) -> int | None:
-        """The shard count recorded in Redis, or None when nothing is recorded (resharding starts from it)."""
-        return self.sharded.recorded_shards()
-
-    def run_now_names(self, names: Iterable[str]) -> list[bool]:
-        """:meth:`run_now` for many names in one call per shard; one flag per name (False = no such entry)."""
-        return self._writable().run_now_names(names)
-
-    def drop(self) -> int:
-        """Delete the whole schedule, every shard and the recorded layout; returns how many keys existed."""
-        return self.sharded.drop()
-
-    def close(self) -> None:
-        """Release the client's connections (and a Sentinel's)."""
-        self.sharded.close()
-
-    # --- helpers ------------------------------------------------------------------------
+    # --- helpers -----------------------------------------------------------------------------------------------
 
     def _document(self, task: str | Mapping[str, Any], schedule: ScheduleLike | None, fields: Mapping[str, Any]) -> dict[str, Any]:
         if isinstance(task, Mapping):
@@ -207,9 +250,9 @@ class ScheduleStore(BulkWrites):
 
     def _edit(self, name: str, change: Callable[[dict[str, Any]], dict[str, Any]], need_valid: bool = True) -> bool:
         """Read, change and compare-and-set one definition, retrying if it changes meanwhile."""
-        self._writable()  # before the read, which would look in the wrong shard
+        sharded = self.sharded.writable()  # before the read, which would look in the wrong shard
         for _ in range(self.EDIT_ATTEMPTS):
-            raw = self.sharded.get_raw(name)
+            raw = sharded.get_raw(name)
             if raw is None:
                 raise EntryNotFound(name)
             _, doc = decode(raw)
@@ -222,7 +265,7 @@ class ScheduleStore(BulkWrites):
             new_text = self.validate(name, new_doc)
             if new_doc == doc:
                 return False
-            code = self._writable().replace_raw([(name, raw, new_text)])[0]
+            code = sharded.writable().replace_raw([(name, raw, new_text)])[0]
             if code == -1:
                 raise EntryNotFound(name)
             if code == 1:

@@ -5,11 +5,11 @@ Enabled by importing this module in the worker, with one line in its app::
     app.conf.imports = ["celerybeatredis.worker"]
 
 Beat asks for a report with the message header ``periodic_task_report``
-(publish.py) only on runs of entries with an overlap mode or
+(:mod:`~celerybeatredis.delivery.sending`) only on runs of entries with an overlap mode or
 ``pause_after_failures``; a task without it (sent by anyone else) costs two
 attribute lookups and no Redis call. The schedule's Redis is found from the
 worker app's own ``redis_scheduler_url`` (and the other ``redis_scheduler_*``
-connection settings, settings.py); the header names the hash tag of the
+connection settings, :mod:`~celerybeatredis.settings`); the header names the hash tag of the
 entry's shard, checked against ``redis_scheduler_key_prefix``. Every write is
 one Lua script (run_started.lua, run_ended.lua) that touches only this run's
 marker, so any number of workers may report at once. A report that cannot be
@@ -25,14 +25,12 @@ from typing import Any
 
 from celery import Celery
 from celery.signals import task_postrun, task_prerun
-from redis.commands.core import Script
 
-from .connection import RedisClient, client_from_settings
+from .delivery.headers import HEADER, REPORT
 from .exceptions import CeleryBeatRedisError
-from .keys import Keys
-from .scripts import script_keys, script_source
-from .sending import HEADER, REPORT
 from .settings import Settings
+from .storage.connection import RedisClient
+from .storage.redis_store import RedisStore
 
 logger = logging.getLogger(__name__)
 
@@ -47,40 +45,39 @@ class Reporter:
     def __init__(self, app: Celery) -> None:
         self.app = app
         self.settings = Settings.from_app(app)
-        self.client: RedisClient = client_from_settings(self.settings)
-        self.scripts: dict[str, Script] = {name: self.client.register_script(script_source(name))
-                                           for name in ("run_started", "run_ended")}
+        self.client: RedisClient = self.settings.client()
+        self._shards: dict[str, RedisStore] = {}
 
-    def keys(self, tag: Any) -> Keys | None:
-        """The keys of the shard ``tag`` names, None (logged) for a tag that is not of this app's schedule."""
+    def shard(self, tag: Any) -> RedisStore | None:
+        """The shard ``tag`` names, None (logged) for a tag that is not of this app's schedule."""
         own = self.settings.tag
         if isinstance(tag, str) and (tag == own or (tag.startswith(own + ":") and tag[len(own) + 1:].isdigit())):
-            return Keys(tag)
+            found = self._shards.get(tag)
+            if found is None:
+                found = self._shards[tag] = RedisStore(self.client, tag)
+            return found
         logger.warning("celerybeatredis.worker: a run reports to {%s}, not to this worker's schedule {%s} "
                        "(redis_scheduler_key_prefix); not reported", tag, own)
         return None
 
-    def started(self, name: str, task_id: str, keys: Keys) -> None:
+    def started(self, name: str, task_id: str, shard: RedisStore) -> None:
         """Renew the run's marker: it now lapses one ``overlap_timeout`` after the start."""
-        self.scripts["run_started"](keys=script_keys(keys, "run_started"), args=[name, task_id])
+        shard.runs.run_started(name, task_id)
 
-    def ended(self, name: str, task_id: str, keys: Keys, report: dict[str, Any], state: str | None,
+    def ended(self, name: str, task_id: str, shard: RedisStore, report: dict[str, Any], state: str | None,
               error: Any) -> None:
         """Drop the run's marker and count a failure; pause the entry at ``pause_after_failures`` in a row."""
-        limit = report.get("failures") or 0
+        limit = int(report.get("failures") or 0)
         outcome = "ok" if state == SUCCEEDED else "failed" if state == FAILED else "other"
-        _, count = self.scripts["run_ended"](
-            keys=script_keys(keys, "run_ended"),
-            args=[name, task_id, "1" if report.get("overlap") else "0", outcome, int(limit)],
-        )
-        if limit and int(count) >= int(limit):
-            self.pause(name, keys, int(limit), error)
+        count = shard.runs.run_ended(name, task_id, bool(report.get("overlap")), outcome, limit)
+        if limit and count >= limit:
+            self.pause(name, shard, limit, error)
 
-    def pause(self, name: str, keys: Keys, limit: int, error: Any) -> None:
+    def pause(self, name: str, shard: RedisStore, limit: int, error: Any) -> None:
         """Pause the entry with its last failure as the reason (the store's pause: a checked edit of the definition)."""
         from .store import ScheduleStore  # only on the rare pause: the store's imports stay out of every worker
 
-        shards = self.settings.shards if keys.tag != self.settings.tag else 1
+        shards = self.settings.shards if shard.keys.tag != self.settings.tag else 1
         store = ScheduleStore(self.client, self.settings.key_prefix, self.app, shards)
         reason = f"{limit} failed runs in a row; last: {type(error).__name__}: {error}"[:500]
         try:
@@ -133,7 +130,7 @@ def run_started(sender: Any = None, task_id: str | None = None, task: Any = None
     if found is None or not found[1].get("overlap") or task_id is None:
         return
     name, report = found
-    _safely(task, lambda rep, keys: rep.started(name, task_id, keys), report)
+    _safely(task, lambda rep, shard: rep.started(name, task_id, shard), report)
 
 
 @task_postrun.connect
@@ -144,15 +141,15 @@ def run_ended(sender: Any = None, task_id: str | None = None, task: Any = None, 
     if found is None or state == NOT_ENDED or task_id is None:
         return
     name, report = found
-    _safely(task, lambda rep, keys: rep.ended(name, task_id, keys, report, state, retval), report)
+    _safely(task, lambda rep, shard: rep.ended(name, task_id, shard, report, state, retval), report)
 
 
 def _safely(task: Any, call: Any, report: dict[str, Any]) -> None:
     """Make a report; a failure is logged, never raised into the task."""
     try:
         rep = reporter(task.app)
-        keys = rep.keys(report.get("tag")) if rep is not None else None
-        if rep is not None and keys is not None:
-            call(rep, keys)
+        shard = rep.shard(report.get("tag")) if rep is not None else None
+        if rep is not None and shard is not None:
+            call(rep, shard)
     except Exception:  # a report must never fail the task or the worker
         logger.exception("celerybeatredis.worker: could not report a run to the schedule")

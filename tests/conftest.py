@@ -11,8 +11,8 @@ import pytest
 import redis
 from celery import Celery
 
-from celerybeatredis.binaries import SERVER_ENV, redis_server_binary
-from celerybeatredis.redis_store import RedisStore
+from celerybeatredis.cli.binaries import SERVER_ENV, redis_server_binary
+from celerybeatredis.storage.redis_store import RedisStore
 from celerybeatredis.store import ScheduleStore
 
 from .cli import Cli

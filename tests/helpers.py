@@ -17,9 +17,9 @@ import redis
 from celery import Celery
 from redis.cluster import RedisCluster
 
-from celerybeatredis.keys import shard_tag
-from celerybeatredis.redis_store import RedisStore
 from celerybeatredis.schedulers import RedisScheduler
+from celerybeatredis.storage.keys import shard_tag
+from celerybeatredis.storage.redis_store import RedisStore
 
 from .processes import Published, drain_queue
 

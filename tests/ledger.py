@@ -17,8 +17,8 @@ from datetime import datetime, timedelta, timezone
 
 import redis
 
-from celerybeatredis.redis_store import RedisStore
-from celerybeatredis.sharded_store import ShardedStore
+from celerybeatredis.storage.redis_store import RedisStore
+from celerybeatredis.storage.sharded_store import ShardedStore
 
 from .processes import drain_queue, wait_until
 
@@ -38,7 +38,7 @@ def _stamp_publisher(headers=None, **_kwargs):
 STAMP_RUN_AT = """
 import redis as _redis
 from celery.signals import before_task_publish as _before_publish
-from celerybeatredis.redis_store import RedisStore as _RunStore
+from celerybeatredis.storage.redis_store import RedisStore as _RunStore
 
 _runs = _RunStore(_redis.Redis.from_url(app.conf.redis_scheduler_url), app.conf.redis_scheduler_key_prefix)
 

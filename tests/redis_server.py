@@ -11,7 +11,7 @@ from pathlib import Path
 
 import redis
 
-from celerybeatredis.binaries import SERVER_ENV, redis_cli_binary, redis_server_binary
+from celerybeatredis.cli.binaries import SERVER_ENV, redis_cli_binary, redis_server_binary
 
 #: Why the suite cannot run when no binary is found: one line, printed once.
 NO_SERVER = (f"no redis-server found: set {SERVER_ENV}, put redis-server on PATH, "

@@ -11,10 +11,10 @@ import pytest
 import redis
 from celery import Celery
 
+from celerybeatredis.moving.reshard import reshard
 from celerybeatredis.schedulers import RedisScheduler
-from celerybeatredis.scripts import SCRIPT_NAMES
-from celerybeatredis.sharded_store import ShardedStore
-from celerybeatredis.shards import reshard
+from celerybeatredis.storage.scripts import SCRIPT_NAMES
+from celerybeatredis.storage.sharded_store import ShardedStore
 from celerybeatredis.store import ScheduleStore
 
 from .cluster import LocalCluster
@@ -40,7 +40,7 @@ def every(seconds: int, name: str) -> str:
 def test_the_acl_line_allows_every_command_the_scripts_call() -> None:
     allowed = {w[1:].lower() for w in USER_LINE if w.startswith("+")}
     for name in SCRIPT_NAMES:
-        text = (ROOT / "lua" / f"{name}.lua").read_text()
+        text = (ROOT / "celerybeatredis" / "storage" / "lua" / f"{name}.lua").read_text()
         called = {c.lower() for c in re.findall(r"rcall\('([A-Za-z]+)'", text)}
         assert called and called <= allowed, f"{name}.lua calls {sorted(called - allowed)}, missing from the docs' ACL line"
 
@@ -81,7 +81,7 @@ def run_everything(url: str, broker_url: str, queue: str) -> list[str]:
     sharded.close()
     three = ShardedStore(client, PREFIX, 3)
     assert three.run_now_names(["dynamic"]) == [True]
-    assert (three.count(), sorted(three.iter_static_names())) == (3, ["static"])
+    assert (three.across.count(), sorted(three.across.iter_static_names())) == (3, ["static"])
     assert three.run_state("dynamic")[0] >= 1 and three.due_score("dynamic") == -1.0
     assert three.invalid_reason("bad") is not None and three.get_raw("bad") == b"{"
     assert three.remove_names(["bad"]) == 1 and three.server_time() > 0

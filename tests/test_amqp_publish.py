@@ -16,12 +16,12 @@ from celery.signals import after_task_publish, before_task_publish
 from celery.utils import uuid
 from kombu import Connection, Exchange, Queue
 
-from celerybeatredis.amqp_messages import AmqpBuilder, capturing_amqp
-from celerybeatredis.builder import OWN_OPTIONS
-from celerybeatredis.confirms import Answers, ConfirmChannel
-from celerybeatredis.delivery import AT_LEAST_ONCE, AT_MOST_ONCE
-from celerybeatredis.redis_store import RedisStore
+from celerybeatredis.delivery.amqp_messages import AmqpShapes, capturing_amqp
+from celerybeatredis.delivery.confirms import Answers, ConfirmChannel
+from celerybeatredis.delivery.modes import AT_LEAST_ONCE, AT_MOST_ONCE
+from celerybeatredis.delivery.shapes import OWN_OPTIONS
 from celerybeatredis.schedulers import RedisScheduler
+from celerybeatredis.storage.redis_store import RedisStore
 
 from .helpers import EVERY_10S_DOC, T0, put
 from .processes import wait_until
@@ -110,7 +110,7 @@ def test_beats_message_is_what_send_task_sends(rabbit_app: Celery, rabbitmq_url:
     send = {**options, "headers": headers("b")}
     rabbit_app.send_task("tasks.add", ARGS, KWARGS, producer=producer, task_id=uuid(), **send)
     sent = take(rabbitmq_url, queues)
-    builder = AmqpBuilder(rabbit_app)
+    builder = AmqpShapes(rabbit_app)
     key = builder.key("tasks.add", options)
     assert (key is None) == bool(OWN_OPTIONS.intersection(options))
     first, second = uuid(), uuid()
@@ -185,7 +185,7 @@ def test_a_batch_is_confirmed_and_signals_fire_per_run(app: Celery, store: Redis
             after_task_publish.disconnect(after)
         tick_until_sent(sched, T0 + 20)  # no receivers: filled in from the shape the first run left
         published = sched.publisher.confirms.published
-        shapes = len(sched.publisher.amqp_builder.shapes) if sched.publisher.amqp_builder else 0
+        shapes = len(sched.publisher.messages.amqp_shapes.shapes) if sched.publisher.messages.amqp_shapes else 0
     finally:
         sched.close()
         messages = consume(rabbitmq_url, queue)

@@ -9,10 +9,10 @@ import pytest
 import redis
 from celery.schedules import crontab, schedule
 
-from celerybeatredis.backfill import backfill_task_id, backfill_times
+from celerybeatredis.definitions.kinds import clocked
+from celerybeatredis.delivery.backfill import backfill_task_id, backfill_times
+from celerybeatredis.delivery.sending import HEADER, SCHEDULED
 from celerybeatredis.exceptions import CeleryBeatRedisError
-from celerybeatredis.kinds import clocked
-from celerybeatredis.sending import HEADER, SCHEDULED
 from celerybeatredis.store import ScheduleStore
 
 from .cli import Cli

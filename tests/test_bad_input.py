@@ -23,8 +23,8 @@ from celery import Celery
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from celerybeatredis.redis_store import RedisStore
 from celerybeatredis.schedulers import RedisScheduler
+from celerybeatredis.storage.redis_store import RedisStore
 
 from .processes import CeleryProcess, drain_queue, wait_until, write_app
 
@@ -291,7 +291,7 @@ def test_nothing_read_from_redis_is_unpickled(schedule: Schedule, tmp_path: Path
 #: and raises an error of a type no part of beat knows: neither Redis's nor the broker's.
 FAILING_TICKS = """
 from pathlib import Path as _Path
-from celerybeatredis.sharded_store import ShardedStore as _Sharded
+from celerybeatredis.storage.sharded_store import ShardedStore as _Sharded
 
 class Unforeseen(Exception):
     pass

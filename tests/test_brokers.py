@@ -12,9 +12,9 @@ import redis
 from celery import Celery
 from kombu import Connection, Queue
 
-from celerybeatredis.delivery import AT_LEAST_ONCE, AT_MOST_ONCE
-from celerybeatredis.redis_store import RedisStore
+from celerybeatredis.delivery.modes import AT_LEAST_ONCE, AT_MOST_ONCE
 from celerybeatredis.schedulers import BadSettings, RedisScheduler
+from celerybeatredis.storage.redis_store import RedisStore
 
 from .helpers import EVERY_10S_DOC, T0, put
 from .processes import CeleryProcess, wait_until, write_app

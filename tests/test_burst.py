@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from celerybeatredis.redis_store import RedisStore
-from celerybeatredis.wire import Plan
+from celerybeatredis.storage.redis_store import RedisStore
+from celerybeatredis.storage.wire import Plan
 
 from .ledger import Ledger, run_counts
 from .processes import CeleryProcess, wait_until, write_app
@@ -118,7 +118,7 @@ def test_a_burst_is_cut_into_bounded_lua_calls_other_clients_run_between_them_an
     assert code == 0, beat.output()
 
     log = sorted(slowlog, key=lambda e: e["id"])
-    scripts = {name: store.scripts[name].sha.encode() for name in ("claim", "commit")}
+    scripts = {name: store.scripts.script(name).sha.encode() for name in ("claim", "commit")}
     calls = [(e, name) for e in log for name, sha in scripts.items()
              if e["command"].startswith(b"EVALSHA " + sha)]
     longest = max(e["duration"] for e, _ in calls) / 1000

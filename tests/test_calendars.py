@@ -12,15 +12,17 @@ import pytest
 import redis
 from celery import Celery
 
-from celerybeatredis.calendars import Calendar, CalendarNotFound, InvalidCalendar, parse_calendar, parse_exclude
-from celerybeatredis.decisions import Batch, decide, stamp
+from celerybeatredis.decisions.anchors import stamp
+from celerybeatredis.decisions.batch import Batch
+from celerybeatredis.decisions.decide import decide
+from celerybeatredis.decisions.firetimes import fire_times
+from celerybeatredis.definitions.calendars import Calendar, CalendarNotFound, InvalidCalendar, parse_calendar, parse_exclude
 from celerybeatredis.exceptions import InvalidDefinition
-from celerybeatredis.firetimes import fire_times
-from celerybeatredis.jitter import jittered
-from celerybeatredis.redis_store import RedisStore
+from celerybeatredis.policies.jitter import jittered
 from celerybeatredis.schedulers import RedisScheduler
+from celerybeatredis.storage.redis_store import RedisStore
+from celerybeatredis.storage.wire import Claimed
 from celerybeatredis.store import ScheduleStore
-from celerybeatredis.wire import Claimed
 
 from .cli import Cli
 from .helpers import put, run_ticks, sent
@@ -215,7 +217,7 @@ def test_a_jittered_interval_keeps_its_grid_across_excluded_days() -> None:
 
 
 def test_beat_reads_the_calendars_only_when_an_entry_looks_one_up_and_at_most_once_a_refresh() -> None:
-    from celerybeatredis.calendars import CalendarCache
+    from celerybeatredis.policies.exclude import CalendarCache
 
     reads: list[int] = []
     now = [100.0]

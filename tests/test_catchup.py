@@ -15,11 +15,11 @@ import redis
 from celery import Celery
 from celery.schedules import crontab, schedule
 
-from celerybeatredis.catchup import catch_up, due_times
-from celerybeatredis.history import parse as parse_history
-from celerybeatredis.redis_store import RedisStore
+from celerybeatredis.delivery.sending import SCHEDULED
+from celerybeatredis.policies.catchup import catch_up, due_times
 from celerybeatredis.schedulers import RedisScheduler
-from celerybeatredis.sending import SCHEDULED
+from celerybeatredis.storage.history import parse as parse_history
+from celerybeatredis.storage.redis_store import RedisStore
 
 from .helpers import T0, put, sent
 from .processes import CeleryProcess, drain_queue, wait_until, write_app
@@ -207,13 +207,13 @@ def test_catch_up_after_the_schedule_redis_was_stopped(tmp_path: Path, redis_url
 
 
 def test_history_counts_runs_let_go_in_one_commit(store: RedisStore) -> None:
-    from celerybeatredis.history import record, stamp
-    from celerybeatredis.wire import Plan
+    from celerybeatredis.storage.history import record, stamp
+    from celerybeatredis.storage.wire import Plan
 
     put(store, "e", EVERY_60S, score=T0)
-    claim = store.claim(10, 30, T0)
+    claim = store.runs.claim(10, 30, T0)
     plan = Plan("e", claim.lease, T0 + 60, False, at(0).isoformat(), history=record("w", stamp(T0), 5) + "+41")
-    assert store.commit([plan], history=20) == [True]
+    assert store.runs.commit([plan], history=20) == [True]
     history = parse_history(store.keys.tag, "e", store.client.hget(store.keys.history, "e"))
     assert (history.sent, history.skipped, len(history.runs)) == (0, 42, 1)
     assert store.client.hget(store.keys.last_run_at, "e") == at(0).isoformat().encode()

@@ -15,7 +15,7 @@ import pytest
 import redis
 from kombu import Connection
 
-from celerybeatredis.redis_store import RedisStore
+from celerybeatredis.storage.redis_store import RedisStore
 
 from .ledger import load_entries, run_counts
 from .processes import CeleryProcess, drain_queue, wait_until, write_app

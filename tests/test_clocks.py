@@ -23,8 +23,8 @@ import redis
 from celery import Celery
 from celery.schedules import crontab
 
-from celerybeatredis.redis_store import RedisStore
 from celerybeatredis.schedulers import RedisScheduler
+from celerybeatredis.storage.redis_store import RedisStore
 
 from .ledger import STAMP_PUBLISHER, STAMP_RUN_AT, Ledger, load_entries, run_counts
 from .processes import CeleryProcess, drain_queue, wait_until, write_app

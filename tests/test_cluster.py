@@ -13,13 +13,14 @@ import redis
 from celery import Celery
 from redis.cluster import RedisCluster
 
-from celerybeatredis.connection import eviction_warnings, make_client
-from celerybeatredis.keys import NEVER, shard_tag
-from celerybeatredis.redis_store import RedisStore
 from celerybeatredis.schedulers import RedisScheduler
-from celerybeatredis.sharded_store import ShardedStore
+from celerybeatredis.settings import Settings
+from celerybeatredis.storage.connection import eviction_warnings, make_client
+from celerybeatredis.storage.keys import NEVER, shard_tag
+from celerybeatredis.storage.redis_store import RedisStore
+from celerybeatredis.storage.sharded_store import ShardedStore
+from celerybeatredis.storage.wire import Plan, Revert
 from celerybeatredis.store import ScheduleStore
-from celerybeatredis.wire import Plan, Revert
 
 from .cluster import LocalCluster
 from .helpers import EVERY_10S, T0, spread_prefix
@@ -41,7 +42,8 @@ def test_cluster_urls_and_the_cluster_setting_make_cluster_clients(redis_cluster
     app = Celery("c", set_as_current=False)
     app.conf.update(redis_scheduler_url=redis_cluster.first_url, redis_scheduler_cluster=True,
                     redis_scheduler_key_prefix=prefix)
-    by_setting = RedisStore.from_app(app)
+    settings = Settings.from_app(app)
+    by_setting = RedisStore(settings.client(), settings.key_prefix)
     assert isinstance(by_scheme.client, RedisCluster) and isinstance(by_setting.client, RedisCluster)
     by_scheme.put_raw({"a": EVERY_10S})
     assert by_setting.get_raw("a") == EVERY_10S.encode()
@@ -55,16 +57,16 @@ def test_every_store_call_works_on_a_cluster(cluster_client: RedisCluster, prefi
     store = RedisStore(cluster_client, prefix)
     assert store.put_raw({"a": EVERY_10S, "b": EVERY_10S, "bad": "{"}, static=True) == (3, 0, [], [])
     assert store.count() == 3 and sorted(store.iter_static_names()) == ["a", "b", "bad"]
-    step = store.reconcile_step(100)
+    step = store.runs.reconcile_step(100)
     assert step.seen == 3
-    claim = store.claim(10, 30, now=T0)
+    claim = store.runs.claim(10, 30, now=T0)
     assert sorted(e.name for e in claim.entries) == ["a", "b", "bad"]
     plans = [Plan("a", claim.lease, T0 + 10, ran=True, run_at="2026-03-02T12:00:00+00:00", digest="x 1"),
              Plan("b", claim.lease, T0 + 10), Plan("bad", claim.lease, NEVER, invalid_reason="entry 'bad': broken")]
-    assert store.commit(plans) == [True, True, True]
+    assert store.runs.commit(plans) == [True, True, True]
     assert store.run_state("a") == (1, datetime.fromtimestamp(T0, timezone.utc))
     assert store.invalid_reason("bad") == "entry 'bad': broken"
-    assert store.revert([Revert("a", T0 + 10, T0 + 5, None)]) == [True]
+    assert store.runs.revert([Revert("a", T0 + 10, T0 + 5, None)]) == [True]
     assert store.run_state("a") == (0, None) and store.due_score("a") == T0 + 5
     assert store.run_now_names(["b", "missing"]) == [True, False]
     exported = store.export_names(["b"])

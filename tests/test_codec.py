@@ -9,9 +9,9 @@ import pytest
 from celery import Celery
 from celery.schedules import crontab, schedule, solar
 
-from celerybeatredis.codec import Codec, digest, dump_document, entry_to_document, load_document, schedule_to_json
+from celerybeatredis.definitions.codec import Codec, digest, dump_document, entry_to_document, load_document, schedule_to_json
+from celerybeatredis.definitions.kinds import ZonedCrontab, clocked, interval_to_json
 from celerybeatredis.exceptions import InvalidDefinition
-from celerybeatredis.kinds import ZonedCrontab, clocked, interval_to_json
 
 from .helpers import SEED, SEED_CRONTAB, SEED_INTERVAL, SEED_INTERVAL_30S
 

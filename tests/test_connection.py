@@ -8,9 +8,9 @@ import pytest
 import redis
 from celery import Celery
 
-from celerybeatredis.connection import Endpoint, eviction_warnings, parse_url
 from celerybeatredis.schedulers import RedisScheduler
 from celerybeatredis.settings import Settings, mask_url
+from celerybeatredis.storage.connection import Endpoint, eviction_warnings, parse_url
 
 from .redis_server import RedisServer
 

@@ -15,7 +15,7 @@ import pytest
 import redis
 from celery import Celery
 
-from celerybeatredis.redis_store import RedisStore
+from celerybeatredis.storage.redis_store import RedisStore
 from celerybeatredis.store import ScheduleStore
 
 from .processes import CeleryProcess, drain_queue, wait_until, write_app
@@ -29,10 +29,10 @@ LEASE = 2
 CRASH_HOOKS = """
 import os
 
-from celerybeatredis.planning import Planner
-from celerybeatredis.messages import RedisWriter
-from celerybeatredis.redis_store import RedisStore
-from celerybeatredis.scripts import script_source
+from celerybeatredis.decisions.planner import Planner
+from celerybeatredis.delivery.redis_messages import RedisWriter
+from celerybeatredis.storage.runs import Runs
+from celerybeatredis.storage.scripts import script_source
 
 real_write = RedisWriter.write
 
@@ -51,7 +51,7 @@ if CRASH_AT == "after-claim":
 
     Planner.plan = plan
 elif CRASH_AT == "after-commit":
-    real_commit = RedisStore.commit
+    real_commit = Runs.commit
 
     def commit(self, *args, **kwargs):
         flags = real_commit(self, *args, **kwargs)
@@ -59,7 +59,7 @@ elif CRASH_AT == "after-commit":
             die()
         return flags
 
-    RedisStore.commit = commit
+    Runs.commit = commit
 elif CRASH_AT == "mid-write":  # at-most-once: half of the batch's pipelined write reaches the broker
     def write(self, producer, messages):
         half = dict(list(messages.items())[: len(messages) // 2])
@@ -77,14 +77,14 @@ elif CRASH_AT == "before-reply" and DELIVERY != "exactly-once":  # the write sen
     RedisWriter.write = write
 elif CRASH_AT == "before-reply":  # exactly-once: the commit (which writes the messages) sent, its reply never read
     def commit(self, plans, history=0, messages=None):
-        keys = self.script_keys["commit"]
+        keys = self.scripts.script_keys["commit"]
         args = self.commit_args(plans, history, messages)
-        conn = self.client.connection_pool.get_connection()
-        encode = self.client.connection_pool.get_encoder().encode
+        conn = self.scripts.client.connection_pool.get_connection()
+        encode = self.scripts.client.connection_pool.get_encoder().encode
         conn.send_command("EVAL", script_source("commit"), len(keys), *keys, *map(encode, args))
         die()
 
-    RedisStore.commit = commit
+    Runs.commit = commit
 """
 
 

@@ -14,7 +14,7 @@ import redis
 from celery import Celery
 from kombu import Connection
 
-from celerybeatredis.redis_store import RedisStore
+from celerybeatredis.storage.redis_store import RedisStore
 from celerybeatredis.store import ScheduleStore
 
 from .processes import wait_until
@@ -28,8 +28,8 @@ RUNS = 2 * BATCH
 
 #: Python appended to the beat's app module after the Redis hooks (their ``die``, ``CRASH_AT``), for the confirm channel.
 AMQP_HOOKS = """
-from celerybeatredis.confirms import ConfirmChannel
-from celerybeatredis.publish import Publisher
+from celerybeatredis.delivery.confirms import ConfirmChannel
+from celerybeatredis.delivery.publisher import Publisher
 
 if CRASH_AT == "after-write":  # the first batch written to the confirm channel, its confirms never read
     real_send = ConfirmChannel.send

@@ -10,13 +10,15 @@ from typing import Any
 import pytest
 from celery import Celery
 
-from celerybeatredis.codec import SHORT_DIGEST, Codec, digest
-from celerybeatredis.decisions import REASON_LIMIT, Batch, Decision, Run, decide, quarantine_reason, stamp
+from celerybeatredis.decisions.anchors import stamp
+from celerybeatredis.decisions.batch import Batch
+from celerybeatredis.decisions.decide import REASON_LIMIT, Decision, Run, decide, quarantine_reason
+from celerybeatredis.decisions.planner import Planner, TickClock
+from celerybeatredis.definitions.codec import SHORT_DIGEST, Codec, digest
 from celerybeatredis.exceptions import InvalidDefinition
-from celerybeatredis.keys import NEVER, RUN_NOW
-from celerybeatredis.planning import Planner, TickClock
 from celerybeatredis.settings import Settings
-from celerybeatredis.wire import Claimed, Plan
+from celerybeatredis.storage.keys import NEVER, RUN_NOW
+from celerybeatredis.storage.wire import Claimed, Plan
 
 from .helpers import T0
 
@@ -81,18 +83,19 @@ def test_a_due_entry_runs_and_is_due_again_one_interval_later(decider: Decider) 
     entry = claimed(count=3, last=T0 - 10, stored_digest=short(EVERY_10S))
     decision = decider.pure(entry, T0)
     assert decision.outcome == "run"
-    assert decision.plan == Plan("e", "lease-1", T0 + 10, True, iso(T0), "", "", None, None)
-    assert decision.run == Run(decider.codec.parse(entry.definition), 4)
+    assert decision.plan == Plan(name="e", lease="lease-1", score=T0 + 10, ran=True, run_at=iso(T0))
+    assert decision.run == Run(definition=decider.codec.parse(entry.definition), total_run_count=4)
 
 
 def test_an_entry_not_due_waits_until_its_time_and_sends_nothing(decider: Decider) -> None:
     decision = decider.pure(claimed(count=1, last=T0 - 4, stored_digest=short(EVERY_10S)), T0)
-    assert decision == (Plan("e", "lease-1", T0 + 6, False, "", "", "", None, None), None, "wait")
+    assert (decision.plan, decision.run, decision.outcome) == (Plan(name="e", lease="lease-1", score=T0 + 6), None, "wait")
 
 
 def test_a_new_entry_is_anchored_at_the_batch_time_and_runs_one_interval_later(decider: Decider) -> None:
     first = decider.pure(claimed(), T0)
-    assert first == (Plan("e", "lease-1", T0 + 10, digest=f"{short(EVERY_10S)} {T0:.6f}"), None, "wait")
+    assert (first.plan, first.run, first.outcome) == (
+        Plan(name="e", lease="lease-1", score=T0 + 10, digest=f"{short(EVERY_10S)} {T0:.6f}"), None, "wait")
     later = decider.pure(claimed(stored_digest=f"{short(EVERY_10S)} {T0:.6f}"), T0 + 10)
     assert later.outcome == "run" and later.plan.digest == ""  # the anchor is kept as written until a last run exists
     assert later.run is not None and later.run.total_run_count == 1

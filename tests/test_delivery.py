@@ -10,12 +10,12 @@ import redis
 from celery import Celery
 from celery.signals import after_task_publish, before_task_publish
 
-from celerybeatredis.delivery import AT_LEAST_ONCE, AT_MOST_ONCE, EXACTLY_ONCE
-from celerybeatredis.messages import encode
-from celerybeatredis.redis_store import RedisStore
+from celerybeatredis.delivery.modes import AT_LEAST_ONCE, AT_MOST_ONCE, EXACTLY_ONCE
+from celerybeatredis.delivery.redis_messages import encode
 from celerybeatredis.schedulers import BadSettings, RedisScheduler
+from celerybeatredis.storage.redis_store import RedisStore
+from celerybeatredis.storage.wire import Plan
 from celerybeatredis.store import ScheduleStore
-from celerybeatredis.wire import Plan
 
 from .helpers import EVERY_10S_DOC, T0, put, sent
 
@@ -80,8 +80,8 @@ def test_a_commit_sent_again_writes_its_messages_once(shared: Celery, store: Red
     put(store, "a", EVERY_10S_DOC, score=T0 + 20)
     plan = Plan("a", repr(T0 + 20), T0 + 30, True, "2026-03-02T12:00:10+00:00")
     messages = encode({1: [("lpush", queue, '{"m": 1}')]})
-    assert store.commit([plan], 0, messages) == [True]
-    assert store.commit([plan], 0, messages) == [True]
+    assert store.runs.commit([plan], 0, messages) == [True]
+    assert store.runs.commit([plan], 0, messages) == [True]
     assert schedule_db.lrange(queue, 0, -1) == [b'{"m": 1}']
 
 
@@ -90,7 +90,7 @@ def test_a_message_for_a_run_that_lost_its_lease_is_not_written(shared: Celery, 
     queue = shared.conf.task_default_queue
     put(store, "a", EVERY_10S_DOC, score=T0 + 99)
     plan = Plan("a", repr(T0 + 20), T0 + 30, True, "2026-03-02T12:00:10+00:00")
-    assert store.commit([plan], 0, encode({1: [("lpush", queue, "m")]})) == [False]
+    assert store.runs.commit([plan], 0, encode({1: [("lpush", queue, "m")]})) == [False]
     assert schedule_db.llen(queue) == 0
 
 
@@ -101,7 +101,7 @@ def test_a_queue_that_is_not_a_list_stops_the_commit_before_it_writes(shared: Ce
     put(store, "a", EVERY_10S_DOC, score=T0 + 20)
     plan = Plan("a", repr(T0 + 20), T0 + 30, True, "2026-03-02T12:00:10+00:00")
     with pytest.raises(redis.ResponseError, match=f"WRONGTYPE queue {queue} is a string"):
-        store.commit([plan], 0, encode({1: [("lpush", queue, "m")]}))
+        store.runs.commit([plan], 0, encode({1: [("lpush", queue, "m")]}))
     assert store.client.zscore(store.keys.due, "a") == T0 + 20
     assert store.run_state("a")[0] == 0
 
@@ -200,7 +200,7 @@ def test_a_pending_run_is_sent_again_after_the_lease_with_its_task_id(app: Celer
     app.conf.update(redis_scheduler_delivery="at-least-once", redis_scheduler_lease_seconds=5)
     put(store, "a", dict(EVERY_10S_DOC, args=["a"]), score=T0 + 20)
     plan = Plan("a", repr(T0 + 20), T0 + 30, True, "2026-03-02T12:00:20+00:00")  # ran at T0 + 20
-    assert store.commit([plan], 0, encode({1: [("pending", "the-task-id", repr(T0 + 25))]})) == [True]
+    assert store.runs.commit([plan], 0, encode({1: [("pending", "the-task-id", repr(T0 + 25))]})) == [True]
     assert store.client.zscore(store.keys.pending, "a") == T0 + 25
     sched = scheduler(app)
     try:

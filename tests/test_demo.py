@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from celerybeatredis.demo import redis_server_binary
+from celerybeatredis.cli.demo import redis_server_binary
 
 from .processes import PROJECT_ROOT, wait_until
 

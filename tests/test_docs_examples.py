@@ -64,9 +64,9 @@ from celery import Celery
 from packaging.requirements import Requirement
 
 from celerybeatredis import __version__
+from celerybeatredis.moving.transfer import parse_line
 from celerybeatredis.settings import Settings
 from celerybeatredis.store import ScheduleStore
-from celerybeatredis.transfer import parse_line
 
 from .redis_server import RedisServer, cli_binary
 

@@ -10,9 +10,9 @@ import pytest
 import redis
 from celery import Celery
 
-from celerybeatredis.redis_store import RedisStore
 from celerybeatredis.schedulers import RedisScheduler
-from celerybeatredis.wire import Plan
+from celerybeatredis.storage.redis_store import RedisStore
+from celerybeatredis.storage.wire import Plan
 
 from .helpers import EVERY_10S
 from .processes import drain_queue
@@ -89,7 +89,7 @@ def test_a_lost_commit_reply_still_sends_the_run_once(app: Celery, store: RedisS
     assert sched.store is not None
     store.put_raw({"add": EVERY_10S})
     sched.tick(now=T0)
-    dropper.marker = sched.store.stores[0].scripts["commit"].sha.encode()
+    dropper.marker = sched.store.stores[0].scripts.script("commit").sha.encode()
     sched.tick(now=T0 + 10)
     sched.close()
     assert dropper.dropped == 1  # the commit ran, its reply was lost, the client sent it again
@@ -100,13 +100,13 @@ def test_a_lost_commit_reply_still_sends_the_run_once(app: Celery, store: RedisS
 
 def test_commit_resent_with_the_same_plans_is_reported_committed_and_writes_nothing_twice(store: RedisStore) -> None:
     store.put_raw({"add": EVERY_10S})
-    claim = store.claim(10, 30, T0)
+    claim = store.runs.claim(10, 30, T0)
     plans = [Plan("add", claim.lease, T0 + 10, ran=True, run_at="2027-01-15T08:00:00+00:00", digest="d 0")]
-    assert store.commit(plans) == [True]
-    assert store.commit(plans) == [True]
+    assert store.runs.commit(plans) == [True]
+    assert store.runs.commit(plans) == [True]
     assert store.run_state("add")[0] == 1
     other = [Plan("add", claim.lease, T0 + 10, ran=True, run_at="2027-01-15T08:00:01+00:00", digest="d 0")]
-    assert store.commit(other) == [False]  # not this claim's run: the lease is gone
+    assert store.runs.commit(other) == [False]  # not this claim's run: the lease is gone
 
 
 def test_a_lost_claim_reply_leaves_the_entries_reserved_until_the_lease_ends(app: Celery, store: RedisStore,
@@ -118,7 +118,7 @@ def test_a_lost_claim_reply_leaves_the_entries_reserved_until_the_lease_ends(app
     assert sched.store is not None
     store.put_raw({"add": EVERY_10S})
     sched.tick(now=T0)
-    dropper.marker = sched.store.stores[0].scripts["claim"].sha.encode()
+    dropper.marker = sched.store.stores[0].scripts.script("claim").sha.encode()
     sched.tick(now=T0 + 10)  # the claim ran, its reply was lost: an error, logged and backed off
     assert dropper.dropped == 1
     assert store.due_score("add") == pytest.approx(T0 + 40)  # reserved by the lost claim

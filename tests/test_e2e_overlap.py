@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import redis
 
-from celerybeatredis.history import parse as parse_history
+from celerybeatredis.storage.history import parse as parse_history
 
 from .processes import CeleryProcess, wait_until, write_app
 from .test_e2e_beat import hset, own_queue

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from celery import Celery
 
-from celerybeatredis.display import why_never
-from celerybeatredis.redis_store import RedisStore
+from celerybeatredis.managing.display import why_never
+from celerybeatredis.storage.redis_store import RedisStore
 from celerybeatredis.store import ScheduleStore
 
 from .cli import Cli

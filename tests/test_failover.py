@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from celerybeatredis.freshness import STALE_AFTER
-from celerybeatredis.redis_store import RedisStore
+from celerybeatredis.beat.freshness import STALE_AFTER
+from celerybeatredis.storage.redis_store import RedisStore
 
 from .ledger import STAMP_PUBLISHER, Ledger, every_second, load_entries, run_counts
 from .processes import CeleryProcess, wait_until, write_app

@@ -9,7 +9,8 @@ from celery.schedules import schedule
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from celerybeatredis.codec import Codec, _schedule_key, interval_is_due
+from celerybeatredis.decisions.batch import interval_is_due
+from celerybeatredis.definitions.codec import Codec, _schedule_key
 
 APP = Celery("fast", set_as_current=False)
 
@@ -152,7 +153,7 @@ def test_a_document_reads_as_json_reads_it(value: object, as_bytes: bool, ascii_
     """load_document's fast reader gives json's answer, big integers, -0.0 and infinities included."""
     import json
 
-    from celerybeatredis.codec import load_document
+    from celerybeatredis.definitions.codec import load_document
 
     text = json.dumps(value, ensure_ascii=ascii_only, indent=None if as_bytes else 1)
     expected = json.loads(text)

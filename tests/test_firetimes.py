@@ -22,9 +22,9 @@ from celery import Celery
 from click.testing import CliRunner
 
 from celerybeatredis.cli import main
-from celerybeatredis.firetimes import FireTime
-from celerybeatredis.redis_store import RedisStore
+from celerybeatredis.decisions.firetimes import FireTime
 from celerybeatredis.schedulers import RedisScheduler
+from celerybeatredis.storage.redis_store import RedisStore
 from celerybeatredis.store import ScheduleStore
 
 from .processes import CeleryProcess, drain_queue, wait_until, write_app

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from celery import Celery
 
-from celerybeatredis.binaries import SERVER_ENV
-from celerybeatredis.redis_store import RedisStore
+from celerybeatredis.cli.binaries import SERVER_ENV
 from celerybeatredis.schedulers import RedisScheduler
 from celerybeatredis.settings import Settings
+from celerybeatredis.storage.redis_store import RedisStore
 
 from .processes import PROJECT_ROOT, CeleryProcess, write_app
 
@@ -78,7 +78,7 @@ def test_the_demo_registers_nothing_in_a_users_app() -> None:
     """The ``celery`` command loads the plugin (the CLI) in every worker; the demo's task must not come along."""
     code = (
         "from celery import Celery\n"
-        "import celerybeatredis.cli, celerybeatredis.demo\n"
+        "import celerybeatredis.cli, celerybeatredis.cli.demo\n"
         "app = Celery('proj', set_as_current=False)\n"
         "app.finalize()\n"
         "print(sorted(name for name in app.tasks if name.startswith('celerybeatredis')))\n"

@@ -9,9 +9,10 @@ import pytest
 import redis
 from celery import Celery
 
-from celerybeatredis import freshness
-from celerybeatredis.redis_store import RedisStore
+from celerybeatredis.beat import freshness
 from celerybeatredis.schedulers import RedisScheduler
+from celerybeatredis.storage.redis_store import RedisStore
+from celerybeatredis.storage.runs import Committed, Runs
 
 from .helpers import EVERY_10S, put, sent
 
@@ -25,13 +26,14 @@ def test_a_late_batch_skips_runs_whose_entry_ran_again_since(
     # Late: every publish counts as late; on time: none does, however loaded the machine.
     monkeypatch.setattr(freshness, "STALE_AFTER", 0.0 if late else 3600.0)
     scheduler = RedisScheduler(app)
-    committed = RedisStore.committed
+    commit = Runs.commit
 
-    def another_beat_ran_b_meanwhile(self: RedisStore, plans: Any, reply: Any) -> list[bool]:
-        self.client.hset(self.keys.last_run_at, "b", "2099-01-01T00:00:00+00:00")
-        return committed(self, plans, reply)
+    def another_beat_ran_b_meanwhile(self: Runs, *args: Any, **kwargs: Any) -> Committed:
+        done = commit(self, *args, **kwargs)
+        self.scripts.client.hset(self.scripts.keys.last_run_at, "b", "2099-01-01T00:00:00+00:00")
+        return done
 
-    monkeypatch.setattr(RedisStore, "committed", another_beat_ran_b_meanwhile)
+    monkeypatch.setattr(Runs, "commit", another_beat_ran_b_meanwhile)
     try:
         with caplog.at_level(logging.WARNING, logger="celerybeatredis.schedulers"):
             scheduler.tick()

@@ -16,14 +16,15 @@ import redis
 from celery import Celery
 from prometheus_client.parser import text_string_to_metric_families
 
-from celerybeatredis.beats import FORGET_SECONDS, Heartbeat, read_beats
-from celerybeatredis.beatstats import LATENESS_BUCKETS, BeatStats
-from celerybeatredis.metrics import METRIC_NAMES
-from celerybeatredis.redis_store import RedisStore
+from celerybeatredis.observe.heartbeat import FORGET_SECONDS, Heartbeat
+from celerybeatredis.observe.metrics import METRIC_NAMES
+from celerybeatredis.observe.stats import LATENESS_BUCKETS, BeatStats
+from celerybeatredis.observe.status import read_beats
 from celerybeatredis.schedulers import BadSettings, RedisScheduler
 from celerybeatredis.settings import Settings
-from celerybeatredis.sharded_store import ShardedStore
-from celerybeatredis.wire import Revert
+from celerybeatredis.storage.redis_store import RedisStore
+from celerybeatredis.storage.sharded_store import ShardedStore
+from celerybeatredis.storage.wire import Revert
 
 from .cli import Cli
 from .processes import CeleryProcess, drain_queue, wait_until, write_app
@@ -204,7 +205,7 @@ def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 def test_http_endpoint_in_process(client: redis.Redis, prefix: str) -> None:
     """/healthz follows the ticks recorded; /metrics parses, with the schedule's gauges read from Redis."""
-    from celerybeatredis.http import HealthServer
+    from celerybeatredis.observe.http import HealthServer
 
     store = ShardedStore(client, prefix)
     store.put_raw({"a": json.dumps({"task": "t.a", "interval": {"every": 60}}),

@@ -14,12 +14,12 @@ from celery import Celery
 from click.testing import CliRunner
 
 from celerybeatredis.cli import main
-from celerybeatredis.codec import SHORT_DIGEST, digest
+from celerybeatredis.definitions.codec import SHORT_DIGEST, digest
 from celerybeatredis.exceptions import EntryNotFound
-from celerybeatredis.history import RECORD, parse, record, stamp, task_id
-from celerybeatredis.redis_store import RedisStore
+from celerybeatredis.storage.history import RECORD, parse, record, stamp, task_id
+from celerybeatredis.storage.redis_store import RedisStore
+from celerybeatredis.storage.wire import Plan
 from celerybeatredis.store import ScheduleStore
-from celerybeatredis.wire import Plan
 
 from .helpers import run_ticks
 from .processes import CeleryProcess, drain_queue, wait_until, write_app
@@ -116,17 +116,17 @@ def test_bad_history_never_stops_beat(bad: str, app: Celery, store: RedisStore, 
 def test_remove_and_gone_entries_delete_their_history(store: RedisStore, api: ScheduleStore) -> None:
     for name in ("a", "b", "c"):
         put(store, name, EVERY_10S, score=1.0)
-    claim = store.claim(batch=10, lease_seconds=30, now=10.0)
+    claim = store.runs.claim(batch=10, lease_seconds=30, now=10.0)
     plans = [Plan(e.name, claim.lease, 20.0, ran=True, run_at="2026-01-01T00:00:10+00:00", history=record("s", stamp(10.0), 9))
              for e in claim.entries]
-    assert store.commit(plans, history=20) == [True, True, True]
+    assert store.runs.commit(plans, history=20) == [True, True, True]
     assert store.client.hlen(store.keys.history) == 3
     api.remove("a")
     store.client.hdel(store.keys.schedule, "b")
     store.client.zadd(store.keys.due, {"b": 0.0})
-    store.claim(batch=10, lease_seconds=30, now=30.0)  # drops b: its definition is gone
+    store.runs.claim(batch=10, lease_seconds=30, now=30.0)  # drops b: its definition is gone
     store.client.hdel(store.keys.schedule, "c")
-    store.reconcile_step(100)  # drops c from the due index
+    store.runs.reconcile_step(100)  # drops c from the due index
     assert store.client.hlen(store.keys.history) == 0
     with pytest.raises(EntryNotFound):
         api.history("a")
@@ -134,9 +134,9 @@ def test_remove_and_gone_entries_delete_their_history(store: RedisStore, api: Sc
 
 def test_a_resent_commit_adds_no_second_record(store: RedisStore) -> None:
     put(store, "a", EVERY_10S, score=1.0)
-    claim = store.claim(batch=10, lease_seconds=30, now=10.0)
+    claim = store.runs.claim(batch=10, lease_seconds=30, now=10.0)
     plans = [Plan("a", claim.lease, 20.0, ran=True, run_at="2026-01-01T00:00:10+00:00", history=record("s", stamp(10.0), 9))]
-    assert store.commit(plans, history=20) == [True] and store.commit(plans, history=20) == [True]
+    assert store.runs.commit(plans, history=20) == [True] and store.runs.commit(plans, history=20) == [True]
     history = parse(store.keys.tag, "a", store.client.hget(store.keys.history, "a"))
     assert history.sent == 1 and len(history.runs) == 1
 

@@ -13,13 +13,14 @@ import pytest
 import redis
 from celery import Celery
 
+from celerybeatredis.decisions.firetimes import fire_times
+from celerybeatredis.definitions.fields import parse_jitter
 from celerybeatredis.exceptions import InvalidDefinition
-from celerybeatredis.firetimes import fire_times
-from celerybeatredis.jitter import offset, parse_jitter, to_microsecond
-from celerybeatredis.redis_store import RedisStore
+from celerybeatredis.policies.jitter import offset, to_microsecond
 from celerybeatredis.schedulers import RedisScheduler
+from celerybeatredis.storage.redis_store import RedisStore
+from celerybeatredis.storage.wire import Claimed
 from celerybeatredis.store import ScheduleStore
-from celerybeatredis.wire import Claimed
 
 from .cli import Cli
 from .helpers import T0, put, run_ticks, sent

@@ -12,13 +12,14 @@ from celery.schedules import BaseSchedule, schedule
 from click.testing import CliRunner
 
 from celerybeatredis.cli import main
-from celerybeatredis.codec import Codec, schedule_to_json
-from celerybeatredis.display import describe_schedule
-from celerybeatredis.entries import FIELDS, build_definition
+from celerybeatredis.definitions.codec import Codec, schedule_to_json
+from celerybeatredis.definitions.documents import build_definition
+from celerybeatredis.definitions.fields import FIELDS as FIELD_TABLE
+from celerybeatredis.definitions.fields import OPTIONAL_MEMBERS
+from celerybeatredis.definitions.fields import USER_FIELDS as FIELDS
+from celerybeatredis.definitions.kinds import KINDS, Flag, NowFun, ScheduleKind, register
 from celerybeatredis.exceptions import InvalidDefinition
-from celerybeatredis.fields import FIELDS as FIELD_TABLE
-from celerybeatredis.fields import OPTIONAL_MEMBERS
-from celerybeatredis.kinds import KINDS, Flag, NowFun, ScheduleKind, register
+from celerybeatredis.managing.display import describe_schedule
 
 
 class fortnightly(schedule):

@@ -8,9 +8,9 @@ import pytest
 import redis
 from celery import Celery
 
-from celerybeatredis.leases import LeaseKeeper
-from celerybeatredis.redis_store import RedisStore
+from celerybeatredis.beat.leases import LeaseKeeper
 from celerybeatredis.schedulers import RedisScheduler
+from celerybeatredis.storage.redis_store import RedisStore
 
 from .helpers import EVERY_10S, put, sent
 from .processes import wait_until
@@ -29,7 +29,7 @@ def test_a_beat_slow_on_its_batch_keeps_its_claim_past_the_lease_and_sends_it(
     def slow_plan(claim: Any) -> Any:
         # Work on the batch past the end of the lease it was claimed with, then let another beat try to claim it.
         wait_until(lambda: store.server_time() > float(claim.lease) + 0.3, timeout=10, interval=0.02, what="the lease to pass")
-        taken.extend(e.name for e in other.claim(10, 0.6).entries)
+        taken.extend(e.name for e in other.runs.claim(10, 0.6).entries)
         return plan(claim)
 
     monkeypatch.setattr(scheduler.planner, "plan", slow_plan)
@@ -46,7 +46,7 @@ def test_a_beat_slow_on_its_batch_keeps_its_claim_past_the_lease_and_sends_it(
 def test_renewal_moves_only_entries_that_still_hold_the_lease(store: RedisStore) -> None:
     for name in ("a", "b"):
         put(store, name, EVERY_10S, 0)
-    claim = store.claim(10, 0.6)
+    claim = store.runs.claim(10, 0.6)
     store.client.zadd(store.keys.due, {"b": -1})  # a user asked for a run meanwhile
     keeper = LeaseKeeper(0.6)
     try:
@@ -60,13 +60,13 @@ def test_renewal_moves_only_entries_that_still_hold_the_lease(store: RedisStore)
 
 def test_a_claim_dropped_by_its_tick_is_renewed_no_more(store: RedisStore) -> None:
     put(store, "a", EVERY_10S, 0)
-    claim = store.claim(10, 0.6)
+    claim = store.runs.claim(10, 0.6)
     keeper = LeaseKeeper(0.6)
     try:
         keeper.hold(store, claim, None)
         keeper.drop()
         # Renewed, the lease would stay ahead of the clock; dropped, it ends and the entry can be claimed again.
         wait_until(lambda: store.server_time() > (store.due_score("a") or 0), timeout=10, what="the lease to end")
-        assert [e.name for e in store.claim(10, 0.6).entries] == ["a"]
+        assert [e.name for e in store.runs.claim(10, 0.6).entries] == ["a"]
     finally:
         keeper.close()

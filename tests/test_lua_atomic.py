@@ -16,10 +16,11 @@ import pytest
 import redis
 from celery import Celery
 
-from celerybeatredis.redis_store import RedisStore
+from celerybeatredis.beat.dispatch import log_commit_quarantines
 from celerybeatredis.schedulers import RedisScheduler
-from celerybeatredis.scripts import SCRIPT_KEYS, SCRIPT_NAMES
-from celerybeatredis.wire import Plan, Revert
+from celerybeatredis.storage.redis_store import RedisStore
+from celerybeatredis.storage.scripts import SCRIPT_KEYS, SCRIPT_NAMES
+from celerybeatredis.storage.wire import Plan, Revert
 
 from .helpers import EVERY_10S, T0, put, sent
 
@@ -40,8 +41,8 @@ def snapshot(store: RedisStore) -> dict[bytes, bytes | None]:
 def arguments(store: RedisStore, script: str) -> list[Any]:
     """Arguments with which ``script`` writes to the schedule laid out by :func:`layout`."""
     if script == "commit":
-        claim = store.claim(10, 30, T0)
-        return store.commit_args([Plan(e.name, claim.lease, T0 + 100, True, RUN_AT, "abc") for e in claim.entries])
+        claim = store.runs.claim(10, 30, T0)
+        return store.runs.commit_args([Plan(e.name, claim.lease, T0 + 100, True, RUN_AT, "abc") for e in claim.entries])
     return {
         "claim": [10, 30, repr(T0)],
         "revert": ["a", repr(T0 + 5), repr(T0 + 50), "", "", "", "b", repr(T0 + 5), repr(T0 + 50), "", "", ""],
@@ -93,7 +94,7 @@ def test_a_key_of_another_type_fails_the_script_before_it_writes(store: RedisSto
     store.client.set(name, "x")
     before = snapshot(store)
     with pytest.raises(redis.ResponseError, match=f"WRONGTYPE {name} is a string, not a {KINDS[key]}"):
-        store._run(script, args)
+        store.scripts.run(script, args)
     assert snapshot(store) == before
 
 
@@ -107,11 +108,13 @@ def entries(store: RedisStore) -> Iterator[list[str]]:
 
 def test_commit_quarantines_an_entry_whose_count_is_not_an_integer_and_commits_the_rest(
         store: RedisStore, entries: list[str], caplog: pytest.LogCaptureFixture) -> None:
-    claim = store.claim(10, 30, T0)
+    claim = store.runs.claim(10, 30, T0)
     store.client.hset(store.keys.total_run_count, mapping={"e1": 4, "e2": "x", "e3": "9223372036854775807"})
     plans = [Plan(e.name, claim.lease, T0 + 10, True, RUN_AT) for e in claim.entries]
+    committed = store.runs.commit(plans)
+    assert committed == [True, True, False, False, True] and committed.quarantined == ["e2", "e3"]
     with caplog.at_level(logging.ERROR, logger="celerybeatredis.schedulers"):
-        assert store.commit(plans) == [True, True, False, False, True]
+        log_commit_quarantines(store, committed)  # what beat does with the commit's answer
     assert [store.run_state(n)[0] for n in ("e0", "e1", "e4")] == [1, 5, 1]
     assert [store.due_score(n) for n in entries] == [T0 + 10, T0 + 10, float("inf"), float("inf"), T0 + 10]
     for name, value in (("e2", "x"), ("e3", "9223372036854775807")):
@@ -125,20 +128,20 @@ def test_commit_quarantines_an_entry_whose_count_is_not_an_integer_and_commits_t
 
 
 def test_commit_checks_its_arguments_before_it_writes(store: RedisStore, entries: list[str]) -> None:
-    claim = store.claim(10, 30, T0)
-    args = store.commit_args([Plan(e.name, claim.lease, T0 + 10, True, RUN_AT) for e in claim.entries])
+    claim = store.runs.claim(10, 30, T0)
+    args = store.runs.commit_args([Plan(e.name, claim.lease, T0 + 10, True, RUN_AT) for e in claim.entries])
     args[1 + 11 * 3 + 2] = "soon"  # the fourth entry's next score
     before = snapshot(store)
     with pytest.raises(redis.ResponseError, match=r"commit: argument 37 must be a score"):
-        store._run("commit", args)
+        store.scripts.run("commit", args)
     assert snapshot(store) == before
 
 
 def test_revert_quarantines_an_entry_whose_count_is_not_an_integer(store: RedisStore, entries: list[str]) -> None:
-    claim = store.claim(10, 30, T0)
-    assert all(store.commit([Plan(e.name, claim.lease, T0 + 10, True, RUN_AT) for e in claim.entries]))
+    claim = store.runs.claim(10, 30, T0)
+    assert all(store.runs.commit([Plan(e.name, claim.lease, T0 + 10, True, RUN_AT) for e in claim.entries]))
     store.client.hset(store.keys.total_run_count, "e1", "many")
-    store.revert([Revert(n, T0 + 10, T0 + 15, None) for n in ("e0", "e1", "e2")])
+    store.runs.revert([Revert(n, T0 + 10, T0 + 15, None) for n in ("e0", "e1", "e2")])
     assert store.run_state("e0") == (0, None) and store.due_score("e0") == T0 + 15
     assert store.due_score("e1") == float("inf")
     assert (store.invalid_reason("e1") or "").startswith("entry 'e1': field 'total_run_count': ")
@@ -148,16 +151,16 @@ def test_revert_quarantines_an_entry_whose_count_is_not_an_integer(store: RedisS
 def test_restore_state_and_adopt_refuse_a_count_that_is_not_an_integer_before_writing(store: RedisStore) -> None:
     before = snapshot(store)
     with pytest.raises(redis.ResponseError, match="restore_state: entry 'b': field 'total_run_count': 'x'"):
-        store._run("restore_state", ["a", 1, RUN_AT, "b", "x", ""])
+        store.scripts.run("restore_state", ["a", 1, RUN_AT, "b", "x", ""])
     with pytest.raises(redis.ResponseError, match=r"adopt: entry 'b': field 'total_run_count': '1\.5'"):
-        store._run("adopt", ["a", DEF, "1", "", "", "0", "0", "b", DEF, "1.5", "", "", "0", "0"])
+        store.scripts.run("adopt", ["a", DEF, "1", "", "", "0", "0", "b", DEF, "1.5", "", "", "0", "0"])
     assert snapshot(store) == before
 
 
 def test_adopt_replaces_a_stored_count_that_is_not_an_integer(store: RedisStore) -> None:
     put(store, "a", DEF, T0)
     store.client.hset(store.keys.total_run_count, "a", "x")
-    store._run("adopt", ["a", DEF, "7", RUN_AT, "", "0", "0"])
+    store.scripts.run("adopt", ["a", DEF, "7", RUN_AT, "", "0", "0"])
     assert store.run_state("a")[0] == 7
 
 

@@ -17,8 +17,8 @@ from celery.signals import before_task_publish
 from celery.utils import uuid
 from kombu import Exchange, Queue
 
-from celerybeatredis.builder import OWN_OPTIONS, Builder
-from celerybeatredis.messages import Capture, capturing, encode
+from celerybeatredis.delivery.redis_messages import Capture, RedisShapes, capturing, encode
+from celerybeatredis.delivery.shapes import OWN_OPTIONS
 
 #: Fields that differ between two sends of one task, whatever builds them.
 VOLATILE_HEADERS = ("id", "root_id", "eta", "expires")
@@ -152,7 +152,7 @@ def test_a_message_filled_in_from_its_shape_is_what_send_task_writes(broker_app:
     """The second run of a task and options is filled in from the first one's message, not built by Celery."""
     conn = redis.Redis.from_url(f"{redis_url}/2")
     producer = Scheduler(broker_app, lazy=True).producer
-    builder = Builder(broker_app)
+    builder = RedisShapes(broker_app)
 
     def headers(name: str) -> dict[str, Any]:
         return {**options.get("headers", {}), "periodic_task_name": name}
@@ -179,7 +179,7 @@ def test_a_message_filled_in_from_its_shape_is_what_send_task_writes(broker_app:
 
 
 def test_a_run_whose_message_reads_the_clock_is_always_built_by_celery(broker_app: Celery) -> None:
-    builder = Builder(broker_app)
+    builder = RedisShapes(broker_app)
     assert builder.key("tasks.add", {"expires": 30}) is None
     assert builder.key("tasks.add", {"countdown": 5}) is None
     assert builder.key("tasks.add", {"queue": "hi"}) is not None
@@ -189,7 +189,7 @@ def test_a_publish_signal_with_receivers_has_every_run_built_by_celery(broker_ap
     def receiver(**_: Any) -> None:
         """Sees each message."""
 
-    builder = Builder(broker_app)
+    builder = RedisShapes(broker_app)
     before_task_publish.connect(receiver, weak=False)
     try:
         assert builder.key("tasks.add", {}) is None

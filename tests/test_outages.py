@@ -18,8 +18,8 @@ import pytest
 import redis
 from celery import Celery
 
-from celerybeatredis.redis_store import RedisStore
 from celerybeatredis.schedulers import RedisScheduler
+from celerybeatredis.storage.redis_store import RedisStore
 
 from .helpers import T0
 from .ledger import STAMP_PUBLISHER, Ledger, load_entries, run_counts

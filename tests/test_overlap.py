@@ -10,14 +10,14 @@ import redis
 from celery import Celery
 
 import celerybeatredis.worker  # noqa: F401 - connects the worker integration's signal handlers
+from celerybeatredis.definitions.fields import parse_overlap, parse_timeout
+from celerybeatredis.delivery.sending import HEADER, REPORT
 from celerybeatredis.exceptions import InvalidDefinition
-from celerybeatredis.history import parse as parse_history
-from celerybeatredis.keys import RUN_NOW
-from celerybeatredis.overlap import HOLD, busy, marker, parse_overlap, parse_timeout, read_marker
-from celerybeatredis.redis_store import RedisStore
+from celerybeatredis.policies.overlap import HOLD, busy, marker, read_marker
 from celerybeatredis.schedulers import RedisScheduler
-from celerybeatredis.scripts import script_keys
-from celerybeatredis.sending import HEADER, REPORT
+from celerybeatredis.storage.history import parse as parse_history
+from celerybeatredis.storage.keys import RUN_NOW
+from celerybeatredis.storage.redis_store import RedisStore
 from celerybeatredis.store import ScheduleStore
 
 from .helpers import T0, put, sent
@@ -29,7 +29,8 @@ BUFFER = dict(EVERY_10S, overlap="buffer_one", overlap_timeout=300)
 
 def with_marker(doc: dict[str, Any], mark: str | None, **kwargs: Any) -> Any:
     entry = claimed(doc, stored_digest=short(doc), **kwargs)
-    return entry._replace(running=mark.encode() if mark is not None else None)
+    entry.running = mark.encode() if mark is not None else None
+    return entry
 
 
 # --- the decision, pure --------------------------------------------------------------------
@@ -100,22 +101,21 @@ def test_the_parsers_name_their_field() -> None:
 def claim_and_decide(store: RedisStore, at: float) -> Any:
     """Claim the one due entry (last run one interval ago) and decide it as beat would, with the claim's lease."""
     store.client.hset(store.keys.last_run_at, "e", iso(at - 10))
-    claim = store.claim(10, 30, at)
+    claim = store.runs.claim(10, 30, at)
     decision = Decider().pure(claim.entries[0], at)
-    return decision._replace(plan=decision.plan._replace(lease=claim.lease))
+    decision.lease = claim.lease
+    return decision
 
 
 def ended(store: RedisStore, name: str, task_id: str, has_marker: bool = True, outcome: str = "ok",
           limit: int = 0) -> list[int]:
-    keys = script_keys(store.keys, "run_ended")
-    return [int(v) for v in store.scripts["run_ended"](keys=keys, args=[name, task_id, "1" if has_marker else "0",
-                                                                       outcome, limit])]
+    return [int(v) for v in store.scripts.run("run_ended", [name, task_id, "1" if has_marker else "0", outcome, limit])]
 
 
 def test_commit_writes_the_marker_and_a_worker_ends_only_its_own_run(store: RedisStore) -> None:
     put(store, "e", SKIP, score=T0)
     decision = claim_and_decide(store, T0)
-    assert store.commit([decision.plan]) == [True]
+    assert store.runs.commit([decision.plan]) == [True]
     mark = store.client.hget(store.keys.running, "e")
     assert mark is not None and mark.decode() == decision.plan.running
     tid = mark.split(b" ")[0].decode()
@@ -125,14 +125,14 @@ def test_commit_writes_the_marker_and_a_worker_ends_only_its_own_run(store: Redi
     assert store.client.hget(store.keys.running, "e") is None
     # The next claim hands the marker over only while there is one.
     store.client.zadd(store.keys.due, {"e": T0})
-    assert store.claim(10, 30, T0 + 1).entries[0].running is None
+    assert store.runs.claim(10, 30, T0 + 1).entries[0].running is None
 
 
 def test_a_held_run_becomes_due_when_the_run_in_progress_ends(store: RedisStore) -> None:
     put(store, "e", BUFFER, score=T0)
     store.client.hset(store.keys.running, "e", marker("t-1", T0 - 5, 300))
     decision = claim_and_decide(store, T0)
-    assert store.commit([decision.plan]) == [True]
+    assert store.runs.commit([decision.plan]) == [True]
     assert store.client.hget(store.keys.running, "e").endswith(b" h")  # type: ignore[union-attr]
     assert store.client.zscore(store.keys.due, "e") == T0 + 295
     assert ended(store, "e", "t-1") == [2, 0]
@@ -144,15 +144,14 @@ def test_a_hold_whose_run_ended_meanwhile_makes_the_entry_due_at_once(store: Red
     store.client.hset(store.keys.running, "e", marker("t-1", T0 - 5, 300))
     decision = claim_and_decide(store, T0)
     ended(store, "e", "t-1")  # between the claim and the commit
-    assert store.commit([decision.plan]) == [True]
+    assert store.runs.commit([decision.plan]) == [True]
     assert store.client.zscore(store.keys.due, "e") == 0 and store.client.hget(store.keys.running, "e") is None
 
 
 def test_run_started_renews_only_its_own_marker(store: RedisStore) -> None:
     store.client.hset(store.keys.running, "e", marker("t-1", T0 - 100, 60) + HOLD)
-    keys = script_keys(store.keys, "run_started")
-    assert store.scripts["run_started"](keys=keys, args=["e", "t-2"]) == 0
-    assert store.scripts["run_started"](keys=keys, args=["e", "t-1"]) == 1
+    assert store.scripts.run("run_started", ["e", "t-2"]) == 0
+    assert store.scripts.run("run_started", ["e", "t-1"]) == 1
     found = read_marker(store.client.hget(store.keys.running, "e"))
     assert found is not None and found.held and found.expires == pytest.approx(store.server_time() + 60, abs=5)
 
@@ -167,12 +166,12 @@ def test_failures_in_a_row_are_counted_reset_by_a_success_and_reported_once_at_t
 
 
 def test_a_revert_drops_the_marker_of_the_run_never_sent(store: RedisStore) -> None:
-    from celerybeatredis.wire import Revert
+    from celerybeatredis.storage.wire import Revert
 
     put(store, "e", SKIP, score=T0)
     decision = claim_and_decide(store, T0)
-    store.commit([decision.plan])
-    assert store.revert([Revert("e", decision.plan.score, T0 + 5, None)]) == [True]
+    store.runs.commit([decision.plan])
+    assert store.runs.revert([Revert("e", decision.plan.score, T0 + 5, None)]) == [True]
     assert store.client.hget(store.keys.running, "e") is None
 
 

@@ -7,9 +7,10 @@ import sys
 import zipfile
 from pathlib import Path
 
-from celerybeatredis.scripts import SCRIPT_NAMES
+from celerybeatredis.storage.scripts import SCRIPT_NAMES
 
 ROOT = Path(__file__).resolve().parent.parent
+LUA = ROOT / "celerybeatredis" / "storage" / "lua"
 
 
 def test_wheel_ships_and_finds_the_lua_scripts(tmp_path: Path) -> None:
@@ -19,24 +20,24 @@ def test_wheel_ships_and_finds_the_lua_scripts(tmp_path: Path) -> None:
     )
     (wheel,) = tmp_path.glob("celerybeat_redis-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    assert {f"celerybeatredis/lua/{n}.lua" for n in SCRIPT_NAMES} <= set(names)
-    includes = {f"celerybeatredis/lua/includes/{p.name}" for p in (ROOT / "lua" / "includes").glob("*.lua")}
+    assert {f"celerybeatredis/storage/lua/{n}.lua" for n in SCRIPT_NAMES} <= set(names)
+    includes = {f"celerybeatredis/storage/lua/includes/{p.name}" for p in (LUA / "includes").glob("*.lua")}
     assert includes and includes <= set(names)
     (licence,) = [n for n in names if n.endswith("LICENSE") and ".dist-info/" in n]
     assert "Apache License" in zipfile.ZipFile(wheel).read(licence).decode()
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
     probe = (
-        "import celerybeatredis.scripts as s, pathlib;"
+        "import celerybeatredis.storage.scripts as s, pathlib;"
         f"assert pathlib.Path(s.__file__).is_relative_to(pathlib.Path(r'{site}'));"
         "from importlib import resources;"
-        "assert resources.files('celerybeatredis').joinpath('lua', 'claim.lua').is_file();"
+        "assert resources.files('celerybeatredis.storage').joinpath('lua', 'claim.lua').is_file();"
         "print(len(s.load_script_text('claim')), '--@include' in s.script_source('claim'))"
     )
     out = subprocess.run([sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, r'{site}'); {probe}"],
                          cwd=tmp_path, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == [str(len((ROOT / "lua" / "claim.lua").read_text())), "False"]
+    assert out.stdout.split() == [str(len((LUA / "claim.lua").read_text())), "False"]
 
 
 def test_readme_renders_as_restructuredtext_without_warnings() -> None:

@@ -11,13 +11,13 @@ import pytest
 import redis
 from celery import Celery
 
+from celerybeatredis.decisions.firetimes import fire_times
+from celerybeatredis.definitions.pausing import Pause, parse_pause
 from celerybeatredis.exceptions import EntryNotFound, InvalidDefinition
-from celerybeatredis.firetimes import fire_times
-from celerybeatredis.keys import RUN_NOW
-from celerybeatredis.pausing import Pause, parse_pause
-from celerybeatredis.redis_store import RedisStore
+from celerybeatredis.storage.keys import RUN_NOW
+from celerybeatredis.storage.redis_store import RedisStore
+from celerybeatredis.storage.wire import Claimed
 from celerybeatredis.store import ScheduleStore
-from celerybeatredis.wire import Claimed
 
 from .cli import Cli
 from .helpers import T0, put, run_ticks, sent

@@ -19,9 +19,9 @@ from celery import Celery
 from celery.beat import ScheduleEntry, Scheduler
 from celery.schedules import schedule
 
-from celerybeatredis.firetimes import fire_times
-from celerybeatredis.kinds import parse_interval
-from celerybeatredis.wire import Claimed
+from celerybeatredis.decisions.firetimes import fire_times
+from celerybeatredis.definitions.kinds import parse_interval
+from celerybeatredis.storage.wire import Claimed
 
 DAYS = 10
 ZONES_BERLIN = ZoneInfo("Europe/Berlin")

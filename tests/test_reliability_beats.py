@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from celerybeatredis.redis_store import RedisStore
+from celerybeatredis.storage.redis_store import RedisStore
 
 from .ledger import STAMP_PUBLISHER, Ledger, every_second, load_entries, run_counts
 from .processes import CeleryProcess, wait_until, write_app
@@ -149,8 +149,8 @@ CRASH_POINTS = """
 import os as _os
 import signal as _signal
 from pathlib import Path as _Path
-from celerybeatredis.publish import Publisher as _Publisher
-from celerybeatredis.redis_store import RedisStore as _Store
+from celerybeatredis.delivery.sending import Sender as _Sender
+from celerybeatredis.storage.runs import Runs as _Runs
 
 _armed = _Path(__file__).with_name(f"crash-{_os.getpid()}")
 
@@ -160,17 +160,17 @@ def _crash_if_armed(point, plans=()):
         _armed.with_name(f"held-{_os.getpid()}").write_text("\\n".join(f"{p.name} {p.lease}" for p in plans))
         _os.kill(_os.getpid(), _signal.SIGKILL)
 
-_commit_args = _Store.commit_args  # every commit is written out here, streamed or not
+_commit_args = _Runs.commit_args  # every commit is written out here, streamed or not
 def _commit_args_or_crash(plans, history=0, messages=None):
     _crash_if_armed("after-claim", plans)
     return _commit_args(plans, history, messages)
-_Store.commit_args = staticmethod(_commit_args_or_crash)
+_Runs.commit_args = staticmethod(_commit_args_or_crash)
 
-_send = _Publisher.send  # every run is sent here, streamed or not
+_send = _Sender.send  # every run is sent here, streamed or not
 def _send_or_crash(self, *args, **kwargs):
     _crash_if_armed("after-commit")
     return _send(self, *args, **kwargs)
-_Publisher.send = _send_or_crash
+_Sender.send = _send_or_crash
 """
 
 

@@ -6,8 +6,9 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from celerybeatredis.definitions.fields import check_run_count
 from celerybeatredis.exceptions import InvalidDefinition
-from celerybeatredis.runstate import check_run_count, parse_last_run_at
+from celerybeatredis.storage.wire import parse_last_run_at
 
 NOON = datetime(2026, 3, 2, 12, 0, 0, tzinfo=timezone.utc)
 

@@ -9,8 +9,8 @@ import pytest
 import redis
 from celery import Celery
 
-from celerybeatredis.redis_store import RedisStore
 from celerybeatredis.schedulers import RedisScheduler
+from celerybeatredis.storage.redis_store import RedisStore
 
 from .helpers import EVERY_10S, put, sent
 from .processes import CeleryProcess, drain_queue, wait_until, write_app

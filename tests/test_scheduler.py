@@ -16,9 +16,9 @@ import redis
 from celery import Celery
 from celery.schedules import crontab
 
-from celerybeatredis.redis_store import RedisStore
 from celerybeatredis.schedulers import RedisScheduler
 from celerybeatredis.settings import Settings
+from celerybeatredis.storage.redis_store import RedisStore
 
 from .helpers import EVERY_10S_DOC as EVERY_10S
 from .helpers import T0, put, sent, sigterm_exits
@@ -68,7 +68,7 @@ def test_seed_run_state_is_taken_once(scheduler: RedisScheduler, store: RedisSto
     doc = dict(EVERY_10S, total_run_count=5,
                last_run_at={"__type__": "datetime", "year": 2014, "month": 8, "day": 30, "hour": 8, "minute": 10, "second": 6})
     put(store, "seeded", doc, score=None)
-    store.reconcile_step(100)
+    store.runs.reconcile_step(100)
     scheduler.tick(now=T0)
     assert len(sent(broker, app)) == 1  # last run in 2014: due at once
     assert store.run_state("seeded")[0] == 6
@@ -115,7 +115,7 @@ def test_disabled_entry_never_runs_until_enabled(scheduler: RedisScheduler, stor
     scheduler.tick(now=T0 + 100)
     assert sent(broker, app) == [] and store.due_score("off") == math.inf
     put(store, "off", dict(EVERY_10S, enabled=True), score=None)
-    store.reconcile_step(100)
+    store.runs.reconcile_step(100)
     scheduler.tick(now=T0 + 200)
     scheduler.tick(now=T0 + 210)
     assert len(sent(broker, app)) == 1
@@ -217,7 +217,7 @@ def test_bad_entries_are_quarantined_and_others_keep_running(scheduler: RedisSch
     logged = [r.getMessage() for r in caplog.records if "quarantined" in r.getMessage()]
     assert len(logged) == 6  # once each, not once per tick
     put(store, "bad-period", dict(EVERY_10S, task="tasks.fixed"), score=None)
-    store.reconcile_step(1000)
+    store.runs.reconcile_step(1000)
     scheduler.tick(now=T0 + 20)
     scheduler.tick(now=T0 + 30)
     assert "bad-period" not in {k.decode() for k in store.client.hkeys(store.keys.invalid)}
@@ -390,7 +390,7 @@ def test_a_claim_ahead_that_is_no_flag_is_an_error_naming_the_setting(value: obj
 
 def test_digest_is_short_and_keeps_the_anchor_only_until_there_is_a_last_run(
         scheduler: RedisScheduler, store: RedisStore, broker: redis.Redis, app: Celery) -> None:
-    from celerybeatredis.codec import digest
+    from celerybeatredis.definitions.codec import digest
 
     put(store, "add", EVERY_10S)
     sha = digest(store.get_raw("add") or b"")
@@ -408,7 +408,7 @@ def test_digest_is_short_and_keeps_the_anchor_only_until_there_is_a_last_run(
 
 def test_a_full_sha1_digest_of_older_data_is_honoured_and_shortened(
         scheduler: RedisScheduler, store: RedisStore, broker: redis.Redis, app: Celery) -> None:
-    from celerybeatredis.codec import digest
+    from celerybeatredis.definitions.codec import digest
 
     put(store, "add", EVERY_10S, score=T0 + 3)
     sha = digest(store.get_raw("add") or b"")

@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 import redis
 
-from celerybeatredis.keys import Keys
-from celerybeatredis.redis_store import RedisStore
-from celerybeatredis.scripts import INCLUDE, SCRIPT_NAMES, load_script_text, script_keys, script_source
-from celerybeatredis.wire import Plan, Revert
+from celerybeatredis.storage.keys import Keys
+from celerybeatredis.storage.redis_store import RedisStore
+from celerybeatredis.storage.scripts import INCLUDE, SCRIPT_NAMES, load_script_text, script_keys, script_source
+from celerybeatredis.storage.wire import Plan, Revert
 
-LUA_DIR = Path(__file__).resolve().parent.parent / "lua"
+LUA_DIR = Path(__file__).resolve().parent.parent / "celerybeatredis" / "storage" / "lua"
 DEF = json.dumps({"task": "t", "interval": {"every": 10, "period": "seconds"}})
 
 
@@ -72,20 +72,20 @@ def test_claim_takes_due_entries_in_score_order_and_leases_them(store: RedisStor
     add(store, "due-b", 900.0)
     add(store, "due-a", 0.0)
     add(store, "run-now", -1.0)
-    claim = store.claim(batch=10, lease_seconds=30, now=1000.0)
+    claim = store.runs.claim(batch=10, lease_seconds=30, now=1000.0)
     assert [e.name for e in claim.entries] == ["run-now", "due-a", "due-b"]
     assert [e.score for e in claim.entries] == [-1.0, 0.0, 900.0]
     assert claim.entries[0].definition == DEF.encode()
     assert claim.now == 1000.0 and float(claim.lease) == 1030.0
     assert store.due_score("due-a") == 1030.0
     assert claim.next_score == 2000.0  # the lowest score left unclaimed, not its own lease
-    assert store.claim(batch=10, lease_seconds=30, now=1000.0).entries == []
+    assert store.runs.claim(batch=10, lease_seconds=30, now=1000.0).entries == []
 
 
 def test_claim_is_bounded_by_the_batch(store: RedisStore) -> None:
     for i in range(25):
         add(store, f"e{i}", 1.0)
-    sizes = [len(store.claim(batch=10, lease_seconds=30, now=5.0).entries) for _ in range(4)]
+    sizes = [len(store.runs.claim(batch=10, lease_seconds=30, now=5.0).entries) for _ in range(4)]
     assert sizes == [10, 10, 5, 0]
 
 
@@ -95,7 +95,7 @@ def test_claim_returns_run_state_and_drops_entries_whose_definition_is_gone(stor
     store.client.hset(store.keys.last_run_at, "kept", "2026-01-01T00:00:00+00:00")
     store.client.zadd(store.keys.due, {"ghost": 1.0})
     store.client.hset(store.keys.total_run_count, "ghost", 9)
-    claim = store.claim(batch=10, lease_seconds=30, now=5.0)
+    claim = store.runs.claim(batch=10, lease_seconds=30, now=5.0)
     assert claim.removed == 1
     (entry,) = claim.entries
     assert entry.total_run_count == 4 and entry.last_run_at == "2026-01-01T00:00:00+00:00"
@@ -105,7 +105,7 @@ def test_claim_returns_run_state_and_drops_entries_whose_definition_is_gone(stor
 
 def test_claim_uses_redis_time_when_no_now_is_given(store: RedisStore) -> None:
     add(store, "e", 1.0)
-    claim = store.claim(batch=10, lease_seconds=30)
+    claim = store.runs.claim(batch=10, lease_seconds=30)
     assert abs(claim.now - store.server_time()) < 5
     assert len(claim.entries) == 1
 
@@ -119,7 +119,7 @@ def test_two_concurrent_claimers_never_claim_the_same_entry(redis_url: str, stor
     def claimer(slot: int) -> None:
         own = RedisStore(redis.Redis.from_url(f"{redis_url}/0"), store.keys.tag + ":")
         while True:
-            got = own.claim(batch=50, lease_seconds=60, now=10.0).entries
+            got = own.runs.claim(batch=50, lease_seconds=60, now=10.0).entries
             if not got:
                 return
             claimed[slot] += [e.name for e in got]
@@ -137,13 +137,13 @@ def test_commit_is_a_compare_and_set_on_the_lease(store: RedisStore) -> None:
     add(store, "mine", 1.0)
     add(store, "stolen", 1.0)
     add(store, "edited", 1.0)
-    claim = store.claim(batch=10, lease_seconds=30, now=10.0)
+    claim = store.runs.claim(batch=10, lease_seconds=30, now=10.0)
     store.client.zadd(store.keys.due, {"stolen": 99.0})  # another beat re-claimed it after the lease
     store.client.zadd(store.keys.due, {"edited": 0.0})  # the API poked it meanwhile
     plans = [Plan(e.name, claim.lease, 50.0, ran=True, run_at="2026-01-01T00:00:10+00:00", digest="d 1") for e in claim.entries]
-    assert dict(zip([p.name for p in plans], store.commit(plans))) == {"mine": True, "stolen": False, "edited": False}
+    assert dict(zip([p.name for p in plans], store.runs.commit(plans))) == {"mine": True, "stolen": False, "edited": False}
     # Committing the same lease twice fails: the first commit moved the score off the lease.
-    assert store.commit(plans[:1]) == [False]
+    assert store.runs.commit(plans[:1]) == [False]
     assert store.due_score("mine") == 50.0
     assert store.due_score("stolen") == 99.0 and store.due_score("edited") == 0.0
     assert store.run_state("mine")[0] == 1
@@ -153,8 +153,8 @@ def test_commit_is_a_compare_and_set_on_the_lease(store: RedisStore) -> None:
 def test_commit_writes_run_state_digest_and_quarantine(store: RedisStore) -> None:
     add(store, "ok", 1.0)
     add(store, "bad", 1.0, "{not json")
-    claim = store.claim(batch=10, lease_seconds=30, now=10.0)
-    result = store.commit([
+    claim = store.runs.claim(batch=10, lease_seconds=30, now=10.0)
+    result = store.runs.commit([
         Plan("ok", claim.lease, 20.0, ran=True, run_at="2026-01-01T00:00:10+00:00", digest="abc 10.0",
              seed_total_run_count=5, seed_last_run_at="2014-08-30T08:10:06+00:00"),
         Plan("bad", claim.lease, math.inf, digest="def 10.0", invalid_reason="entry 'bad': not valid JSON"),
@@ -166,8 +166,8 @@ def test_commit_writes_run_state_digest_and_quarantine(store: RedisStore) -> Non
     assert store.due_score("bad") == math.inf
     assert store.invalid_reason("bad") == "entry 'bad': not valid JSON"
     store.client.zadd(store.keys.due, {"bad": 1.0})
-    claim = store.claim(batch=10, lease_seconds=30, now=11.0)
-    store.commit([Plan("bad", claim.lease, 30.0, digest="xyz 11.0")])
+    claim = store.runs.claim(batch=10, lease_seconds=30, now=11.0)
+    store.runs.commit([Plan("bad", claim.lease, 30.0, digest="xyz 11.0")])
     assert store.invalid_reason("bad") is None
 
 
@@ -183,7 +183,7 @@ def test_claim_and_commit_of_batches_larger_than_one_multi_field_command(store: 
     gone = {f"e{i}" for i in range(0, 2600, 7)}
     store.client.hdel(store.keys.schedule, *gone)
     store.client.hset(store.keys.invalid, "e1", "old reason")
-    claim = store.claim(batch=2500, lease_seconds=30, now=10.0)
+    claim = store.runs.claim(batch=2500, lease_seconds=30, now=10.0)
     expected = [f"e{i}" for i in range(2500) if f"e{i}" not in gone]
     assert [e.name for e in claim.entries] == expected
     assert claim.removed == len([i for i in range(2500) if f"e{i}" in gone])
@@ -194,7 +194,7 @@ def test_claim_and_commit_of_batches_larger_than_one_multi_field_command(store: 
                   digest="" if i % 3 else f"new {i}", invalid_reason="broken" if i == 5 else "")
              for i, e in enumerate(claim.entries)]
     store.client.zadd(store.keys.due, {expected[3]: 0.0})  # poked meanwhile: its commit must fail
-    flags = store.commit(plans)
+    flags = store.runs.commit(plans)
     assert flags == [i != 3 for i in range(len(plans))]
     scores = store.client.zmscore(store.keys.due, expected)
     assert scores == [0.0 if i == 3 else 100.0 + i for i in range(len(plans))]
@@ -212,8 +212,8 @@ def test_claim_and_commit_of_batches_larger_than_one_multi_field_command(store: 
 def test_seeded_run_state_is_written_once(store: RedisStore) -> None:
     add(store, "e", 1.0)
     store.client.hset(store.keys.total_run_count, "e", 2)
-    claim = store.claim(batch=10, lease_seconds=30, now=10.0)
-    store.commit([Plan("e", claim.lease, 20.0, digest="d 1", seed_total_run_count=5)])
+    claim = store.runs.claim(batch=10, lease_seconds=30, now=10.0)
+    store.runs.commit([Plan("e", claim.lease, 20.0, digest="d 1", seed_total_run_count=5)])
     assert store.run_state("e")[0] == 2
 
 
@@ -222,10 +222,10 @@ def test_revert_undoes_a_run_only_if_unchanged(store: RedisStore) -> None:
     add(store, "b", 1.0)
     store.client.hset(store.keys.total_run_count, "b", 3)
     store.client.hset(store.keys.last_run_at, "b", "2026-01-01T00:00:00+00:00")
-    claim = store.claim(batch=10, lease_seconds=30, now=10.0)
-    store.commit([Plan(n, claim.lease, 20.0, ran=True, run_at="2026-01-01T00:00:10+00:00", digest="d 1") for n in ("a", "b")])
+    claim = store.runs.claim(batch=10, lease_seconds=30, now=10.0)
+    store.runs.commit([Plan(n, claim.lease, 20.0, ran=True, run_at="2026-01-01T00:00:10+00:00", digest="d 1") for n in ("a", "b")])
     store.client.zadd(store.keys.due, {"a": 0.0})
-    assert store.revert([Revert("a", 20.0, 15.0, None), Revert("b", 20.0, 15.0, "2026-01-01T00:00:00+00:00")]) == [False, True]
+    assert store.runs.revert([Revert("a", 20.0, 15.0, None), Revert("b", 20.0, 15.0, "2026-01-01T00:00:00+00:00")]) == [False, True]
     assert store.run_state("a")[0] == 1
     count, last = store.run_state("b")
     assert count == 3 and last is not None and last.isoformat() == "2026-01-01T00:00:00+00:00"
@@ -240,7 +240,7 @@ def test_reconcile_finds_bare_hset_edits_and_hdel(store: RedisStore) -> None:
     store.client.hset(store.keys.last_run_at, "deleted", "x")
     steps = []
     while True:
-        steps.append(store.reconcile_step(1000))
+        steps.append(store.runs.reconcile_step(1000))
         if steps[-1].wrapped:
             break
     assert sum(s.poked for s in steps) == 2  # "bare" (not indexed) and "planned" (digest differs)
@@ -250,11 +250,11 @@ def test_reconcile_finds_bare_hset_edits_and_hdel(store: RedisStore) -> None:
 
 
 def test_reconcile_leaves_up_to_date_entries_alone(store: RedisStore) -> None:
-    from celerybeatredis.codec import digest
+    from celerybeatredis.definitions.codec import digest
 
     add(store, "fresh", 500.0)
     store.client.hset(store.keys.digest, "fresh", f"{digest(DEF)} 1.0")
-    step = store.reconcile_step(1000)
+    step = store.runs.reconcile_step(1000)
     assert step.poked == 0 and store.due_score("fresh") == 500.0
 
 
@@ -303,7 +303,7 @@ def test_one_reconciler_pass_over_100k_entries_takes_about_n_over_batch_steps(st
     pipe.execute()
     steps, seen = 0, 0
     while True:
-        step = store.reconcile_step(2000)
+        step = store.runs.reconcile_step(2000)
         steps += 1
         seen += step.seen
         if step.wrapped:
@@ -314,7 +314,7 @@ def test_one_reconciler_pass_over_100k_entries_takes_about_n_over_batch_steps(st
 
 
 def test_reconcile_reads_short_full_and_anchorless_digests(store: RedisStore) -> None:
-    from celerybeatredis.codec import digest
+    from celerybeatredis.definitions.codec import digest
 
     sha = digest(DEF)
     fresh = {"short": f"{sha[:12]} 1.0", "full": f"{sha} 1.0", "ran": sha[:12]}
@@ -322,7 +322,7 @@ def test_reconcile_reads_short_full_and_anchorless_digests(store: RedisStore) ->
     for name, value in {**fresh, **stale}.items():
         add(store, name, 500.0)
         store.client.hset(store.keys.digest, name, value)
-    while not store.reconcile_step(1000).wrapped:
+    while not store.runs.reconcile_step(1000).wrapped:
         pass
     assert {n: store.due_score(n) for n in fresh} == dict.fromkeys(fresh, 500.0)
     assert {n: store.due_score(n) for n in stale} == dict.fromkeys(stale, 0.0)

@@ -16,9 +16,9 @@ import pytest
 import redis
 from celery import Celery
 
-from celerybeatredis.redis_store import RedisStore
 from celerybeatredis.schedulers import RedisScheduler
 from celerybeatredis.settings import Settings
+from celerybeatredis.storage.redis_store import RedisStore
 
 from .processes import CeleryProcess, drain_queue, wait_until, write_app
 from .redis_server import free_port, server_binary

@@ -10,9 +10,9 @@ import pytest
 import redis
 from celery import Celery
 
-from celerybeatredis.redis_store import RedisStore
 from celerybeatredis.schedulers import RedisScheduler
 from celerybeatredis.settings import Settings
+from celerybeatredis.storage.redis_store import RedisStore
 
 from .cluster import LocalSentinel
 from .helpers import EVERY_10S, T0
@@ -61,7 +61,7 @@ def test_an_app_on_a_sentinel_broker_needs_no_scheduler_url(sentinel: LocalSenti
     settings = Settings.from_app(app)
     assert settings.redis_options == {"master_name": SERVICE, **SENTINEL_OPTIONS}
     assert PASSWORD not in settings.safe_url
-    store = RedisStore.from_settings(settings)
+    store = RedisStore(settings.client(), settings.key_prefix)
     assert store.client.ping()
     store.client.close()
 

@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 from celery import Celery
 
-from celerybeatredis.redis_store import RedisStore
 from celerybeatredis.schedulers import RedisScheduler
 from celerybeatredis.settings import Settings
+from celerybeatredis.storage.redis_store import RedisStore
 
 from .helpers import T0
 from .redis_server import RedisServer

@@ -12,12 +12,12 @@ import pytest
 import redis
 from celery import Celery
 
-from celerybeatredis.connection import make_client
 from celerybeatredis.exceptions import CeleryBeatRedisError, EntryExists, EntryNotFound
-from celerybeatredis.keys import RUN_NOW, shard_for
-from celerybeatredis.redis_store import RedisStore
 from celerybeatredis.schedulers import RedisScheduler
-from celerybeatredis.sharded_store import ShardedStore
+from celerybeatredis.storage.connection import make_client
+from celerybeatredis.storage.keys import RUN_NOW, shard_for
+from celerybeatredis.storage.redis_store import RedisStore
+from celerybeatredis.storage.sharded_store import ShardedStore
 from celerybeatredis.store import ScheduleStore
 
 from .cli import Cli, snapshot

@@ -12,12 +12,12 @@ import pytest
 import redis
 from celery import Celery
 
-from celerybeatredis.keys import shard_for, shard_tag
-from celerybeatredis.redis_store import RedisStore
+from celerybeatredis.moving.reshard import reshard
 from celerybeatredis.schedulers import RedisScheduler
-from celerybeatredis.sharded_store import ShardedStore
-from celerybeatredis.shards import reshard
-from celerybeatredis.wire import Plan
+from celerybeatredis.storage.keys import shard_for, shard_tag
+from celerybeatredis.storage.redis_store import RedisStore
+from celerybeatredis.storage.sharded_store import ShardedStore
+from celerybeatredis.storage.wire import Plan
 
 from .cli import Cli
 from .helpers import EVERY_10S, T0
@@ -68,10 +68,10 @@ def test_calls_are_routed_to_the_shard_of_each_name(client: redis.Redis, prefix:
         assert client.hget(f"{{{tag}:{shard_for(name, 3)}}}:schedule", name) == EVERY_10S.encode()
         assert sharded.store_for(name) is sharded.stores[shard_for(name, 3)]
     assert all(s.count() > 0 for s in sharded.stores)
-    assert sharded.count() == 30 and sorted(sharded.iter_static_names()) == sorted(names)
+    assert sharded.across.count() == 30 and sorted(sharded.across.iter_static_names()) == sorted(names)
     assert sharded.run_now_names(["e3", "missing", "e1"]) == [True, False, True]
     assert sharded.due_score("e3") == -1.0 and sharded.get_raw("e1") == EVERY_10S.encode()
-    assert sharded.remove_names(["e1", "e2", "missing"]) == 2 and sharded.count() == 28
+    assert sharded.remove_names(["e1", "e2", "missing"]) == 2 and sharded.across.count() == 28
     assert [s.tag for s in (st.keys for st in sharded.in_turn(4))] == [f"{tag}:1", f"{tag}:2", f"{tag}:0"]
 
 
@@ -89,11 +89,12 @@ def test_beat_runs_every_shard_and_claims_from_each_in_turn(app: Celery, client:
     sched.max_interval = 0.0
     claimed: list[int] = []
     for index, store in enumerate(sched.store.stores if sched.store else []):
-        def spy(*args: object, _i: int = index, _claim: object = store.claim, **kwargs: object) -> object:
-            reply = _claim(*args, **kwargs)  # type: ignore[operator]
-            claimed.append(_i)
-            return reply
-        store.claim = spy  # type: ignore[method-assign]
+        for method in ("claim", "claim_with_heartbeat"):  # the first shard's claim may carry the heartbeat
+            def spy(*args: object, _i: int = index, _claim: object = getattr(store.runs, method), **kwargs: object) -> object:
+                reply = _claim(*args, **kwargs)  # type: ignore[operator]
+                claimed.append(_i)
+                return reply
+            setattr(store.runs, method, spy)
     assert sched.tick(now=T0 + 10) == 0.0
     assert sorted(claimed) == [0, 1, 2]
     first = claimed[0]
@@ -114,7 +115,7 @@ def test_statics_and_the_reconciler_work_across_shards(app: Celery, client: redi
         f"static-{i}": {"task": "tasks.add", "schedule": 10.0, "kwargs": {"name": f"static-{i}"}} for i in range(9)})
     sched = RedisScheduler(app)
     sharded = ShardedStore(client, prefix, shards=3)
-    assert sorted(sharded.iter_static_names()) == [f"static-{i}" for i in range(9)]
+    assert sorted(sharded.across.iter_static_names()) == [f"static-{i}" for i in range(9)]
     assert all(s.count() > 0 for s in sharded.stores)
     # A bare HSET in every shard (no ZADD) is found within one reconciler pass over the shards.
     bare = {f"bare-{i}": json.dumps({"task": "tasks.add", "interval": {"every": 10}, "kwargs": {"name": f"bare-{i}"}})
@@ -130,7 +131,7 @@ def test_statics_and_the_reconciler_work_across_shards(app: Celery, client: redi
     assert sorted(sent(broker, app)) == sorted([*bare, *(f"static-{i}" for i in range(9))])
     app.conf.beat_schedule = {"static-0": app.conf.beat_schedule["static-0"]}
     RedisScheduler(app).close()
-    assert list(sharded.iter_static_names()) == ["static-0"]
+    assert list(sharded.across.iter_static_names()) == ["static-0"]
     assert all(sharded.get_raw(n) is not None for n in bare)
 
 
@@ -154,11 +155,11 @@ def test_reshard_moves_entries_with_their_run_state(app: Celery, client: redis.R
 
     report = reshard(client, prefix, 3)
     assert (report.shards_before, report.shards_after, report.moved, report.merged) == (1, 3, 43, 0)
-    assert one.count() == 0 and client.exists(one.stores[0].keys.due) == 0
+    assert one.across.count() == 0 and client.exists(one.stores[0].keys.due) == 0
     three = ShardedStore(client, prefix, 3)
-    assert three.recorded_shards() == 3 and three.count() == 43
+    assert three.recorded_shards() == 3 and three.across.count() == 43
     assert {n: three.run_state(n) for n in before} == before
-    assert list(three.iter_static_names()) == ["static"]
+    assert list(three.across.iter_static_names()) == ["static"]
     assert three.due_score("e7") == -1.0  # a pending "run now" moves with the entry
     assert three.due_score("e0") == 0.0  # beat re-derives the due time
 
@@ -178,8 +179,8 @@ def test_reshard_moves_entries_with_their_run_state(app: Celery, client: redis.R
     after = {n: three.run_state(n) for n in before}
     reshard(client, prefix, 2)
     two = ShardedStore(client, prefix, 2)
-    assert two.count() == 43 and {n: two.run_state(n) for n in before} == after
-    assert reshard(client, prefix, 1).moved > 0 and one.count() == 43
+    assert two.across.count() == 43 and {n: two.run_state(n) for n in before} == after
+    assert reshard(client, prefix, 1).moved > 0 and one.across.count() == 43
 
 
 def test_an_interrupted_reshard_loses_nothing_and_a_rerun_finishes_it(client: redis.Redis, prefix: str,
@@ -196,15 +197,15 @@ def test_an_interrupted_reshard_loses_nothing_and_a_rerun_finishes_it(client: re
     report = reshard(client, prefix, 3, from_shards=1)
     assert (report.moved, report.merged) == (1, 1)
     assert three.run_state("a")[0] == 6  # the state with more runs wins
-    assert three.count() == 2 and one.count() == 0
+    assert three.across.count() == 2 and one.across.count() == 0
 
 
 def test_export_stops_a_beat_holding_a_claim_from_committing(client: redis.Redis, prefix: str, cleanup: None) -> None:
     store = RedisStore(client, prefix)
     store.put_raw({"a": EVERY_10S})
-    claim = store.claim(10, 30, now=T0)
+    claim = store.runs.claim(10, 30, now=T0)
     store.export_names(["a"])
-    assert store.commit([Plan("a", claim.lease, T0 + 10, ran=True, run_at="x")]) == [False]
+    assert store.runs.commit([Plan("a", claim.lease, T0 + 10, ran=True, run_at="x")]) == [False]
     assert store.run_state("a") == (0, None)
 
 
@@ -226,7 +227,7 @@ def test_beat_reports_a_layout_other_than_its_setting(app: Celery, client: redis
 def test_reshard_command(redis_url: str, client: redis.Redis, prefix: str, cleanup: None) -> None:
     ShardedStore(client, prefix, 1).put_raw({f"e{i}": EVERY_10S for i in range(5)})
     assert "5 entries moved" in Cli(f"{redis_url}/0", prefix).ok("reshard", "--to", "3")
-    assert ShardedStore(client, prefix, 3).count() == 5
+    assert ShardedStore(client, prefix, 3).across.count() == 5
     assert "unknown scheme" in Cli("nope://x", prefix).fails("reshard", "--to", "3")
 
 

@@ -17,10 +17,10 @@ import pytest
 import redis
 from celery import Celery
 
-from celerybeatredis.builder import Builder
-from celerybeatredis.redis_store import RedisStore
+from celerybeatredis.delivery.redis_messages import RedisShapes
 from celerybeatredis.schedulers import RedisScheduler
-from celerybeatredis.wire import Claim
+from celerybeatredis.storage.redis_store import RedisStore
+from celerybeatredis.storage.wire import Claim
 
 from .helpers import EVERY_10S_DOC as EVERY_10S
 from .helpers import T0, put, sent, sigterm_exits
@@ -56,7 +56,7 @@ def scores(store: RedisStore) -> dict[str, float]:
 def on_publish(app: Celery, monkeypatch: pytest.MonkeyPatch, at: int, action: Callable[[], None]) -> list[int]:
     """Run ``action`` just before the ``at``-th run's message is made (1-based): by Celery's ``send_task``, or filled
     in from the shape of an earlier one (:mod:`celerybeatredis.builder`); the message itself still goes out."""
-    real_send, real_render = app.send_task, Builder.render
+    real_send, real_render = app.send_task, RedisShapes.render
     count: list[int] = []
 
     def made() -> None:
@@ -68,14 +68,14 @@ def on_publish(app: Celery, monkeypatch: pytest.MonkeyPatch, at: int, action: Ca
         made()
         return real_send(*args, **kwargs)
 
-    def render(self: Builder, *args: Any) -> Any:
+    def render(self: RedisShapes, *args: Any) -> Any:
         message = real_render(self, *args)
         if message is not None:
             made()
         return message
 
     monkeypatch.setattr(app, "send_task", send)
-    monkeypatch.setattr(Builder, "render", render)
+    monkeypatch.setattr(RedisShapes, "render", render)
     return count
 
 

@@ -16,7 +16,7 @@ import pytest
 import redis
 from playwright.sync_api import expect
 
-from celerybeatredis.beats import schedule_status
+from celerybeatredis.observe.status import schedule_status
 from celerybeatredis.store import ScheduleStore
 from celerybeatredis.web.queries import Filters, list_entries, overview
 

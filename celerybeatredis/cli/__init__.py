@@ -12,11 +12,11 @@ from __future__ import annotations
 import click
 
 from .. import __version__
-from ..demo import demo_command
 from ..settings import DEFAULT_PREFIX, DEFAULT_URL, Settings
 from .backfill import backfill_command
 from .base import Context, ManageGroup, check_prefix, check_url
 from .calendars import calendar_group
+from .demo import demo_command
 from .health import status_command
 from .moving import export_command, import_command, migrate_command, reshard_command
 from .reading import history_command, invalid_command, list_command, next_command, show_command, stats_command

@@ -7,8 +7,8 @@ from datetime import datetime
 import click
 from celery import Celery
 
-from ..backfill import DEFAULT_LIMIT, backfill_times, send_backfill
-from ..checks import parse_date
+from ..definitions.checks import parse_date
+from ..delivery.backfill import DEFAULT_LIMIT, backfill_times, send_backfill
 from ..exceptions import InvalidDefinition
 from .base import Context, dumps, json_option, pass_context
 

@@ -14,9 +14,9 @@ import click
 import redis
 from celery import Celery
 
-from ..connection import parse_url
 from ..exceptions import CeleryBeatRedisError
 from ..settings import Settings, mask_url
+from ..storage.connection import parse_url
 from ..store import ScheduleStore
 
 F = TypeVar("F", bound=Callable[..., Any])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ..calendars import InvalidCalendar
+from ..definitions.calendars import InvalidCalendar
 from .base import Context, dumps, json_option, pass_context
 
 

@@ -2,7 +2,9 @@
 
 A kind's first flag chooses it (``--every``, ``--cron``, ``--at``, ``--solar``);
 its other flags refine it (``--timezone``). Each field with a flag in
-:data:`~celerybeatredis.fields.FIELDS` becomes an option of its kind of text.
+:data:`~celerybeatredis.definitions.fields.FIELDS` becomes an option of its kind of text. What the flags
+make of a definition is :func:`~celerybeatredis.definitions.documents.changes_from_flags`' (the dashboard's
+forms use it too); here they are read as the command line reads them.
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ from typing import Any, TypeVar
 
 import click
 
-from ..fields import FIELDS, DefinitionField
-from ..kinds import KINDS, Flag, ScheduleKind
+from ..definitions.documents import BadFlags, changes_from_flags
+from ..definitions.fields import FIELDS, DefinitionField
+from ..definitions.kinds import KINDS, Flag
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -38,28 +41,17 @@ def definition_options(func: F) -> F:
     return func
 
 
-def changes_from_flags(flags: dict[str, Any], current: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The definition fields the flags set; on an edit (``current``), nothing they do not name changes."""
-    current = current or {}
-    changes: dict[str, Any] = {}
-    kind = _chosen_kind(flags, current)
-    if kind is not None and kind.from_flags is not None:
-        try:
-            changes["schedule"] = {kind.name: kind.from_flags(flags, current.get(kind.name))}
-        except ValueError as exc:
-            raise click.ClickException(str(exc)) from None
-    if flags.get("task"):
-        changes["task"] = flags["task"]
+def flag_changes(flags: dict[str, Any], current: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The definition changes the command's flags ask for, a JSON flag's text read first (``-``: stdin, ``@path``:
+    a file); a mistake is the command line's one-line error (a usage error for flags that contradict each other)."""
+    decoded = dict(flags)
     for definition_field in FIELDS:
-        value = flags.get(definition_field.name)
-        if definition_field.flag and value is not None:
-            changes[definition_field.name] = (
-                json_arg(value, definition_field.flag) if definition_field.flag_kind == "json" else value
-            )
-    if flags.get("queue"):
-        options = changes.get("options", current.get("options") or {})
-        changes["options"] = {**(options if isinstance(options, dict) else {}), "queue": flags["queue"]}
-    return changes
+        if definition_field.flag and definition_field.flag_kind == "json" and flags.get(definition_field.name) is not None:
+            decoded[definition_field.name] = json_arg(flags[definition_field.name], definition_field.flag)
+    try:
+        return changes_from_flags(decoded, current)
+    except BadFlags as exc:
+        raise (click.UsageError if exc.usage else click.ClickException)(str(exc)) from None
 
 
 def json_arg(value: str | None, option: str) -> Any:
@@ -84,22 +76,6 @@ def read_text_arg(value: str) -> str:
         except OSError as exc:
             raise click.ClickException(f"cannot read {value[1:]}: {exc.strerror}") from None
     return value
-
-
-def _chosen_kind(flags: dict[str, Any], current: dict[str, Any]) -> ScheduleKind | None:
-    """The kind the flags write: one whose first flag is given, or, editing, the current one refined."""
-    chosen = [k for k in KINDS.values() if k.flags and flags.get(k.flags[0].name) not in (None, "")]
-    if len(chosen) > 1:
-        raise click.UsageError(f"give one schedule, not --{' and --'.join(k.flags[0].name for k in chosen)}")
-    if chosen:
-        return chosen[0]
-    for kind in KINDS.values():
-        refining = [f.name for f in kind.flags[1:] if flags.get(f.name) not in (None, "")]
-        if refining and current.get(kind.name) is None:
-            raise click.UsageError(f"--{refining[0]} goes with --{kind.flags[0].name} (or edits an entry's {kind.name})")
-        if refining:
-            return kind
-    return None
 
 
 def _kind_option(flag: Flag) -> Callable[[F], F]:

@@ -6,8 +6,8 @@ from datetime import datetime, timezone
 
 import click
 
-from ..beats import ALIVE_SECONDS, schedule_status
-from ..display import table
+from ..managing.display import table
+from ..observe.status import ALIVE_SECONDS, schedule_status
 from ..settings import mask_url
 from .base import Context, dumps, json_option, pass_context
 

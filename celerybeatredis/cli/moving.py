@@ -11,15 +11,12 @@ from typing import IO
 
 import click
 
-from .. import migrate as migration
-from ..connection import make_client
-from ..settings import mask_url
-from ..sharded_store import ShardedStore
-from ..shards import reshard
-from ..transfer import (
+from ..managing.records import BulkResult
+from ..moving import migrate as migration
+from ..moving.reshard import reshard
+from ..moving.transfer import (
     BadLine,
     CalendarRecord,
-    ImportResult,
     Record,
     calendar_lines,
     export_lines,
@@ -27,6 +24,9 @@ from ..transfer import (
     import_calendar,
     parse_lines,
 )
+from ..settings import mask_url
+from ..storage.connection import make_client
+from ..storage.sharded_store import ShardedStore
 from .base import Context, pass_context, progress
 
 
@@ -71,7 +71,7 @@ def import_command(obj: Context, file: IO[str], skip_invalid: bool, batch_size: 
             more = f" (and {len(problems) - 1} more bad lines)" if len(problems) > 1 else ""
             raise click.ClickException(f"{problems[0]}{more}; nothing imported (--skip-invalid imports the rest)")
         source.seek(0)
-        result = ImportResult()
+        result = BulkResult()
         batch: list[Record] = []
         with progress(total, "importing") as advance:
             for item in parse_lines(store, source):
@@ -79,18 +79,18 @@ def import_command(obj: Context, file: IO[str], skip_invalid: bool, batch_size: 
                     continue
                 if isinstance(item, CalendarRecord):  # before the entries after it, which may name it
                     if batch:
-                        import_batch(store, batch, result)
+                        result += import_batch(store, batch)
                         advance(len(batch))
                         batch = []
-                    import_calendar(store, item, result)
+                    result += import_calendar(store, item)
                     continue
                 batch.append(item)
                 if len(batch) >= batch_size:
-                    import_batch(store, batch, result)
+                    result += import_batch(store, batch)
                     advance(len(batch))
                     batch = []
             if batch:
-                import_batch(store, batch, result)
+                result += import_batch(store, batch)
                 advance(len(batch))
     for problem in problems:
         click.echo(f"skipped {problem}", err=True)
@@ -151,10 +151,11 @@ def migrate_command(obj: Context, kind: str, old_prefix: str | None, source_url:
         result = migration.migrate(source, store, found, delete_old=delete_old, progress=advance)
     for problem in result.problems:
         click.echo(f"skipped {problem}", err=True)
-    for name in result.skipped:
+    for name in result.counts.skipped:
         click.echo(f"skipped {name!r}: a dynamic entry of that name exists", err=True)
-    click.echo(f"migrated {result.migrated} entries: {result.written} added or changed, {result.unchanged} unchanged, "
-               f"{result.restored} run states restored"
+    counts = result.counts
+    click.echo(f"migrated {result.migrated} entries: {counts.written} added or changed, {counts.unchanged} unchanged, "
+               f"{counts.restored} run states restored"
                + (f", {result.vanished} gone since the first pass" if result.vanished else ""))
     if delete_old:
         click.echo(f"deleted {result.deleted_keys} old keys")
@@ -172,7 +173,7 @@ def reshard_command(obj: Context, shards: int, from_shards: int | None, batch_si
     """Move every entry, with its run state, to its shard under a new shard count; safe to repeat."""
     store = obj.store
     before = from_shards or store.recorded_shards() or 1
-    total = ShardedStore(store.client, obj.prefix, before).count()
+    total = ShardedStore(store.client, obj.prefix, before).across.count()
     with progress(total, "resharding") as advance:
         done = [0]
 

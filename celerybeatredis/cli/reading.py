@@ -8,20 +8,9 @@ from fnmatch import fnmatchcase
 
 import click
 
-from ..display import (
-    LIST_HEADERS,
-    describe_schedule,
-    last_run,
-    list_row,
-    next_run,
-    paused,
-    relative,
-    size,
-    table,
-    why_never,
-)
-from ..entries import Entry
-from ..fields import FIELDS
+from ..definitions.fields import FIELDS
+from ..managing.display import LIST_HEADERS, describe_schedule, last_run, list_row, next_run, paused, relative, size, table, why_never
+from ..managing.records import Entry
 from ..settings import mask_url
 from ..store import ScheduleStore
 from .base import Context, dumps, json_option, pass_context, server_now

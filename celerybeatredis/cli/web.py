@@ -43,8 +43,7 @@ def web_command(obj: Context, bind: str, read_only: bool, task_allowlist: str) -
     try:
         import uvicorn
 
-        from ..web import WebAuth, create_app, is_local
-        from ..web.app import WebConfig
+        from ..web import WebAuth, WebConfig, create_app, is_local
     except ImportError:
         raise click.ClickException(MISSING) from None
     host, port = parse_bind(bind)

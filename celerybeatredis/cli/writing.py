@@ -7,12 +7,14 @@ from typing import Any
 
 import click
 
-from ..display import describe_schedule
-from ..entries import FIELDS, Entry, apply_changes
+from ..definitions.documents import apply_changes
+from ..definitions.fields import USER_FIELDS
 from ..exceptions import EntryExists, EntryNotFound
+from ..managing.display import describe_schedule
+from ..managing.records import Entry
 from ..store import ScheduleStore
 from .base import Context, pass_context
-from .flags import changes_from_flags, definition_options, json_arg
+from .flags import definition_options, flag_changes, json_arg
 
 
 @click.command("add")
@@ -32,7 +34,7 @@ def add_command(obj: Context, name: str, disabled: bool, definition_json: str | 
         if not isinstance(doc, dict):
             raise click.ClickException("--json: the definition must be a JSON object")
     else:
-        changes = changes_from_flags(flags)
+        changes = flag_changes(flags)
         if "task" not in changes:
             raise click.UsageError("--task is required (or give --json)")
         if "schedule" not in changes:
@@ -68,7 +70,7 @@ def edit_command(obj: Context, name: str, definition_json: str | None, sets: tup
             raise click.ClickException("--json: the definition must be a JSON object")
         changed = store.replace(name, doc)
     elif has_flags or sets or unsets:
-        changes = changes_from_flags(flags, entry.definition)
+        changes = flag_changes(flags, entry.definition)
         for item in sets:
             field_name, sep, value = item.partition("=")
             if not sep or not field_name:
@@ -84,7 +86,7 @@ def edit_command(obj: Context, name: str, definition_json: str | None, sets: tup
 
 def _update(store: ScheduleStore, name: str, changes: dict[str, Any]) -> bool:
     """``update`` that also takes fields the keyword form does not know (users' own fields)."""
-    known = {k: v for k, v in changes.items() if k in ("task", "schedule") or k in FIELDS}
+    known = {k: v for k, v in changes.items() if k in ("task", "schedule") or k in USER_FIELDS}
     extra = {k: v for k, v in changes.items() if k not in known}
     if not extra:
         return store.update(name, **known)

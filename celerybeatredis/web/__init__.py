@@ -7,7 +7,8 @@ the scheduler itself imports nothing of it. Every write goes through
 
 from __future__ import annotations
 
-from .app import WebConfig, create_app
+from .app import create_app
 from .auth import WebAuth, is_local
+from .dashboard import WebConfig
 
 __all__ = ["WebAuth", "WebConfig", "create_app", "is_local"]

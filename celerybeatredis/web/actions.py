@@ -16,8 +16,8 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 
 from ..exceptions import CeleryBeatRedisError, EntryExists, EntryNotFound
-from .app import Dashboard
 from .auth import CSRF_FIELD, LOGIN_COOKIE, csrf_problem
+from .dashboard import Dashboard
 from .forms import check_allowed, definition_from_form, definition_from_json
 from .pages import Pages, entry_url
 

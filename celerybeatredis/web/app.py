@@ -1,77 +1,26 @@
-"""The dashboard's ASGI application: settings, templates, and the guard every request passes.
+"""The dashboard's ASGI application: its routes, and the guard every request passes.
 
 :func:`create_app` takes a :class:`~celerybeatredis.store.ScheduleStore`
 and returns a Starlette app; ``celerybeatredis web`` serves it with uvicorn.
+What the routes share is :class:`~.dashboard.Dashboard`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
-from ..display import describe_schedule, duration, last_run, next_run, relative
-from ..settings import Settings
 from ..store import ScheduleStore
-from .auth import CSRF_COOKIE, CSRF_FIELD, WebAuth, is_local, new_csrf_token
-
-HERE = Path(__file__).parent
-
-
-@dataclass
-class WebConfig:
-    """How the dashboard runs.
-
-    Attributes:
-        auth: Credentials every request must carry (none: loopback only).
-        read_only: Refuse every write and show no actions.
-        settings: The scheduler settings whose ``task_allowlist`` edits here must keep to.
-        title: Shown in the header (the schedule's hash tags by default).
-    """
-
-    auth: WebAuth = field(default_factory=WebAuth)
-    read_only: bool = False
-    settings: Settings = field(default_factory=Settings)
-    title: str = ""
-
-
-def _templates() -> Environment:
-    env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True),
-                      trim_blocks=True, lstrip_blocks=True)
-    env.filters["schedule_words"] = describe_schedule
-    env.filters["duration"] = duration
-    env.filters["iso"] = lambda when: when.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S") if when else "-"
-    env.globals.update(next_run=next_run, last_run=last_run, relative=relative)
-    return env
-
-
-class Dashboard:
-    """What the routes share: the store, the config, the templates."""
-
-    def __init__(self, store: ScheduleStore, config: WebConfig) -> None:
-        self.store = store
-        self.config = config
-        self.templates = _templates()
-
-    def now(self) -> datetime:
-        """The Redis server's clock, which every beat shares."""
-        return datetime.fromtimestamp(self.store.server_time(), timezone.utc)
-
-    def render(self, request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
-        page = self.templates.get_template(template).render(
-            request=request, csrf_field=CSRF_FIELD, csrf_token=request.state.csrf, read_only=self.config.read_only,
-            title=self.config.title or self.store.tags, user=request.state.user, **context)
-        return HTMLResponse(page, status_code=status_code)
+from .auth import CSRF_COOKIE, is_local, new_csrf_token
+from .dashboard import HERE, Dashboard, WebConfig
+from .routes import routes
 
 
 class Guard(BaseHTTPMiddleware):
@@ -112,7 +61,6 @@ class Guard(BaseHTTPMiddleware):
 
 def create_app(store: ScheduleStore, config: WebConfig | None = None) -> Starlette:
     """The dashboard for ``store`` as an ASGI app."""
-    from .routes import routes  # the routes need Dashboard, defined above
 
     config = config or WebConfig()
     dashboard = Dashboard(store, config)

@@ -13,17 +13,14 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-import click
-
-from ..cli.flags import changes_from_flags
-from ..entries import apply_changes
+from ..decisions.firetimes import FireTime, fire_times
+from ..definitions.documents import BadFlags, apply_changes, changes_from_flags
+from ..definitions.fields import FIELDS
+from ..definitions.kinds import KINDS
 from ..exceptions import CeleryBeatRedisError, InvalidDefinition
-from ..fields import FIELDS
-from ..firetimes import FireTime, fire_times
-from ..kinds import KINDS
 from ..settings import Settings
+from ..storage.wire import Claimed
 from ..store import ScheduleStore
-from ..wire import Claimed
 
 #: Fields the form offers (the user-set ones with a flag), in the order shown.
 FORM_FIELDS = tuple(f for f in FIELDS if f.flag and f.user)
@@ -86,8 +83,8 @@ def changes_from_form(form: Mapping[str, str], current: dict[str, Any] | None = 
             flags[definition_field.name] = text
     try:
         changes = changes_from_flags(flags, current)
-    except click.ClickException as exc:
-        raise FormError(exc.format_message()) from None
+    except BadFlags as exc:
+        raise FormError(str(exc)) from None
     changes.update(json_values)
     if current is not None:  # an edit: a field left empty is dropped, as the form shows every one
         for definition_field in FORM_FIELDS:
@@ -142,5 +139,5 @@ def preview(store: ScheduleStore, name: str, doc: dict[str, Any], now: float, co
         InvalidDefinition / CeleryBeatRedisError: why it would not run.
     """
     name = name or "new-entry"
-    entry = Claimed(name, 0.0, store.validate(name, doc).encode(), None, None, None)
+    entry = Claimed(name=name, score=0.0, definition=store.validate(name, doc).encode())
     return fire_times(entry, store.codec.app, now, count)

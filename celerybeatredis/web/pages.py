@@ -14,9 +14,9 @@ from urllib.parse import urlencode
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ..definitions.kinds import KINDS
 from ..exceptions import CeleryBeatRedisError, EntryNotFound
-from ..kinds import KINDS
-from .app import Dashboard
+from .dashboard import Dashboard
 from .forms import FORM_FIELDS, definition_from_form, kind_flags, preview
 from .queries import PAGE_SIZE, Filters, chart_bars, is_paused, kind_of, list_entries, overview
 
@@ -97,7 +97,7 @@ class Pages:
                  if entry and entry.definition is not None else (entry.raw if entry else ""))
                 for item, entry in zip(page.items, entries)]
         return self.dash.render(request, "quarantine.html", rows=rows, next_cursor=page.cursor, entry_url=entry_url,
-                                total=store.sharded.invalid_count(), done=request.query_params.get("done"))
+                                total=store.sharded.across.invalid_count(), done=request.query_params.get("done"))
 
     def add(self, request: Request, error: str | None = None, form: dict[str, str] | None = None,
             status_code: int = 200) -> Response:

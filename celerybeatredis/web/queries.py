@@ -16,9 +16,10 @@ from datetime import datetime, timezone
 from fnmatch import fnmatchcase
 from typing import Any
 
-from ..beats import Status, schedule_status
-from ..entries import Entry, decode
-from ..kinds import KINDS
+from ..definitions.documents import decode
+from ..definitions.kinds import KINDS
+from ..managing.records import Entry
+from ..observe.status import Status, schedule_status
 from ..store import ScheduleStore
 
 #: Entries a listing page shows at most.
@@ -119,10 +120,10 @@ def list_entries(store: ScheduleStore, filters: Filters, cursor: int = 0, page_s
     quarantine_only = filters.quarantined == "yes"  # the quarantine hash is small: scan it instead of every definition
     while True:
         if quarantine_only:
-            cursor, reasons = store.sharded.scan_invalid(cursor, step, filters.match)
+            cursor, reasons = store.sharded.across.scan_invalid(cursor, step, filters.match)
             candidates = [e for e in store.find([name for name, _ in reasons]) if e is not None and wanted(e.raw.encode())]
         else:
-            cursor, page = store.sharded.scan_definitions(cursor, step, filters.match)
+            cursor, page = store.sharded.across.scan_definitions(cursor, step, filters.match)
             names = [name for name, raw in page if wanted(raw)]
             candidates = [e for e in store.find(names) if e is not None] if names else []
         scanned += step
@@ -168,9 +169,9 @@ def overview(store: ScheduleStore) -> Overview:
             per_minute[minute] += int(counted)
     return Overview(
         status=status,
-        scheduled=store.sharded.count_scores("(0", "(inf"),
-        never=store.sharded.count_scores("inf", "inf"),
-        pending=store.sharded.count_scores("-inf", 0),
+        scheduled=store.sharded.across.count_scores("(0", "(inf"),
+        never=store.sharded.across.count_scores("inf", "inf"),
+        pending=store.sharded.across.count_scores("-inf", 0),
         per_minute=per_minute,
         start=datetime.fromtimestamp(start, timezone.utc),
     )

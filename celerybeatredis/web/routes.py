@@ -5,7 +5,7 @@ from __future__ import annotations
 from starlette.routing import Route
 
 from .actions import Actions
-from .app import Dashboard
+from .dashboard import Dashboard
 from .pages import Pages
 
 

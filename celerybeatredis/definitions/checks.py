@@ -1,0 +1,90 @@
+"""Checks of the JSON values in a definition, each failing with an error that names the field.
+
+The schedule kinds (:mod:`~celerybeatredis.kinds`) and the optional fields
+(:mod:`~celerybeatredis.fields`) read their values with these, so a wrong type
+reads the same wherever it is found.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from typing import TypeGuard
+
+from ..exceptions import InvalidDefinition
+
+#: apply_async options that are times; stored as ISO-8601 strings.
+MESSAGE_DATE_OPTIONS = ("eta", "expires")
+
+
+def json_type(value: Any) -> str:
+    """``an object``, ``an array``, ``a string``, ... for error messages."""
+    names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", type(None): "null"}
+    for kind, name in names.items():
+        if isinstance(value, kind):
+            return name
+    return "a number" if isinstance(value, (int, float)) else type(value).__name__
+
+
+def is_number(value: Any) -> TypeGuard[float]:
+    """An int or float, never a bool (JSON's true is not 1)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def is_count(value: Any, least: int = 0) -> TypeGuard[int]:
+    """An integer (never a bool) of at least ``least``: a run count, a limit."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= least
+
+
+def aware(value: datetime) -> datetime:
+    """``value`` with a zone: a naive time is UTC, as beat writes and the docs define."""
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def parse_date(value: Any, field_name: str) -> datetime:
+    """An ISO-8601 string or the seed's ``{"__type__": "datetime", ...}`` -> aware datetime (naive = UTC)."""
+    if isinstance(value, str):
+        try:
+            # Python before 3.11 does not read the "Z" suffix.
+            parsed = datetime.fromisoformat(value[:-1] + "+00:00" if value[-1:] in ("Z", "z") else value)
+        except ValueError:
+            raise InvalidDefinition(field_name, f"not an ISO-8601 date and time: {value!r}") from None
+    elif isinstance(value, dict) and value.get("__type__") == "datetime":
+        try:
+            year, month, day, hour, minute, second, micro = (
+                int(value.get(k, 0)) for k in ("year", "month", "day", "hour", "minute", "second", "microsecond")
+            )
+            parsed = datetime(year, month, day, hour, minute, second, micro)
+        except (TypeError, ValueError) as exc:
+            raise InvalidDefinition(field_name, f"invalid date: {exc}") from None
+    else:
+        raise InvalidDefinition(field_name, f'must be an ISO-8601 string or {{"__type__": "datetime", ...}}, not {json_type(value)}')
+    return aware(parsed)
+
+
+def parse_bool(value: Any, field_name: str, default: bool) -> bool:
+    """``true`` / ``false``; null is the default."""
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise InvalidDefinition(field_name, f"must be true or false, not {value!r}")
+    return value
+
+
+def parse_options(value: Any) -> dict[str, Any]:
+    """``apply_async`` options; their dates are read, headers and priority checked."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidDefinition("options", f"must be a JSON object, not {json_type(value)}")
+    options = dict(value)
+    for name in MESSAGE_DATE_OPTIONS:
+        if isinstance(options.get(name), str):
+            options[name] = parse_date(options[name], f"options.{name}")
+    if "headers" in options and not isinstance(options["headers"], dict):
+        raise InvalidDefinition("options.headers", "must be a JSON object")
+    if "priority" in options and (not isinstance(options["priority"], int) or isinstance(options["priority"], bool)):
+        raise InvalidDefinition("options.priority", "must be an integer")
+    return options

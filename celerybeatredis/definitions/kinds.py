@@ -1,0 +1,393 @@
+"""The schedule kinds a definition may have: ``interval``, ``crontab``, ``solar``, ``clocked``.
+
+Each kind is one :class:`ScheduleKind` in :data:`KINDS`: how its JSON member
+becomes a Celery schedule, how a Celery schedule becomes that member, how it
+reads in ``list`` and ``show``, whether an entry of it runs once, and the
+command line flags that write it. Parsing, the API, the command line and the
+listings all read this registry, so a new kind is one :func:`register` call.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from celery import Celery
+from celery.schedules import BaseSchedule, crontab, schedstate, schedule, solar
+
+from ..exceptions import InvalidDefinition
+from .checks import aware, is_number, json_type, parse_date
+
+NowFun = Callable[[], datetime]
+PERIODS = ("days", "hours", "minutes", "seconds", "microseconds")
+#: crontab's fields in the order of a cron line: minute hour day-of-month month day-of-week.
+CRON_FIELDS = ("minute", "hour", "day_of_month", "month_of_year", "day_of_week")
+
+
+@dataclass(frozen=True)
+class Flag:
+    """A command line option that writes a kind (``--every 30s``); its value is the option's text."""
+
+    name: str
+    help: str
+    number: bool = False
+
+
+@dataclass(frozen=True)
+class ScheduleKind:
+    """One kind of schedule.
+
+    Attributes:
+        name: The definition's member that holds it (``"interval"``).
+        build: ``(spec, relative, nowfun, app) -> schedule``; raises InvalidDefinition naming the field.
+        from_celery: A Celery schedule object -> the member's JSON, or None if it is not of this kind.
+        describe: The member's JSON -> words for ``list`` and ``show``.
+        runs_once: Whether an entry of this kind is finished after its first run.
+        flags: Command line options that write it; the first one chooses this kind.
+        from_flags: ``(flag values, the current spec or None) -> spec`` for ``add`` and ``edit``; a
+            ``ValueError`` naming the flag for text it cannot read.
+    """
+
+    name: str
+    build: Callable[[Any, bool, NowFun | None, Celery], BaseSchedule]
+    from_celery: Callable[[Any], Mapping[str, Any] | None]
+    describe: Callable[[Any], str]
+    runs_once: bool = False
+    flags: tuple[Flag, ...] = field(default_factory=tuple)
+    from_flags: Callable[[Mapping[str, Any], Any], Any] | None = None
+
+
+#: The registered kinds by name, in the order a Celery schedule object is matched against them.
+KINDS: dict[str, ScheduleKind] = {}
+
+
+def register(kind: ScheduleKind, *, before: str | None = None) -> ScheduleKind:
+    """Add a schedule kind (or replace the one of that name).
+
+    Args:
+        before: A registered kind to match Celery objects against after this one (a
+            subclass of ``celery.schedules.schedule`` must come before ``interval``).
+    """
+    KINDS.pop(kind.name, None)
+    if before is None:
+        KINDS[kind.name] = kind
+        return kind
+    if before not in KINDS:
+        raise KeyError(f"no schedule kind {before!r} to register {kind.name!r} before")
+    items = list(KINDS.items())
+    at = [name for name, _ in items].index(before)
+    KINDS.clear()
+    KINDS.update([*items[:at], (kind.name, kind), *items[at:]])
+    return kind
+
+
+def kind_names() -> tuple[str, ...]:
+    """The member names of the registered kinds."""
+    return tuple(KINDS)
+
+
+def kind_to_json(value: Any) -> dict[str, Any]:
+    """A Celery schedule (or ``timedelta`` / seconds, a ``datetime`` for one run) -> the definition's schedule members.
+
+    Raises:
+        InvalidDefinition: for a schedule type no kind can express.
+    """
+    for kind in KINDS.values():
+        spec = kind.from_celery(value)
+        if spec is not None:
+            return dict(spec)
+    raise InvalidDefinition("schedule", f"cannot store a schedule of type {type(value).__name__}")
+
+
+# --- interval ------------------------------------------------------------------------------
+
+
+def parse_interval(spec: Any) -> timedelta:
+    """``{"every": 30, "period": "seconds"}`` -> ``timedelta``."""
+    if not isinstance(spec, dict):
+        raise InvalidDefinition("interval", f'must be an object like {{"every": 30, "period": "seconds"}}, not {json_type(spec)}')
+    every = spec.get("every")
+    if not is_number(every) or not every > 0:
+        raise InvalidDefinition("interval.every", f"must be a number greater than 0, not {every!r}")
+    period = spec.get("period", "seconds")
+    if period not in PERIODS:
+        raise InvalidDefinition("interval.period", f"unknown period {period!r} (expected one of {', '.join(PERIODS)})")
+    try:
+        return timedelta(**{period: every})
+    except OverflowError:
+        raise InvalidDefinition("interval.every", f"{every!r} {period} is too large") from None
+
+
+def interval_to_json(delta: timedelta) -> dict[str, Any]:
+    """The largest period that expresses ``delta`` exactly."""
+    micros = (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
+    for period, size in (("days", 86_400_000_000), ("hours", 3_600_000_000), ("minutes", 60_000_000), ("seconds", 1_000_000)):
+        if micros % size == 0:
+            return {"every": micros // size, "period": period}
+    if micros % 1000 == 0:
+        return {"every": micros / 1_000_000, "period": "seconds"}
+    return {"every": micros, "period": "microseconds"}
+
+
+def _interval_from_celery(value: Any) -> dict[str, Any] | None:
+    if is_number(value):
+        value = timedelta(seconds=value)
+    if isinstance(value, timedelta):
+        return {"interval": interval_to_json(value)}
+    if isinstance(value, schedule):
+        out: dict[str, Any] = {"interval": interval_to_json(value.run_every)}
+        if value.relative:
+            out["relative"] = True
+        return out
+    return None
+
+
+_SINGULAR = {"days": "day", "hours": "hour", "minutes": "minute", "seconds": "second", "microseconds": "microsecond"}
+
+
+def _describe_interval(spec: Any) -> str:
+    if not isinstance(spec, Mapping):
+        return "?"
+    every, period = spec.get("every"), spec.get("period", "seconds")
+    if every == 1:
+        return f"every {_SINGULAR.get(str(period), period)}"
+    if isinstance(every, float) and every.is_integer():
+        every = int(every)
+    return f"every {every} {period}"
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|sec|secs|seconds?|m|min|mins|minutes?|h|hours?|d|days?)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> timedelta:
+    """``30s``, ``5m``, ``2h``, ``1d``, ``250ms`` or plain seconds -> timedelta (``--every``).
+
+    Raises:
+        ValueError: naming the flag, for the command line to print.
+    """
+    found = _DURATION.match(text)
+    if not found:
+        raise ValueError(f"--every: {text!r} is not a duration like 30s, 5m, 2h, 1d")
+    unit = found.group(2) or "s"
+    seconds = float(found.group(1)) * _UNIT_SECONDS["ms" if unit == "ms" else unit[0]]
+    if seconds <= 0:
+        raise ValueError(f"--every: {text!r} must be greater than 0")
+    return timedelta(seconds=seconds)
+
+
+register(ScheduleKind(
+    name="interval",
+    build=lambda spec, relative, nowfun, app: schedule(parse_interval(spec), relative=relative, nowfun=nowfun, app=app),
+    from_celery=_interval_from_celery,
+    describe=_describe_interval,
+    flags=(Flag("every", "Interval: 30s, 5m, 2h, 1d, 250ms."),),
+    from_flags=lambda flags, current: interval_to_json(parse_duration(flags["every"])),
+))
+
+
+# --- crontab -------------------------------------------------------------------------------
+
+
+class ZonedCrontab(crontab):
+    """A crontab evaluated in its own IANA time zone instead of the app's."""
+
+    def __init__(self, *args: Any, zone: str | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.zone = zone
+
+    @property
+    def tz(self) -> Any:
+        """The entry's own zone, else the app's."""
+        return ZoneInfo(self.zone) if self.zone else self.app.timezone
+
+
+def parse_crontab(spec: Any, nowfun: NowFun | None = None, app: Celery | None = None) -> ZonedCrontab:
+    """The five crontab fields (strings or numbers) and an optional ``timezone``."""
+    if not isinstance(spec, dict):
+        raise InvalidDefinition("crontab", f"must be an object with {', '.join(CRON_FIELDS)}, not {json_type(spec)}")
+    fields: dict[str, str] = {}
+    for name in CRON_FIELDS:
+        value = spec.get(name, "*")
+        if isinstance(value, bool) or not isinstance(value, (str, int)):
+            raise InvalidDefinition(f"crontab.{name}", f"must be a string or an integer, not {json_type(value)}")
+        fields[name] = str(value)
+    zone = spec.get("timezone")
+    if zone is not None:
+        if not isinstance(zone, str) or not zone:
+            raise InvalidDefinition("crontab.timezone", "must be an IANA time zone name such as 'Europe/Berlin'")
+        try:
+            ZoneInfo(zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise InvalidDefinition("crontab.timezone", f"unknown time zone {zone!r}") from None
+    for name, value in fields.items():
+        try:
+            crontab(**{name: value})
+        except Exception as exc:  # noqa: BLE001 - Celery raises several types for bad specs
+            raise InvalidDefinition(f"crontab.{name}", f"invalid value {value!r}: {exc}") from None
+    return ZonedCrontab(nowfun=nowfun, app=app, zone=zone, **fields)
+
+
+def _cron_spec(value: Any) -> str:
+    if isinstance(value, (set, frozenset, list, tuple, range)):
+        return ",".join(str(v) for v in sorted(value))
+    return str(value)
+
+
+def _crontab_from_celery(value: Any) -> dict[str, Any] | None:
+    if not isinstance(value, crontab):
+        return None
+    spec: dict[str, Any] = {name: _cron_spec(getattr(value, f"_orig_{name}")) for name in CRON_FIELDS}
+    zone = getattr(value, "zone", None)
+    if zone:
+        spec["timezone"] = zone
+    return {"crontab": spec}
+
+
+_DAYS = {"0": "Sunday", "1": "Monday", "2": "Tuesday", "3": "Wednesday", "4": "Thursday", "5": "Friday",
+         "6": "Saturday", "7": "Sunday"}
+
+
+def _describe_crontab(spec: Any) -> str:
+    if not isinstance(spec, Mapping):
+        return "?"
+    fields = [str(spec.get(n, "*")) for n in CRON_FIELDS]
+    minute, hour, dom, month, dow = fields
+    zone = f" ({spec['timezone']})" if spec.get("timezone") else ""
+    if dom == month == "*":
+        if minute.isdigit() and hour.isdigit():
+            at = f"at {int(hour):02d}:{int(minute):02d}"
+            if dow == "*":
+                return f"daily {at}{zone}"
+            if dow in _DAYS:
+                return f"{_DAYS[dow]}s {at}{zone}"
+        if hour == dow == "*":
+            if minute == "*":
+                return f"every minute{zone}"
+            if minute.isdigit():
+                return f"hourly at :{int(minute):02d}{zone}"
+            if minute.startswith("*/") and minute[2:].isdigit():
+                return f"every {int(minute[2:])} minutes{zone}"
+    return f"cron {' '.join(fields)}{zone}"
+
+
+def _crontab_from_flags(flags: Mapping[str, Any], current: Any) -> dict[str, Any]:
+    """``--cron`` sets the five fields and keeps the zone; ``--timezone`` alone changes only the zone."""
+    spec = dict(current) if isinstance(current, Mapping) else {}
+    if flags.get("cron"):
+        parts = str(flags["cron"]).split()
+        if len(parts) != 5:
+            raise ValueError(f"--cron: {flags['cron']!r} needs five fields: minute hour day-of-month month day-of-week")
+        spec = {**dict(zip(CRON_FIELDS, parts)), **({"timezone": spec["timezone"]} if "timezone" in spec else {})}
+    if flags.get("timezone"):
+        spec["timezone"] = flags["timezone"]
+    return spec
+
+
+register(ScheduleKind(
+    name="crontab",
+    build=lambda spec, relative, nowfun, app: parse_crontab(spec, nowfun=nowfun, app=app),
+    from_celery=_crontab_from_celery,
+    describe=_describe_crontab,
+    flags=(Flag("cron", "Crontab: 'minute hour day-of-month month day-of-week', e.g. '*/5 * * * *'."),
+           Flag("timezone", "IANA time zone of --cron (default: the app's); alone, changes a crontab's zone.")),
+    from_flags=_crontab_from_flags,
+))
+
+
+# --- solar ---------------------------------------------------------------------------------
+
+
+def parse_solar(spec: Any, nowfun: NowFun | None = None, app: Celery | None = None) -> solar:
+    """``{"event": "sunset", "latitude": 52.5, "longitude": 13.4}`` -> ``solar``."""
+    if not isinstance(spec, dict):
+        raise InvalidDefinition("solar", f"must be an object with event, latitude, longitude, not {json_type(spec)}")
+    event = spec.get("event")
+    if event not in solar._all_events:
+        raise InvalidDefinition("solar.event", f"unknown event {event!r} (expected one of {', '.join(sorted(solar._all_events))})")
+    coords = {}
+    for name, bound in (("latitude", 90), ("longitude", 180)):
+        value = spec.get(name)
+        if not is_number(value) or not -bound <= value <= bound:
+            raise InvalidDefinition(f"solar.{name}", f"must be a number from -{bound} to {bound}, not {value!r}")
+        coords[name] = float(value)
+    try:
+        return solar(event, coords["latitude"], coords["longitude"], nowfun=nowfun, app=app)
+    except ImportError:
+        raise InvalidDefinition("solar", "solar schedules need the 'ephem' package: pip install ephem") from None
+
+
+def _describe_solar(spec: Any) -> str:
+    if not isinstance(spec, Mapping):
+        return "?"
+    return f"at {spec.get('event')} ({spec.get('latitude')}, {spec.get('longitude')})"
+
+
+register(ScheduleKind(
+    name="solar",
+    build=lambda spec, relative, nowfun, app: parse_solar(spec, nowfun=nowfun, app=app),
+    from_celery=lambda value: (
+        {"solar": {"event": value.event, "latitude": value.lat, "longitude": value.lon}} if isinstance(value, solar) else None
+    ),
+    describe=_describe_solar,
+    flags=(Flag("solar", "Solar event (sunrise, sunset, dawn_civil, ...), with --latitude and --longitude."),
+           Flag("latitude", "Latitude of --solar.", number=True), Flag("longitude", "Longitude of --solar.", number=True)),
+    from_flags=lambda flags, current: {
+        **(current if isinstance(current, Mapping) else {}),
+        **{key: flags[flag] for key, flag in (("event", "solar"), ("latitude", "latitude"), ("longitude", "longitude"))
+           if flags.get(flag) is not None},
+    },
+))
+
+
+# --- clocked -------------------------------------------------------------------------------
+
+
+class clocked(BaseSchedule):
+    """One run at a fixed time; the scheduler retires the entry after it."""
+
+    def __init__(self, run_at: datetime, nowfun: NowFun | None = None, app: Celery | None = None) -> None:
+        super().__init__(nowfun=nowfun, app=app)
+        self.run_at = run_at
+
+    def remaining_estimate(self, last_run_at: datetime) -> timedelta:
+        """Time left until ``run_at``."""
+        return self.run_at - self.now()
+
+    def is_due(self, last_run_at: datetime) -> schedstate:
+        """Due once ``run_at`` has passed."""
+        rem = self.remaining_estimate(last_run_at).total_seconds()
+        return schedstate(rem <= 0, max(rem, 0.0))
+
+    def __repr__(self) -> str:
+        return f"<clocked: {self.run_at.isoformat()}>"
+
+
+def parse_clocked(spec: Any) -> datetime:
+    """An ISO-8601 time, bare or as ``{"at": "..."}``."""
+    value = spec.get("at") if isinstance(spec, dict) else spec
+    return parse_date(value, "clocked" if not isinstance(spec, dict) else "clocked.at")
+
+
+def _clocked_from_celery(value: Any) -> dict[str, Any] | None:
+    """A ``clocked`` schedule, or a ``datetime`` for one run at that time (naive = UTC)."""
+    if isinstance(value, clocked):
+        value = value.run_at
+    if isinstance(value, datetime):
+        return {"clocked": aware(value).isoformat()}
+    return None
+
+
+register(ScheduleKind(
+    name="clocked",
+    build=lambda spec, relative, nowfun, app: clocked(parse_clocked(spec), nowfun=nowfun, app=app),
+    from_celery=_clocked_from_celery,
+    describe=lambda spec: f"once at {spec.get('at') if isinstance(spec, Mapping) else spec}",
+    runs_once=True,
+    flags=(Flag("at", "One run at this ISO-8601 time."),),
+    from_flags=lambda flags, current: flags["at"],
+))

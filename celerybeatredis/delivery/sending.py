@@ -1,0 +1,105 @@
+"""Sending one run as Celery beat sends it: through the scheduler's ``apply_async`` and producer, with the headers
+that name the entry and the task id chosen for it; and telling a broker's failure from the entry's own.
+
+:class:`~.publisher.Publisher` sends whole batches on top of this.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from celery.beat import ScheduleEntry, Scheduler, SchedulingError
+from kombu import Producer
+from kombu.exceptions import OperationalError
+
+from ..decisions.decide import Decision, Run
+from ..definitions.codec import Definition
+from ..observe.log import logger
+from ..policies.overlap import HOLD
+from ..storage.history import STAMP, task_id
+from .headers import HEADER, REPORT, SCHEDULED
+
+#: A history record's stamp is its characters 1 .. STAMP.
+HISTORY_STAMP_END = 1 + STAMP
+
+
+class Sender:
+    """One run at a time through a Celery beat ``Scheduler`` (its ``apply_async``, producer and broker connection)."""
+
+    def __init__(self, scheduler: Scheduler) -> None:
+        self.scheduler = scheduler
+
+    def producer(self) -> Producer | None:
+        """The scheduler's producer, connected; None, logged, when the broker cannot be reached.
+
+        Read once per batch: it is a lazy property that takes a lock on every read,
+        and its first read connects, which fails like a publish when the broker is down.
+        """
+        try:
+            producer: Producer = self.scheduler.producer
+        except Exception as exc:  # kombu raises the transport's own connection errors; anything else goes on up
+            if not self.broker_fault(exc):
+                raise
+            logger.error("beat: cannot reach the broker to publish: %s", exc)
+            return None
+        return producer
+
+    def send(self, name: str, run: Run, now: datetime, producer: Producer | None,
+             tid: str | None = None, tag: str = "") -> BaseException | None:
+        """Send one task as Celery beat would (with task id ``tid``, if given); the error if it could not be published.
+
+        ``tag`` is the hash tag of the entry's shard, for the worker integration to report the run to.
+        """
+        defn, runs, scheduled = run
+        options = dict(defn.options)
+        if tid is not None:
+            options["task_id"] = tid
+        # The entry's name rides in a header (as django-celery-beat's), so a worker, a result backend or Flower can
+        # tell which entry sent a task: ``self.request.periodic_task_name`` in the task.
+        headers = {**options["headers"], HEADER: name} if "headers" in options else {HEADER: name}
+        if scheduled:
+            headers[SCHEDULED] = scheduled
+        if reported(defn):
+            headers[REPORT] = {"tag": tag, "overlap": defn.overlap != "allow", "failures": defn.pause_after_failures or 0}
+        options["headers"] = headers
+        entry = ScheduleEntry(
+            name=name, task=defn.task, last_run_at=now, total_run_count=runs, schedule=defn.schedule,
+            args=defn.args, kwargs=defn.kwargs, options=options, app=self.scheduler.app,
+        )
+        if logger.isEnabledFor(logging.INFO):
+            logger.info("Scheduler: Sending due task %s (%s)", name, defn.task)
+        try:
+            self.scheduler.apply_async(entry, producer=producer, advance=False)
+        except Exception as exc:  # noqa: BLE001 - SchedulingError, or the broker connection failing
+            logger.error("beat: could not publish %r (%s): %s", name, defn.task, exc)
+            cause = exc.__context__ if isinstance(exc, SchedulingError) else None
+            return cause or exc
+        return None
+
+    def broker_fault(self, error: BaseException) -> bool:
+        """Whether a publish failed because of the broker (retry later) rather than the entry."""
+        conn = self.scheduler.connection
+        # Transports list their own error classes; a builtin one there (kombu's Redis transport lists KeyError)
+        # says nothing about the broker.
+        listed = [e for e in (*conn.connection_errors, *conn.channel_errors) if e.__module__ != "builtins"]
+        while isinstance(error, OperationalError):  # kombu wraps what its transport raised
+            inner = error.__cause__ or error.__context__
+            if inner is None:
+                break
+            error = inner
+        return isinstance(error, (*listed, OperationalError, OSError))
+
+
+def reported(defn: Definition) -> bool:
+    """Whether a run of ``defn`` asks the worker integration to report it (its message then has a header of its own)."""
+    return defn.overlap != "allow" or bool(defn.pause_after_failures)
+
+
+def chosen_task_id(tag: str, decision: Decision) -> str | None:
+    """The task id of ``decision``'s run, chosen before the worker can see it: the one its run marker names
+    (:mod:`~celerybeatredis.policies.overlap`), else one made from its history stamp (None without history)."""
+    if decision.running and decision.running != HOLD:
+        return decision.running.partition(" ")[0]
+    run_stamp = decision.history[1:HISTORY_STAMP_END]
+    return task_id(tag, decision.name, run_stamp) if run_stamp else None

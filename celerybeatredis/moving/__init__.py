@@ -1,0 +1,1 @@
+"""Moving schedules: export and import, migration from the old celerybeat-redis and RedBeat, resharding."""
