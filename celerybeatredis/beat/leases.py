@@ -85,12 +85,19 @@ class LeaseKeeper:
         self.drop()
 
     def run(self) -> None:
-        """Renew each claim held a third of a lease since its lease was set (looking every sixth of a lease)."""
+        """Renew the claims that are due, looking every sixth of a lease (:meth:`renew_due`)."""
         while not self.stopped.wait(self.every / 2):
-            with self.lock:  # the tick waits at most one renewal before it commits
-                for held in list(self.held.values()):
-                    if time.monotonic() - held.since >= self.every:
-                        self.renew(held)
+            self.renew_due()
+
+    def renew_due(self) -> int:
+        """Renew each claim held a third of a lease since its lease was set; how many were due."""
+        due = 0
+        with self.lock:  # the tick waits at most one renewal before it commits
+            for held in list(self.held.values()):
+                if time.monotonic() - held.since >= self.every:
+                    self.renew(held)
+                    due += 1
+        return due
 
     def renew(self, held: Held) -> None:
         """One renewal; a failed one is logged, and the claim may then lose its lease (never twice sent)."""
