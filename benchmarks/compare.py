@@ -2,10 +2,13 @@
 
     python benchmarks/compare.py /path/to/old-checkout . --entries 100000 --rounds 2
     python benchmarks/compare.py .::redis_scheduler_history=0 . --entries 100000 --rounds 3
+    python benchmarks/compare.py /path/to/old-checkout . --entries 100000 --rounds 5 --policies
 
 A tree written ``PATH::setting=value[,setting=value]`` runs with those Celery
 settings (a value is read as JSON when it is JSON): one tree can so be set
-against itself, e.g. with a feature off and on.
+against itself, e.g. with a feature off and on. With ``--policies`` every entry
+carries the run policies of ``benchmarks/policies.py`` (jitter, a calendar,
+``overlap: skip``), so two trees are compared on the policies' path too.
 
 Each round runs every tree once, in turn, in a process of its own against the
 same private redis-server: ``N`` interval (or crontab) entries with 20% due at
@@ -27,6 +30,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.policies import CALENDAR, POLICIES
 from benchmarks.sidebyside import TIMED_TICKS, print_medians, run_rounds
 
 #: Run in a child process with the tree first on ``sys.path``: that tree's package and harness.
@@ -36,15 +40,24 @@ from pathlib import Path
 tree, url, n, kind, workdir = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], Path(sys.argv[5])
 conf = json.loads(sys.argv[6])
 fill = int(sys.argv[7])
+members, calendar = json.loads(sys.argv[8]), json.loads(sys.argv[9])
 sys.path.insert(0, tree)
 import redis
 import celerybeatredis
 from benchmarks.subjects import Ours
 from benchmarks.workload import Burst
+from celerybeatredis.store import ScheduleStore
 assert celerybeatredis.__file__.startswith(str(Path(tree).resolve())), celerybeatredis.__file__
 server = redis.Redis.from_url(url + "/0")
 server.flushall()
-subject = Ours(url, workdir)
+
+class WithMembers(Ours):
+    def document(self, workload, entry):
+        return dict(super().document(workload, entry), **members)
+
+subject = WithMembers(url, workdir)
+if calendar:
+    ScheduleStore(server, subject.prefix).set_calendar(calendar.pop("name"), **calendar)
 workload = Burst(n, kind)
 subject.insert(workload, range(n))
 subject.prepare(workload)
@@ -76,6 +89,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=2, help="runs of every tree (default 2)")
     parser.add_argument("--fill-history", type=int, default=0, metavar="D",
                         help="start with every entry's run history full at depth D (trees that have history.py)")
+    parser.add_argument("--policies", action="store_true",
+                        help="every entry carries the run policies of benchmarks/policies.py (and its calendar)")
     return parser.parse_args(argv)
 
 
@@ -95,9 +110,10 @@ def tree_conf(spec: str) -> tuple[Path, dict[str, Any]]:
 def run_once(spec: str, url: str, args: argparse.Namespace, workdir: Path) -> dict[str, float]:
     """One tree's figures, from a process of its own."""
     tree, conf = tree_conf(spec)
+    members, calendar = ({}, {}) if not args.policies else (POLICIES, {"name": POLICIES["exclude"][0], **CALENDAR})
     done = subprocess.run(
         [sys.executable, "-c", CHILD, str(tree.resolve()), url, str(args.entries), args.kind, str(workdir), json.dumps(conf),
-         str(args.fill_history)],
+         str(args.fill_history), json.dumps(members), json.dumps(calendar)],
         capture_output=True, text=True, check=False,
     )
     if done.returncode != 0:
@@ -109,7 +125,8 @@ def run_once(spec: str, url: str, args: argparse.Namespace, workdir: Path) -> di
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     results = run_rounds(args.trees, args.rounds, lambda tree, url, workdir: run_once(tree, url, args, workdir))
-    print_medians(results, f"\nN = {args.entries:,} {args.kind}, medians of {args.rounds} round(s):")
+    policies = f", every entry with {json.dumps(POLICIES)}" if args.policies else ""
+    print_medians(results, f"\nN = {args.entries:,} {args.kind}{policies}, medians of {args.rounds} round(s):")
 
 if __name__ == "__main__":
     main()

@@ -31,7 +31,7 @@ class Dispatcher:
 
     def __init__(self, settings: Settings, planner: Planner, publisher: Publisher, heartbeat: Heartbeat | None = None) -> None:
         self.settings = settings
-        #: Sends the heartbeat with a claim of the first shard, in its round trip (:mod:`.beats`).
+        #: Sends the heartbeat with a claim of the first shard, in its round trip (:mod:`~celerybeatredis.observe.heartbeat`).
         self.heartbeat = heartbeat
         self.planner = planner
         self.publisher = publisher

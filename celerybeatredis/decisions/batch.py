@@ -42,7 +42,7 @@ class Batch:
         self.at = at
         self.now = datetime.fromtimestamp(at, timezone.utc)
         self.run_at = self.now.isoformat()
-        #: Its history stamp (history.py), "" with history off: no records, no task ids chosen.
+        #: Its history stamp (:mod:`~celerybeatredis.storage.history`), "" with history off: no records, no task ids chosen.
         self.stamp = history_stamp(at) if history else ""
         #: The stamp that names this batch's task ids: its history stamp, made even with history off (run markers).
         self.task_stamp = self.stamp or history_stamp(at)

@@ -2,7 +2,7 @@
 
 Nothing here reads Redis. :func:`fire_times` takes an entry as beat claims it
 (definition, due score, run count, last run, ``{T}:digest``) and calls
-:func:`~.decisions.decide` at the entry's due score, then at the score that
+:func:`~.decide.decide` at the entry's due score, then at the score that
 decision stores, and so on: the times are those of a beat that ticks on time,
 by the same code, so they cannot drift from what beat does. Times that
 ``start_time``, ``expires``, ``max_run_count``, ``one_off`` or ``enabled``
@@ -123,7 +123,7 @@ def _replay(name: str, defn: Definition, clock: TickClock, anchor: float, state:
 
 
 def _why_retired(defn: Definition, runs: int, now: datetime) -> str:
-    """The field that retired an entry (see :func:`~.decisions.finished`)."""
+    """The field that retired an entry (see :func:`~.decide.finished`)."""
     if not defn.enabled:
         return "enabled"
     if defn.max_run_count is not None and runs >= defn.max_run_count:

@@ -1,7 +1,7 @@
 """Checks of the JSON values in a definition, each failing with an error that names the field.
 
-The schedule kinds (:mod:`~celerybeatredis.kinds`) and the optional fields
-(:mod:`~celerybeatredis.fields`) read their values with these, so a wrong type
+The schedule kinds (:mod:`~celerybeatredis.definitions.kinds`) and the optional fields
+(:mod:`~celerybeatredis.definitions.fields`) read their values with these, so a wrong type
 reads the same wherever it is found.
 """
 

@@ -1,4 +1,4 @@
-"""``/metrics``: beat's own counters (:class:`~.beatstats.BeatStats`) and the schedule's gauges, for Prometheus.
+"""``/metrics``: beat's own counters (:class:`~.stats.BeatStats`) and the schedule's gauges, for Prometheus.
 
 Imported only when ``redis_scheduler_http`` is set: it needs ``prometheus_client``
 (the ``metrics`` extra). Everything is read at scrape time by one collector, so

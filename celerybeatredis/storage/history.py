@@ -125,7 +125,7 @@ class History:
 
 
 def with_pause_reason(history: History, pause: Any) -> History:
-    """``history`` with the reason of the pause in force (a :class:`~.pausing.Pause`) on the runs it skipped.
+    """``history`` with the reason of the pause in force (a :class:`~celerybeatredis.definitions.pausing.Pause`) on the runs it skipped.
 
     Records keep no text, so the reason is the current pause's, shown on the skips since it began.
     """

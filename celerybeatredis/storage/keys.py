@@ -45,23 +45,24 @@ class Keys:
     digest: str = field(init=False)
     #: Hash: reconciler cursors, the schema version and the shard layout.
     meta: str = field(init=False)
-    #: Hash: beat id -> JSON heartbeat (beats.py); used on the first shard only, pruned by heartbeat.lua.
+    #: Hash: beat id -> JSON heartbeat (:mod:`~celerybeatredis.observe.heartbeat`); used on the first shard only, pruned by heartbeat.lua.
     beats: str = field(init=False)
     #: Hash: entry name -> its run history, ``"<sent>,<skipped>,<missed>;"`` then the last runs as fixed-width
-    #: records (see history.py). Not in :meth:`types`: history that cannot be read never stops beat.
+    #: records (see :mod:`.history`). Not in :meth:`types`: history that cannot be read never stops beat.
     history: str = field(init=False)
     #: Hash: entry name -> ``"<task id> <expires>[ h]"``, the run in progress of an entry with an ``overlap`` mode
-    #: (overlap.py): written by commit.lua, moved on and deleted by the worker integration (worker.py).
+    #: (:mod:`~celerybeatredis.policies.overlap`): written by commit.lua, moved on and deleted by the worker
+    #: integration (:mod:`celerybeatredis.worker`).
     running: str = field(init=False)
-    #: Hash: entry name -> consecutive failed runs of an entry with ``pause_after_failures``, counted by worker.py.
+    #: Hash: entry name -> consecutive failed runs of an entry with ``pause_after_failures``, counted by the worker integration.
     failures: str = field(init=False)
     #: Hash (field ``at``: Unix time): set when beat syncs ``beat_schedule``, never deleted by beat. Gone means the schedule's Redis
     #: lost its data (restarted without persistence, flushed): beat logs an ERROR and syncs again at once.
     synced: str = field(init=False)
-    #: Hash: calendar name -> JSON document of excluded days (calendars.py); used on the first shard only.
+    #: Hash: calendar name -> JSON document of excluded days (:mod:`~celerybeatredis.definitions.calendars`); used on the first shard only.
     calendars: str = field(init=False)
     #: Sorted set: entry name -> when its committed run is sent again unless the broker is known to have taken
-    #: it first (``at-least-once`` delivery, see delivery.py).
+    #: it first (``at-least-once`` delivery, see :mod:`~celerybeatredis.delivery.modes`).
     pending: str = field(init=False)
     #: Hash: entry name -> the task id of that run (sent again with the same id).
     pending_ids: str = field(init=False)

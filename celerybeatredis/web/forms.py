@@ -1,7 +1,7 @@
 """Definitions from the dashboard's forms, read by the command line's own rules and messages.
 
 A form holds what the ``add`` / ``edit`` flags hold (a kind and its flags,
-``task``, the fields of :data:`~celerybeatredis.fields.FIELDS`), so it is
+``task``, the fields of :data:`~celerybeatredis.definitions.fields.FIELDS`), so it is
 turned into a definition by the same code, and a mistake reads as it does at
 the command line. JSON fields are read here, never from a file or stdin as
 the command line's ``@file`` and ``-`` would.

@@ -15,7 +15,7 @@
   KEYS[5]  {T}:digest           hash   name -> "<sha1 prefix>[ <anchor>]"
   KEYS[6]  {T}:invalid          hash   name -> reason
   KEYS[7]  {T}:history          hash   name -> run history (dropped with a gone entry; left alone if not a hash)
-  KEYS[8]  {T}:running          hash   name -> run marker of an entry with an overlap mode (see overlap.py)
+  KEYS[8]  {T}:running          hash   name -> run marker of an entry with an overlap mode (see policies/overlap.py)
 
   ARGV[1]  batch size (most entries claimed)
   ARGV[2]  lease in seconds

@@ -14,8 +14,8 @@
   KEYS[3]  {T}:last_run_at      hash
   KEYS[4]  {T}:digest           hash
   KEYS[5]  {T}:invalid          hash
-  KEYS[6]  {T}:history          hash   name -> "<sent>,<skipped>,<missed>;<record>..." (see history.py)
-  KEYS[7]  {T}:running          hash   name -> run marker (see overlap.py)
+  KEYS[6]  {T}:history          hash   name -> "<sent>,<skipped>,<missed>;<record>..." (see storage/history.py)
+  KEYS[7]  {T}:running          hash   name -> run marker (see policies/overlap.py)
   KEYS[8]  {T}:pending          zset   name -> when its run is sent again (at-least-once delivery)
   KEYS[9]  {T}:pending_ids      hash   name -> that run's task id
 

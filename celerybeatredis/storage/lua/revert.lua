@@ -13,7 +13,7 @@
   KEYS[3]  {T}:last_run_at      hash
   KEYS[4]  {T}:invalid          hash
   KEYS[5]  {T}:history          hash
-  KEYS[6]  {T}:running          hash   the run's marker (overlap.py) goes: the run was never sent
+  KEYS[6]  {T}:running          hash   the run's marker (policies/overlap.py) goes: the run was never sent
 
   ARGV     six values per entry:
            name, committed score, retry score, previous last_run_at ("" = none),

@@ -7,7 +7,7 @@
   run made due overrides a beat's claim in progress: that beat's commit is
   refused and the entry is decided afresh.
 
-  KEYS[1]  {T}:running   hash   name -> run marker (see overlap.py)
+  KEYS[1]  {T}:running   hash   name -> run marker (see policies/overlap.py)
   KEYS[2]  {T}:due       zset
   KEYS[3]  {T}:failures  hash   name -> consecutive failed runs
 

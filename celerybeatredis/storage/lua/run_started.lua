@@ -5,7 +5,7 @@
   Only the marker of this very run is touched: a run that started after its
   marker lapsed (and another run was sent) leaves the newer marker alone.
 
-  KEYS[1]  {T}:running  hash   name -> "<task id> <expires> <timeout>[ h]" (see overlap.py)
+  KEYS[1]  {T}:running  hash   name -> "<task id> <expires> <timeout>[ h]" (see policies/overlap.py)
 
   ARGV[1]  entry name
   ARGV[2]  the run's task id

@@ -1,6 +1,6 @@
 --[[
   Run history of an entry: one {T}:history field, "<sent>,<skipped>,<missed>;" then
-  fixed-width records (RECORD characters each, newest first; see history.py).
+  fixed-width records (RECORD characters each, newest first; see storage/history.py).
 
   history_fields(key, names)          the fields of names (false where none), or nil when key is not a hash
   history_drop(key, names)            HDEL names, unless key is not a hash

@@ -1,6 +1,6 @@
 --[[
   Task messages a commit writes with its runs (``exactly-once`` delivery): kombu's Redis commands, captured by
-  beat (messages.py), run here so a run and its message are written together or not at all.
+  beat (delivery/redis_messages.py), run here so a run and its message are written together or not at all.
 
   messages_read(text)   the list of {plan index, command, key, argument} decoded from JSON and checked, or
                         nil and the reason: a command other than lpush / pexpire / publish, or a queue key that
