@@ -48,7 +48,7 @@ __all__ = ["celery_command", "main"]
 @click.pass_context
 def main(ctx: click.Context, url: str, prefix: str, shards: int, cluster: bool) -> None:
     """Manage a celerybeat-redis schedule."""
-    ctx.obj = Context(check_url(url, cluster), check_prefix(prefix), shards=shards, cluster=cluster)
+    ctx.obj = Context(url=check_url(url, cluster), prefix=check_prefix(prefix), shards=shards, cluster=cluster)
 
 
 @click.group("schedule", cls=ManageGroup)
@@ -64,8 +64,9 @@ def celery_command(ctx: click.Context, url: str | None, prefix: str | None) -> N
         settings = Settings.from_app(app)
     except ValueError as exc:
         raise click.ClickException(f"the app's settings: {exc}") from None
-    ctx.obj = Context(check_url(url, settings.cluster) if url else settings.url, check_prefix(prefix or settings.key_prefix), app,
-                      dict(settings.redis_options or {}), settings.shards, settings.cluster)
+    ctx.obj = Context(url=check_url(url, settings.cluster) if url else settings.url,
+                      prefix=check_prefix(prefix or settings.key_prefix), app=app,
+                      redis_options=dict(settings.redis_options or {}), shards=settings.shards, cluster=settings.cluster)
 
 
 #: The commands both entry points share.

@@ -53,7 +53,7 @@ def web_command(obj: Context, bind: str, read_only: bool, task_allowlist: str) -
         users = web_users(os.environ.get(USERS_ENV), USERS_ENV) or settings.web_users or {}
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
-    auth = WebAuth(token, users)
+    auth = WebAuth(token=token, users=users)
     if not is_local(host) and not auth.configured:
         raise click.ClickException(f"refusing to listen on {host}:{port} without authentication: set {TOKEN_ENV} or "
                                    f"{USERS_ENV} (or bind 127.0.0.1)")

@@ -92,7 +92,7 @@ def parse_calendar(name: str, doc: Any) -> Calendar:
     description = doc.get("description", "")
     if not isinstance(description, str):
         raise InvalidCalendar(name, "description", f"must be a string, not {json_type(description)}")
-    return Calendar(dates, tuple(sorted(ranges)), weekdays, description)
+    return Calendar(dates=dates, ranges=tuple(sorted(ranges)), weekdays=weekdays, description=description)
 
 
 def load_calendar(name: str, raw: bytes | str) -> Calendar:

@@ -130,7 +130,7 @@ class Codec:
         relative = doc.get("relative") is not None and BY_NAME["relative"].read(doc["relative"])
         sched = self._schedule(kind, doc[kind], relative)
         if not has_members:
-            return Definition(task, kind, sched, (), {}, {})
+            return Definition(task=task, kind=kind, schedule=sched, args=(), kwargs={}, options={})
         # only the members it has, in the table's order (which error is raised first does not vary)
         fields = [task, kind, sched, *_DEFAULTS]
         for name, index, read in readers:

@@ -185,7 +185,7 @@ register(ScheduleKind(
     build=lambda spec, relative, nowfun, app: schedule(parse_interval(spec), relative=relative, nowfun=nowfun, app=app),
     from_celery=_interval_from_celery,
     describe=_describe_interval,
-    flags=(Flag("every", "Interval: 30s, 5m, 2h, 1d, 250ms."),),
+    flags=(Flag(name="every", help="Interval: 30s, 5m, 2h, 1d, 250ms."),),
     from_flags=lambda flags, current: interval_to_json(parse_duration(flags["every"])),
 ))
 
@@ -293,8 +293,8 @@ register(ScheduleKind(
     build=lambda spec, relative, nowfun, app: parse_crontab(spec, nowfun=nowfun, app=app),
     from_celery=_crontab_from_celery,
     describe=_describe_crontab,
-    flags=(Flag("cron", "Crontab: 'minute hour day-of-month month day-of-week', e.g. '*/5 * * * *'."),
-           Flag("timezone", "IANA time zone of --cron (default: the app's); alone, changes a crontab's zone.")),
+    flags=(Flag(name="cron", help="Crontab: 'minute hour day-of-month month day-of-week', e.g. '*/5 * * * *'."),
+           Flag(name="timezone", help="IANA time zone of --cron (default: the app's); alone, changes a crontab's zone.")),
     from_flags=_crontab_from_flags,
 ))
 
@@ -334,8 +334,9 @@ register(ScheduleKind(
         {"solar": {"event": value.event, "latitude": value.lat, "longitude": value.lon}} if isinstance(value, solar) else None
     ),
     describe=_describe_solar,
-    flags=(Flag("solar", "Solar event (sunrise, sunset, dawn_civil, ...), with --latitude and --longitude."),
-           Flag("latitude", "Latitude of --solar.", number=True), Flag("longitude", "Longitude of --solar.", number=True)),
+    flags=(Flag(name="solar", help="Solar event (sunrise, sunset, dawn_civil, ...), with --latitude and --longitude."),
+           Flag(name="latitude", help="Latitude of --solar.", number=True),
+           Flag(name="longitude", help="Longitude of --solar.", number=True)),
     from_flags=lambda flags, current: {
         **(current if isinstance(current, Mapping) else {}),
         **{key: flags[flag] for key, flag in (("event", "solar"), ("latitude", "latitude"), ("longitude", "longitude"))
@@ -388,6 +389,6 @@ register(ScheduleKind(
     from_celery=_clocked_from_celery,
     describe=lambda spec: f"once at {spec.get('at') if isinstance(spec, Mapping) else spec}",
     runs_once=True,
-    flags=(Flag("at", "One run at this ISO-8601 time."),),
+    flags=(Flag(name="at", help="One run at this ISO-8601 time."),),
     from_flags=lambda flags, current: flags["at"],
 ))

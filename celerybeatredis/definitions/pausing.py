@@ -60,7 +60,7 @@ def parse_pause(value: Any) -> Pause:
     if by is not None and not isinstance(by, str):
         raise InvalidDefinition("paused.by", f"must be a string or null, not {json_type(by)}")
     at = value.get("at")
-    return Pause(reason, by, parse_date(at, "paused.at") if at is not None else None)
+    return Pause(reason=reason, by=by, at=parse_date(at, "paused.at") if at is not None else None)
 
 
 def read_pause(doc: Any) -> Pause | None:
@@ -84,7 +84,7 @@ def pause_document(reason: str, by: str | None, at: datetime) -> dict[str, Any]:
         raise InvalidDefinition("paused.reason", f"must be a string, not {json_type(reason)}")
     if by is not None and not isinstance(by, str):
         raise InvalidDefinition("paused.by", f"must be a string or null, not {json_type(by)}")
-    return Pause(reason, by if by is not None else who_am_i(), at).to_json()
+    return Pause(reason=reason, by=by if by is not None else who_am_i(), at=at).to_json()
 
 
 def who_am_i() -> str:

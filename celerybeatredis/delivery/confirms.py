@@ -115,7 +115,7 @@ class ConfirmChannel:
     def send(self, producer: Producer, batch: Mapping[int, list[Outgoing]]) -> Ticket:
         """Write every message of ``batch``; its answers are read by :meth:`wait`."""
         self.batches += 1
-        ticket = Ticket(self.batches, frozenset(batch), self.generation)
+        ticket = Ticket(number=self.batches, keys=frozenset(batch), generation=self.generation)
         self.answers[ticket.number] = Answers()
         try:
             channel = self.open(producer)
@@ -145,7 +145,7 @@ class ConfirmChannel:
         error = None
         if answers.waiting:
             error = self.failures.get(ticket.generation) or ConnectionError("the channel was lost")
-        return Confirmed(answers.acked - answers.nacked, answers.nacked, error)
+        return Confirmed(acked=answers.acked - answers.nacked, nacked=answers.nacked, error=error)
 
     def write(self, channel: amqp.Channel, number: int, batch: Mapping[int, list[Outgoing]]) -> None:
         """Write the batch's publish frames, a few hundred kilobytes at a time."""

@@ -109,7 +109,7 @@ class EntryReads:
         if the hash is resized during the listing.
         """
         next_cursor, page = self.sharded.across.scan_definitions(cursor, count, match)
-        return Page([e for e in self.find([n for n, _ in page]) if e is not None], next_cursor)
+        return Page(items=[e for e in self.find([n for n, _ in page]) if e is not None], cursor=next_cursor)
 
     def iter_entries(self, match: str | None = None, page_size: int = 500) -> Iterator[Entry]:
         """Every entry, fetched a page at a time (never all at once)."""
@@ -124,7 +124,7 @@ class EntryReads:
     def invalid(self, cursor: int = 0, count: int = 100) -> Page:
         """One page of quarantined entries (:class:`~.records.InvalidEntry`) with beat's reasons."""
         next_cursor, page = self.sharded.across.scan_invalid(cursor, count)
-        return Page([InvalidEntry(name, reason) for name, reason in page], next_cursor)
+        return Page(items=[InvalidEntry(name=name, reason=reason) for name, reason in page], cursor=next_cursor)
 
     def stats(self, scan: bool = True, overdue_after: float = 60.0) -> Stats:
         """Counts and memory of the schedule; ``scan`` reads every definition to count enabled ones."""

@@ -65,15 +65,16 @@ def catch_up(sched: BaseSchedule, last_run: datetime, now: datetime, mode: str, 
         old, too_old = due_times(sched, last_run, last_run, since, 1)
     recent, count = due_times(sched, last_run, since, now, MOST_TIMES)
     if not recent:
-        return CatchUp(None, False, too_old, 0, old[-1] if old else None)
+        return CatchUp(send=None, more=False, too_old=too_old, not_sent=0, newest=old[-1] if old else None)
     newest = recent[-1]
     if mode == "all":
-        return CatchUp(recent[0], len(recent) > 1, too_old, count - len(recent), newest)
+        return CatchUp(send=recent[0], more=len(recent) > 1, too_old=too_old, not_sent=count - len(recent), newest=newest)
     if mode == "none":
         if (now - newest).total_seconds() >= sched.remaining_estimate(newest).total_seconds() > 0:
-            return CatchUp(None, False, too_old, count, newest)  # late: missed, as the history counts it
-        return CatchUp(newest, False, too_old, count - 1, newest)
-    return CatchUp(newest, False, too_old, 0, newest)
+            # late: missed, as the history counts it
+            return CatchUp(send=None, more=False, too_old=too_old, not_sent=count, newest=newest)
+        return CatchUp(send=newest, more=False, too_old=too_old, not_sent=count - 1, newest=newest)
+    return CatchUp(send=newest, more=False, too_old=too_old, not_sent=0, newest=newest)
 
 
 def due_times(sched: BaseSchedule, origin: datetime, since: datetime, until: datetime,

@@ -48,7 +48,7 @@ def read_marker(raw: str | bytes | None) -> Marker | None:
         expires = float(parts[1])
     except ValueError:
         return None
-    return Marker(parts[0], expires, len(parts) == 4 and parts[3] == "h")
+    return Marker(task_id=parts[0], expires=expires, held=len(parts) == 4 and parts[3] == "h")
 
 
 def busy(raw: str | bytes | None, now: float) -> Marker | None:

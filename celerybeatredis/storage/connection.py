@@ -98,11 +98,11 @@ def parse_url(url: str, cluster: bool = False) -> Endpoint:
             raise ValueError("redis_scheduler_url: redis_scheduler_cluster needs a redis:// or rediss:// URL")
         parts = urlsplit(url)
         _check_cluster_db(parts.path)
-        return Endpoint("cluster", ((parts.hostname or "localhost", parts.port or DEFAULT_PORT),),
+        return Endpoint(kind="cluster", hosts=((parts.hostname or "localhost", parts.port or DEFAULT_PORT),),
                         username=_unquote(parts.username) or None, password=_unquote(parts.password),
                         tls=scheme == "rediss")
     _check_single(url, scheme)
-    return Endpoint("single")
+    return Endpoint(kind="single")
 
 
 def _check_single(url: str, scheme: str) -> None:
@@ -226,7 +226,7 @@ def _parse_cluster(url: str, tls: bool) -> Endpoint:
                          "use redis_scheduler_redis_options")
     _check_cluster_db(path)
     username, password = _userinfo(userinfo)
-    return Endpoint("cluster", _hosts(hosts, DEFAULT_PORT), username=username, password=password, tls=tls)
+    return Endpoint(kind="cluster", hosts=_hosts(hosts, DEFAULT_PORT), username=username, password=password, tls=tls)
 
 
 def _parse_sentinel(url: str, scheme: str) -> Endpoint:
@@ -239,12 +239,12 @@ def _parse_sentinel(url: str, scheme: str) -> Endpoint:
                 raise ValueError(f"redis_scheduler_url: every ';'-separated part must be a sentinel:// URL, not {chunk!r}")
             hosts.extend(_hosts(_split(chunk)[1], DEFAULT_SENTINEL_PORT))
         username, password = _userinfo(userinfo)
-        return Endpoint("sentinel", tuple(hosts), None, _db(path.strip("/")), username, password, False)
+        return Endpoint(kind="sentinel", hosts=tuple(hosts), db=_db(path.strip("/")), username=username, password=password)
     userinfo, host_text, path, _ = _split(url)
     service, _, db = path.strip("/").partition("/")
     username, password = _userinfo(userinfo)
-    return Endpoint("sentinel", _hosts(host_text, DEFAULT_SENTINEL_PORT), unquote(service) or None, _db(db),
-                    username, password, SENTINEL_SCHEMES[scheme])
+    return Endpoint(kind="sentinel", hosts=_hosts(host_text, DEFAULT_SENTINEL_PORT), service=unquote(service) or None,
+                    db=_db(db), username=username, password=password, tls=SENTINEL_SCHEMES[scheme])
 
 
 def _split(url: str) -> tuple[str, str, str, str]:

@@ -138,12 +138,12 @@ def with_pause_reason(history: History, pause: Any) -> History:
 def parse(tag: str, name: str, raw: bytes | None, n: int | None = None) -> History:
     """The history stored as ``raw`` (None: none yet), its ``n`` newest runs; what does not read is left out, not raised."""
     if raw is None:
-        return History(name, 0, 0, 0, [])
+        return History(name=name, sent=0, skipped=0, missed=0, runs=[])
     text = raw.decode("ascii", "replace")
     head, sep, body = text.partition(";")
     counts = head.split(",")
     if not sep or len(counts) != 3 or not all(c.isdigit() for c in counts):
-        return History(name, 0, 0, 0, [], readable=False)
+        return History(name=name, sent=0, skipped=0, missed=0, runs=[], readable=False)
     sent, skipped, missed = (int(c) for c in counts)
     runs: list[Run] = []
     for i in range(0, len(body) - RECORD + 1, RECORD):
@@ -151,9 +151,9 @@ def parse(tag: str, name: str, raw: bytes | None, n: int | None = None) -> Histo
             break
         run = _run(tag, name, body[i : i + RECORD])
         if run is None:
-            return History(name, sent, skipped, missed, runs, readable=False)
+            return History(name=name, sent=sent, skipped=skipped, missed=missed, runs=runs, readable=False)
         runs.append(run)
-    return History(name, sent, skipped, missed, runs)
+    return History(name=name, sent=sent, skipped=skipped, missed=missed, runs=runs)
 
 
 def _run(tag: str, name: str, rec: str) -> Run | None:
@@ -166,5 +166,5 @@ def _run(tag: str, name: str, rec: str) -> Run | None:
         return None
     sent = EPOCH + timedelta(milliseconds=millis)
     lateness = late_ms / 1000
-    return Run(OUTCOMES[code], sent, sent - timedelta(seconds=lateness), lateness,
-               task_id(tag, name, run_stamp) if code in WITH_TASK else None)
+    return Run(outcome=OUTCOMES[code], sent_at=sent, due_at=sent - timedelta(seconds=lateness), lateness=lateness,
+               task_id=task_id(tag, name, run_stamp) if code in WITH_TASK else None)

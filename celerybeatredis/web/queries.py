@@ -139,7 +139,7 @@ def list_entries(store: ScheduleStore, filters: Filters, cursor: int = 0, page_s
         if hit is not None and _state_wanted(filters, hit) and wanted(hit.raw.encode()):
             exact = hit
             found = [e for e in found if e.name != hit.name]
-    return Listing(found, cursor, scanned, exact, filters)
+    return Listing(entries=found, cursor=cursor, scanned=scanned, exact=exact, filters=filters)
 
 
 @dataclass(frozen=True)
@@ -193,5 +193,5 @@ def chart_bars(view: Overview, height: int = 120) -> tuple[list[Bar], int]:
     for minute, counted in enumerate(view.per_minute):
         if counted:
             at = datetime.fromtimestamp(view.start.timestamp() + minute * 60, timezone.utc)
-            bars.append(Bar(minute, max(1.0, counted / peak * height), f"{at:%H:%M} UTC: {counted} due"))
+            bars.append(Bar(x=minute, height=max(1.0, counted / peak * height), title=f"{at:%H:%M} UTC: {counted} due"))
     return bars, peak
