@@ -7,7 +7,7 @@ each run as the worker records it, shows the ``list`` view, then stops
 everything and removes what it made.
 
 The worker and beat import this module as their Celery app
-(``celery -A celerybeatredis.demo``); it reads where to work from the
+(``celery -A celerybeatredis.cli.demo``); it reads where to work from the
 environment the demo gives them.
 """
 
@@ -41,7 +41,7 @@ ENV_URL = "CELERYBEATREDIS_DEMO_URL"
 ENV_PREFIX = "CELERYBEATREDIS_DEMO_PREFIX"
 ENV_QUEUE = "CELERYBEATREDIS_DEMO_QUEUE"
 ENV_RUNS = "CELERYBEATREDIS_DEMO_RUNS"
-TASK = "celerybeatredis.demo.record"
+TASK = "celerybeatredis.cli.demo.record"
 STARTUP_TIMEOUT = 90.0
 
 app = Celery("celerybeatredis-demo", set_as_current=False)
@@ -152,7 +152,7 @@ class Demo:
 
     def _start_celery(self) -> None:
         click.echo("starting a celery worker and celery beat ...")
-        common = [sys.executable, "-m", "celery", "-A", "celerybeatredis.demo"]
+        common = [sys.executable, "-m", "celery", "-A", "celerybeatredis.cli.demo"]
         self._spawn("worker", [*common, "worker", "-P", "solo", "-c", "1", "-l", "INFO", "--without-gossip",
                                "--without-mingle", "--without-heartbeat"])
         self._spawn("beat", [*common, "beat", "-l", "INFO", "--pidfile=", "-s", str(self.dir / "beat-schedule")])
