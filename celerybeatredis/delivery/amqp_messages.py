@@ -13,7 +13,6 @@ with their own task id, body, ``argsrepr`` / ``kwargsrepr`` and
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from struct import pack
@@ -24,7 +23,7 @@ from amqp.serialization import dumps
 from celery import Celery
 from kombu import Producer
 
-from .shapes import SHAPE_SECONDS, SHAPES, ShapeRules
+from .shapes import KeptShapes, ShapeRules
 
 
 class Outgoing(NamedTuple):
@@ -104,7 +103,6 @@ class AmqpShape(NamedTuple):
     parts: list[bytes | str]
     outgoing: list[tuple[str, str, bool, bool]]
     embed: Any
-    made: float
 
 
 #: The values a run sets in a shape: its task id (in the headers ``id``, ``root_id`` and the property
@@ -126,7 +124,7 @@ class AmqpShapes:
         self.rules = ShapeRules(app, body_encoding="text")
         #: The confirm channel's generation the shapes were learned on (:class:`.confirms.ConfirmChannel`).
         self.generation = generation
-        self.shapes: dict[str, AmqpShape] = {}
+        self.shapes: KeptShapes[AmqpShape] = KeptShapes()
 
     def key(self, task: str, options: Any) -> str | None:
         """The shape a run of ``task`` with ``options`` takes; None when it must be built by Celery."""
@@ -135,7 +133,7 @@ class AmqpShapes:
     def render(self, key: str, definition: Any, name: str, task_id: str) -> list[Outgoing] | None:
         """The messages of a run of ``definition`` (entry ``name``) with ``task_id``; None when no shape is kept."""
         shape = self.shapes.get(key)
-        if shape is None or time.monotonic() - shape.made > SHAPE_SECONDS:
+        if shape is None:
             return None
         body, argsrepr, kwargsrepr = self.rules.body(definition, shape.embed)
         values = {TASK_ID: task_id, "argsrepr": argsrepr, "kwargsrepr": kwargsrepr, "periodic_task_name": name}
@@ -162,10 +160,8 @@ class AmqpShapes:
         if fill(parts, values) != messages[0].properties:  # encoded otherwise than this module expects
             return
         _, _, embed = json.loads(first.body)
-        if len(self.shapes) >= SHAPES:
-            self.shapes.clear()
         where = [(m.exchange, m.routing_key, m.mandatory, m.immediate) for m in messages]
-        self.shapes[key] = AmqpShape(parts=parts, outgoing=where, embed=embed, made=time.monotonic())
+        self.shapes.keep(key, AmqpShape(parts=parts, outgoing=where, embed=embed))
 
 
 def template(properties: dict[str, Any], task_id: str) -> list[bytes | str]:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import base64
 import json
-import time
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -29,7 +28,7 @@ from celery import Celery
 from kombu import Producer
 from kombu.utils.json import dumps as json_dumps
 
-from .shapes import SHAPE_SECONDS, SHAPES, ShapeRules
+from .shapes import KeptShapes, ShapeRules
 
 #: kombu's Redis commands a message may take; the only ones commit.lua writes (see lua/includes/messages.lua).
 COMMANDS = ("lpush", "pexpire", "publish")
@@ -178,7 +177,6 @@ class Shape(NamedTuple):
     task_id: str
     content_type: str
     embed: Any
-    made: float
 
 
 class RedisShapes:
@@ -187,7 +185,7 @@ class RedisShapes:
     def __init__(self, app: Celery, body_encoding: str = "base64") -> None:
         self.rules = ShapeRules(app, body_encoding)
         self.body_encoding = body_encoding
-        self.shapes: dict[str, Shape] = {}
+        self.shapes: KeptShapes[Shape] = KeptShapes()
 
     def key(self, task: str, options: Mapping[str, Any]) -> str | None:
         """The shape a run of ``task`` with ``options`` takes; None when it must be built by Celery."""
@@ -196,7 +194,7 @@ class RedisShapes:
     def render(self, key: str, definition: Any, name: str, task_id: str) -> list[Command] | None:
         """The message of a run of ``definition`` (entry ``name``) with ``task_id``; None when no shape is kept."""
         shape = self.shapes.get(key)
-        if shape is None or time.monotonic() - shape.made > SHAPE_SECONDS:
+        if shape is None:
             return None
         body, argsrepr, kwargsrepr = self.rules.body(definition, shape.embed)
         tag = str(uuid.uuid4())
@@ -222,7 +220,4 @@ class RedisShapes:
         first = envelopes[0]
         raw = base64.b64decode(first["body"]) if self.body_encoding == "base64" else first["body"]
         _, _, embed = json.loads(raw)
-        if len(self.shapes) >= SHAPES:
-            self.shapes.clear()
-        self.shapes[key] = Shape(commands=parsed, task_id=task_id, content_type=first["content-type"], embed=embed,
-                                 made=time.monotonic())
+        self.shapes.keep(key, Shape(commands=parsed, task_id=task_id, content_type=first["content-type"], embed=embed))

@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from collections.abc import Mapping
-from typing import Any, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from celery import Celery
 from celery.beat import _evaluate_entry_args, _evaluate_entry_kwargs  # what beat's apply_async passes on
@@ -45,6 +46,7 @@ BODIES = 4_096
 
 
 M = TypeVar("M")
+S = TypeVar("S")
 
 
 class Shapes(Protocol[M]):
@@ -61,6 +63,29 @@ class Taking(Protocol[M]):
     """A capture of what a transport would send: the messages of the run just built."""
 
     def take(self) -> list[M]: ...
+
+
+class KeptShapes(Generic[S]):
+    """The shapes one transport learned, by key: at most :data:`SHAPES`, each used for :data:`SHAPE_SECONDS`."""
+
+    def __init__(self) -> None:
+        self._kept: dict[str, tuple[float, S]] = {}
+
+    def get(self, key: str) -> S | None:
+        """The shape of ``key``, None when there is none or it is too old to use."""
+        found = self._kept.get(key)
+        if found is None or time.monotonic() - found[0] > SHAPE_SECONDS:
+            return None
+        return found[1]
+
+    def keep(self, key: str, shape: S) -> None:
+        """Keep ``shape`` for ``key`` (all are forgotten once :data:`SHAPES` are kept)."""
+        if len(self._kept) >= SHAPES:
+            self._kept.clear()
+        self._kept[key] = (time.monotonic(), shape)
+
+    def __len__(self) -> int:
+        return len(self._kept)
 
 
 class ShapeRules:
