@@ -15,10 +15,10 @@ from celerybeatredis.cli.binaries import SERVER_ENV, redis_server_binary
 from celerybeatredis.storage.redis_store import RedisStore
 from celerybeatredis.store import ScheduleStore
 
-from .cli import Cli
-from .cluster import LocalCluster
-from .rabbitmq_server import NO_RABBITMQ, RabbitMQServer, rabbitmq_binary
-from .redis_server import NO_SERVER, RedisServer
+from .support.cli import Cli
+from .support.cluster import LocalCluster
+from .support.rabbitmq_server import NO_RABBITMQ, RabbitMQServer, rabbitmq_binary
+from .support.redis_server import NO_SERVER, RedisServer
 
 _counter = itertools.count()
 

@@ -17,9 +17,9 @@ from celerybeatredis.storage.scripts import SCRIPT_NAMES
 from celerybeatredis.storage.sharded_store import ShardedStore
 from celerybeatredis.store import ScheduleStore
 
-from .cluster import LocalCluster
-from .processes import drain_queue
-from .redis_server import RedisServer
+from .support.cluster import LocalCluster
+from .support.processes import drain_queue
+from .support.redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent
 ACL_PAGE = (ROOT / "docs" / "operating.rst").read_text()

@@ -23,9 +23,9 @@ from celerybeatredis.delivery.shapes import OWN_OPTIONS
 from celerybeatredis.schedulers import RedisScheduler
 from celerybeatredis.storage.redis_store import RedisStore
 
-from .helpers import EVERY_10S_DOC, T0, put
-from .processes import wait_until
-from .rabbitmq_server import RabbitMQServer
+from .support.helpers import EVERY_10S_DOC, T0, put
+from .support.processes import wait_until
+from .support.rabbitmq_server import RabbitMQServer
 
 pytestmark = [pytest.mark.e2e]
 

@@ -17,8 +17,8 @@ from celery.schedules import crontab, schedule, solar
 from celerybeatredis import CeleryBeatRedisError, EntryExists, EntryNotFound, InvalidDefinition
 from celerybeatredis.store import ScheduleStore
 
-from .helpers import tick
-from .processes import CeleryProcess, drain_queue, wait_until, write_app
+from .support.helpers import tick
+from .support.processes import CeleryProcess, drain_queue, wait_until, write_app
 
 
 def stored(api: ScheduleStore, name: str) -> dict:

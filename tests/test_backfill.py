@@ -15,8 +15,8 @@ from celerybeatredis.delivery.sending import HEADER, SCHEDULED
 from celerybeatredis.exceptions import CeleryBeatRedisError
 from celerybeatredis.store import ScheduleStore
 
-from .cli import Cli
-from .processes import drain_queue
+from .support.cli import Cli
+from .support.processes import drain_queue
 
 DAY = datetime(2026, 3, 2, tzinfo=timezone.utc)
 

@@ -16,8 +16,8 @@ from celerybeatredis.delivery.modes import AT_LEAST_ONCE, AT_MOST_ONCE
 from celerybeatredis.schedulers import BadSettings, RedisScheduler
 from celerybeatredis.storage.redis_store import RedisStore
 
-from .helpers import EVERY_10S_DOC, T0, put
-from .processes import CeleryProcess, wait_until, write_app
+from .support.helpers import EVERY_10S_DOC, T0, put
+from .support.processes import CeleryProcess, wait_until, write_app
 
 pytestmark = [pytest.mark.e2e]
 

@@ -22,9 +22,9 @@ import redis
 from celerybeatredis.storage.redis_store import RedisStore
 from celerybeatredis.storage.wire import Plan
 
-from .ledger import Ledger, run_counts
-from .processes import CeleryProcess, wait_until, write_app
-from .redis_server import RedisServer
+from .support.ledger import Ledger, run_counts
+from .support.processes import CeleryProcess, wait_until, write_app
+from .support.redis_server import RedisServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

@@ -24,9 +24,9 @@ from celerybeatredis.storage.redis_store import RedisStore
 from celerybeatredis.storage.wire import Claimed
 from celerybeatredis.store import ScheduleStore
 
-from .cli import Cli
-from .helpers import put, run_ticks, sent
-from .test_decisions import Decider, iso
+from .support.cli import Cli
+from .support.decider import Decider, iso
+from .support.helpers import put, run_ticks, sent
 
 BERLIN = ZoneInfo("Europe/Berlin")
 

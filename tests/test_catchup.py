@@ -21,10 +21,10 @@ from celerybeatredis.schedulers import RedisScheduler
 from celerybeatredis.storage.history import parse as parse_history
 from celerybeatredis.storage.redis_store import RedisStore
 
-from .helpers import T0, put, sent
-from .processes import CeleryProcess, drain_queue, wait_until, write_app
-from .redis_server import RedisServer
-from .test_decisions import Decider, claimed, short
+from .support.decider import Decider, claimed, short
+from .support.helpers import T0, put, sent
+from .support.processes import CeleryProcess, drain_queue, wait_until, write_app
+from .support.redis_server import RedisServer
 
 NOW = datetime.fromtimestamp(T0, timezone.utc)
 EVERY_60S: dict[str, Any] = {"task": "tasks.add", "interval": {"every": 60, "period": "seconds"}}

@@ -17,8 +17,8 @@ from kombu import Connection
 
 from celerybeatredis.storage.redis_store import RedisStore
 
-from .ledger import load_entries, run_counts
-from .processes import CeleryProcess, drain_queue, wait_until, write_app
+from .support.ledger import load_entries, run_counts
+from .support.processes import CeleryProcess, drain_queue, wait_until, write_app
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

@@ -13,9 +13,9 @@ from celery import Celery
 
 from celerybeatredis.store import ScheduleStore
 
-from .cli import Cli, snapshot
-from .helpers import tick
-from .redis_server import free_port
+from .support.cli import Cli, snapshot
+from .support.helpers import tick
+from .support.redis_server import free_port
 
 
 def doc(api: ScheduleStore, name: str) -> dict:

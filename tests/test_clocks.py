@@ -26,8 +26,8 @@ from celery.schedules import crontab
 from celerybeatredis.schedulers import RedisScheduler
 from celerybeatredis.storage.redis_store import RedisStore
 
-from .ledger import STAMP_PUBLISHER, STAMP_RUN_AT, Ledger, load_entries, run_counts
-from .processes import CeleryProcess, drain_queue, wait_until, write_app
+from .support.ledger import STAMP_PUBLISHER, STAMP_RUN_AT, Ledger, load_entries, run_counts
+from .support.processes import CeleryProcess, drain_queue, wait_until, write_app
 
 CRONS = {
     "every-hour-at-30": {"minute": "30"},

@@ -22,10 +22,10 @@ from celerybeatredis.storage.sharded_store import ShardedStore
 from celerybeatredis.storage.wire import Plan, Revert
 from celerybeatredis.store import ScheduleStore
 
-from .cluster import LocalCluster
-from .helpers import EVERY_10S, T0, spread_prefix
-from .ledger import FailoverProbe
-from .processes import CeleryProcess, drain_queue, write_app
+from .support.cluster import LocalCluster
+from .support.helpers import EVERY_10S, T0, spread_prefix
+from .support.ledger import FailoverProbe
+from .support.processes import CeleryProcess, drain_queue, write_app
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from celerybeatredis.definitions.codec import Codec, digest, dump_document, entr
 from celerybeatredis.definitions.kinds import ZonedCrontab, clocked, interval_to_json
 from celerybeatredis.exceptions import InvalidDefinition
 
-from .helpers import SEED, SEED_CRONTAB, SEED_INTERVAL, SEED_INTERVAL_30S
+from .support.helpers import SEED, SEED_CRONTAB, SEED_INTERVAL, SEED_INTERVAL_30S
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from celerybeatredis.schedulers import RedisScheduler
 from celerybeatredis.settings import Settings, mask_url
 from celerybeatredis.storage.connection import Endpoint, eviction_warnings, parse_url
 
-from .redis_server import RedisServer
+from .support.redis_server import RedisServer
 
 
 @pytest.mark.parametrize(("url", "cluster", "expected"), [

@@ -18,7 +18,7 @@ from celery import Celery
 from celerybeatredis.storage.redis_store import RedisStore
 from celerybeatredis.store import ScheduleStore
 
-from .processes import CeleryProcess, drain_queue, wait_until, write_app
+from .support.processes import CeleryProcess, drain_queue, wait_until, write_app
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

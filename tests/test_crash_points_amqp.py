@@ -17,7 +17,7 @@ from kombu import Connection
 from celerybeatredis.storage.redis_store import RedisStore
 from celerybeatredis.store import ScheduleStore
 
-from .processes import wait_until
+from .support.processes import wait_until
 from .test_crash_points import beat_app, due_now, killed_then_taken_over, lost_and_twice
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]

@@ -17,7 +17,7 @@ from celerybeatredis.storage.redis_store import RedisStore
 from celerybeatredis.storage.wire import Plan
 from celerybeatredis.store import ScheduleStore
 
-from .helpers import EVERY_10S_DOC, T0, put, sent
+from .support.helpers import EVERY_10S_DOC, T0, put, sent
 
 
 @pytest.fixture

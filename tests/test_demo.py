@@ -16,7 +16,7 @@ import redis
 
 from celerybeatredis.cli.demo import redis_server_binary
 
-from .processes import PROJECT_ROOT, wait_until
+from .support.processes import PROJECT_ROOT, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

@@ -14,8 +14,8 @@ from celerybeatredis.schedulers import RedisScheduler
 from celerybeatredis.storage.redis_store import RedisStore
 from celerybeatredis.storage.wire import Plan
 
-from .helpers import EVERY_10S
-from .processes import drain_queue
+from .support.helpers import EVERY_10S
+from .support.processes import drain_queue
 
 T0 = 1_800_000_000.0
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import textwrap
 import time
 from collections import Counter
 from pathlib import Path
@@ -11,34 +10,10 @@ from pathlib import Path
 import pytest
 import redis
 
-from .helpers import SEED_CRONTAB, SEED_INTERVAL_30S
-from .processes import CeleryProcess, drain_queue, wait_until, write_app
+from .support.helpers import SEED_CRONTAB, SEED_INTERVAL_30S
+from .support.processes import CeleryProcess, Tally, own_queue, wait_until, write_app
 
 pytestmark = pytest.mark.e2e
-
-
-def own_queue(prefix: str, extra: str = "") -> str:
-    """Test-app code (``extra`` too) sending this test's tasks to a queue of its own, so no test reads or empties another's."""
-    return textwrap.dedent(extra) + f"\napp.conf.task_default_queue = {'q-' + prefix!r}\n"
-
-
-class Tally:
-    """Counts task messages as they arrive on the broker."""
-
-    def __init__(self, broker: redis.Redis, prefix: str) -> None:
-        self.broker = broker
-        self.queue = f"q-{prefix}"
-        self.counts: Counter[str] = Counter()
-        self.messages: list[tuple[float, str, list[object]]] = []
-
-    def poll(self) -> Counter[str]:
-        for m in drain_queue(self.broker, self.queue):
-            self.counts[m.task] += 1
-            self.messages.append((time.time(), m.task, m.args))
-        return self.counts
-
-    def wait_for(self, task: str, runs: int, timeout: float = 20) -> None:
-        wait_until(lambda: self.poll()[task] >= runs, timeout=timeout, what=f"{runs} runs of {task}")
 
 
 def hset(client: redis.Redis, tag: str, name: str, doc: dict[str, object] | str, poke: bool = True) -> None:

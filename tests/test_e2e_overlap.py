@@ -11,8 +11,8 @@ import redis
 
 from celerybeatredis.storage.history import parse as parse_history
 
-from .processes import CeleryProcess, wait_until, write_app
-from .test_e2e_beat import hset, own_queue
+from .support.processes import CeleryProcess, own_queue, wait_until, write_app
+from .test_e2e_beat import hset
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

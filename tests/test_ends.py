@@ -13,9 +13,9 @@ from celerybeatredis.managing.display import why_never
 from celerybeatredis.storage.redis_store import RedisStore
 from celerybeatredis.store import ScheduleStore
 
-from .cli import Cli
-from .helpers import T0, put, run_ticks
-from .test_decisions import iso
+from .support.cli import Cli
+from .support.decider import iso
+from .support.helpers import T0, put, run_ticks
 
 EVERY_10S: dict[str, Any] = {"task": "tasks.add", "interval": {"every": 10, "period": "seconds"}}
 

@@ -20,8 +20,8 @@ import redis
 from celerybeatredis.beat.freshness import STALE_AFTER
 from celerybeatredis.storage.redis_store import RedisStore
 
-from .ledger import STAMP_PUBLISHER, Ledger, every_second, load_entries, run_counts
-from .processes import CeleryProcess, wait_until, write_app
+from .support.ledger import STAMP_PUBLISHER, Ledger, every_second, load_entries, run_counts
+from .support.processes import CeleryProcess, wait_until, write_app
 from .test_reliability_beats import CRASH_POINTS, alive
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]

@@ -27,7 +27,7 @@ from celerybeatredis.schedulers import RedisScheduler
 from celerybeatredis.storage.redis_store import RedisStore
 from celerybeatredis.store import ScheduleStore
 
-from .processes import CeleryProcess, drain_queue, wait_until, write_app
+from .support.processes import CeleryProcess, drain_queue, wait_until, write_app
 
 T0 = datetime(2026, 3, 27, 12, 0, 0, tzinfo=timezone.utc).timestamp()  # two days before Europe's DST change
 

@@ -18,7 +18,7 @@ from celerybeatredis.schedulers import RedisScheduler
 from celerybeatredis.settings import Settings
 from celerybeatredis.storage.redis_store import RedisStore
 
-from .processes import PROJECT_ROOT, CeleryProcess, write_app
+from .support.processes import PROJECT_ROOT, CeleryProcess, write_app
 
 #: Every numeric setting, with the lower bound ``validate`` names in its message.
 NUMBERS = [

@@ -14,7 +14,7 @@ from celerybeatredis.schedulers import RedisScheduler
 from celerybeatredis.storage.redis_store import RedisStore
 from celerybeatredis.storage.runs import Committed, Runs
 
-from .helpers import EVERY_10S, put, sent
+from .support.helpers import EVERY_10S, put, sent
 
 
 @pytest.mark.parametrize("late", [True, False], ids=["published-late", "published-on-time"])

@@ -26,9 +26,9 @@ from celerybeatredis.storage.redis_store import RedisStore
 from celerybeatredis.storage.sharded_store import ShardedStore
 from celerybeatredis.storage.wire import Revert
 
-from .cli import Cli
-from .processes import CeleryProcess, drain_queue, wait_until, write_app
-from .redis_server import RedisServer, free_port
+from .support.cli import Cli
+from .support.processes import CeleryProcess, drain_queue, wait_until, write_app
+from .support.redis_server import RedisServer, free_port
 
 CONTRIB = Path(__file__).resolve().parent.parent / "contrib"
 

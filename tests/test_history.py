@@ -21,10 +21,10 @@ from celerybeatredis.storage.redis_store import RedisStore
 from celerybeatredis.storage.wire import Plan
 from celerybeatredis.store import ScheduleStore
 
-from .helpers import run_ticks
-from .processes import CeleryProcess, drain_queue, wait_until, write_app
-from .redis_server import free_port
-from .test_scheduler import EVERY_10S, T0, put
+from .support.helpers import EVERY_10S_DOC as EVERY_10S
+from .support.helpers import T0, put, run_ticks
+from .support.processes import CeleryProcess, drain_queue, wait_until, write_app
+from .support.redis_server import free_port
 
 EVERY_1S = {"task": "tasks.add", "interval": {"every": 1, "period": "seconds"}}
 

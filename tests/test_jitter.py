@@ -22,9 +22,9 @@ from celerybeatredis.storage.redis_store import RedisStore
 from celerybeatredis.storage.wire import Claimed
 from celerybeatredis.store import ScheduleStore
 
-from .cli import Cli
-from .helpers import T0, put, run_ticks, sent
-from .test_decisions import Decider, claimed, iso, short
+from .support.cli import Cli
+from .support.decider import Decider, claimed, iso, short
+from .support.helpers import T0, put, run_ticks, sent
 
 HOURLY: dict[str, Any] = {"task": "tasks.add", "interval": {"every": 1, "period": "hours"}, "jitter": 600}
 MIDNIGHT: dict[str, Any] = {"task": "tasks.report", "crontab": {"minute": "0", "hour": "0"}, "jitter": 3600}

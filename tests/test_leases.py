@@ -12,8 +12,8 @@ from celerybeatredis.beat.leases import LeaseKeeper
 from celerybeatredis.schedulers import RedisScheduler
 from celerybeatredis.storage.redis_store import RedisStore
 
-from .helpers import EVERY_10S, put, sent
-from .processes import wait_until
+from .support.helpers import EVERY_10S, put, sent
+from .support.processes import wait_until
 
 
 def test_a_beat_slow_on_its_batch_keeps_its_claim_past_the_lease_and_sends_it(

@@ -22,7 +22,7 @@ from celerybeatredis.storage.redis_store import RedisStore
 from celerybeatredis.storage.scripts import SCRIPT_KEYS, SCRIPT_NAMES
 from celerybeatredis.storage.wire import Plan, Revert
 
-from .helpers import EVERY_10S, T0, put, sent
+from .support.helpers import EVERY_10S, T0, put, sent
 
 DEF = json.dumps({"task": "t", "interval": {"every": 10, "period": "seconds"}})
 DEF2 = json.dumps({"task": "t", "interval": {"every": 20, "period": "seconds"}})

@@ -21,9 +21,9 @@ from celery.schedules import crontab, schedule
 
 from celerybeatredis.store import ScheduleStore
 
-from .cli import Cli, snapshot
-from .helpers import SEED_CRONTAB, SEED_INTERVAL_30S, celery_schedule, redbeat_save
-from .processes import write_app
+from .support.cli import Cli, snapshot
+from .support.helpers import SEED_CRONTAB, SEED_INTERVAL_30S, celery_schedule, redbeat_save
+from .support.processes import write_app
 
 # The old README's documents as printed there (slips included), shared with the codec tests.
 SEED_INTERVAL = SEED_INTERVAL_30S

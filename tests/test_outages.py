@@ -21,10 +21,10 @@ from celery import Celery
 from celerybeatredis.schedulers import RedisScheduler
 from celerybeatredis.storage.redis_store import RedisStore
 
-from .helpers import T0
-from .ledger import STAMP_PUBLISHER, Ledger, load_entries, run_counts
-from .processes import CeleryProcess, wait_until, write_app
-from .redis_server import RedisServer, free_port
+from .support.helpers import T0
+from .support.ledger import STAMP_PUBLISHER, Ledger, load_entries, run_counts
+from .support.processes import CeleryProcess, wait_until, write_app
+from .support.redis_server import RedisServer, free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

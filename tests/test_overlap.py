@@ -20,8 +20,8 @@ from celerybeatredis.storage.keys import RUN_NOW
 from celerybeatredis.storage.redis_store import RedisStore
 from celerybeatredis.store import ScheduleStore
 
-from .helpers import T0, put, sent
-from .test_decisions import EVERY_10S, Decider, claimed, iso, short
+from .support.decider import EVERY_10S, Decider, claimed, iso, short
+from .support.helpers import T0, put, sent
 
 SKIP = dict(EVERY_10S, overlap="skip")
 BUFFER = dict(EVERY_10S, overlap="buffer_one", overlap_timeout=300)

@@ -19,11 +19,10 @@ from celerybeatredis.storage.redis_store import RedisStore
 from celerybeatredis.storage.wire import Claimed
 from celerybeatredis.store import ScheduleStore
 
-from .cli import Cli
-from .helpers import T0, put, run_ticks, sent
-from .processes import CeleryProcess, wait_until, write_app
-from .test_decisions import EVERY_10S, Decider, claimed, iso, short
-from .test_e2e_beat import Tally, own_queue
+from .support.cli import Cli
+from .support.decider import EVERY_10S, Decider, claimed, iso, short
+from .support.helpers import T0, put, run_ticks, sent
+from .support.processes import CeleryProcess, Tally, own_queue, wait_until, write_app
 
 
 def paused(doc: dict[str, Any], reason: str = "maintenance", at: float = T0 - 100) -> dict[str, Any]:

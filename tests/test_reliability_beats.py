@@ -3,7 +3,7 @@
 Every entry is due at each whole second of Redis time (``relative`` 1 s
 interval) until it has run ``max_run_count`` times, and its message names it,
 so the broker's contents can be audited entry by entry against the run counts
-beat committed (see ``tests/ledger.py``).
+beat committed (see ``tests/support/ledger.py``).
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import redis
 
 from celerybeatredis.storage.redis_store import RedisStore
 
-from .ledger import STAMP_PUBLISHER, Ledger, every_second, load_entries, run_counts
-from .processes import CeleryProcess, wait_until, write_app
+from .support.ledger import STAMP_PUBLISHER, Ledger, every_second, load_entries, run_counts
+from .support.processes import CeleryProcess, wait_until, write_app
 from .test_burst import make_due
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]

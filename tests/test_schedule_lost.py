@@ -12,9 +12,9 @@ from celery import Celery
 from celerybeatredis.schedulers import RedisScheduler
 from celerybeatredis.storage.redis_store import RedisStore
 
-from .helpers import EVERY_10S, put, sent
-from .processes import CeleryProcess, drain_queue, wait_until, write_app
-from .redis_server import RedisServer
+from .support.helpers import EVERY_10S, put, sent
+from .support.processes import CeleryProcess, drain_queue, wait_until, write_app
+from .support.redis_server import RedisServer
 
 
 def test_beat_resyncs_beat_schedule_and_says_so_when_the_schedule_vanished(

@@ -20,9 +20,9 @@ from celerybeatredis.schedulers import RedisScheduler
 from celerybeatredis.settings import Settings
 from celerybeatredis.storage.redis_store import RedisStore
 
-from .helpers import EVERY_10S_DOC as EVERY_10S
-from .helpers import T0, put, sent, sigterm_exits
-from .processes import drain_queue
+from .support.helpers import EVERY_10S_DOC as EVERY_10S
+from .support.helpers import T0, put, sent, sigterm_exits
+from .support.processes import drain_queue
 
 
 @pytest.fixture

@@ -14,10 +14,10 @@ from celerybeatredis.schedulers import RedisScheduler
 from celerybeatredis.settings import Settings
 from celerybeatredis.storage.redis_store import RedisStore
 
-from .cluster import LocalSentinel
-from .helpers import EVERY_10S, T0
-from .ledger import FailoverProbe
-from .processes import CeleryProcess, drain_queue, write_app
+from .support.cluster import LocalSentinel
+from .support.helpers import EVERY_10S, T0
+from .support.ledger import FailoverProbe
+from .support.processes import CeleryProcess, drain_queue, write_app
 
 SERVICE = "schedule"
 PASSWORD = "data-pw"

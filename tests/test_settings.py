@@ -20,8 +20,8 @@ from celerybeatredis.schedulers import RedisScheduler
 from celerybeatredis.settings import Settings
 from celerybeatredis.storage.redis_store import RedisStore
 
-from .helpers import T0
-from .redis_server import RedisServer
+from .support.helpers import T0
+from .support.redis_server import RedisServer
 
 SETTINGS_PAGE = Path(__file__).resolve().parent.parent / "docs" / "settings.rst"
 

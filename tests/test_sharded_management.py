@@ -20,10 +20,10 @@ from celerybeatredis.storage.redis_store import RedisStore
 from celerybeatredis.storage.sharded_store import ShardedStore
 from celerybeatredis.store import ScheduleStore
 
-from .cli import Cli, snapshot
-from .cluster import LocalCluster
-from .helpers import SEED_INTERVAL_30S, T0, celery_schedule, redbeat_save, spread_prefix
-from .processes import drain_queue, write_app
+from .support.cli import Cli, snapshot
+from .support.cluster import LocalCluster
+from .support.helpers import SEED_INTERVAL_30S, T0, celery_schedule, redbeat_save, spread_prefix
+from .support.processes import drain_queue, write_app
 
 K = 3
 

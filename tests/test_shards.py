@@ -19,9 +19,9 @@ from celerybeatredis.storage.redis_store import RedisStore
 from celerybeatredis.storage.sharded_store import ShardedStore
 from celerybeatredis.storage.wire import Plan
 
-from .cli import Cli
-from .helpers import EVERY_10S, T0
-from .processes import drain_queue
+from .support.cli import Cli
+from .support.helpers import EVERY_10S, T0
+from .support.processes import drain_queue
 
 
 def every(seconds: int, task: str = "tasks.add") -> str:

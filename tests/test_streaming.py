@@ -22,10 +22,10 @@ from celerybeatredis.schedulers import RedisScheduler
 from celerybeatredis.storage.redis_store import RedisStore
 from celerybeatredis.storage.wire import Claim
 
-from .helpers import EVERY_10S_DOC as EVERY_10S
-from .helpers import T0, put, sent, sigterm_exits
-from .processes import drain_queue
-from .redis_server import RedisServer
+from .support.helpers import EVERY_10S_DOC as EVERY_10S
+from .support.helpers import T0, put, sent, sigterm_exits
+from .support.processes import drain_queue
+from .support.redis_server import RedisServer
 
 
 def patient(app: Celery) -> RedisScheduler:

@@ -20,10 +20,10 @@ from celerybeatredis.observe.status import schedule_status
 from celerybeatredis.store import ScheduleStore
 from celerybeatredis.web.queries import Filters, list_entries, overview
 
-from . import web as harness
-from .cli import Cli
-from .processes import CeleryProcess, wait_until
-from .web import WebServer, app_with_tasks, entry_path, request, screenshot
+from .support import web as harness
+from .support.cli import Cli
+from .support.processes import CeleryProcess, wait_until
+from .support.web import WebServer, app_with_tasks, entry_path, request, screenshot
 
 browser, page, web = harness.browser, harness.page, harness.web  # the harness's fixtures, for this module's tests
 

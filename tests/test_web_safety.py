@@ -21,9 +21,9 @@ import pytest
 from celerybeatredis.cli.web import MISSING
 from celerybeatredis.store import ScheduleStore
 
-from . import web as harness
-from .processes import write_app
-from .web import WebServer, entry_path, request
+from .support import web as harness
+from .support.processes import write_app
+from .support.web import WebServer, entry_path, request
 
 browser, page, web = harness.browser, harness.page, harness.web  # the harness's fixtures, for this module's tests
 

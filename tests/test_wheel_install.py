@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from .processes import PROJECT_ROOT, wait_until
+from .support.processes import PROJECT_ROOT, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

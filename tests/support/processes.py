@@ -10,13 +10,14 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import redis
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True)
@@ -150,3 +151,27 @@ def wait_until(condition: Callable[[], Any], timeout: float = 30, interval: floa
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(interval)
+
+
+def own_queue(prefix: str, extra: str = "") -> str:
+    """Test-app code (``extra`` too) sending this test's tasks to a queue of its own, so no test reads or empties another's."""
+    return textwrap.dedent(extra) + f"\napp.conf.task_default_queue = {'q-' + prefix!r}\n"
+
+
+class Tally:
+    """Counts task messages as they arrive on the broker."""
+
+    def __init__(self, broker: redis.Redis, prefix: str) -> None:
+        self.broker = broker
+        self.queue = f"q-{prefix}"
+        self.counts: Counter[str] = Counter()
+        self.messages: list[tuple[float, str, list[object]]] = []
+
+    def poll(self) -> Counter[str]:
+        for m in drain_queue(self.broker, self.queue):
+            self.counts[m.task] += 1
+            self.messages.append((time.time(), m.task, m.args))
+        return self.counts
+
+    def wait_for(self, task: str, runs: int, timeout: float = 20) -> None:
+        wait_until(lambda: self.poll()[task] >= runs, timeout=timeout, what=f"{runs} runs of {task}")
