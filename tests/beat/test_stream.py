@@ -22,8 +22,7 @@ from celerybeatredis.schedulers import RedisScheduler
 from celerybeatredis.storage.redis_store import RedisStore
 from celerybeatredis.storage.wire import Claim
 
-from ..support.helpers import EVERY_10S_DOC as EVERY_10S
-from ..support.helpers import T0, put, sent, sigterm_exits
+from ..support.helpers import T0, entries, sent, sigterm_exits, unhurried
 from ..support.processes import drain_queue
 from ..support.redis_server import RedisServer
 
@@ -31,17 +30,7 @@ from ..support.redis_server import RedisServer
 def patient(app: Celery) -> RedisScheduler:
     """A scheduler that claims ahead and whose tick has an hour to stream, so no test depends on how fast this machine is."""
     app.conf.redis_scheduler_claim_ahead = True
-    sched = RedisScheduler(app)
-    sched.max_interval = 3600.0
-    return sched
-
-
-def entries(store: RedisStore, count: int) -> list[str]:
-    """``count`` interval entries, each with its own name as its argument, looked at now."""
-    names = [f"s{i:03d}" for i in range(count)]
-    for name in names:
-        put(store, name, dict(EVERY_10S, args=[name]))
-    return names
+    return unhurried(app)
 
 
 def looked_at_later(store: RedisStore) -> int:
@@ -82,7 +71,7 @@ def on_publish(app: Celery, monkeypatch: pytest.MonkeyPatch, at: int, action: Ca
 def test_one_tick_takes_every_full_batch_and_sends_each_due_entry_once(
         app: Celery, store: RedisStore, broker: redis.Redis) -> None:
     app.conf.redis_scheduler_batch_size = 7
-    names = entries(store, 100)
+    names = entries(store, 100, "s")
     sched = patient(app)
     try:
         assert sched.tick(now=T0) == 10.0  # 15 batches in one tick; the next run is 10 s away
@@ -99,7 +88,7 @@ def test_one_tick_takes_every_full_batch_and_sends_each_due_entry_once(
 def test_a_tick_out_of_time_stops_after_a_batch_and_asks_for_another_at_once(app: Celery, store: RedisStore) -> None:
     app.conf.redis_scheduler_batch_size = 5
     app.conf.redis_scheduler_claim_ahead = True
-    entries(store, 12)
+    entries(store, 12, "s")
     sched = RedisScheduler(app)
     sched.max_interval = 0.0  # a tick's time is up as soon as it starts: one batch each
     try:
@@ -116,7 +105,7 @@ def test_scripts_flushed_before_and_during_a_streamed_tick_are_loaded_again_and_
         app: Celery, store: RedisStore, broker: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> None:
     """NOSCRIPT for a commit (flushed before the tick) and for a claim sent after a flush mid-tick."""
     app.conf.redis_scheduler_batch_size = 5
-    names = entries(store, 50)
+    names = entries(store, 50, "s")
     sched = patient(app)
     try:
         sched.tick(now=T0)
@@ -136,7 +125,7 @@ def test_a_connection_lost_mid_stream_loses_no_committed_run_and_sends_none_twic
     """The commit whose reply was lost is sent again; the claim whose reply was lost waits out its lease."""
     app.conf.redis_scheduler_batch_size = 5
     app.conf.redis_scheduler_lease_seconds = 5
-    names = entries(store, 60)
+    names = entries(store, 60, "s")
     sched = patient(app)
     own = store.client.client_id()
 
@@ -165,7 +154,7 @@ def test_a_stop_signal_mid_stream_ends_the_tick_with_every_committed_run_sent_an
     """celery beat's SIGTERM handler raises SystemExit: the stream claims nothing more, publishes what it
     committed, and only then lets the signal in; the entries it did not reach are due as before."""
     app.conf.redis_scheduler_batch_size = 5
-    names = entries(store, 40)
+    names = entries(store, 40, "s")
     sched = patient(app)
 
     try:
@@ -194,7 +183,7 @@ def test_a_broker_lost_mid_stream_puts_back_every_run_not_sent_and_the_next_tick
     retry = 2.0
     app.conf.update(broker_url=f"{server.url}/1", redis_scheduler_batch_size=5,
                     redis_scheduler_publish_retry_seconds=retry, broker_connection_timeout=1)
-    names = entries(store, 30)
+    names = entries(store, 30, "s")
     sched = patient(app)
     try:
         sched.tick(now=T0)
@@ -237,9 +226,8 @@ def test_a_beat_holds_a_batch_claimed_ahead_while_it_publishes_only_when_told_to
     app.conf.redis_scheduler_lease_seconds = 30
     if setting is not None:
         app.conf.redis_scheduler_claim_ahead = setting
-    names = entries(store, 28)
-    sched = RedisScheduler(app)
-    sched.max_interval = 3600.0
+    names = entries(store, 28, "s")
+    sched = unhurried(app)
     seen: list[int] = []
     try:
         for _ in range(6):  # first looks, nothing to publish: one batch a tick until it asks for a later one

@@ -1,4 +1,5 @@
-"""Shortcuts the tick takes must give exactly the answers of the general code they bypass."""
+"""What a batch's decisions share (``decisions/batch.py``): answers worked out once per batch, and the interval
+shortcut, which must give exactly Celery's answers."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from celerybeatredis.decisions.batch import interval_is_due
-from celerybeatredis.definitions.codec import Codec, _schedule_key
+
+from ..support.decider import Decider, iso, raw
+from ..support.helpers import T0
 
 APP = Celery("fast", set_as_current=False)
 
@@ -74,88 +77,19 @@ def test_interval_shortcut_defers_to_celery_for_what_it_does_not_cover() -> None
     assert interval_is_due(plain, naive, now) == tuple(plain.is_due(naive))
 
 
-json_scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=5))
-specs = st.one_of(
-    st.dictionaries(st.text(max_size=6), json_scalars, max_size=4),
-    st.dictionaries(st.text(max_size=6), st.one_of(json_scalars, st.lists(json_scalars, max_size=2)), max_size=3),
-    json_scalars,
-    st.lists(json_scalars, max_size=3),
-)
+# --- the batch's shared answers ---------------------------------------------------------------------------
 
 
-@settings(max_examples=1000, deadline=None)
-@given(st.sampled_from(["interval", "crontab"]), specs, specs, st.booleans(), st.booleans())
-def test_schedule_cache_key_tells_apart_what_json_tells_apart(kind: str, a: object, b: object, ra: bool, rb: bool) -> None:
-    import json
-
-    same_json = json.dumps([kind, a, ra], sort_keys=True, default=str) == json.dumps([kind, b, rb], sort_keys=True, default=str)
-    if not same_json:
-        assert _schedule_key(kind, a, ra) != _schedule_key(kind, b, rb)
-
-
-def test_schedule_cache_key_shares_equal_specs() -> None:
-    assert _schedule_key("interval", {"every": 5, "period": "minutes"}, False) == \
-        _schedule_key("interval", {"period": "minutes", "every": 5}, False)
-    assert _schedule_key("interval", {"every": 1}, False) != _schedule_key("interval", {"every": True}, False)
-    assert _schedule_key("interval", {"every": 1}, False) != _schedule_key("interval", {"every": 1.0}, False)
-
-
-def test_entries_with_one_schedule_share_the_compiled_schedule() -> None:
-    codec = Codec(APP)
-    first = codec.parse('{"task": "a", "args": [1], "interval": {"every": 30, "period": "seconds"}}')
-    second = codec.parse('{"task": "b", "args": [2], "interval": {"period": "seconds", "every": 30}}')
-    assert first.schedule is second.schedule
-    bad = '{"task": "c", "interval": {"every": true, "period": "seconds"}}'
-    try:
-        codec.parse(bad)
-    except Exception as exc:  # noqa: BLE001
-        assert "interval.every" in str(exc)
-    else:
-        raise AssertionError("a boolean interval must be refused even when an equal-looking schedule is cached")
-
-
-#: Every optional member written out at the value that means "absent": such a document takes the general path.
-SPELLED_OUT = {"options": None, "start_time": None, "expires": None, "one_off": False, "max_run_count": None,
-               "description": "", "total_run_count": None, "last_run_at": None}
-json_values = st.recursive(json_scalars, lambda inner: st.one_of(st.lists(inner, max_size=3),
-                                                                 st.dictionaries(st.text(max_size=4), inner, max_size=3)),
-                           max_leaves=6)
-
-
-@settings(max_examples=500, deadline=None)
-@given(st.fixed_dictionaries({}, optional={"args": json_values, "kwargs": json_values, "enabled": json_values,
-                                           "relative": st.one_of(st.none(), st.booleans())}))
-def test_a_definition_with_only_common_members_parses_as_the_general_path_does(members: dict[str, object]) -> None:
-    """from_document reads only the members a document has; the answer (or the error) is the same as in full."""
-    codec = Codec(APP)
-
-    def outcome(doc: dict[str, object]) -> object:
-        try:
-            return codec.from_document(doc)
-        except Exception as exc:  # noqa: BLE001 - the error is part of the answer
-            return type(exc), str(exc)
-
-    doc = {"task": "t", "interval": {"every": 30, "period": "seconds"}, **members}
-    assert outcome(doc) == outcome({**doc, **SPELLED_OUT})
-
-
-any_json = st.recursive(
-    st.one_of(st.none(), st.booleans(), st.integers(), st.integers(min_value=2**62, max_value=2**70),
-              st.integers(min_value=-(2**70), max_value=-(2**62)), st.floats(allow_nan=False), st.text()),
-    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=5), inner, max_size=4)),
-    max_leaves=12,
-)
-
-
-@settings(max_examples=1500, deadline=None)
-@given(any_json, st.booleans(), st.booleans())
-def test_a_document_reads_as_json_reads_it(value: object, as_bytes: bool, ascii_only: bool) -> None:
-    """load_document's fast reader gives json's answer, big integers, -0.0 and infinities included."""
-    import json
-
-    from celerybeatredis.definitions.codec import load_document
-
-    text = json.dumps(value, ensure_ascii=ascii_only, indent=None if as_bytes else 1)
-    expected = json.loads(text)
-    got = load_document(text.encode("utf-8", "surrogatepass") if as_bytes else text)
-    assert repr(got) == repr(expected)
+def test_entries_sharing_a_crontab_and_a_last_run_share_one_answer_and_others_get_their_own(decider: Decider) -> None:
+    hourly = {"task": "tasks.cron", "crontab": {"minute": "0"}}
+    batch = decider.batch(T0 + 1)
+    sched = decider.codec.parse(raw(hourly)).schedule
+    half_past = datetime.fromtimestamp(T0 - 1800, timezone.utc)
+    assert batch.is_due(sched, half_past) is batch.is_due(sched, half_past)
+    assert batch.is_due(sched, half_past)[0] is True
+    assert batch.is_due(sched, datetime.fromtimestamp(T0, timezone.utc))[0] is False
+    in_new_york = half_past.astimezone(timezone(timedelta(hours=-5)))  # the same instant, read in its own zone
+    assert batch.is_due(sched, in_new_york) == tuple(sched.is_due(in_new_york))
+    assert batch.last_run(iso(T0)) is batch.last_run(iso(T0))
+    assert batch.last_run("not a time") is None
+    assert batch.anchor(T0) == datetime.fromtimestamp(T0, timezone.utc)

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Any
 
 import pytest
 
-from celerybeatredis.decisions.anchors import stamp
 from celerybeatredis.decisions.decide import REASON_LIMIT, Run, quarantine_reason
 from celerybeatredis.definitions.codec import SHORT_DIGEST, digest
 from celerybeatredis.exceptions import InvalidDefinition
@@ -17,11 +16,6 @@ from celerybeatredis.storage.wire import Claimed, Plan
 
 from ..support.decider import EVERY_10S, Decider, claimed, iso, raw, short
 from ..support.helpers import T0
-
-
-@pytest.fixture
-def decider() -> Decider:
-    return Decider()
 
 
 def test_a_due_entry_runs_and_is_due_again_one_interval_later(decider: Decider) -> None:
@@ -103,19 +97,6 @@ def test_a_last_run_that_is_not_a_time_counts_as_never_run(decider: Decider) -> 
     assert (decision.outcome, decision.plan.score) == ("wait", T0 + 10)  # timed from the anchor, now
 
 
-def test_stamp_keeps_the_anchor_until_a_last_run_then_only_the_short_digest() -> None:
-    sha = digest(raw(EVERY_10S))
-    assert stamp(None, sha, False, T0) == (f"{sha[:SHORT_DIGEST]} {T0:.6f}", T0)
-    kept = f"{sha[:SHORT_DIGEST]} {T0 - 7:.6f}"
-    assert stamp(kept, sha, False, T0) == ("", T0 - 7)  # unchanged: commit.lua leaves it
-    assert stamp(f"{sha} {T0 - 7:.6f}", sha, False, T0) == (kept, T0 - 7)  # a full SHA-1 of older data, shortened
-    assert stamp(kept, sha, True, T0)[0] == sha[:SHORT_DIGEST]
-    assert stamp(sha[:SHORT_DIGEST], sha, True, T0)[0] == ""
-    edited = f"{'0' * SHORT_DIGEST} {T0 - 7:.6f}"  # another version of the definition: anchored afresh
-    assert stamp(edited, sha, False, T0) == (f"{sha[:SHORT_DIGEST]} {T0:.6f}", T0)
-    assert stamp(f"{sha[:SHORT_DIGEST]} inf", sha, False, T0) == (f"{sha[:SHORT_DIGEST]} {T0:.6f}", T0)
-
-
 # --- quarantine ----------------------------------------------------------------------------------------------------
 
 
@@ -169,16 +150,3 @@ def test_a_quarantine_reason_is_one_text_cut_to_its_limit() -> None:
 # --- the batch's shared answers ------------------------------------------------------------------------------------
 
 
-def test_entries_sharing_a_crontab_and_a_last_run_share_one_answer_and_others_get_their_own(decider: Decider) -> None:
-    hourly = {"task": "tasks.cron", "crontab": {"minute": "0"}}
-    batch = decider.batch(T0 + 1)
-    sched = decider.codec.parse(raw(hourly)).schedule
-    half_past = datetime.fromtimestamp(T0 - 1800, timezone.utc)
-    assert batch.is_due(sched, half_past) is batch.is_due(sched, half_past)
-    assert batch.is_due(sched, half_past)[0] is True
-    assert batch.is_due(sched, datetime.fromtimestamp(T0, timezone.utc))[0] is False
-    in_new_york = half_past.astimezone(timezone(timedelta(hours=-5)))  # the same instant, read in its own zone
-    assert batch.is_due(sched, in_new_york) == tuple(sched.is_due(in_new_york))
-    assert batch.last_run(iso(T0)) is batch.last_run(iso(T0))
-    assert batch.last_run("not a time") is None
-    assert batch.anchor(T0) == datetime.fromtimestamp(T0, timezone.utc)

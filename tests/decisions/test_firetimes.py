@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -30,13 +29,6 @@ from celerybeatredis.store import ScheduleStore
 from ..support.processes import CeleryProcess, drain_queue, wait_until, write_app
 
 T0 = datetime(2026, 3, 27, 12, 0, 0, tzinfo=timezone.utc).timestamp()  # two days before Europe's DST change
-
-
-@pytest.fixture
-def scheduler(app: Celery, store: RedisStore) -> Iterator[RedisScheduler]:
-    sched = RedisScheduler(app)
-    yield sched
-    sched.close()
 
 
 @pytest.fixture

@@ -8,12 +8,24 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from celery import Celery
 from celery.schedules import crontab, schedule, solar
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from celerybeatredis.definitions.codec import Codec, digest, dump_document, entry_to_document, load_document, schedule_to_json
+from celerybeatredis.definitions.codec import (
+    Codec,
+    _schedule_key,
+    digest,
+    dump_document,
+    entry_to_document,
+    load_document,
+    schedule_to_json,
+)
 from celerybeatredis.definitions.kinds import ZonedCrontab, clocked, interval_to_json
 from celerybeatredis.exceptions import InvalidDefinition
 
 from ..support.helpers import SEED, SEED_CRONTAB, SEED_INTERVAL, SEED_INTERVAL_30S
+
+APP = Celery("fast", set_as_current=False)
 
 
 @pytest.fixture
@@ -212,3 +224,97 @@ def test_parse_cache_is_bounded() -> None:
     for i in range(50):
         codec.parse(json.dumps({"task": f"t{i}", "interval": {"every": i + 1}}))
     assert len(codec._definitions) == 10 and len(codec._schedules) == 10
+
+
+# --- the codec's shortcuts give the answers of the general code they bypass ---------------------------------
+
+
+json_scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=5))
+
+
+specs = st.one_of(
+    st.dictionaries(st.text(max_size=6), json_scalars, max_size=4),
+    st.dictionaries(st.text(max_size=6), st.one_of(json_scalars, st.lists(json_scalars, max_size=2)), max_size=3),
+    json_scalars,
+    st.lists(json_scalars, max_size=3),
+)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.sampled_from(["interval", "crontab"]), specs, specs, st.booleans(), st.booleans())
+def test_schedule_cache_key_tells_apart_what_json_tells_apart(kind: str, a: object, b: object, ra: bool, rb: bool) -> None:
+    import json
+
+    same_json = json.dumps([kind, a, ra], sort_keys=True, default=str) == json.dumps([kind, b, rb], sort_keys=True, default=str)
+    if not same_json:
+        assert _schedule_key(kind, a, ra) != _schedule_key(kind, b, rb)
+
+
+def test_schedule_cache_key_shares_equal_specs() -> None:
+    assert _schedule_key("interval", {"every": 5, "period": "minutes"}, False) == \
+        _schedule_key("interval", {"period": "minutes", "every": 5}, False)
+    assert _schedule_key("interval", {"every": 1}, False) != _schedule_key("interval", {"every": True}, False)
+    assert _schedule_key("interval", {"every": 1}, False) != _schedule_key("interval", {"every": 1.0}, False)
+
+
+def test_entries_with_one_schedule_share_the_compiled_schedule() -> None:
+    codec = Codec(APP)
+    first = codec.parse('{"task": "a", "args": [1], "interval": {"every": 30, "period": "seconds"}}')
+    second = codec.parse('{"task": "b", "args": [2], "interval": {"period": "seconds", "every": 30}}')
+    assert first.schedule is second.schedule
+    bad = '{"task": "c", "interval": {"every": true, "period": "seconds"}}'
+    try:
+        codec.parse(bad)
+    except Exception as exc:  # noqa: BLE001
+        assert "interval.every" in str(exc)
+    else:
+        raise AssertionError("a boolean interval must be refused even when an equal-looking schedule is cached")
+
+
+#: Every optional member written out at the value that means "absent": such a document takes the general path.
+SPELLED_OUT = {"options": None, "start_time": None, "expires": None, "one_off": False, "max_run_count": None,
+               "description": "", "total_run_count": None, "last_run_at": None}
+
+
+json_values = st.recursive(json_scalars, lambda inner: st.one_of(st.lists(inner, max_size=3),
+                                                                 st.dictionaries(st.text(max_size=4), inner, max_size=3)),
+                           max_leaves=6)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.fixed_dictionaries({}, optional={"args": json_values, "kwargs": json_values, "enabled": json_values,
+                                           "relative": st.one_of(st.none(), st.booleans())}))
+def test_a_definition_with_only_common_members_parses_as_the_general_path_does(members: dict[str, object]) -> None:
+    """from_document reads only the members a document has; the answer (or the error) is the same as in full."""
+    codec = Codec(APP)
+
+    def outcome(doc: dict[str, object]) -> object:
+        try:
+            return codec.from_document(doc)
+        except Exception as exc:  # noqa: BLE001 - the error is part of the answer
+            return type(exc), str(exc)
+
+    doc = {"task": "t", "interval": {"every": 30, "period": "seconds"}, **members}
+    assert outcome(doc) == outcome({**doc, **SPELLED_OUT})
+
+
+any_json = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.integers(min_value=2**62, max_value=2**70),
+              st.integers(min_value=-(2**70), max_value=-(2**62)), st.floats(allow_nan=False), st.text()),
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=5), inner, max_size=4)),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(any_json, st.booleans(), st.booleans())
+def test_a_document_reads_as_json_reads_it(value: object, as_bytes: bool, ascii_only: bool) -> None:
+    """load_document's fast reader gives json's answer, big integers, -0.0 and infinities included."""
+    import json
+
+    from celerybeatredis.definitions.codec import load_document
+
+    text = json.dumps(value, ensure_ascii=ascii_only, indent=None if as_bytes else 1)
+    expected = json.loads(text)
+    got = load_document(text.encode("utf-8", "surrogatepass") if as_bytes else text)
+    assert repr(got) == repr(expected)

@@ -10,14 +10,14 @@ import redis
 from celery import Celery
 from celery.signals import after_task_publish, before_task_publish
 
-from celerybeatredis.delivery.modes import AT_LEAST_ONCE, AT_MOST_ONCE, EXACTLY_ONCE
+from celerybeatredis.delivery.modes import AT_MOST_ONCE, EXACTLY_ONCE
 from celerybeatredis.delivery.redis_messages import encode
 from celerybeatredis.schedulers import BadSettings, RedisScheduler
 from celerybeatredis.storage.redis_store import RedisStore
 from celerybeatredis.storage.wire import Plan
 from celerybeatredis.store import ScheduleStore
 
-from ..support.helpers import EVERY_10S_DOC, T0, put, sent
+from ..support.helpers import EVERY_10S_DOC, T0, entries, put, sent, ticks, unhurried
 
 
 @pytest.fixture
@@ -34,32 +34,11 @@ def schedule_db(client: redis.Redis, shared: Celery) -> Iterator[redis.Redis]:
     client.delete(*(shared.conf.task_default_queue + s for s in ("", "\x06\x163", "\x06\x166", "\x06\x169")))
 
 
-def entries(store: RedisStore, count: int) -> list[str]:
-    names = [f"e{i:03d}" for i in range(count)]
-    for name in names:
-        put(store, name, dict(EVERY_10S_DOC, args=[name]))
-    return names
-
-
-def scheduler(app: Celery) -> RedisScheduler:
-    sched = RedisScheduler(app)
-    sched.max_interval = 3600.0
-    return sched
-
-
-def ticks(sched: RedisScheduler, now: float) -> None:
-    """Tick at ``now`` until nothing due is left (a tick yields after a full batch when publishing is slow)."""
-    for _ in range(100):
-        if sched.tick(now=now) > 0:
-            return
-    raise AssertionError("beat never ran out of due entries")
-
-
 def test_exactly_once_writes_each_run_message_in_its_commit(shared: Celery, store: RedisStore, api: ScheduleStore,
                                                             schedule_db: redis.Redis) -> None:
     shared.conf.redis_scheduler_batch_size = 7
     names = entries(store, 30)
-    sched = scheduler(shared)
+    sched = unhurried(shared)
     try:
         sched.tick(now=T0)
         assert sched.publisher.mode == EXACTLY_ONCE
@@ -146,7 +125,7 @@ def test_publish_signals_fire_once_per_run_in_every_mode(shared: Celery, store: 
 
     before_task_publish.connect(before, weak=False)
     after_task_publish.connect(after, weak=False)
-    sched = scheduler(shared)
+    sched = unhurried(shared)
     try:
         sched.tick(now=T0)
         ticks(sched, T0 + 10)
@@ -160,56 +139,9 @@ def test_publish_signals_fire_once_per_run_in_every_mode(shared: Celery, store: 
     assert sorted(seen["after"]) == ids
 
 
-def test_at_most_once_sends_a_batch_as_it_did_one_by_one(app: Celery, store: RedisStore, broker: redis.Redis) -> None:
-    app.conf.update(redis_scheduler_delivery="at-most-once", redis_scheduler_batch_size=6)
-    names = entries(store, 20)
-    sched = scheduler(app)
-    try:
-        sched.tick(now=T0)
-        assert sched.publisher.mode == AT_MOST_ONCE
-        ticks(sched, T0 + 10)
-    finally:
-        sched.close()
-    assert sorted(m.args[0] for m in sent(broker, app)) == names
-
-
 def test_the_setting_takes_only_the_modes_there_are(app: Celery) -> None:
     app.conf.redis_scheduler_delivery = "sometimes"
     with pytest.raises(BadSettings, match="redis_scheduler_delivery must be one of auto, at-most-once, at-least-once, exactly-once"):
         RedisScheduler(app)
 
 
-def test_at_least_once_forgets_each_run_once_the_broker_took_it(app: Celery, store: RedisStore, broker: redis.Redis) -> None:
-    app.conf.update(redis_scheduler_delivery="at-least-once", redis_scheduler_batch_size=6)
-    names = entries(store, 20)
-    sched = scheduler(app)
-    try:
-        sched.tick(now=T0)
-        assert sched.publisher.mode == AT_LEAST_ONCE
-        ticks(sched, T0 + 10)
-    finally:
-        sched.close()
-    assert sorted(m.args[0] for m in sent(broker, app)) == names
-    assert store.client.zcard(store.keys.pending) == 0
-    assert store.client.hlen(store.keys.pending_ids) == 0
-
-
-def test_a_pending_run_is_sent_again_after_the_lease_with_its_task_id(app: Celery, store: RedisStore,
-                                                                      broker: redis.Redis) -> None:
-    """A beat that committed a run and died before the broker took it: the next beat sends it, same id."""
-    app.conf.update(redis_scheduler_delivery="at-least-once", redis_scheduler_lease_seconds=5)
-    put(store, "a", dict(EVERY_10S_DOC, args=["a"]), score=T0 + 20)
-    plan = Plan("a", repr(T0 + 20), T0 + 30, True, "2026-03-02T12:00:20+00:00")  # ran at T0 + 20
-    assert store.runs.commit([plan], 0, encode({1: [("pending", "the-task-id", repr(T0 + 25))]})) == [True]
-    assert store.client.zscore(store.keys.pending, "a") == T0 + 25
-    sched = scheduler(app)
-    try:
-        assert sched.publisher.resend(store, now=T0 + 24) == 0  # not before its resend time
-        sched.tick(now=T0 + 26)
-        assert sched.publisher.resend(store, now=T0 + 60) == 0  # sent once, then forgotten
-    finally:
-        sched.close()
-    messages = sent(broker, app)
-    assert [(m.args[0], m.id) for m in messages] == [("a", "the-task-id")]
-    assert store.client.zcard(store.keys.pending) == 0
-    assert store.run_state("a")[0] == 1, "sending it again is not another run"

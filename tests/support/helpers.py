@@ -41,6 +41,30 @@ def run_ticks(app: Celery, times: list[float]) -> None:
         sched.close()
 
 
+def entries(store: RedisStore, count: int, stem: str = "e") -> list[str]:
+    """``count`` entries of :data:`EVERY_10S_DOC` named ``stem`` and a number, each with its name as its argument, looked
+    at now."""
+    names = [f"{stem}{i:03d}" for i in range(count)]
+    for name in names:
+        put(store, name, dict(EVERY_10S_DOC, args=[name]))
+    return names
+
+
+def unhurried(app: Celery) -> RedisScheduler:
+    """A scheduler whose tick has an hour to take every full batch, so no test depends on how fast this machine is."""
+    sched = RedisScheduler(app)
+    sched.max_interval = 3600.0
+    return sched
+
+
+def ticks(sched: RedisScheduler, now: float) -> None:
+    """Tick at ``now`` until nothing due is left (a tick yields after a full batch when publishing is slow)."""
+    for _ in range(100):
+        if sched.tick(now=now) > 0:
+            return
+    raise AssertionError("beat never ran out of due entries")
+
+
 def tick(app: Celery) -> RedisScheduler:
     """One in-process beat tick, so entries get planned or quarantined as beat would."""
     scheduler = RedisScheduler(app, lazy=True)
