@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -70,3 +71,28 @@ def test_a_claim_dropped_by_its_tick_is_renewed_no_more(store: RedisStore) -> No
         assert [e.name for e in store.runs.claim(10, 0.6).entries] == ["a"]
     finally:
         keeper.close()
+
+
+def test_a_claim_is_renewed_once_held_a_third_of_a_lease_and_not_before(store: RedisStore) -> None:
+    """One pass of the renewal thread (``renew_due``), with the time each claim has been held set by hand."""
+    lease = 300.0  # long: nothing here waits on it
+    put(store, "a", EVERY_10S, 0)
+    put(store, "b", EVERY_10S, 1)
+    past = store.server_time() - 100  # claimed 100 s ago: the lease a renewal sets is later than the one claimed
+    held_long, held_short = store.runs.claim(1, lease, past), store.runs.claim(1, lease, past)
+    assert [e.name for e in held_long.entries + held_short.entries] == ["a", "b"]
+    keeper = LeaseKeeper(lease)
+    keeper.close()  # its thread stops at once: only the passes this test makes renew
+    try:
+        keeper.hold(store, held_long, None)
+        keeper.hold(store, held_short, None)
+        long, short = keeper.held[id(held_long)], keeper.held[id(held_short)]
+        long.since = time.monotonic() - 0.4 * lease  # more than a third of a lease since its lease was set
+        short.since = time.monotonic() - 0.2 * lease  # less than a third
+        assert keeper.renew_due() == 1
+    finally:
+        keeper.drop()
+    assert keeper.renewals == 1
+    assert long.lease != held_long.lease and float(long.lease) > float(held_long.lease)
+    assert store.due_score("a") == float(long.lease)  # the entry moved to the new lease
+    assert short.lease == held_short.lease and store.due_score("b") == float(held_short.lease)
