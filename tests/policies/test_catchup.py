@@ -72,6 +72,15 @@ def test_the_catchup_modes(mode: str, window: float | None, now: float, expected
     assert (send, caught.more, caught.too_old, caught.not_sent) == expected
 
 
+def test_a_run_due_exactly_the_window_ago_is_caught_up_and_one_a_microsecond_older_is_not() -> None:
+    """The window is inclusive, to the microsecond: due times are compared exactly, not rounded."""
+    tick = timedelta(microseconds=1)
+    on_the_edge = catch_up(minutely(), at(-600), NOW, "all", 540)  # missed runs due at -540, -480, ..., 0
+    assert (on_the_edge.send, on_the_edge.more, on_the_edge.too_old, on_the_edge.not_sent) == (at(-540), True, 0, 0)
+    older = catch_up(minutely(), at(-600) - tick, NOW, "all", 540)  # each due a microsecond earlier
+    assert (older.send, older.more, older.too_old, older.not_sent) == (at(-480) - tick, True, 1, 0)
+
+
 # --- the decision --------------------------------------------------------------------------
 
 
