@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 import redis
 from celery import Celery
 
 from celerybeatredis.delivery.modes import AT_LEAST_ONCE, AT_MOST_ONCE
-from celerybeatredis.delivery.redis_messages import encode
+from celerybeatredis.delivery.redis_messages import RedisWriter, encode
 from celerybeatredis.schedulers import RedisScheduler
 from celerybeatredis.storage.redis_store import RedisStore
 from celerybeatredis.storage.wire import Plan
@@ -43,6 +44,35 @@ def test_at_least_once_forgets_each_run_once_the_broker_took_it(app: Celery, sto
     assert sorted(m.args[0] for m in sent(broker, app)) == names
     assert store.client.zcard(store.keys.pending) == 0
     assert store.client.hlen(store.keys.pending_ids) == 0
+
+
+def test_at_least_once_keeps_each_run_pending_while_its_message_is_written(
+        app: Celery, store: RedisStore, broker: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run's pending record is in Redis all the time its message is written, so a beat that dies during the write
+    leaves the run to be sent again; it is forgotten once the broker took the message, not before."""
+    app.conf.update(redis_scheduler_delivery="at-least-once")
+    names = entries(store, 12)
+    during: list[tuple[list[str], dict[str, str]]] = []  # at each write: the pending runs, and their task ids
+    write = RedisWriter.write
+
+    def write_seeing_pending(self: RedisWriter, *args: Any) -> BaseException | None:
+        pending = sorted(n.decode() for n in store.client.zrange(store.keys.pending, 0, -1))
+        ids = {n.decode(): tid.decode() for n, tid in store.client.hgetall(store.keys.pending_ids).items()}
+        during.append((pending, ids))
+        return write(self, *args)
+
+    monkeypatch.setattr(RedisWriter, "write", write_seeing_pending)
+    sched = unhurried(app)
+    try:
+        sched.tick(now=T0)  # first look at each entry: nothing due yet
+        assert during == []
+        sched.tick(now=T0 + 10)  # one batch of twelve runs
+    finally:
+        sched.close()
+    messages = sent(broker, app)
+    assert sorted(m.args[0] for m in messages) == names
+    assert during == [(names, {m.args[0]: m.id for m in messages})]
+    assert store.client.zcard(store.keys.pending) == 0 and store.client.hlen(store.keys.pending_ids) == 0
 
 
 def test_a_pending_run_is_sent_again_after_the_lease_with_its_task_id(app: Celery, store: RedisStore,
