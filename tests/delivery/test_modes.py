@@ -17,7 +17,7 @@ from celerybeatredis.storage.redis_store import RedisStore
 from celerybeatredis.storage.wire import Plan
 from celerybeatredis.store import ScheduleStore
 
-from ..support.helpers import EVERY_10S_DOC, T0, entries, put, sent, ticks, unhurried
+from ..support.helpers import EVERY_10S_DOC, T0, entries, first_interval, put, sent
 
 
 @pytest.fixture
@@ -38,13 +38,7 @@ def test_exactly_once_writes_each_run_message_in_its_commit(shared: Celery, stor
                                                             schedule_db: redis.Redis) -> None:
     shared.conf.redis_scheduler_batch_size = 7
     names = entries(store, 30)
-    sched = unhurried(shared)
-    try:
-        sched.tick(now=T0)
-        assert sched.publisher.mode == EXACTLY_ONCE
-        ticks(sched, T0 + 10)
-    finally:
-        sched.close()
+    assert first_interval(shared) == EXACTLY_ONCE
     messages = sent(schedule_db, shared)
     assert sorted(m.args[0] for m in messages) == names
     runs = {n: store.run_state(n)[0] for n in names}
@@ -125,14 +119,11 @@ def test_publish_signals_fire_once_per_run_in_every_mode(shared: Celery, store: 
 
     before_task_publish.connect(before, weak=False)
     after_task_publish.connect(after, weak=False)
-    sched = unhurried(shared)
     try:
-        sched.tick(now=T0)
-        ticks(sched, T0 + 10)
+        first_interval(shared)
     finally:
         before_task_publish.disconnect(before)
         after_task_publish.disconnect(after)
-        sched.close()
     ids = sorted(m.id for m in sent(schedule_db, shared))
     assert len(ids) == len(names)
     assert sorted(seen["before"]) == ids

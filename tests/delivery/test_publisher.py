@@ -15,32 +15,20 @@ from celerybeatredis.schedulers import RedisScheduler
 from celerybeatredis.storage.redis_store import RedisStore
 from celerybeatredis.storage.wire import Plan
 
-from ..support.helpers import EVERY_10S_DOC, T0, entries, put, sent, ticks, unhurried
+from ..support.helpers import EVERY_10S_DOC, T0, entries, first_interval, put, sent, unhurried
 
 
 def test_at_most_once_sends_a_batch_as_it_did_one_by_one(app: Celery, store: RedisStore, broker: redis.Redis) -> None:
     app.conf.update(redis_scheduler_delivery="at-most-once", redis_scheduler_batch_size=6)
     names = entries(store, 20)
-    sched = unhurried(app)
-    try:
-        sched.tick(now=T0)
-        assert sched.publisher.mode == AT_MOST_ONCE
-        ticks(sched, T0 + 10)
-    finally:
-        sched.close()
+    assert first_interval(app) == AT_MOST_ONCE
     assert sorted(m.args[0] for m in sent(broker, app)) == names
 
 
 def test_at_least_once_forgets_each_run_once_the_broker_took_it(app: Celery, store: RedisStore, broker: redis.Redis) -> None:
     app.conf.update(redis_scheduler_delivery="at-least-once", redis_scheduler_batch_size=6)
     names = entries(store, 20)
-    sched = unhurried(app)
-    try:
-        sched.tick(now=T0)
-        assert sched.publisher.mode == AT_LEAST_ONCE
-        ticks(sched, T0 + 10)
-    finally:
-        sched.close()
+    assert first_interval(app) == AT_LEAST_ONCE
     assert sorted(m.args[0] for m in sent(broker, app)) == names
     assert store.client.zcard(store.keys.pending) == 0
     assert store.client.hlen(store.keys.pending_ids) == 0

@@ -65,6 +65,18 @@ def ticks(sched: RedisScheduler, now: float) -> None:
     raise AssertionError("beat never ran out of due entries")
 
 
+def first_interval(app: Celery) -> str | None:
+    """A new scheduler of ``app`` ticks at :data:`T0` (the first look at each entry) and at ``T0 + 10`` until nothing is
+    due (the first run of each :func:`entries` entry), then closes; the delivery mode it published in."""
+    sched = unhurried(app)
+    try:
+        sched.tick(now=T0)
+        ticks(sched, T0 + 10)
+        return sched.publisher.mode
+    finally:
+        sched.close()
+
+
 def tick(app: Celery) -> RedisScheduler:
     """One in-process beat tick, so entries get planned or quarantined as beat would."""
     scheduler = RedisScheduler(app, lazy=True)
