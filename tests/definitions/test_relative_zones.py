@@ -4,7 +4,7 @@ Celery rounds a relative interval in the zone of ``app.now()`` (its last run
 time's zone); beat keeps its times in UTC, so it must round them in the app's
 zone too. Both sides are driven by a simulated clock over ten days: Celery's
 scheduler ticking whenever it asks to, beat's decisions replayed by
-:func:`~celerybeatredis.firetimes.fire_times` (beat's own code). No Redis.
+:func:`~celerybeatredis.decisions.firetimes.fire_times` (beat's own code). No Redis.
 """
 
 from __future__ import annotations

@@ -29,25 +29,25 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 #: Test-app code that SIGSTOPs a beat once it holds a claim, after the test writes ``freeze-<pid>``.
 FREEZE_POINT = """
 _frozen = _Path(__file__).with_name(f"freeze-{_os.getpid()}")
-_commit_args_then = _Store.commit_args
+_commit_args_then = _Runs.commit_args
 def _commit_args_or_freeze(plans, history=0, messages=None):
     if _frozen.exists() and _frozen.read_text() == "after-claim":
         _frozen.unlink()
         _frozen.with_name(f"held-{_os.getpid()}").write_text("\\n".join(f"{p.name} {p.lease}" for p in plans))
         _os.kill(_os.getpid(), _signal.SIGSTOP)
     return _commit_args_then(plans, history, messages)
-_Store.commit_args = staticmethod(_commit_args_or_freeze)
+_Runs.commit_args = staticmethod(_commit_args_or_freeze)
 
-_committed_then = _Store.committed  # every commit reply is read here, streamed or not, before its batch is published
-def _freeze_once_committed(self, plans, reply):
-    committed = _committed_then(self, plans, reply)
+_committed_then = _Runs.committed  # every commit reply is read here, streamed or not, before its batch is published
+def _freeze_once_committed(plans, reply):
+    committed = _committed_then(plans, reply)
     if _frozen.exists() and _frozen.read_text() == "after-commit" and any(ok and p.ran for p, ok in zip(plans, committed)):
         _frozen.unlink()
         ran = [p.name for p, ok in zip(plans, committed) if ok and p.ran]
         _frozen.with_name(f"held-{_os.getpid()}").write_text("\\n".join(f"{n} 0" for n in ran))
         _os.kill(_os.getpid(), _signal.SIGSTOP)
     return committed
-_Store.committed = _freeze_once_committed
+_Runs.committed = staticmethod(_freeze_once_committed)
 """
 
 
