@@ -19,7 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from celerybeatredis.store import ScheduleStore
-from tests.redis_server import RedisServer
+from tests.support.redis_server import RedisServer
 
 
 def definitions(count: int) -> list[tuple[str, dict]]:

@@ -33,7 +33,7 @@ from celerybeatredis.schedulers import RedisScheduler  # noqa: E402
 from celerybeatredis.storage.connection import make_client  # noqa: E402
 from celerybeatredis.storage.keys import shard_tag  # noqa: E402
 from celerybeatredis.storage.sharded_store import ShardedStore  # noqa: E402
-from tests.cluster import LocalCluster  # noqa: E402
+from tests.support.cluster import LocalCluster  # noqa: E402
 
 
 def definition(n: int) -> str:

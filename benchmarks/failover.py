@@ -27,10 +27,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from celerybeatredis.storage.redis_store import RedisStore  # noqa: E402
-from tests.ledger import STAMP_PUBLISHER, Ledger, every_second, load_entries  # noqa: E402
-from tests.processes import CeleryProcess, wait_until, write_app  # noqa: E402
-from tests.redis_server import RedisServer  # noqa: E402
-from tests.test_reliability_beats import CRASH_POINTS  # noqa: E402
+from tests.scenarios.test_reliability_beats import CRASH_POINTS  # noqa: E402
+from tests.support.ledger import STAMP_PUBLISHER, Ledger, every_second, load_entries  # noqa: E402
+from tests.support.processes import CeleryProcess, wait_until, write_app  # noqa: E402
+from tests.support.redis_server import RedisServer  # noqa: E402
 
 PREFIX = "bench:meta:"
 QUEUE = "bench"

@@ -36,7 +36,7 @@ from benchmarks.subjects import Ours
 from benchmarks.workload import Burst
 from celerybeatredis.settings import Settings
 from celerybeatredis.storage.history import record, stamp
-from tests.redis_server import RedisServer
+from tests.support.redis_server import RedisServer
 
 #: RedBeat's Redis memory per entry at N = 1,000,000 (docs/benchmarks.rst); memory is reported against 0.75x of it.
 REDBEAT_BYTES = 782

@@ -3,7 +3,7 @@
     python benchmarks/rabbitmq.py --entries 20000 --entries 100000 --rounds 2
 
 Starts a private redis-server (the schedule) and a private RabbitMQ node (the
-broker, tests/rabbitmq_server.py). Each round runs, in turn on the same node:
+broker, tests/support/rabbitmq_server.py). Each round runs, in turn on the same node:
 the plain loop (``app.send_task`` on one producer, a process of its own,
 benchmarks/procs.py), then a real ``celery beat`` in ``at-most-once`` and in
 ``at-least-once`` with N entries of which 20% fall due at once. A run's rate
@@ -33,8 +33,8 @@ from celery import Celery  # noqa: E402
 from benchmarks import procs  # noqa: E402
 from benchmarks.subjects import Ours, OursAtLeastOnce, Subject  # noqa: E402
 from benchmarks.workload import TASK, Timed  # noqa: E402
-from tests.rabbitmq_server import RabbitMQServer  # noqa: E402
-from tests.redis_server import RedisServer  # noqa: E402
+from tests.support.rabbitmq_server import RabbitMQServer  # noqa: E402
+from tests.support.redis_server import RedisServer  # noqa: E402
 
 MODES = {"at-most-once": Ours, "at-least-once": OursAtLeastOnce}
 

@@ -41,9 +41,9 @@ sys.path.insert(0, str(ROOT))
 
 from celerybeatredis.storage.redis_store import RedisStore  # noqa: E402
 from celerybeatredis.storage.scripts import SCRIPT_NAMES  # noqa: E402
-from tests.ledger import STAMP_PUBLISHER, Audit, Ledger, run_counts  # noqa: E402
-from tests.processes import CeleryProcess, write_app  # noqa: E402
-from tests.redis_server import RedisServer  # noqa: E402
+from tests.support.ledger import STAMP_PUBLISHER, Audit, Ledger, run_counts  # noqa: E402
+from tests.support.processes import CeleryProcess, write_app  # noqa: E402
+from tests.support.redis_server import RedisServer  # noqa: E402
 
 PREFIX = "bench:meta:"
 QUEUE = "bench"

@@ -14,7 +14,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from tests.redis_server import RedisServer
+from tests.support.redis_server import RedisServer
 
 Results = dict[str, dict[int, dict[str, Any]]]
 COLUMNS = (("ours", "celerybeat-redis"), ("redbeat", "RedBeat"), ("celery", "Celery Persistent"))

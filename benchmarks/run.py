@@ -33,7 +33,7 @@ import redis.connection  # noqa: E402
 from benchmarks import procs, report  # noqa: E402
 from benchmarks.subjects import SUBJECTS, Subject  # noqa: E402
 from benchmarks.workload import TASK, Burst, Spread, Timed, Workload  # noqa: E402
-from tests.redis_server import RedisServer  # noqa: E402
+from tests.support.redis_server import RedisServer  # noqa: E402
 
 DEFAULT_SIZES = (10_000, 100_000, 1_000_000)
 IDLE_TICKS = 200

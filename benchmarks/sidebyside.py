@@ -12,7 +12,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.redis_server import RedisServer
+from tests.support.redis_server import RedisServer
 
 #: A subject's figures from one run: ``rate`` (dispatches/s), ``cpu_us`` and ``redis_us`` (CPU per dispatch), ...
 Figures = dict[str, float]

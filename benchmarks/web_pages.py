@@ -25,8 +25,8 @@ from urllib.parse import urlencode
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from celerybeatredis.store import ScheduleStore
-from tests.redis_server import RedisServer
-from tests.web import WebServer, request
+from tests.support.redis_server import RedisServer
+from tests.support.web import WebServer, request
 
 PREFIX = "bench:web:"
 

@@ -12,13 +12,14 @@ import redis
 from celery import Celery
 
 from celerybeatredis.cli.binaries import SERVER_ENV, redis_server_binary
+from celerybeatredis.schedulers import RedisScheduler
 from celerybeatredis.storage.redis_store import RedisStore
 from celerybeatredis.store import ScheduleStore
 
-from .cli import Cli
-from .cluster import LocalCluster
-from .rabbitmq_server import NO_RABBITMQ, RabbitMQServer, rabbitmq_binary
-from .redis_server import NO_SERVER, RedisServer
+from .support.cli import Cli
+from .support.cluster import LocalCluster
+from .support.rabbitmq_server import NO_RABBITMQ, RabbitMQServer, rabbitmq_binary
+from .support.redis_server import NO_SERVER, RedisServer
 
 _counter = itertools.count()
 
@@ -90,6 +91,14 @@ def app(redis_url: str, prefix: str) -> Celery:
         task_default_queue=f"q-{prefix}",
     )
     return celery_app
+
+
+@pytest.fixture
+def scheduler(app: Celery, store: RedisStore) -> Iterator[RedisScheduler]:
+    """A scheduler of ``app`` on this test's schedule, closed afterwards."""
+    sched = RedisScheduler(app)
+    yield sched
+    sched.close()
 
 
 @pytest.fixture(scope="session")

@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 from celerybeatredis.schedulers import RedisScheduler
 from celerybeatredis.storage.redis_store import RedisStore
 
-from .processes import CeleryProcess, drain_queue, wait_until, write_app
+from .support.processes import CeleryProcess, drain_queue, wait_until, write_app
 
 T0 = 1_800_000_000.0
 CANARY = "canary"

@@ -13,7 +13,7 @@ import redis
 from celerybeatredis.storage.redis_store import RedisStore
 from celerybeatredis.storage.scripts import script_source
 
-from .processes import CeleryProcess, drain_queue, wait_until, write_app
+from .support.processes import CeleryProcess, drain_queue, wait_until, write_app
 
 LUA_DIR = Path(__file__).resolve().parent.parent / "celerybeatredis" / "storage" / "lua"
 #: The modules beat runs (celerybeatredis/schedulers.py and what it is made of).

@@ -1,7 +1,7 @@
 """Every example of README.rst and docs/**/*.rst runs as printed.
 
 The runner collects every code block and runs it against a redis-server this
-module starts (tests/redis_server.py), in a directory of its own per page. It
+module starts (tests/support/redis_server.py), in a directory of its own per page. It
 fails on a block it does not know how to run, so no example is silently left
 out. The only rewriting it does is the address: ``localhost:6379`` (the
 documented default) becomes ``127.0.0.1:<port>`` of that server, and
@@ -68,7 +68,7 @@ from celerybeatredis.moving.transfer import parse_line
 from celerybeatredis.settings import Settings
 from celerybeatredis.store import ScheduleStore
 
-from .redis_server import RedisServer, cli_binary
+from .support.redis_server import RedisServer, cli_binary
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.rst"

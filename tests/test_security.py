@@ -20,8 +20,8 @@ from celerybeatredis.schedulers import RedisScheduler
 from celerybeatredis.settings import Settings
 from celerybeatredis.storage.redis_store import RedisStore
 
-from .processes import CeleryProcess, drain_queue, wait_until, write_app
-from .redis_server import free_port, server_binary
+from .support.processes import CeleryProcess, drain_queue, wait_until, write_app
+from .support.redis_server import free_port, server_binary
 
 T0 = 1_800_000_000.0
 PASSWORD = "s3cret-Pa55-w0rd"

@@ -20,8 +20,8 @@ from celerybeatredis.schedulers import RedisScheduler
 from celerybeatredis.settings import Settings
 from celerybeatredis.storage.redis_store import RedisStore
 
-from .helpers import T0
-from .redis_server import RedisServer
+from .support.helpers import T0
+from .support.redis_server import RedisServer
 
 SETTINGS_PAGE = Path(__file__).resolve().parent.parent / "docs" / "settings.rst"
 
@@ -195,3 +195,40 @@ def test_reconcile_interval_is_the_time_between_two_reconciler_steps(app: Celery
     finally:
         fast.close()
 
+
+# --- how settings are read -------------------------------------------------------------------------------
+
+
+def test_settings_old_names_defaults_and_masking() -> None:
+    app = Celery("s", set_as_current=False)
+    app.conf.update(CELERY_REDIS_SCHEDULER_URL="redis://:pw@h:1/2", CELERY_REDIS_SCHEDULER_KEY_PREFIX="old:prefix:")
+    settings = Settings.from_app(app)
+    assert (settings.url, settings.tag, settings.safe_url) == ("redis://:pw@h:1/2", "old:prefix", "redis://:****@h:1/2")
+    app.conf.redis_scheduler_url = "redis://new/3"
+    assert Settings.from_app(app).url == "redis://new/3"
+    plain = Celery("p", set_as_current=False, broker="redis://broker:6379/4")
+    assert Settings.from_app(plain).url == "redis://broker:6379/4"
+    assert Settings.from_app(plain).key_prefix == "tasks:meta:"
+    amqp = Celery("a", set_as_current=False, broker="amqp://guest@localhost//")
+    assert Settings.from_app(amqp).url == "redis://localhost:6379/0"
+    bad = Celery("b", set_as_current=False)
+    bad.conf.redis_scheduler_key_prefix = "{x}:"
+    with pytest.raises(ValueError, match="redis_scheduler_key_prefix"):
+        Settings.from_app(bad)
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    (None, None), ("auto", None), (" Auto ", None), (True, True), ("yes", True), ("1", True), (False, False), ("off", False),
+])
+def test_claim_ahead_is_auto_unless_set_to_a_flag(value: object, expected: bool | None) -> None:
+    app = Celery("c", set_as_current=False)
+    app.conf.redis_scheduler_claim_ahead = value
+    assert Settings.from_app(app).claim_ahead is expected
+
+
+@pytest.mark.parametrize("value", ["sometimes", 2, ["auto"]])
+def test_a_claim_ahead_that_is_no_flag_is_an_error_naming_the_setting(value: object) -> None:
+    app = Celery("c", set_as_current=False)
+    app.conf.redis_scheduler_claim_ahead = value
+    with pytest.raises(ValueError, match=r"redis_scheduler_claim_ahead must be true, false or 'auto'"):
+        Settings.from_app(app)

@@ -1,0 +1,1 @@
+"""Tests of celerybeatredis/beat/: a shard's batches in a tick, streaming, leases, late batches and statics."""

@@ -1,0 +1,1 @@
+"""Tests of celerybeatredis/cli/: the console script, run as a subprocess."""

@@ -1,0 +1,1 @@
+"""Tests of celerybeatredis/definitions/: the JSON document, schedule kinds, members and calendars."""

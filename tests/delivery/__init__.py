@@ -1,0 +1,1 @@
+"""Tests of celerybeatredis/delivery/: delivery modes, messages, publishing, re-sends and backfill."""

@@ -1,0 +1,105 @@
+"""Publishing committed batches (``delivery/publisher.py``): a batch sent after its commit, runs put back when the
+broker fails, pending runs of ``at-least-once`` forgotten once the broker took them and sent again by the next beat."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import redis
+from celery import Celery
+
+from celerybeatredis.delivery.modes import AT_LEAST_ONCE, AT_MOST_ONCE
+from celerybeatredis.delivery.redis_messages import RedisWriter, encode
+from celerybeatredis.schedulers import RedisScheduler
+from celerybeatredis.storage.redis_store import RedisStore
+from celerybeatredis.storage.wire import Plan
+
+from ..support.helpers import EVERY_10S_DOC, T0, entries, first_interval, put, sent, unhurried
+
+
+def test_at_most_once_sends_a_batch_as_it_did_one_by_one(app: Celery, store: RedisStore, broker: redis.Redis) -> None:
+    app.conf.update(redis_scheduler_delivery="at-most-once", redis_scheduler_batch_size=6)
+    names = entries(store, 20)
+    assert first_interval(app) == AT_MOST_ONCE
+    assert sorted(m.args[0] for m in sent(broker, app)) == names
+
+
+def test_at_least_once_forgets_each_run_once_the_broker_took_it(app: Celery, store: RedisStore, broker: redis.Redis) -> None:
+    app.conf.update(redis_scheduler_delivery="at-least-once", redis_scheduler_batch_size=6)
+    names = entries(store, 20)
+    assert first_interval(app) == AT_LEAST_ONCE
+    assert sorted(m.args[0] for m in sent(broker, app)) == names
+    assert store.client.zcard(store.keys.pending) == 0
+    assert store.client.hlen(store.keys.pending_ids) == 0
+
+
+def test_at_least_once_keeps_each_run_pending_while_its_message_is_written(
+        app: Celery, store: RedisStore, broker: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run's pending record is in Redis all the time its message is written, so a beat that dies during the write
+    leaves the run to be sent again; it is forgotten once the broker took the message, not before."""
+    app.conf.update(redis_scheduler_delivery="at-least-once")
+    names = entries(store, 12)
+    during: list[tuple[list[str], dict[str, str]]] = []  # at each write: the pending runs, and their task ids
+    write = RedisWriter.write
+
+    def write_seeing_pending(self: RedisWriter, *args: Any) -> BaseException | None:
+        pending = sorted(n.decode() for n in store.client.zrange(store.keys.pending, 0, -1))
+        ids = {n.decode(): tid.decode() for n, tid in store.client.hgetall(store.keys.pending_ids).items()}
+        during.append((pending, ids))
+        return write(self, *args)
+
+    monkeypatch.setattr(RedisWriter, "write", write_seeing_pending)
+    sched = unhurried(app)
+    try:
+        sched.tick(now=T0)  # first look at each entry: nothing due yet
+        assert during == []
+        sched.tick(now=T0 + 10)  # one batch of twelve runs
+    finally:
+        sched.close()
+    messages = sent(broker, app)
+    assert sorted(m.args[0] for m in messages) == names
+    assert during == [(names, {m.args[0]: m.id for m in messages})]
+    assert store.client.zcard(store.keys.pending) == 0 and store.client.hlen(store.keys.pending_ids) == 0
+
+
+def test_a_pending_run_is_sent_again_after_the_lease_with_its_task_id(app: Celery, store: RedisStore,
+                                                                      broker: redis.Redis) -> None:
+    """A beat that committed a run and died before the broker took it: the next beat sends it, same id."""
+    app.conf.update(redis_scheduler_delivery="at-least-once", redis_scheduler_lease_seconds=5)
+    put(store, "a", dict(EVERY_10S_DOC, args=["a"]), score=T0 + 20)
+    plan = Plan("a", repr(T0 + 20), T0 + 30, True, "2026-03-02T12:00:20+00:00")  # ran at T0 + 20
+    assert store.runs.commit([plan], 0, encode({1: [("pending", "the-task-id", repr(T0 + 25))]})) == [True]
+    assert store.client.zscore(store.keys.pending, "a") == T0 + 25
+    sched = unhurried(app)
+    try:
+        assert sched.publisher.resend(store, now=T0 + 24) == 0  # not before its resend time
+        sched.tick(now=T0 + 26)
+        assert sched.publisher.resend(store, now=T0 + 60) == 0  # sent once, then forgotten
+    finally:
+        sched.close()
+    messages = sent(broker, app)
+    assert [(m.args[0], m.id) for m in messages] == [("a", "the-task-id")]
+    assert store.client.zcard(store.keys.pending) == 0
+    assert store.run_state("a")[0] == 1, "sending it again is not another run"
+
+
+def test_a_never_run_entry_whose_publish_failed_is_retried_from_its_anchor(
+        app: Celery, store: RedisStore, broker: redis.Redis) -> None:
+    put(store, "add", EVERY_10S_DOC)
+    sched = RedisScheduler(app)
+    try:
+        sched.tick(now=T0)
+        failing = sched.apply_async
+
+        def broker_down(*args: Any, **kwargs: Any) -> Any:
+            raise ConnectionError("broker down")
+
+        sched.apply_async = broker_down  # type: ignore[method-assign]
+        sched.tick(now=T0 + 10)
+        assert sent(broker, app) == [] and store.run_state("add") == (0, None)
+        sched.apply_async = failing  # type: ignore[method-assign]
+        sched.tick(now=T0 + 10 + sched.settings.publish_retry_seconds)
+        assert len(sent(broker, app)) == 1
+    finally:
+        sched.close()

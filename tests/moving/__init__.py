@@ -1,0 +1,1 @@
+"""Tests of celerybeatredis/moving/: migration from the old celerybeat-redis and RedBeat."""

@@ -1,0 +1,1 @@
+"""Tests of celerybeatredis/observe/: the heartbeat, status, /healthz and /metrics."""

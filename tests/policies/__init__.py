@@ -1,0 +1,1 @@
+"""Tests of celerybeatredis/policies/: catch-up, jitter and overlap."""

@@ -1,0 +1,1 @@
+"""End-to-end runs of real celery beat and worker processes, brokers, clusters and faults."""

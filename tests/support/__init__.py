@@ -1,0 +1,1 @@
+"""The test harness: servers, processes, the console script, the dashboard, and builders the tests share."""
