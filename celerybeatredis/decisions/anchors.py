@@ -12,7 +12,7 @@ import math
 from ..definitions.codec import SHORT_DIGEST
 
 
-def stamp(stored: str | None, sha: str, has_run: bool, now: float) -> tuple[str, float]:
+def digest_and_anchor(stored: str | None, sha: str, has_run: bool, now: float) -> tuple[str, float]:
     """The ``{T}:digest`` value to commit (``""``: leave it as stored) and the anchor to time a never-run entry from.
 
     The anchor (when beat first saw this version of the definition) is kept

@@ -84,15 +84,16 @@ class Decision(Record):
         return Plan(**{name: getattr(self, name) for name in PLAN_FIELDS})
 
 
-def decide(entry: Claimed, defn: Definition, last_run: datetime | None, stamped: tuple[str, float], batch: Batch) -> Decision:
-    """The decision for ``entry`` (a valid ``defn``, its parsed ``last_run``, its :func:`~.anchors.stamp`) at the batch's time.
+def decide(entry: Claimed, defn: Definition, last_run: datetime | None, digested: tuple[str, float], batch: Batch) -> Decision:
+    """The decision for ``entry`` (a valid ``defn``, its parsed ``last_run``, its
+    :func:`~.anchors.digest_and_anchor`) at the batch's time.
 
     A run-now request (a negative score) runs even a disabled, finished or paused entry, and is not jittered.
     A definition whose schedule cannot say when it runs next is quarantined.
     ``defn``'s schedule must read the batch's time as now (beat's codec reads
     its :class:`~.planner.TickClock`, which the planner sets to it).
     """
-    digest, anchor = stamped
+    digest, anchor = digested
     made = begin(entry, batch, digest)
     count = entry.total_run_count
     if count is None and defn.seed_total_run_count is not None:

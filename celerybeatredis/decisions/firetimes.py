@@ -22,7 +22,7 @@ from ..definitions.calendars import Calendar, InvalidCalendar
 from ..definitions.codec import Codec, Definition, digest
 from ..exceptions import CeleryBeatRedisError
 from ..storage.wire import Claimed, parse_last_run_at
-from .anchors import stamp
+from .anchors import digest_and_anchor
 from .batch import Batch
 from .decide import decide
 from .planner import TickClock
@@ -76,7 +76,7 @@ def fire_times(entry: Claimed, app: Celery, now: float, count: int = 10,
     score = entry.score if entry.score is not None else 0.0
     at = now if not math.isfinite(score) or score < now else score
     last = parse_last_run_at(entry.last_run_at)
-    anchor = stamp(entry.digest, digest(entry.definition), last is not None, at)[1]
+    anchor = digest_and_anchor(entry.digest, digest(entry.definition), last is not None, at)[1]
     start = _State(at=at, score=score, total=entry.total_run_count, last=last)
     runs, stopped, halt = _replay(entry.name, defn, clock, anchor, start, count, calendars)
     room = count - len(runs)

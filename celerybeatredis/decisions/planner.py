@@ -12,7 +12,7 @@ from ..definitions.codec import SHORT_DIGEST, Codec, Definition, digest
 from ..exceptions import InvalidDefinition
 from ..settings import Settings
 from ..storage.wire import Claim, Claimed
-from .anchors import stamp
+from .anchors import digest_and_anchor
 from .batch import Batch
 from .decide import Decision, begin, decide, log_quarantined, quarantined
 
@@ -67,13 +67,13 @@ class Planner:
         try:
             sha = digest(entry.definition)
             last_run = batch.last_run(entry.last_run_at) if entry.last_run_at else None
-            stamped = stamp(entry.digest, sha, last_run is not None, batch.at)
+            digested = digest_and_anchor(entry.digest, sha, last_run is not None, batch.at)
             try:
                 defn = self.admit(entry, self.codec.parse(entry.definition, sha))
             except InvalidDefinition as exc:
-                decision = quarantined(begin(entry, batch, stamped[0]), batch, exc)
+                decision = quarantined(begin(entry, batch, digested[0]), batch, exc)
             else:
-                decision = decide(entry, defn, last_run, stamped, batch)
+                decision = decide(entry, defn, last_run, digested, batch)
         except Exception as exc:  # noqa: BLE001 - one entry must not stop the others
             problem = InvalidDefinition("", f"cannot be scheduled: {type(exc).__name__}: {exc}")
             made = begin(entry, batch, f"{digest(entry.definition)[:SHORT_DIGEST]} {batch.at:.6f}")

@@ -7,7 +7,7 @@ import pytest
 import redis
 from celery import Celery
 
-from celerybeatredis.decisions.anchors import stamp
+from celerybeatredis.decisions.anchors import digest_and_anchor
 from celerybeatredis.definitions.codec import SHORT_DIGEST, digest
 from celerybeatredis.schedulers import RedisScheduler
 from celerybeatredis.storage.redis_store import RedisStore
@@ -18,17 +18,17 @@ from ..support.helpers import EVERY_10S_DOC as EVERY_10S
 from ..support.helpers import T0, put, sent
 
 
-def test_stamp_keeps_the_anchor_until_a_last_run_then_only_the_short_digest() -> None:
+def test_the_digest_keeps_the_anchor_until_a_last_run_then_only_the_short_digest() -> None:
     sha = digest(raw(DEFINITION))
-    assert stamp(None, sha, False, T0) == (f"{sha[:SHORT_DIGEST]} {T0:.6f}", T0)
+    assert digest_and_anchor(None, sha, False, T0) == (f"{sha[:SHORT_DIGEST]} {T0:.6f}", T0)
     kept = f"{sha[:SHORT_DIGEST]} {T0 - 7:.6f}"
-    assert stamp(kept, sha, False, T0) == ("", T0 - 7)  # unchanged: commit.lua leaves it
-    assert stamp(f"{sha} {T0 - 7:.6f}", sha, False, T0) == (kept, T0 - 7)  # a full SHA-1 of older data, shortened
-    assert stamp(kept, sha, True, T0)[0] == sha[:SHORT_DIGEST]
-    assert stamp(sha[:SHORT_DIGEST], sha, True, T0)[0] == ""
+    assert digest_and_anchor(kept, sha, False, T0) == ("", T0 - 7)  # unchanged: commit.lua leaves it
+    assert digest_and_anchor(f"{sha} {T0 - 7:.6f}", sha, False, T0) == (kept, T0 - 7)  # a full SHA-1 of older data, shortened
+    assert digest_and_anchor(kept, sha, True, T0)[0] == sha[:SHORT_DIGEST]
+    assert digest_and_anchor(sha[:SHORT_DIGEST], sha, True, T0)[0] == ""
     edited = f"{'0' * SHORT_DIGEST} {T0 - 7:.6f}"  # another version of the definition: anchored afresh
-    assert stamp(edited, sha, False, T0) == (f"{sha[:SHORT_DIGEST]} {T0:.6f}", T0)
-    assert stamp(f"{sha[:SHORT_DIGEST]} inf", sha, False, T0) == (f"{sha[:SHORT_DIGEST]} {T0:.6f}", T0)
+    assert digest_and_anchor(edited, sha, False, T0) == (f"{sha[:SHORT_DIGEST]} {T0:.6f}", T0)
+    assert digest_and_anchor(f"{sha[:SHORT_DIGEST]} inf", sha, False, T0) == (f"{sha[:SHORT_DIGEST]} {T0:.6f}", T0)
 
 
 def test_digest_is_short_and_keeps_the_anchor_only_until_there_is_a_last_run(

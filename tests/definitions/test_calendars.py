@@ -12,7 +12,7 @@ import pytest
 import redis
 from celery import Celery
 
-from celerybeatredis.decisions.anchors import stamp
+from celerybeatredis.decisions.anchors import digest_and_anchor
 from celerybeatredis.decisions.batch import Batch
 from celerybeatredis.decisions.decide import decide
 from celerybeatredis.decisions.firetimes import fire_times
@@ -85,7 +85,7 @@ class Planner:
         batch = Batch("lease", at, history=True, calendars=self.calendars)
         self.decider.clock.current = batch.now
         defn = self.decider.codec.parse(raw)
-        return decide(entry, defn, batch.last_run(iso(last)), stamp(None, "0" * 40, True, at), batch)
+        return decide(entry, defn, batch.last_run(iso(last)), digest_and_anchor(None, "0" * 40, True, at), batch)
 
 
 #: 29 March 2026: Europe/Berlin goes from +01:00 to +02:00 at 02:00.

@@ -8,7 +8,7 @@ from typing import Any
 
 from celery import Celery
 
-from celerybeatredis.decisions.anchors import stamp
+from celerybeatredis.decisions.anchors import digest_and_anchor
 from celerybeatredis.decisions.batch import Batch
 from celerybeatredis.decisions.decide import Decision, decide
 from celerybeatredis.decisions.planner import Planner, TickClock
@@ -63,8 +63,8 @@ class Decider:
         batch = self.batch(at)
         last_run = batch.last_run(entry.last_run_at) if entry.last_run_at else None
         sha = digest(entry.definition)
-        return decide(entry, self.codec.parse(entry.definition, sha), last_run, stamp(entry.digest, sha, last_run is not None, at),
-                      batch)
+        digested = digest_and_anchor(entry.digest, sha, last_run is not None, at)
+        return decide(entry, self.codec.parse(entry.definition, sha), last_run, digested, batch)
 
     def planned(self, entry: Claimed, at: float) -> Decision:
         """The planner's decision: parsing and admission included, quarantines logged."""
