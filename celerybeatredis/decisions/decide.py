@@ -22,7 +22,7 @@ from ..policies.jitter import jittered
 from ..policies.overlap import HOLD, busy
 from ..storage.history import record, task_id
 from ..storage.keys import NEVER
-from ..storage.wire import PLAN_FIELDS, Claimed, Plan, Record
+from ..storage.wire import PLAN_FIELDS, Claimed, Plan
 from .batch import Batch, Timing
 
 #: Longest reason kept in ``{T}:invalid`` and the log; a reason quotes what it rejects, which may be long.
@@ -54,33 +54,22 @@ class Run(NamedTuple):
     scheduled_at: str = ""
 
 
-class Decision(Record):
-    """What happens to one claimed entry: what its commit writes (the fields of a :class:`~celerybeatredis.storage.wire.Plan`,
+class Decision(Plan):
+    """What happens to one claimed entry: the plan its commit writes (a :class:`~celerybeatredis.storage.wire.Plan`,
     so commit.lua takes it as it is), the run to send if any, and why.
 
-    :func:`decide` makes it with :func:`begin` and each step sets the fields it decides, by name.
+    Made by :func:`begin`, never called: each step of :func:`decide` then sets the fields it decides, by name.
     """
 
-    __slots__ = ("entry", *PLAN_FIELDS, "outcome", "run")
+    __slots__ = ("entry", "outcome", "run")
     #: The claimed entry decided.
     entry: Claimed
-    name: str
-    lease: str
-    score: float
-    ran: bool
-    run_at: str
-    digest: str
-    invalid_reason: str
-    seed_total_run_count: int | None
-    seed_last_run_at: str | None
-    history: str
-    running: str
     outcome: Outcome
     run: Run | None
 
     @property
     def plan(self) -> Plan:
-        """What the commit writes, as a :class:`~celerybeatredis.storage.wire.Plan` (for tools and tests)."""
+        """The plan alone (for tools and tests)."""
         return Plan(**{name: getattr(self, name) for name in PLAN_FIELDS})
 
 

@@ -126,10 +126,6 @@ class AmqpShapes:
         self.generation = generation
         self.shapes: KeptShapes[AmqpShape] = KeptShapes()
 
-    def key(self, task: str, options: Any) -> str | None:
-        """The shape a run of ``task`` with ``options`` takes; None when it must be built by Celery."""
-        return self.rules.key(task, options)
-
     def render(self, key: str, definition: Any, name: str, task_id: str) -> list[Outgoing] | None:
         """The messages of a run of ``definition`` (entry ``name``) with ``task_id``; None when no shape is kept."""
         shape = self.shapes.get(key)

@@ -71,7 +71,7 @@ class MessageBuilder:
                     continue
                 name, defn = decision.name, run.definition
                 tid = (tids or {}).get(j) or chosen_task_id(self.schedule_tag, decision) or uuid()
-                key = None if run.scheduled_at or reported(defn) else shapes.key(defn.task, defn.options)
+                key = None if run.scheduled_at or reported(defn) else shapes.rules.key(defn.task, defn.options)
                 built = shapes.render(key, defn, name, tid) if key is not None else None
                 if built is None:
                     error = self.sender.send(name, run, planned.now, producer, tid, tag)

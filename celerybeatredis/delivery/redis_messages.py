@@ -19,7 +19,7 @@ from __future__ import annotations
 import base64
 import json
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, NamedTuple
 
@@ -186,10 +186,6 @@ class RedisShapes:
         self.rules = ShapeRules(app, body_encoding)
         self.body_encoding = body_encoding
         self.shapes: KeptShapes[Shape] = KeptShapes()
-
-    def key(self, task: str, options: Mapping[str, Any]) -> str | None:
-        """The shape a run of ``task`` with ``options`` takes; None when it must be built by Celery."""
-        return self.rules.key(task, options)
 
     def render(self, key: str, definition: Any, name: str, task_id: str) -> list[Command] | None:
         """The message of a run of ``definition`` (entry ``name``) with ``task_id``; None when no shape is kept."""

@@ -52,7 +52,8 @@ S = TypeVar("S")
 class Shapes(Protocol[M]):
     """Messages filled in from the shapes Celery built, for one transport (:mod:`.redis_messages`, :mod:`.amqp_messages`)."""
 
-    def key(self, task: str, options: Mapping[str, Any]) -> str | None: ...
+    #: Which runs take a shape (the same for every transport).
+    rules: ShapeRules
 
     def render(self, key: str, definition: Any, name: str, task_id: str) -> list[M] | None: ...
 

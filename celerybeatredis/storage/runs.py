@@ -16,7 +16,7 @@ from . import wire
 from .connection import is_cluster
 from .keys import name_bytes, name_text
 from .scripts import Scripts, ScriptStream
-from .wire import Claim, Pending, PlanLike, ReconcileStep, Revert
+from .wire import Claim, Pending, Plan, ReconcileStep, Revert
 
 
 class Committed(list[bool]):
@@ -75,7 +75,7 @@ class Runs:
         """A :class:`~.scripts.ScriptStream` on this schedule's server, or None where there is none (Redis Cluster)."""
         return self.scripts.stream()
 
-    def commit(self, plans: Sequence[PlanLike], history: int = 0, messages: str | None = None) -> Committed:
+    def commit(self, plans: Sequence[Plan], history: int = 0, messages: str | None = None) -> Committed:
         """Write the plans whose lease still holds, keeping ``history`` records per entry (0 = off); one flag per plan.
 
         ``messages`` (:func:`~celerybeatredis.delivery.redis_messages.encode`) are written with the runs committed.
@@ -85,11 +85,11 @@ class Runs:
         return self.committed(plans, self.scripts.run_resending("commit", self.commit_args(plans, history, messages)))
 
     @staticmethod
-    def committed(plans: Sequence[PlanLike], reply: list[Any]) -> Committed:
+    def committed(plans: Sequence[Plan], reply: list[Any]) -> Committed:
         """commit.lua's reply (1 committed, 0 lease lost, -1 quarantined) as :class:`Committed`."""
         return Committed([code == 1 for code in reply], [plan.name for plan, code in zip(plans, reply) if code == -1])
 
-    def commit_replicated(self, plans: Sequence[PlanLike], replicas: int, timeout: float, history: int = 0,
+    def commit_replicated(self, plans: Sequence[Plan], replicas: int, timeout: float, history: int = 0,
                           messages: str | None = None) -> tuple[Committed, int]:
         """``commit``, then ``WAIT`` on the same connection: ``(flags, replicas that acknowledged it)``.
 
@@ -104,7 +104,7 @@ class Runs:
         except (redis.ConnectionError, redis.TimeoutError):
             return self._commit_and_wait(plans, args, replicas, timeout)
 
-    def _commit_and_wait(self, plans: Sequence[PlanLike], args: list[Any], replicas: int,
+    def _commit_and_wait(self, plans: Sequence[Plan], args: list[Any], replicas: int,
                          timeout: float) -> tuple[Committed, int]:
         client = self.scripts.client
         wait = ("WAIT", replicas, max(1, int(timeout * 1000)))

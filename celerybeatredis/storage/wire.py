@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from operator import attrgetter
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple
 
 from .keys import NEVER, name_bytes, name_text, score_arg
 
@@ -97,58 +97,50 @@ class Claim:
     entries: list[Claimed]
 
 
-class Plan(NamedTuple):
+#: The fields commit.lua reads of each plan, in its ARGV's order.
+PLAN_FIELDS = ("name", "lease", "score", "ran", "run_at", "digest", "invalid_reason", "seed_total_run_count",
+               "seed_last_run_at", "history", "running")
+
+
+class Plan(Record):
     """What commit.lua writes for one claimed entry: its next due score, the run it made, its history and marker.
 
-    Beat's own plans are its :class:`~celerybeatredis.decisions.decide.Decision` records, which have these
-    fields; this record is for plans made by hand (tools, tests).
+    Beat's own plans are its decisions (:class:`~celerybeatredis.decisions.decide.Decision`, a plan with the run to
+    send and why); a plan made by hand (tools, tests) names its entry, lease and score, the rest defaults to nothing.
     """
 
+    __slots__ = PLAN_FIELDS
     name: str
+    #: The claim's lease the entry must still hold for the commit to write it.
     lease: str
     score: float
-    ran: bool = False
-    run_at: str = ""
-    digest: str = ""
-    invalid_reason: str = ""
-    seed_total_run_count: int | None = None
-    seed_last_run_at: str | None = None
+    ran: bool
+    run_at: str
+    #: The ``{T}:digest`` value to write, "" to leave it.
+    digest: str
+    invalid_reason: str
+    seed_total_run_count: int | None
+    seed_last_run_at: str | None
     #: The run's history record (:mod:`.history`), or several, newest first; "" for none.
-    history: str = ""
+    history: str
     #: The run marker to write (:mod:`~celerybeatredis.policies.overlap`), " h" to hold a run behind the one in
     #: progress, "" for none.
-    running: str = ""
+    running: str
 
-
-#: The fields commit.lua reads of each plan, in its ARGV's order.
-PLAN_FIELDS = Plan._fields
-
-
-class PlanLike(Protocol):
-    """Anything with a :class:`Plan`'s fields: a plan, or one of beat's decisions."""
-
-    @property
-    def name(self) -> str: ...
-    @property
-    def lease(self) -> str: ...
-    @property
-    def score(self) -> float: ...
-    @property
-    def ran(self) -> bool: ...
-    @property
-    def run_at(self) -> str: ...
-    @property
-    def digest(self) -> str: ...
-    @property
-    def invalid_reason(self) -> str: ...
-    @property
-    def seed_total_run_count(self) -> int | None: ...
-    @property
-    def seed_last_run_at(self) -> str | None: ...
-    @property
-    def history(self) -> str: ...
-    @property
-    def running(self) -> str: ...
+    def __init__(self, name: str, lease: str, score: float, ran: bool = False, run_at: str = "", digest: str = "",
+                 invalid_reason: str = "", seed_total_run_count: int | None = None, seed_last_run_at: str | None = None,
+                 history: str = "", running: str = "") -> None:
+        self.name = name
+        self.lease = lease
+        self.score = score
+        self.ran = ran
+        self.run_at = run_at
+        self.digest = digest
+        self.invalid_reason = invalid_reason
+        self.seed_total_run_count = seed_total_run_count
+        self.seed_last_run_at = seed_last_run_at
+        self.history = history
+        self.running = running
 
 
 class Pending(NamedTuple):
@@ -227,7 +219,7 @@ def claim_args(batch: int, lease_seconds: float, now: float | None) -> list[Any]
     return [batch, lease_seconds, "" if now is None else repr(now)]
 
 
-def commit_args(plans: Sequence[PlanLike], history: int = 0, messages: str | None = None) -> list[Any]:
+def commit_args(plans: Sequence[Plan], history: int = 0, messages: str | None = None) -> list[Any]:
     """ARGV of commit.lua: the history depth (0 = off), eleven values per plan, then the runs' task messages if any."""
     args: list[Any] = [history]
     extend = args.extend

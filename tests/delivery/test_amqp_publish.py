@@ -111,7 +111,7 @@ def test_beats_message_is_what_send_task_sends(rabbit_app: Celery, rabbitmq_url:
     rabbit_app.send_task("tasks.add", ARGS, KWARGS, producer=producer, task_id=uuid(), **send)
     sent = take(rabbitmq_url, queues)
     builder = AmqpShapes(rabbit_app)
-    key = builder.key("tasks.add", options)
+    key = builder.rules.key("tasks.add", options)
     assert (key is None) == bool(OWN_OPTIONS.intersection(options))
     first, second = uuid(), uuid()
     with capturing_amqp(producer) as capture:

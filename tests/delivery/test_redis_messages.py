@@ -157,7 +157,7 @@ def test_a_message_filled_in_from_its_shape_is_what_send_task_writes(broker_app:
     def headers(name: str) -> dict[str, Any]:
         return {**options.get("headers", {}), "periodic_task_name": name}
 
-    key = builder.key("tasks.add", options)
+    key = builder.rules.key("tasks.add", options)
     assert key is not None
     first = uuid()
     with capturing(producer) as capture:
@@ -180,9 +180,9 @@ def test_a_message_filled_in_from_its_shape_is_what_send_task_writes(broker_app:
 
 def test_a_run_whose_message_reads_the_clock_is_always_built_by_celery(broker_app: Celery) -> None:
     builder = RedisShapes(broker_app)
-    assert builder.key("tasks.add", {"expires": 30}) is None
-    assert builder.key("tasks.add", {"countdown": 5}) is None
-    assert builder.key("tasks.add", {"queue": "hi"}) is not None
+    assert builder.rules.key("tasks.add", {"expires": 30}) is None
+    assert builder.rules.key("tasks.add", {"countdown": 5}) is None
+    assert builder.rules.key("tasks.add", {"queue": "hi"}) is not None
 
 
 def test_a_publish_signal_with_receivers_has_every_run_built_by_celery(broker_app: Celery) -> None:
@@ -192,7 +192,7 @@ def test_a_publish_signal_with_receivers_has_every_run_built_by_celery(broker_ap
     builder = RedisShapes(broker_app)
     before_task_publish.connect(receiver, weak=False)
     try:
-        assert builder.key("tasks.add", {}) is None
+        assert builder.rules.key("tasks.add", {}) is None
     finally:
         before_task_publish.disconnect(receiver)
-    assert builder.key("tasks.add", {}) is not None
+    assert builder.rules.key("tasks.add", {}) is not None
