@@ -200,7 +200,7 @@ class Publisher:
         reverts: list[Revert] = []
         late: list[float] = []  # seconds each run sent was late (run-now and new entries: 0)
         unconfirmed: set[int] = set()  # runs that may have reached the broker, left pending (at-least-once)
-        sent: list[Revert] = []  # what undoes each run sent, should the pipelined write fail
+        sent: list[Decision] = []  # each run sent, undone should the pipelined write fail
         withheld, now = batch.withheld, batch.planned.claim.now
         with Pipelined(producer, 10 * self.settings.batch_size) as pipeline:
             for j, decision in enumerate(batch.planned.decisions):
@@ -221,7 +221,7 @@ class Publisher:
                     error = confirmed.error or OperationalError("the broker refused the message (basic.nack)")
                 if not withheld and error is None:
                     late.append(max(0.0, now - decision.entry.score) if decision.entry.score > 0 else 0.0)
-                    sent.append(self._put_back(decision, now))
+                    sent.append(decision)
                 elif error is not None and not self.sender.broker_fault(error):
                     reverts.append(self._quarantine(decision, error))  # only this entry's task cannot be sent
                 else:
@@ -230,7 +230,7 @@ class Publisher:
             written = pipeline.flush() or written
         if written is not None:
             logger.error("beat: could not publish a batch of %d runs: %s", len(sent), written)
-            reverts += sent
+            reverts += [self._put_back(decision, now) for decision in sent]
             late, withheld = [], True
         return self._account(batch, reverts, late, unconfirmed, withheld)
 
