@@ -3,7 +3,9 @@
 Each script's header in ``lua/`` is the contract; the functions here are its
 Python side, so a change to a script's ARGV or reply is made in one place.
 The tick's encoders and decoders (claim, commit) run once per entry of every
-batch: they are written for speed.
+batch: they are written for speed, and the tick's records (:class:`Claimed`,
+:class:`Plan`) are slotted classes filled by name. A stored ``last_run_at``
+is read one way for every reader (:func:`parse_last_run_at`).
 """
 
 from __future__ import annotations

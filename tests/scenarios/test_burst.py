@@ -20,7 +20,7 @@ import pytest
 import redis
 
 from celerybeatredis.storage.redis_store import RedisStore
-from celerybeatredis.storage.wire import Plan
+from celerybeatredis.storage.wire import PLAN_FIELDS
 
 from ..support.ledger import Ledger, run_counts
 from ..support.processes import CeleryProcess, wait_until, write_app
@@ -141,7 +141,7 @@ def test_a_burst_is_cut_into_bounded_lua_calls_other_clients_run_between_them_an
             more = re.search(rb"\.\.\. \((\d+) more arguments\)", entry["command"])
             assert more is not None
             argv = 31 + int(more.group(1)) - 3 - numkeys
-            assert (argv - 1) % len(Plan._fields) == 0 and (argv - 1) // len(Plan._fields) <= batch
+            assert (argv - 1) % len(PLAN_FIELDS) == 0 and (argv - 1) // len(PLAN_FIELDS) <= batch
     # Not starved: in each burst, the other client's commands ran between beat's Lua calls for that burst.
     probe_ids = [e["id"] for e in log if e["command"].startswith((b"INCR probe", b"INCRBY probe"))]
     for burst, (start, end) in enumerate(zip(marks, marks[1:]), 1):
