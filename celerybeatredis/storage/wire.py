@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from operator import attrgetter
 from typing import Any, NamedTuple
 
 from .keys import NEVER, name_bytes, name_text, score_arg
@@ -225,19 +224,16 @@ def commit_args(plans: Sequence[Plan], history: int = 0, messages: str | None = 
     """ARGV of commit.lua: the history depth (0 = off), eleven values per plan, then the runs' task messages if any."""
     args: list[Any] = [history]
     extend = args.extend
-    for name, lease, score, ran, run_at, dig, reason, seed_count, seed_last, record, mark in map(_plan_fields, plans):
+    for p in plans:  # attribute reads beat an attrgetter over the slots here (about 0.3 against 0.5 µs a plan)
+        score, seed_count = p.score, p.seed_total_run_count
         extend((
-            name.encode("utf-8", "surrogateescape"), lease, "inf" if score == NEVER else repr(float(score)),
-            "1" if ran else "0", run_at, dig, reason, "" if seed_count is None else seed_count, seed_last or "", record,
-            mark,
+            p.name.encode("utf-8", "surrogateescape"), p.lease, "inf" if score == NEVER else repr(float(score)),
+            "1" if p.ran else "0", p.run_at, p.digest, p.invalid_reason, "" if seed_count is None else seed_count,
+            p.seed_last_run_at or "", p.history, p.running,
         ))
     if messages is not None:
         args.append(messages)
     return args
-
-
-#: A plan's fields by name, in :data:`PLAN_FIELDS` order (one C call per plan).
-_plan_fields = attrgetter(*PLAN_FIELDS)
 
 
 def revert_args(reverts: Sequence[Revert]) -> list[Any]:
