@@ -29,12 +29,8 @@ local rcall = redis.call
 local problem = wrong_type({schedule, due, run_count, last_run, digest, statics}, {'hash', 'zset', 'hash', 'hash', 'hash', 'set'})
 if problem then return redis.error_reply(problem) end
 if #ARGV % 7 ~= 0 then return redis.error_reply('adopt: seven arguments per entry') end
-for i = 1, #ARGV, 7 do
-  if ARGV[i + 2] ~= '' and not is_integer(ARGV[i + 2]) then
-    return redis.error_reply("adopt: entry '" .. ARGV[i] .. "': field 'total_run_count': '"
-      .. string.sub(ARGV[i + 2], 1, 40) .. "' is not an integer")
-  end
-end
+problem = bad_counts_given('adopt', ARGV, 7, 2)
+if problem then return redis.error_reply(problem) end
 
 local adopted, merged = 0, 0
 for i = 1, #ARGV, 7 do

@@ -21,12 +21,8 @@ local rcall = redis.call
 local problem = wrong_type({run_count, last_run}, {'hash', 'hash'})
 if problem then return redis.error_reply(problem) end
 if #ARGV % 3 ~= 0 then return redis.error_reply('restore_state: three arguments per entry') end
-for i = 1, #ARGV, 3 do
-  if ARGV[i + 1] ~= '' and not is_integer(ARGV[i + 1]) then
-    return redis.error_reply("restore_state: entry '" .. ARGV[i] .. "': field 'total_run_count': '"
-      .. string.sub(ARGV[i + 1], 1, 40) .. "' is not an integer")
-  end
-end
+problem = bad_counts_given('restore_state', ARGV, 3, 1)
+if problem then return redis.error_reply(problem) end
 
 local restored = 0
 for i = 1, #ARGV, 3 do

@@ -10,6 +10,8 @@
   is_score(value)              whether value is text ZADD takes as a score ("inf", "-1", "1.5e9", not "nan")
   bad_argument(script, i, why) the error text for argument i of script, so a caller's mistake is one clear line
   bad_count_reason(name, key, value)  the quarantine reason of an entry whose stored run count is not an integer
+  bad_counts_given(script, args, stride, at)  the error text for the first entry of args (stride values each, its
+                               name first) whose run count (at values after the name) is neither "" nor an integer
 ]]
 local function wrong_type(keys, kinds)
   for i = 1, #keys do
@@ -38,4 +40,14 @@ end
 local function bad_count_reason(name, key, value)
   return "entry '" .. name .. "': field 'total_run_count': " .. key .. " holds '" .. string.sub(value, 1, 40)
     .. "', not an integer; set it right (or HDEL it), then make the entry due (ZADD ... 0)"
+end
+local function bad_counts_given(script, args, stride, at)
+  for i = 1, #args, stride do
+    local count = args[i + at]
+    if count ~= '' and not is_integer(count) then
+      return script .. ": entry '" .. args[i] .. "': field 'total_run_count': '" .. string.sub(count, 1, 40)
+        .. "' is not an integer"
+    end
+  end
+  return nil
 end
