@@ -23,7 +23,7 @@ from amqp.serialization import dumps
 from celery import Celery
 from kombu import Producer
 
-from .shapes import KeptShapes, ShapeRules
+from .shapes import Body, KeptShapes, ShapeRules
 
 
 class Outgoing(NamedTuple):
@@ -124,14 +124,11 @@ class AmqpShapes:
         self.rules = ShapeRules(app, body_encoding="text")
         #: The confirm channel's generation the shapes were learned on (:class:`.confirms.ConfirmChannel`).
         self.generation = generation
-        self.shapes: KeptShapes[AmqpShape] = KeptShapes()
+        self.kept: KeptShapes[AmqpShape] = KeptShapes()
 
-    def render(self, key: str, definition: Any, name: str, task_id: str) -> list[Outgoing] | None:
-        """The messages of a run of ``definition`` (entry ``name``) with ``task_id``; None when no shape is kept."""
-        shape = self.shapes.get(key)
-        if shape is None:
-            return None
-        body, argsrepr, kwargsrepr = self.rules.body(definition, shape.embed)
+    def fill_in(self, shape: AmqpShape, serialized: Body, name: str, task_id: str) -> list[Outgoing]:
+        """The messages of entry ``name``'s run with ``task_id``, its body ``serialized`` (:func:`.shapes.render`)."""
+        body, argsrepr, kwargsrepr = serialized
         values = {TASK_ID: task_id, "argsrepr": argsrepr, "kwargsrepr": kwargsrepr, "periodic_task_name": name}
         properties = fill(shape.parts, values)
         data = body.encode("utf-8")
@@ -157,7 +154,7 @@ class AmqpShapes:
             return
         _, _, embed = json.loads(first.body)
         where = [(m.exchange, m.routing_key, m.mandatory, m.immediate) for m in messages]
-        self.shapes.keep(key, AmqpShape(parts=parts, outgoing=where, embed=embed))
+        self.kept.keep(key, AmqpShape(parts=parts, outgoing=where, embed=embed))
 
 
 def template(properties: dict[str, Any], task_id: str) -> list[bytes | str]:

@@ -22,7 +22,7 @@ from .amqp_messages import AmqpShapes, capturing_amqp
 from .confirms import ConfirmChannel
 from .redis_messages import RedisShapes, capturable, capturing
 from .sending import Sender, chosen_task_id, reported
-from .shapes import M, Shapes, Taking
+from .shapes import M, S, Shapes, Taking, render
 
 #: A batch's messages by plan index, and the error of each run whose message could not be built.
 Built = tuple[dict[int, list[Any]], dict[int, BaseException]]
@@ -57,7 +57,7 @@ class MessageBuilder:
             self.amqp_shapes = AmqpShapes(self.app, self.confirms.generation)
         return self._build(self.amqp_shapes, capturing_amqp(producer), producer, planned, committed, tids, tag)
 
-    def _build(self, shapes: Shapes[M], capturer: AbstractContextManager[Taking[M]], producer: Producer,
+    def _build(self, shapes: Shapes[M, S], capturer: AbstractContextManager[Taking[M]], producer: Producer,
                planned: Planned, committed: list[bool] | None, tids: dict[int, str] | None,
                tag: str) -> tuple[dict[int, list[M]], dict[int, BaseException]]:
         """:meth:`build` with one transport's shapes and capture."""
@@ -72,7 +72,7 @@ class MessageBuilder:
                 name, defn = decision.name, run.definition
                 tid = (tids or {}).get(j) or chosen_task_id(self.schedule_tag, decision) or uuid()
                 key = None if run.scheduled_at or reported(defn) else shapes.rules.key(defn.task, defn.options)
-                built = shapes.render(key, defn, name, tid) if key is not None else None
+                built = render(shapes, key, defn, name, tid) if key is not None else None
                 if built is None:
                     error = self.sender.send(name, run, planned.now, producer, tid, tag)
                     built = capture.take()

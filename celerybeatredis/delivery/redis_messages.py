@@ -28,7 +28,7 @@ from celery import Celery
 from kombu import Producer
 from kombu.utils.json import dumps as json_dumps
 
-from .shapes import KeptShapes, ShapeRules
+from .shapes import Body, KeptShapes, ShapeRules
 
 #: kombu's Redis commands a message may take; the only ones commit.lua writes (see lua/includes/messages.lua).
 COMMANDS = ("lpush", "pexpire", "publish")
@@ -185,14 +185,11 @@ class RedisShapes:
     def __init__(self, app: Celery, body_encoding: str = "base64") -> None:
         self.rules = ShapeRules(app, body_encoding)
         self.body_encoding = body_encoding
-        self.shapes: KeptShapes[Shape] = KeptShapes()
+        self.kept: KeptShapes[Shape] = KeptShapes()
 
-    def render(self, key: str, definition: Any, name: str, task_id: str) -> list[Command] | None:
-        """The message of a run of ``definition`` (entry ``name``) with ``task_id``; None when no shape is kept."""
-        shape = self.shapes.get(key)
-        if shape is None:
-            return None
-        body, argsrepr, kwargsrepr = self.rules.body(definition, shape.embed)
+    def fill_in(self, shape: Shape, serialized: Body, name: str, task_id: str) -> list[Command]:
+        """The message of entry ``name``'s run with ``task_id``, its body ``serialized`` (:func:`.shapes.render`)."""
+        body, argsrepr, kwargsrepr = serialized
         tag = str(uuid.uuid4())
         out: list[Command] = []
         for command, queue, value, envelope in shape.commands:
@@ -216,4 +213,4 @@ class RedisShapes:
         first = envelopes[0]
         raw = base64.b64decode(first["body"]) if self.body_encoding == "base64" else first["body"]
         _, _, embed = json.loads(raw)
-        self.shapes.keep(key, Shape(commands=parsed, task_id=task_id, content_type=first["content-type"], embed=embed))
+        self.kept.keep(key, Shape(commands=parsed, task_id=task_id, content_type=first["content-type"], embed=embed))

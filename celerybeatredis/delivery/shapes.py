@@ -45,19 +45,41 @@ SHAPES = 10_000
 BODIES = 4_096
 
 
+#: A run's body as the transport sends it, with its argsrepr and kwargsrepr (:meth:`ShapeRules.body`).
+Body = tuple[str, str, str]
+
+
+class Embedding(Protocol):
+    """A kept shape: a message Celery built, whose body's third part a run's args and kwargs go beside."""
+
+    @property
+    def embed(self) -> Any: ...
+
+
 M = TypeVar("M")
-S = TypeVar("S")
+S = TypeVar("S", bound=Embedding)
 
 
-class Shapes(Protocol[M]):
+class Shapes(Protocol[M, S]):
     """Messages filled in from the shapes Celery built, for one transport (:mod:`.redis_messages`, :mod:`.amqp_messages`)."""
 
     #: Which runs take a shape (the same for every transport).
     rules: ShapeRules
+    #: The shapes learned so far, by key.
+    kept: KeptShapes[S]
 
-    def render(self, key: str, definition: Any, name: str, task_id: str) -> list[M] | None: ...
+    def fill_in(self, shape: S, serialized: Body, name: str, task_id: str) -> list[M]: ...
 
     def learn(self, key: str, messages: list[M], task_id: str) -> None: ...
+
+
+def render(shapes: Shapes[M, S], key: str, definition: Any, name: str, task_id: str) -> list[M] | None:
+    """The messages of a run of ``definition`` (entry ``name``) with ``task_id``, filled in from the shape kept for
+    ``key``; None when none is kept."""
+    shape = shapes.kept.get(key)
+    if shape is None:
+        return None
+    return shapes.fill_in(shape, shapes.rules.body(definition, shape.embed), name, task_id)
 
 
 class Taking(Protocol[M]):
@@ -113,7 +135,7 @@ class ShapeRules:
         rest = {k: v for k, v in options.items() if k not in ("headers", "task_id")}
         return json.dumps([task, rest, headers], sort_keys=True, default=repr)
 
-    def body(self, definition: Any, embed: Any) -> tuple[str, str, str]:
+    def body(self, definition: Any, embed: Any) -> Body:
         """The body of ``definition``'s runs (``embed`` its third part) as the transport sends it, with its argsrepr
         and kwargsrepr: base64 for the Redis transport, else the serialized text."""
         kept = self.bodies.get(id(definition))

@@ -45,7 +45,7 @@ def scores(store: RedisStore) -> dict[str, float]:
 def on_publish(app: Celery, monkeypatch: pytest.MonkeyPatch, at: int, action: Callable[[], None]) -> list[int]:
     """Run ``action`` just before the ``at``-th run's message is made (1-based): by Celery's ``send_task``, or filled
     in from the shape of an earlier one (:mod:`celerybeatredis.delivery.shapes`); the message itself still goes out."""
-    real_send, real_render = app.send_task, RedisShapes.render
+    real_send, real_fill = app.send_task, RedisShapes.fill_in
     count: list[int] = []
 
     def made() -> None:
@@ -57,14 +57,12 @@ def on_publish(app: Celery, monkeypatch: pytest.MonkeyPatch, at: int, action: Ca
         made()
         return real_send(*args, **kwargs)
 
-    def render(self: RedisShapes, *args: Any) -> Any:
-        message = real_render(self, *args)
-        if message is not None:
-            made()
-        return message
+    def fill_in(self: RedisShapes, *args: Any) -> Any:
+        made()
+        return real_fill(self, *args)
 
     monkeypatch.setattr(app, "send_task", send)
-    monkeypatch.setattr(RedisShapes, "render", render)
+    monkeypatch.setattr(RedisShapes, "fill_in", fill_in)
     return count
 
 

@@ -19,7 +19,7 @@ from kombu import Connection, Exchange, Queue
 from celerybeatredis.delivery.amqp_messages import AmqpShapes, capturing_amqp
 from celerybeatredis.delivery.confirms import Answers, ConfirmChannel
 from celerybeatredis.delivery.modes import AT_LEAST_ONCE, AT_MOST_ONCE
-from celerybeatredis.delivery.shapes import OWN_OPTIONS
+from celerybeatredis.delivery.shapes import OWN_OPTIONS, render
 from celerybeatredis.schedulers import RedisScheduler
 from celerybeatredis.storage.redis_store import RedisStore
 
@@ -122,7 +122,7 @@ def test_beats_message_is_what_send_task_sends(rabbit_app: Celery, rabbitmq_url:
             outgoing = capture.take()
     if key is not None:
         builder.learn(key, learned, first)
-        rendered = builder.render(key, SimpleNamespace(args=ARGS, kwargs=KWARGS), "b", second)
+        rendered = render(builder, key, SimpleNamespace(args=ARGS, kwargs=KWARGS), "b", second)
         assert rendered is not None, "a shape was learned"
         outgoing = rendered
     confirmed = ConfirmChannel().publish(producer, {7: outgoing})
@@ -185,7 +185,7 @@ def test_a_batch_is_confirmed_and_signals_fire_per_run(app: Celery, store: Redis
             after_task_publish.disconnect(after)
         tick_until_sent(sched, T0 + 20)  # no receivers: filled in from the shape the first run left
         published = sched.publisher.confirms.published
-        shapes = len(sched.publisher.messages.amqp_shapes.shapes) if sched.publisher.messages.amqp_shapes else 0
+        shapes = len(sched.publisher.messages.amqp_shapes.kept) if sched.publisher.messages.amqp_shapes else 0
     finally:
         sched.close()
         messages = consume(rabbitmq_url, queue)
