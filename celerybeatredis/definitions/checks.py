@@ -7,13 +7,14 @@ reads the same wherever it is found.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from typing import TypeGuard
 
 from ..exceptions import InvalidDefinition
+from ..storage.wire import aware
 
 #: apply_async options that are times; stored as ISO-8601 strings.
 MESSAGE_DATE_OPTIONS = ("eta", "expires")
@@ -36,11 +37,6 @@ def is_number(value: Any) -> TypeGuard[float]:
 def is_count(value: Any, least: int = 0) -> TypeGuard[int]:
     """An integer (never a bool) of at least ``least``: a run count, a limit."""
     return isinstance(value, int) and not isinstance(value, bool) and value >= least
-
-
-def aware(value: datetime) -> datetime:
-    """``value`` with a zone: a naive time is UTC, as beat writes and the docs define."""
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
 def parse_date(value: Any, field_name: str) -> datetime:

@@ -14,7 +14,7 @@ from typing import Any, Union
 from celery.schedules import BaseSchedule
 
 from ..exceptions import CeleryBeatRedisError, InvalidDefinition
-from .checks import aware
+from ..storage.wire import aware
 from .codec import load_document, schedule_to_json
 from .fields import FIELDS, USER_FIELDS
 from .kinds import KINDS, ScheduleKind

@@ -20,7 +20,8 @@ from celery import Celery
 from celery.schedules import BaseSchedule, crontab, schedstate, schedule, solar
 
 from ..exceptions import InvalidDefinition
-from .checks import aware, is_number, json_type, parse_date
+from ..storage.wire import aware
+from .checks import is_number, json_type, parse_date
 
 NowFun = Callable[[], datetime]
 PERIODS = ("days", "hours", "minutes", "seconds", "microseconds")

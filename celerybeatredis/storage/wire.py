@@ -364,4 +364,9 @@ def parse_last_run_at(value: str | bytes | None) -> datetime | None:
         parsed = datetime.fromisoformat(value.decode() if isinstance(value, bytes) else value)
     except (ValueError, UnicodeDecodeError):
         return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return aware(parsed)
+
+
+def aware(value: datetime) -> datetime:
+    """``value`` with a zone: a naive time is UTC, as beat writes and the docs define."""
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
