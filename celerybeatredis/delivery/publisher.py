@@ -28,6 +28,7 @@ from ..observe.log import logger
 from ..observe.stats import BeatStats
 from ..settings import AT_LEAST_ONCE, AT_MOST_ONCE, EXACTLY_ONCE, Settings
 from ..storage.connection import RedisClient
+from ..storage.history import newest_stamp
 from ..storage.keys import NEVER
 from ..storage.redis_store import RedisStore
 from ..storage.wire import Revert
@@ -36,7 +37,7 @@ from .building import MessageBuilder
 from .confirms import ConfirmChannel, Confirmed, Ticket
 from .modes import resolve
 from .redis_messages import Command, Pipelined, RedisWriter, capturable, encode
-from .sending import HISTORY_STAMP_END, Sender, chosen_task_id
+from .sending import Sender, chosen_task_id
 
 #: Most prepared batches kept for publishing; more means ticks failed between commit and publish, and those are gone.
 KEPT_BATCHES = 64
@@ -256,19 +257,22 @@ class Publisher:
 
     def _put_back(self, decision: Decision, now: float) -> Revert:
         """What undoes ``decision``'s committed run, due again after the retry delay (a run-now: at once)."""
-        entry = decision.entry
-        return Revert(name=decision.name, committed_score=decision.score,
-                      retry_score=-1.0 if entry.score < 0 else now + self.settings.publish_retry_seconds,
-                      previous_last_run_at=entry.last_run_at, history_stamp=decision.history[1:HISTORY_STAMP_END])
+        retry = -1.0 if decision.entry.score < 0 else now + self.settings.publish_retry_seconds
+        return self._revert(decision, retry)
 
     def _quarantine(self, decision: Decision, error: BaseException) -> Revert:
         """What undoes ``decision``'s run and quarantines its entry, whose task cannot be sent (its options, say)."""
         problem = InvalidDefinition("options", f"the task cannot be sent: {type(error).__name__}: {error}")
         reason = quarantine_reason(decision.name, problem)
         log_quarantined(reason, self.settings.tag)
-        return Revert(name=decision.name, committed_score=decision.score, retry_score=NEVER,
-                      previous_last_run_at=decision.entry.last_run_at, invalid_reason=reason,
-                      history_stamp=decision.history[1:HISTORY_STAMP_END])
+        return self._revert(decision, NEVER, reason)
+
+    @staticmethod
+    def _revert(decision: Decision, retry_score: float, invalid_reason: str = "") -> Revert:
+        """What undoes ``decision``'s committed run: its entry due at ``retry_score``, quarantined for a reason."""
+        return Revert(name=decision.name, committed_score=decision.score, retry_score=retry_score,
+                      previous_last_run_at=decision.entry.last_run_at, invalid_reason=invalid_reason,
+                      history_stamp=newest_stamp(decision.history))
 
 
 def pending_records(planned: Planned, lease_seconds: float, tag: str) -> tuple[dict[int, str], str]:

@@ -17,11 +17,8 @@ from ..decisions.decide import Decision, Run
 from ..definitions.codec import Definition
 from ..observe.log import logger
 from ..policies.overlap import HOLD
-from ..storage.history import STAMP, task_id
+from ..storage.history import newest_stamp, task_id
 from .headers import HEADER, REPORT, SCHEDULED
-
-#: A history record's stamp is its characters 1 .. STAMP.
-HISTORY_STAMP_END = 1 + STAMP
 
 
 class Sender:
@@ -101,5 +98,5 @@ def chosen_task_id(tag: str, decision: Decision) -> str | None:
     (:mod:`~celerybeatredis.policies.overlap`), else one made from its history stamp (None without history)."""
     if decision.running and decision.running != HOLD:
         return decision.running.partition(" ")[0]
-    run_stamp = decision.history[1:HISTORY_STAMP_END]
+    run_stamp = newest_stamp(decision.history)
     return task_id(tag, decision.name, run_stamp) if run_stamp else None

@@ -67,6 +67,11 @@ def stamp(at: float) -> str:
     return base36(int(at * 1000), STAMP)
 
 
+def newest_stamp(records: str) -> str:
+    """The stamp of the newest of ``records`` (a decision's, newest first, as :func:`record` makes them), "" for none."""
+    return records[1 : 1 + STAMP]
+
+
 def record(code: str, batch_stamp: str, late_seconds: float) -> str:
     """One record: outcome letter, the batch's stamp, lateness in ms (capped)."""
     return code + batch_stamp + lateness(int(late_seconds * 1000))
