@@ -61,7 +61,6 @@ class Guard(BaseHTTPMiddleware):
 
 def create_app(store: ScheduleStore, config: WebConfig | None = None) -> Starlette:
     """The dashboard for ``store`` as an ASGI app."""
-
     config = config or WebConfig()
     dashboard = Dashboard(store, config)
     app = Starlette(
