@@ -262,7 +262,7 @@ class ScheduleStore:
                 new_doc = change(doc or {})
             except InvalidDefinition as exc:
                 raise exc.for_entry(name) from None
-            new_text = self.validate(name, new_doc)
+            new_text = self.validate(name, new_doc, stored=True)
             if new_doc == doc:
                 return False
             code = sharded.writable().replace_raw([(name, raw, new_text)])[0]

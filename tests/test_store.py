@@ -36,7 +36,7 @@ def test_add_accepts_every_schedule_form(api: ScheduleStore) -> None:
     api.add("sun", "tasks.a", solar("sunset", 52.5, 13.4))
     api.add("once", "tasks.a", at, options={"queue": "q"})
     api.add("dict", "tasks.a", {"crontab": {"minute": "0", "hour": "3", "timezone": "Europe/Berlin"}})
-    api.add("whole", {"task": "tasks.a", "interval": {"every": 1, "period": "days"}, "owner": "ops"})
+    api.add("whole", {"task": "tasks.a", "interval": {"every": 1, "period": "days"}, "_owner": "ops"})
 
     assert stored(api, "td") == {"task": "tasks.a", "enabled": True, "interval": {"every": 5, "period": "minutes"},
                                  "args": [1, 2], "kwargs": {"x": 1}}
@@ -46,7 +46,7 @@ def test_add_accepts_every_schedule_form(api: ScheduleStore) -> None:
     assert stored(api, "sun")["solar"] == {"event": "sunset", "latitude": 52.5, "longitude": 13.4}
     assert stored(api, "once")["clocked"] == "2030-01-02T03:04:05+00:00"
     assert stored(api, "dict")["crontab"]["timezone"] == "Europe/Berlin"
-    assert stored(api, "whole")["owner"] == "ops"
+    assert stored(api, "whole")["_owner"] == "ops"
     assert api.count() == 8
     assert api.exists("td") and not api.exists("nope")
 
@@ -87,12 +87,12 @@ def test_add_rejects_bad_definitions_naming_entry_and_field(api: ScheduleStore, 
 
 
 def test_update_changes_given_fields_and_keeps_the_rest(api: ScheduleStore) -> None:
-    api.add("a", {"task": "tasks.a", "interval": {"every": 5, "period": "seconds"}, "owner": "ops",
+    api.add("a", {"task": "tasks.a", "interval": {"every": 5, "period": "seconds"}, "_owner": "ops",
                   "description": "old", "args": [1]})
     assert api.update("a", schedule=crontab(minute="0"), description=None, kwargs={"k": 2}) is True
     doc = stored(api, "a")
     assert "interval" not in doc and doc["crontab"]["minute"] == "0"
-    assert doc["owner"] == "ops" and doc["args"] == [1] and doc["kwargs"] == {"k": 2}
+    assert doc["_owner"] == "ops" and doc["args"] == [1] and doc["kwargs"] == {"k": 2}
     assert "description" not in doc
     assert api.update("a", kwargs={"k": 2}) is False
     with pytest.raises(InvalidDefinition, match=r"interval\.every"):
@@ -103,7 +103,7 @@ def test_update_changes_given_fields_and_keeps_the_rest(api: ScheduleStore) -> N
 
 
 def test_enable_and_disable_rewrite_only_enabled(api: ScheduleStore, client: redis.Redis, app: Celery) -> None:
-    doc = {"task": "tasks.a", "interval": {"every": 5, "period": "seconds"}, "owner": {"team": "ops"},
+    doc = {"task": "tasks.a", "interval": {"every": 5, "period": "seconds"}, "_owner": {"team": "ops"},
            "args": [1, 2.5, "x"], "options": {"queue": "low", "headers": {"h": 1}}, "description": "keep me"}
     api.add("a", doc)
     tick(app)

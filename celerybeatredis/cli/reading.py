@@ -9,6 +9,7 @@ from fnmatch import fnmatchcase
 import click
 
 from ..definitions.fields import FIELDS
+from ..definitions.names import shown_name
 from ..managing.display import LIST_HEADERS, describe_schedule, last_run, list_row, next_run, paused, relative, size, table, why_never
 from ..managing.records import Entry
 from ..settings import mask_url
@@ -88,7 +89,7 @@ def show_command(obj: Context, name: str, as_json: bool) -> None:
         return
     now = server_now(obj.store)
     fields = [
-        ("name", entry.name),
+        ("name", shown_name(entry.name)),
         ("task", entry.task or "?"),
         ("schedule", describe_schedule(entry.definition)),
         ("enabled", "yes" if entry.enabled else "no"),

@@ -7,6 +7,8 @@ reads the same wherever it is found.
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Collection, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +39,31 @@ def is_number(value: Any) -> TypeGuard[float]:
 def is_count(value: Any, least: int = 0) -> TypeGuard[int]:
     """An integer (never a bool) of at least ``least``: a run count, a limit."""
     return isinstance(value, int) and not isinstance(value, bool) and value >= least
+
+
+def nearest(name: str, known: Collection[str]) -> str | None:
+    """The known name ``name`` is most likely a misspelling of, if any is close."""
+    found = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    return found[0] if found else None
+
+
+def unknown_member(name: str, known: Collection[str], listed: bool = True) -> str:
+    """The message for a member nobody reads: ``unknown member (did you mean 'enabled'?)``, listing ``known`` when
+    ``listed``."""
+    close = nearest(name, known)
+    hint = f"did you mean {close!r}?" if close is not None else (f"known: {', '.join(known)}" if listed else "")
+    return f"unknown member ({hint})" if hint else "unknown member"
+
+
+def check_members(value: Mapping[str, Any], known: Collection[str], where: str) -> None:
+    """Refuse a member of the object ``where`` that is not in ``known``, naming the nearest known one.
+
+    Raises:
+        InvalidDefinition: for field ``where.member``.
+    """
+    for name in value:
+        if name not in known:
+            raise InvalidDefinition(f"{where}.{name}", unknown_member(str(name), known))
 
 
 def parse_date(value: Any, field_name: str) -> datetime:

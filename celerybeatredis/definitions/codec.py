@@ -24,7 +24,7 @@ from celery.schedules import BaseSchedule
 
 from ..exceptions import InvalidDefinition
 from .checks import MESSAGE_DATE_OPTIONS
-from .fields import BY_NAME, DEFAULT_TIMEOUT, FIELD_ORDER, OPTIONAL_MEMBERS
+from .fields import BY_NAME, DEFAULT_TIMEOUT, FIELD_ORDER, OPTIONAL_MEMBERS, unknown_members
 from .kinds import KINDS, NowFun, kind_to_json
 from .pausing import Pause
 
@@ -118,6 +118,9 @@ class Codec:
         """
         if not isinstance(doc, Mapping):
             raise InvalidDefinition("", f"a definition must be a JSON object, not {type(doc).__name__}")
+        has_members, readers, unknown = _members(doc)
+        if unknown is not None:  # first: a misspelled kind or member is named, not reported as missing
+            raise InvalidDefinition(*unknown)
         task = doc.get("task")
         if not isinstance(task, str) or not task.strip():
             raise InvalidDefinition("task", "is required and must be a non-empty string")
@@ -126,7 +129,6 @@ class Codec:
             found = ", ".join(kinds) if kinds else "none"
             raise InvalidDefinition("schedule", f"exactly one of {', '.join(KINDS)} is required (found {found})")
         kind = kinds[0]
-        has_members, readers = _members(doc)
         relative = doc.get("relative") is not None and BY_NAME["relative"].read(doc["relative"])
         sched = self._schedule(kind, doc[kind], relative)
         if not has_members:
@@ -162,12 +164,14 @@ _DEFAULTS = tuple(Definition._field_defaults[name] for name in Definition._field
 _make = tuple.__new__
 #: ``(member, field index, reader)`` rows.
 Readers = tuple[tuple[str, int, Callable[[Any], Any]], ...]
-_LAYOUTS: dict[tuple[Hashable, ...], tuple[bool, Readers]] = {}
+#: A document's first unknown member, as the ``(field, message)`` of its error.
+Unknown = tuple[str, str] | None
+_LAYOUTS: dict[tuple[Hashable, ...], tuple[bool, Readers, Unknown]] = {}
 
 
-def _members(doc: Mapping[str, Any]) -> tuple[bool, Readers]:
-    """Whether ``doc`` has an optional member, and ``(member, field index, reader)`` of those beat keeps (the index
-    of its :class:`Definition` field), in the table's order.
+def _members(doc: Mapping[str, Any]) -> tuple[bool, Readers, Unknown]:
+    """Whether ``doc`` has an optional member, ``(member, field index, reader)`` of those beat keeps (the index
+    of its :class:`Definition` field), in the table's order, and its first unknown member's error, if any.
 
     Kept per list of member names, which definitions of a schedule mostly share: a document's members are then
     found without a set built and hashed for each.
@@ -176,9 +180,11 @@ def _members(doc: Mapping[str, Any]) -> tuple[bool, Readers]:
     found = _LAYOUTS.get(names)
     if found is None:
         present = OPTIONAL_MEMBERS.intersection(names)
+        unknown = unknown_members(names, KINDS)
         found = (bool(present), tuple((n, _FIELD_INDEX[f.attr], f.read) for n in sorted(present, key=FIELD_ORDER.__getitem__)
-                                      if (f := BY_NAME[n]).attr is not None))
-        if len(_LAYOUTS) < 4096:
+                                      if (f := BY_NAME[n]).attr is not None),
+                 None if unknown is None else (unknown.field, unknown.message))
+        if unknown is None and len(_LAYOUTS) < 4096:  # (a kind registered later may make an unknown member known)
             _LAYOUTS[names] = found
     return found
 

@@ -13,13 +13,13 @@ does with the policy members is in :mod:`celerybeatredis.policies`.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from ..exceptions import InvalidDefinition
 from .calendars import parse_exclude
-from .checks import is_count, is_number, json_type, parse_bool, parse_date, parse_options
+from .checks import is_count, is_number, json_type, nearest, parse_bool, parse_date, parse_options
 from .pausing import parse_pause
 
 #: How a flag's text becomes the member's value: JSON, plain text, a positive integer, or an on/off pair.
@@ -204,5 +204,26 @@ BY_NAME = {f.name: f for f in FIELDS}
 FIELD_ORDER = {f.name: i for i, f in enumerate(FIELDS)}
 #: Members the API and the command line set (``add(..., max_run_count=3)``).
 USER_FIELDS = tuple(f.name for f in FIELDS if f.user)
-#: Every member besides ``task`` and the schedule that beat reads; others (users' own) are kept and ignored.
+#: Every member besides ``task`` and the schedule that beat reads.
 OPTIONAL_MEMBERS = frozenset(BY_NAME)
+#: Members the seed's documents carry that beat keeps and ignores (the entry's name is the hash field).
+SEED_MEMBERS = ("name",)
+#: A member whose name starts with this is the user's own: kept, never read, never refused.
+OWN_PREFIX = "_"
+
+
+def unknown_members(names: Iterable[str], kinds: Iterable[str]) -> InvalidDefinition | None:
+    """The error for the first of ``names`` (a document's members) that is neither ``task``, a schedule kind in
+    ``kinds``, a member of :data:`FIELDS`, one of :data:`SEED_MEMBERS` nor the user's own; None if there is none.
+
+    A misspelled member would otherwise be silently ignored (``"enabeld": false`` leaves the entry running), so
+    every door refuses it, naming the nearest known member.
+    """
+    known = ("task", *kinds, *BY_NAME)
+    for name in names:
+        if name in BY_NAME or name in SEED_MEMBERS or name == "task" or name.startswith(OWN_PREFIX) or name in known:
+            continue
+        close = nearest(name, known)
+        hint = f"did you mean {close!r}? " if close is not None else ""
+        return InvalidDefinition(name, f"unknown member ({hint}members of your own start with {OWN_PREFIX!r})")
+    return None

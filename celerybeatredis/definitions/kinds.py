@@ -1,17 +1,17 @@
 """The schedule kinds a definition may have: ``interval``, ``crontab``, ``solar``, ``clocked``.
 
-Each kind is one :class:`ScheduleKind` in :data:`KINDS`: how its JSON member
-becomes a Celery schedule, how a Celery schedule becomes that member, how it
-reads in ``list`` and ``show``, whether an entry of it runs once, and the
-command line flags that write it. Parsing, the API, the command line and the
-listings all read this registry, so a new kind is one :func:`register` call.
+Each kind is one :class:`~.registry.ScheduleKind` registered in :data:`~.registry.KINDS`:
+how its JSON member becomes a Celery schedule, how a Celery schedule becomes
+that member, how it reads in ``list`` and ``show``, whether an entry of it
+runs once, and the command line flags that write it. Parsing, the API, the
+command line and the listings all read the registry, so a new kind is one
+:func:`~.registry.register` call.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -21,87 +21,29 @@ from celery.schedules import BaseSchedule, crontab, schedstate, schedule, solar
 
 from ..exceptions import InvalidDefinition
 from ..storage.wire import aware
-from .checks import is_number, json_type, parse_date
+from .checks import check_members, is_number, json_type, parse_date
+from .registry import KINDS, Flag, NowFun, ScheduleKind, kind_names, kind_to_json, register
 
-NowFun = Callable[[], datetime]
+__all__ = ["KINDS", "Flag", "NowFun", "ScheduleKind", "kind_names", "kind_to_json", "register"]
+
 PERIODS = ("days", "hours", "minutes", "seconds", "microseconds")
+#: The members of an ``interval``.
+INTERVAL_MEMBERS = ("every", "period")
 #: crontab's fields in the order of a cron line: minute hour day-of-month month day-of-week.
 CRON_FIELDS = ("minute", "hour", "day_of_month", "month_of_year", "day_of_week")
+#: The members of a ``crontab``: its fields and its zone.
+CRONTAB_MEMBERS = (*CRON_FIELDS, "timezone")
 
 
-@dataclass(frozen=True)
-class Flag:
-    """A command line option that writes a kind (``--every 30s``); its value is the option's text."""
+def _valid(parse: Callable[[Any], Any], spec: Any) -> bool:
+    """Whether ``parse`` reads ``spec``: what ``list`` and ``show`` check before they word a schedule, so an entry
+    that cannot run is not described as if it could ("every 0 minutes")."""
+    try:
+        parse(spec)
+    except InvalidDefinition:
+        return False
+    return True
 
-    name: str
-    help: str
-    number: bool = False
-
-
-@dataclass(frozen=True)
-class ScheduleKind:
-    """One kind of schedule.
-
-    Attributes:
-        name: The definition's member that holds it (``"interval"``).
-        build: ``(spec, relative, nowfun, app) -> schedule``; raises InvalidDefinition naming the field.
-        from_celery: A Celery schedule object -> the member's JSON, or None if it is not of this kind.
-        describe: The member's JSON -> words for ``list`` and ``show``.
-        runs_once: Whether an entry of this kind is finished after its first run.
-        flags: Command line options that write it; the first one chooses this kind.
-        from_flags: ``(flag values, the current spec or None) -> spec`` for ``add`` and ``edit``; a
-            ``ValueError`` naming the flag for text it cannot read.
-    """
-
-    name: str
-    build: Callable[[Any, bool, NowFun | None, Celery], BaseSchedule]
-    from_celery: Callable[[Any], Mapping[str, Any] | None]
-    describe: Callable[[Any], str]
-    runs_once: bool = False
-    flags: tuple[Flag, ...] = field(default_factory=tuple)
-    from_flags: Callable[[Mapping[str, Any], Any], Any] | None = None
-
-
-#: The registered kinds by name, in the order a Celery schedule object is matched against them.
-KINDS: dict[str, ScheduleKind] = {}
-
-
-def register(kind: ScheduleKind, *, before: str | None = None) -> ScheduleKind:
-    """Add a schedule kind (or replace the one of that name).
-
-    Args:
-        before: A registered kind to match Celery objects against after this one (a
-            subclass of ``celery.schedules.schedule`` must come before ``interval``).
-    """
-    KINDS.pop(kind.name, None)
-    if before is None:
-        KINDS[kind.name] = kind
-        return kind
-    if before not in KINDS:
-        raise KeyError(f"no schedule kind {before!r} to register {kind.name!r} before")
-    items = list(KINDS.items())
-    at = [name for name, _ in items].index(before)
-    KINDS.clear()
-    KINDS.update([*items[:at], (kind.name, kind), *items[at:]])
-    return kind
-
-
-def kind_names() -> tuple[str, ...]:
-    """The member names of the registered kinds."""
-    return tuple(KINDS)
-
-
-def kind_to_json(value: Any) -> dict[str, Any]:
-    """A Celery schedule (or ``timedelta`` / seconds, a ``datetime`` for one run) -> the definition's schedule members.
-
-    Raises:
-        InvalidDefinition: for a schedule type no kind can express.
-    """
-    for kind in KINDS.values():
-        spec = kind.from_celery(value)
-        if spec is not None:
-            return dict(spec)
-    raise InvalidDefinition("schedule", f"cannot store a schedule of type {type(value).__name__}")
 
 
 # --- interval ------------------------------------------------------------------------------
@@ -111,6 +53,7 @@ def parse_interval(spec: Any) -> timedelta:
     """``{"every": 30, "period": "seconds"}`` -> ``timedelta``."""
     if not isinstance(spec, dict):
         raise InvalidDefinition("interval", f'must be an object like {{"every": 30, "period": "seconds"}}, not {json_type(spec)}')
+    check_members(spec, INTERVAL_MEMBERS, "interval")
     every = spec.get("every")
     if not is_number(every) or not every > 0:
         raise InvalidDefinition("interval.every", f"must be a number greater than 0, not {every!r}")
@@ -151,8 +94,8 @@ _SINGULAR = {"days": "day", "hours": "hour", "minutes": "minute", "seconds": "se
 
 
 def _describe_interval(spec: Any) -> str:
-    if not isinstance(spec, Mapping):
-        return "?"
+    if not _valid(parse_interval, spec):
+        return "invalid interval"
     every, period = spec.get("every"), spec.get("period", "seconds")
     if every == 1:
         return f"every {_SINGULAR.get(str(period), period)}"
@@ -211,6 +154,7 @@ def parse_crontab(spec: Any, nowfun: NowFun | None = None, app: Celery | None = 
     """The five crontab fields (strings or numbers) and an optional ``timezone``."""
     if not isinstance(spec, dict):
         raise InvalidDefinition("crontab", f"must be an object with {', '.join(CRON_FIELDS)}, not {json_type(spec)}")
+    check_members(spec, CRONTAB_MEMBERS, "crontab")
     fields: dict[str, str] = {}
     for name in CRON_FIELDS:
         value = spec.get(name, "*")
@@ -230,7 +174,14 @@ def parse_crontab(spec: Any, nowfun: NowFun | None = None, app: Celery | None = 
             crontab(**{name: value})
         except Exception as exc:  # noqa: BLE001 - Celery raises several types for bad specs
             raise InvalidDefinition(f"crontab.{name}", f"invalid value {value!r}: {exc}") from None
-    return ZonedCrontab(nowfun=nowfun, app=app, zone=zone, **fields)
+    try:
+        return ZonedCrontab(nowfun=nowfun, app=app, zone=zone, **fields)
+    except ValueError as exc:  # the fields together: a day of the month that none of its months has
+        day, month = fields["day_of_month"], fields["month_of_year"]
+        if "never occurs" in str(exc):
+            raise InvalidDefinition("crontab.day_of_month", f"day {day!r} never occurs in month_of_year {month!r}, "
+                                    "so the entry would never run") from None
+        raise InvalidDefinition("crontab", f"its fields together cannot be used: {exc}") from None
 
 
 def _cron_spec(value: Any) -> str:
@@ -254,8 +205,8 @@ _DAYS = {"0": "Sunday", "1": "Monday", "2": "Tuesday", "3": "Wednesday", "4": "T
 
 
 def _describe_crontab(spec: Any) -> str:
-    if not isinstance(spec, Mapping):
-        return "?"
+    if not _valid(parse_crontab, spec):
+        return "invalid crontab"
     fields = [str(spec.get(n, "*")) for n in CRON_FIELDS]
     minute, hour, dom, month, dow = fields
     zone = f" ({spec['timezone']})" if spec.get("timezone") else ""
@@ -303,10 +254,15 @@ register(ScheduleKind(
 # --- solar ---------------------------------------------------------------------------------
 
 
+#: The members of a ``solar``.
+SOLAR_MEMBERS = ("event", "latitude", "longitude")
+
+
 def parse_solar(spec: Any, nowfun: NowFun | None = None, app: Celery | None = None) -> solar:
     """``{"event": "sunset", "latitude": 52.5, "longitude": 13.4}`` -> ``solar``."""
     if not isinstance(spec, dict):
         raise InvalidDefinition("solar", f"must be an object with event, latitude, longitude, not {json_type(spec)}")
+    check_members(spec, SOLAR_MEMBERS, "solar")
     event = spec.get("event")
     if event not in solar._all_events:
         raise InvalidDefinition("solar.event", f"unknown event {event!r} (expected one of {', '.join(sorted(solar._all_events))})")
@@ -371,6 +327,8 @@ class clocked(BaseSchedule):
 
 def parse_clocked(spec: Any) -> datetime:
     """An ISO-8601 time, bare or as ``{"at": "..."}``."""
+    if isinstance(spec, dict):
+        check_members(spec, ("at",), "clocked")
     value = spec.get("at") if isinstance(spec, dict) else spec
     return parse_date(value, "clocked" if not isinstance(spec, dict) else "clocked.at")
 
@@ -388,7 +346,7 @@ register(ScheduleKind(
     name="clocked",
     build=lambda spec, relative, nowfun, app: clocked(parse_clocked(spec), nowfun=nowfun, app=app),
     from_celery=_clocked_from_celery,
-    describe=lambda spec: f"once at {spec.get('at') if isinstance(spec, Mapping) else spec}",
+    describe=lambda spec: f"once at {parse_clocked(spec).isoformat()}" if _valid(parse_clocked, spec) else "invalid clocked",
     runs_once=True,
     flags=(Flag(name="at", help="One run at this ISO-8601 time."),),
     from_flags=lambda flags, current: flags["at"],

@@ -17,6 +17,7 @@ from celery.utils import uuid
 from kombu import Producer
 
 from ..decisions.planner import Planned
+from ..definitions.names import shown_name
 from ..observe.log import logger
 from .amqp_messages import AmqpShapes, capturing_amqp
 from .confirms import ConfirmChannel
@@ -82,6 +83,6 @@ class MessageBuilder:
                     if key is not None:
                         shapes.learn(key, built, tid)
                 elif info:
-                    logger.info("Scheduler: Sending due task %s (%s)", name, defn.task)
+                    logger.info("Scheduler: Sending due task %s (%s)", shown_name(name), defn.task)
                 messages[j] = built
         return messages, unbuilt

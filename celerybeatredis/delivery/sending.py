@@ -15,6 +15,7 @@ from kombu.exceptions import OperationalError
 
 from ..decisions.decide import Decision, Run
 from ..definitions.codec import Definition
+from ..definitions.names import shown_name
 from ..observe.log import logger
 from ..policies.overlap import HOLD
 from ..storage.history import newest_stamp, task_id
@@ -65,7 +66,7 @@ class Sender:
             args=defn.args, kwargs=defn.kwargs, options=options, app=self.scheduler.app,
         )
         if logger.isEnabledFor(logging.INFO):
-            logger.info("Scheduler: Sending due task %s (%s)", name, defn.task)
+            logger.info("Scheduler: Sending due task %s (%s)", shown_name(name), defn.task)
         try:
             self.scheduler.apply_async(entry, producer=producer, advance=False)
         except Exception as exc:  # noqa: BLE001 - SchedulingError, or the broker connection failing

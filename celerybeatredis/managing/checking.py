@@ -1,4 +1,4 @@
-"""The check every definition passes before the Python API writes it: the codec's, and calendars that exist.
+"""The check every definition passes before the Python API writes it: its name, the codec's, and calendars that exist.
 
 The command line, the dashboard and imports write through
 :class:`~celerybeatredis.store.ScheduleStore`, so this is the check they share.
@@ -11,6 +11,7 @@ from collections.abc import Set as AbstractSet
 from typing import Any
 
 from ..definitions.codec import Codec, dump_document
+from ..definitions.names import check_name
 from ..exceptions import InvalidDefinition
 from .calendars import Calendars
 
@@ -22,15 +23,17 @@ class DefinitionCheck:
         self.codec = codec
         self.calendars = calendars
 
-    def validate(self, name: str, definition: Mapping[str, Any], calendars: AbstractSet[str] = frozenset()) -> str:
+    def validate(self, name: str, definition: Mapping[str, Any], calendars: AbstractSet[str] = frozenset(), *,
+                 stored: bool = False) -> str:
         """Check a definition and return the JSON text to store; ``exclude`` may also name ``calendars``
-        (those an import writes before it).
+        (those an import writes before it). The name is checked too, unless the entry is ``stored`` already (an
+        entry written by redis-cli under a name the doors refuse can still be edited, and removed).
 
         Raises:
             InvalidDefinition: naming ``name`` and the field at fault.
         """
-        if not isinstance(name, str) or not name:
-            raise InvalidDefinition("name", "an entry needs a non-empty name")
+        if not stored:
+            check_name(name)
         try:
             self.codec.from_document(definition)
             self.calendars.check_exclude(definition, calendars)

@@ -8,6 +8,7 @@ from typing import Any
 
 from ..definitions.checks import parse_date
 from ..definitions.kinds import KINDS
+from ..definitions.names import shown_name
 from .records import Entry
 
 _UNITS = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
@@ -137,7 +138,9 @@ def size(num_bytes: int) -> str:
 
 
 def table(headers: list[str], rows: list[list[str]]) -> str:
-    """Rows in aligned columns under a header line."""
+    """Rows in aligned columns under a header line; a cell's line breaks and control characters are escaped, so a
+    row is one line."""
+    rows = [[shown_name(c) for c in row] for row in rows]
     widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip()]
     lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]

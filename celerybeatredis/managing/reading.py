@@ -161,7 +161,7 @@ class EntryReads:
         reason = stored.invalid_reason
         if reason is None:
             try:
-                self.check.validate(stored.name, doc if doc is not None else load_document(text))
+                self.check.validate(stored.name, doc if doc is not None else load_document(text), stored=True)
             except InvalidDefinition as exc:
                 reason = exc.reason
         return Entry(

@@ -99,8 +99,8 @@ def parse_line(store: ScheduleStore, line: str, lineno: int, calendars: Abstract
     if "calendar" in data:
         return parse_calendar_line(data, lineno)
     name = data.get("name")
-    if not isinstance(name, str) or not name:
-        raise BadLine(lineno, 'needs "name", a non-empty string')
+    if not isinstance(name, str):
+        raise BadLine(lineno, 'needs "name", a string')
     definition = data.get("definition")
     try:
         if isinstance(definition, str):

@@ -90,7 +90,7 @@ def test_add_refuses_to_overwrite_without_replace(cli: Cli, api: ScheduleStore, 
 
 
 def test_add_with_json(cli: Cli, api: ScheduleStore, tmp_path: Path) -> None:
-    definition = {"task": "tasks.j", "interval": {"every": 2, "period": "hours"}, "owner": "ops"}
+    definition = {"task": "tasks.j", "interval": {"every": 2, "period": "hours"}, "_owner": "ops"}
     cli.ok("add", "j1", "--json", json.dumps(definition))
     cli.ok("add", "j2", "--json", "-", input=json.dumps(definition))
     (tmp_path / "d.json").write_text(json.dumps(definition))
@@ -197,15 +197,15 @@ def test_url_and_prefix_options_override_the_environment(redis_url: str, prefix:
 
 
 def test_edit_with_flags_set_and_unset_keeps_other_fields(cli: Cli, api: ScheduleStore) -> None:
-    api.add("e", {"task": "tasks.e", "interval": {"every": 5, "period": "seconds"}, "owner": "ops",
+    api.add("e", {"task": "tasks.e", "interval": {"every": 5, "period": "seconds"}, "_owner": "ops",
                   "description": "d", "options": {"priority": 3}})
     assert "updated e" in cli.ok("edit", "e", "--cron", "0 * * * *", "--queue", "high")
     assert doc(api, "e") == {"task": "tasks.e", "crontab": {"minute": "0", "hour": "*", "day_of_month": "*",
-                             "month_of_year": "*", "day_of_week": "*"}, "owner": "ops", "description": "d",
+                             "month_of_year": "*", "day_of_week": "*"}, "_owner": "ops", "description": "d",
                              "options": {"priority": 3, "queue": "high"}}
-    cli.ok("edit", "e", "--set", 'owner={"team": "data"}', "--unset", "description", "--set", "args=[1]")
+    cli.ok("edit", "e", "--set", '_owner={"team": "data"}', "--unset", "description", "--set", "args=[1]")
     after = doc(api, "e")
-    assert after["owner"] == {"team": "data"} and after["args"] == [1] and "description" not in after
+    assert after["_owner"] == {"team": "data"} and after["args"] == [1] and "description" not in after
     assert "e unchanged" in cli.ok("edit", "e", "--set", "args=[1]")
 
 
@@ -238,7 +238,7 @@ def test_edit_with_json_and_in_the_editor(cli: Cli, api: ScheduleStore) -> None:
     (["--set", "max_run_count=0"], None, "field 'max_run_count'"),
     (["--set", "args=[1"], None, "--set args: not valid JSON"),
     (["--json", '{"task": 5, "interval": {"every": 1}}'], None, "field 'task'"),
-    ([], {"EDITOR": "sed -i -e s/tasks.e/tasks.f/ -e s/every/evry/", "VISUAL": ""}, "field 'interval.every'"),
+    ([], {"EDITOR": "sed -i -e s/tasks.e/tasks.f/ -e s/every/evry/", "VISUAL": ""}, "field 'interval.evry': unknown member"),
     ([], {"EDITOR": "sed -i -e s/{/[/", "VISUAL": ""}, "not valid JSON"),
 ])
 def test_edit_bad_input_changes_nothing(cli: Cli, api: ScheduleStore, client: redis.Redis, tag: str,
@@ -250,15 +250,15 @@ def test_edit_bad_input_changes_nothing(cli: Cli, api: ScheduleStore, client: re
 
 
 def test_enable_disable_remove_and_run_now(cli: Cli, api: ScheduleStore, client: redis.Redis) -> None:
-    api.add("a", {"task": "tasks.a", "interval": {"every": 5, "period": "seconds"}, "owner": "ops"})
+    api.add("a", {"task": "tasks.a", "interval": {"every": 5, "period": "seconds"}, "_owner": "ops"})
     api.add("b", "tasks.b", timedelta(seconds=5))
     out = cli.ok("disable", "a", "b")
     assert "disabled a" in out and "disabled b" in out
-    assert doc(api, "a") == {"task": "tasks.a", "interval": {"every": 5, "period": "seconds"}, "owner": "ops",
+    assert doc(api, "a") == {"task": "tasks.a", "interval": {"every": 5, "period": "seconds"}, "_owner": "ops",
                              "enabled": False}
     assert "b was already disabled" in cli.ok("disable", "b")
     assert "enabled a" in cli.ok("enable", "a")
-    assert doc(api, "a")["enabled"] is True and doc(api, "a")["owner"] == "ops"
+    assert doc(api, "a")["enabled"] is True and doc(api, "a")["_owner"] == "ops"
     assert "a runs within a second" in cli.ok("run-now", "a")
     assert client.zscore(api.sharded.keys.due, "a") == -1
     assert "removed 2 entries" in cli.ok("remove", "a", "b")
@@ -302,7 +302,7 @@ def test_invalid_and_stats(cli: Cli, api: ScheduleStore, client: redis.Redis, ap
 def test_export_import_round_trip_is_idempotent(cli: Cli, api: ScheduleStore, app: Celery, redis_url: str,
                                                 prefix: str, client: redis.Redis, tmp_path: Path) -> None:
     api.add("a", "tasks.a", timedelta(seconds=30), args=[1, "x"], kwargs={"k": [1, 2]})
-    api.add("b", {"task": "tasks.b", "crontab": {"minute": "*/5"}, "owner": "ops", "enabled": False})
+    api.add("b", {"task": "tasks.b", "crontab": {"minute": "*/5"}, "_owner": "ops", "enabled": False})
     api.add("c", "tasks.c", timedelta(minutes=1))
     client.hset(api.sharded.keys.schedule, "raw", "{not json")
     tick(app)
