@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 
 from ..decisions.firetimes import FireTime, fire_times
-from ..definitions.codec import load_document
+from ..definitions.codec import digest, load_document
 from ..definitions.documents import decode
 from ..definitions.pausing import read_pause
 from ..exceptions import CeleryBeatRedisError, EntryNotFound, InvalidDefinition
@@ -168,6 +168,7 @@ class EntryReads:
             name=stored.name, raw=text, definition=doc, total_run_count=stored.total_run_count,
             last_run_at=parse_last_run_at(stored.last_run_at), next_run_at=timestamp_to_datetime(stored.score),
             status=status_of(stored.score, doc, reason), invalid_reason=reason, static=stored.static,
+            version=digest(stored.raw),
         )
 
 
