@@ -187,6 +187,17 @@ def test_get_reports_state_next_run_and_problems(api: ScheduleStore, client: red
         api.get("nope")
 
 
+def test_a_stored_schedule_celery_refuses_reads_as_invalid(api: ScheduleStore, client: redis.Redis) -> None:
+    crontab_doc = {"minute": "0", "hour": "3", "day_of_month": "31", "month_of_year": "2"}  # never occurs
+    client.hset(api.sharded.keys.schedule, "feb", json.dumps({"task": "t.x", "crontab": crontab_doc}))
+    entry = api.get("feb")
+    assert entry.status == "invalid" and entry.invalid_reason is not None
+    assert entry.invalid_reason.startswith("entry 'feb': ") and "day_of_month '31' never occurs" in entry.invalid_reason
+    assert [e.name for e in api.list().items] == ["feb"]
+    with pytest.raises(InvalidDefinition, match=r"entry 'feb': .*never occurs"):
+        api.next_runs("feb")
+
+
 def test_remove_drops_entry_and_state(api: ScheduleStore, client: redis.Redis) -> None:
     api.add("a", "tasks.a", timedelta(seconds=5))
     api.sharded.restore_state([("a", 3, "2024-01-01T00:00:00+00:00")])
