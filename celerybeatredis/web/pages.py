@@ -26,11 +26,25 @@ def entry_url(name: str, **extra: str) -> str:
     return "/entry?" + urlencode({"name": name, **extra})
 
 
-def _cursor(request: Request) -> int:
-    try:
-        return max(0, int(request.query_params.get("cursor", "0")))
-    except ValueError:
-        return 0
+#: Scan cursors Redis takes: HSCAN's are unsigned 64-bit, and a sharded scan's cursor also holds the shard.
+_CURSOR_LIMIT = 2**64
+
+
+class BadCursor(CeleryBeatRedisError):
+    """A ``cursor`` in a listing's URL that no "Next page" link made: answered with 400 and this one line."""
+
+
+def _cursor(request: Request, shards: int) -> int:
+    """The page's ``cursor`` (0 when absent), as the "Next page" links write it.
+
+    Raises:
+        BadCursor: not a whole number from 0 up to what a scan over ``shards`` shards can hand back.
+    """
+    text = request.query_params.get("cursor", "0").strip() or "0"
+    if not text.isascii() or not text.isdigit() or int(text) >= _CURSOR_LIMIT * shards:
+        raise BadCursor(f"cursor {text[:40]!r} is not a page cursor (a whole number from 0, as a Next page link "
+                        "gives); start again from the first page")
+    return int(text)
 
 
 class Pages:
@@ -49,7 +63,7 @@ class Pages:
     def entries(self, request: Request) -> Response:
         params = request.query_params
         filters = Filters(**{k: params.get(k, "").strip() for k in Filters.__dataclass_fields__})
-        cursor = _cursor(request)
+        cursor = _cursor(request, self.dash.store.shards)
         listing = list_entries(self.dash.store, filters, cursor)
         next_url = "/entries?" + urlencode({**filters.query(), "cursor": listing.cursor}) if not listing.done else None
         return self.dash.render(request, "entries.html", listing=listing, filters=filters, kinds=list(KINDS),
@@ -91,7 +105,7 @@ class Pages:
 
     def quarantine(self, request: Request) -> Response:
         store = self.dash.store
-        page = store.invalid(_cursor(request), PAGE_SIZE)
+        page = store.invalid(_cursor(request, store.shards), PAGE_SIZE)
         entries = store.find([item.name for item in page.items])
         rows = [(item, entry, json.dumps(entry.definition, indent=2, ensure_ascii=False)
                  if entry and entry.definition is not None else (entry.raw if entry else ""))
