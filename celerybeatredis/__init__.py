@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from .exceptions import CeleryBeatRedisError, EntryExists, EntryNotFound, InvalidDefinition
+from .exceptions import CeleryBeatRedisError, EntryChanged, EntryExists, EntryNotFound, InvalidDefinition
 
 __version__ = "1.0.0.dev0"
 
-__all__ = ["CeleryBeatRedisError", "EntryExists", "EntryNotFound", "InvalidDefinition", "__version__"]
+__all__ = ["CeleryBeatRedisError", "EntryChanged", "EntryExists", "EntryNotFound", "InvalidDefinition", "__version__"]

@@ -46,3 +46,26 @@ class EntryExists(CeleryBeatRedisError, KeyError):
 
     def __str__(self) -> str:
         return f"entry {self.args[0]!r} exists; pass replace=True to replace it"
+
+
+class EntryChanged(CeleryBeatRedisError):
+    """An edit made from one version of an entry found another stored: nothing was written.
+
+    Raised by ``ScheduleStore.replace(..., expected=version)``, so an edit made
+    from a page or an editor opened earlier never drops a change made since (a
+    pause, another user's edit).
+
+    Args:
+        name: The entry.
+        current: The definition text stored now.
+        version: Its version (``Entry.version``), to pass as ``expected`` to write over it after all.
+    """
+
+    def __init__(self, name: str, current: str, version: str) -> None:
+        self.name = name
+        self.current = current
+        self.version = version
+        super().__init__(name, current, version)
+
+    def __str__(self) -> str:
+        return f"entry {self.name!r} changed since it was read; nothing written"

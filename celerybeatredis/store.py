@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from celery import Celery
 
-from .definitions.codec import Codec
+from .definitions.codec import Codec, digest
 from .definitions.documents import ScheduleLike, apply_changes, build_definition, decode
 from .definitions.pausing import pause_document
-from .exceptions import CeleryBeatRedisError, EntryNotFound, InvalidDefinition
+from .exceptions import CeleryBeatRedisError, EntryChanged, EntryNotFound, InvalidDefinition
 from .managing.bulk import BulkWrites, ValidatedEntry
 from .managing.calendars import Calendars
 from .managing.checking import DefinitionCheck
@@ -136,14 +136,24 @@ class ScheduleStore:
         """
         return self._edit(name, lambda doc: apply_changes(doc, changes))
 
-    def replace(self, name: str, definition: Mapping[str, Any]) -> bool:
+    def replace(self, name: str, definition: Mapping[str, Any], *, expected: str | None = None) -> bool:
         """Replace an existing entry's definition as a whole; True if it changed.
+
+        ``expected`` makes it an optimistic edit: the :attr:`~.managing.records.Entry.version`
+        of the entry the new definition was made from (a page, an editor opened
+        earlier). It is written only if the stored definition is still that
+        version, checked and written in one Lua script, so a change made
+        meanwhile (a pause by a user or by ``pause_after_failures``, another
+        edit) is never silently dropped. Without it the definition is written
+        over whatever is stored.
 
         Raises:
             EntryNotFound: no entry of that name.
+            EntryChanged: the entry is no longer at version ``expected`` (the error holds the stored
+                text and its version); nothing is written.
             InvalidDefinition: naming the field; nothing is written.
         """
-        return self._edit(name, lambda doc: dict(definition), need_valid=False)
+        return self._edit(name, lambda doc: dict(definition), need_valid=False, expected=expected)
 
     def enable(self, name: str) -> bool:
         """Set ``enabled`` to true (every other field is kept as it is); True if it changed."""
@@ -248,13 +258,17 @@ class ScheduleStore:
             raise InvalidDefinition("schedule", "is required")
         return build_definition(task, schedule, **fields)
 
-    def _edit(self, name: str, change: Callable[[dict[str, Any]], dict[str, Any]], need_valid: bool = True) -> bool:
-        """Read, change and compare-and-set one definition, retrying if it changes meanwhile."""
+    def _edit(self, name: str, change: Callable[[dict[str, Any]], dict[str, Any]], need_valid: bool = True,
+              expected: str | None = None) -> bool:
+        """Read, change and compare-and-set one definition, retrying if it changes meanwhile; with ``expected``
+        (a version) no retry: a definition that is not, or stops being, that version is an :class:`EntryChanged`."""
         sharded = self.sharded.writable()  # before the read, which would look in the wrong shard
         for _ in range(self.EDIT_ATTEMPTS):
             raw = sharded.get_raw(name)
             if raw is None:
                 raise EntryNotFound(name)
+            if expected is not None and digest(raw) != expected:
+                raise EntryChanged(name, decode(raw)[0], digest(raw))
             _, doc = decode(raw)
             if doc is None and need_valid:
                 raise InvalidDefinition("", "the stored definition is not a JSON object; replace it as a whole", name)
@@ -270,4 +284,6 @@ class ScheduleStore:
                 raise EntryNotFound(name)
             if code == 1:
                 return True
+            if expected is not None:  # changed between the read and the script: the next read tells how
+                expected = digest(raw)
         raise CeleryBeatRedisError(f"entry {name!r} kept changing while being edited; try again")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import threading
@@ -14,7 +15,7 @@ import redis
 from celery import Celery
 from celery.schedules import crontab, schedule, solar
 
-from celerybeatredis import CeleryBeatRedisError, EntryExists, EntryNotFound, InvalidDefinition
+from celerybeatredis import CeleryBeatRedisError, EntryChanged, EntryExists, EntryNotFound, InvalidDefinition
 from celerybeatredis.store import ScheduleStore
 
 from .support.helpers import tick
@@ -136,6 +137,40 @@ def test_edits_compare_and_set_against_the_text_they_read(api: ScheduleStore) ->
     assert stored(api, "a")["task"] == "tasks.b"
 
 
+def test_replace_from_a_version_writes_only_over_that_version(api: ScheduleStore, client: redis.Redis, app: Celery,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    api.add("a", "tasks.a", timedelta(seconds=5))
+    read = api.get("a")
+    assert read.version == hashlib.sha1(client.hget(api.sharded.keys.schedule, "a")).hexdigest()
+    api.pause("a", "disk full", by="worker")  # made meanwhile, as pause_after_failures does
+    edited = {**(read.definition or {}), "task": "tasks.edited"}
+    with pytest.raises(EntryChanged, match="entry 'a' changed since it was read; nothing written") as refused:
+        api.replace("a", edited, expected=read.version)
+    assert stored(api, "a")["paused"]["reason"] == "disk full" and stored(api, "a")["task"] == "tasks.a"
+    assert json.loads(refused.value.current) == stored(api, "a") and refused.value.version == api.get("a").version
+    # made from the version stored now, it is written
+    assert api.replace("a", {**edited, "paused": stored(api, "a")["paused"]}, expected=refused.value.version) is True
+    assert stored(api, "a")["task"] == "tasks.edited"
+
+    # a change landing between the store's read and its write is caught by the script's compare-and-set
+    other = ScheduleStore(client, api.sharded.tag + ":", app)
+    version = api.get("a").version
+    original = api.sharded.get_raw
+
+    def read_then_pause(name: str) -> bytes | None:
+        raw = original(name)
+        if "paused" in json.loads(raw or b"{}"):
+            other.resume(name)
+        return raw
+
+    monkeypatch.setattr(api.sharded, "get_raw", read_then_pause)
+    with pytest.raises(EntryChanged):
+        api.replace("a", {"task": "tasks.third", "interval": {"every": 5, "period": "seconds"}}, expected=version)
+    assert "paused" not in stored(api, "a") and stored(api, "a")["task"] == "tasks.edited"
+    with pytest.raises(EntryNotFound):
+        api.replace("nope", edited, expected=version)
+
+
 def test_get_reports_state_next_run_and_problems(api: ScheduleStore, client: redis.Redis, app: Celery) -> None:
     api.add("a", "tasks.a", timedelta(hours=1), args=[1])
     before = api.get("a")
@@ -150,6 +185,17 @@ def test_get_reports_state_next_run_and_problems(api: ScheduleStore, client: red
     assert "field 'interval.period'" in api.get("bad").invalid_reason
     with pytest.raises(EntryNotFound, match="no entry named 'nope'"):
         api.get("nope")
+
+
+def test_a_stored_schedule_celery_refuses_reads_as_invalid(api: ScheduleStore, client: redis.Redis) -> None:
+    crontab_doc = {"minute": "0", "hour": "3", "day_of_month": "31", "month_of_year": "2"}  # never occurs
+    client.hset(api.sharded.keys.schedule, "feb", json.dumps({"task": "t.x", "crontab": crontab_doc}))
+    entry = api.get("feb")
+    assert entry.status == "invalid" and entry.invalid_reason is not None
+    assert entry.invalid_reason.startswith("entry 'feb': ") and "day_of_month '31' never occurs" in entry.invalid_reason
+    assert [e.name for e in api.list().items] == ["feb"]
+    with pytest.raises(InvalidDefinition, match=r"entry 'feb': .*never occurs"):
+        api.next_runs("feb")
 
 
 def test_remove_drops_entry_and_state(api: ScheduleStore, client: redis.Redis) -> None:

@@ -61,7 +61,7 @@ def web_command(obj: Context, bind: str, read_only: bool, task_allowlist: str) -
     if patterns:
         settings = dataclasses.replace(settings, task_allowlist=(*settings.task_allowlist, *patterns))
     store = obj.store
-    app = create_app(store, WebConfig(auth=auth, read_only=read_only, settings=settings))
+    app = create_app(store, WebConfig(auth=auth, read_only=read_only, settings=settings, redis_url=obj.url))
     how = ", ".join(filter(None, ["token" if token else "", f"{len(users)} users" if users else "",
                                   "read-only" if read_only else ""])) or "no authentication (loopback only)"
     click.echo(f"dashboard of {store.tags} on http://{bind} ({how})", err=True)

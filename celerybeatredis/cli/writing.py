@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import shlex
+import tempfile
 from typing import Any
 
 import click
 
 from ..definitions.documents import apply_changes
 from ..definitions.fields import USER_FIELDS
-from ..exceptions import EntryExists, EntryNotFound
+from ..exceptions import EntryChanged, EntryExists, EntryNotFound
 from ..managing.display import describe_schedule
 from ..managing.records import Entry
 from ..store import ScheduleStore
@@ -103,6 +105,7 @@ def _update(store: ScheduleStore, name: str, changes: dict[str, Any]) -> bool:
 
 
 def _edit_in_editor(store: ScheduleStore, entry: Entry) -> bool:
+    """The definition edited in $EDITOR, written only if the entry is still as it was when the editor opened."""
     text = json.dumps(entry.definition, indent=2, ensure_ascii=False) if entry.definition is not None else entry.raw
     edited = click.edit(text + "\n", extension=".json", require_save=True)
     if edited is None or edited.strip() == text.strip():
@@ -113,7 +116,14 @@ def _edit_in_editor(store: ScheduleStore, entry: Entry) -> bool:
         raise click.ClickException(f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}; nothing changed") from None
     if not isinstance(doc, dict):
         raise click.ClickException("the definition must be a JSON object; nothing changed")
-    return store.replace(entry.name, doc)
+    try:
+        return store.replace(entry.name, doc, expected=entry.version)
+    except EntryChanged:
+        with tempfile.NamedTemporaryFile("w", encoding="utf-8", prefix="celerybeatredis-edit-", suffix=".json",
+                                         delete=False) as kept:
+            kept.write(edited)
+        raise click.ClickException(f"entry {entry.name!r} changed since the editor opened; nothing written; your text "
+                                   f"is in {kept.name} (celerybeatredis show {shlex.quote(entry.name)} shows the entry now)") from None
 
 
 def _existing(store: ScheduleStore, names: tuple[str, ...], missing_ok: bool = False) -> list[str]:

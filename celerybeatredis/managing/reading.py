@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 
 from ..decisions.firetimes import FireTime, fire_times
-from ..definitions.codec import load_document
+from ..definitions.codec import digest, load_document
 from ..definitions.documents import decode
 from ..definitions.pausing import read_pause
 from ..exceptions import CeleryBeatRedisError, EntryNotFound, InvalidDefinition
@@ -101,6 +101,8 @@ class EntryReads:
                               calendars)
         except InvalidDefinition as exc:
             raise exc.for_entry(name) from None
+        except ValueError as exc:  # a schedule Celery refuses as it builds it (crontab "0 3 31 2 *")
+            raise InvalidDefinition("", _one_line(exc), name) from None
 
     def list(self, cursor: int = 0, count: int = 100, match: str | None = None) -> Page:
         """One page of entries (HSCAN order; ``count`` is a hint); pass ``page.cursor`` back for more.
@@ -164,13 +166,21 @@ class EntryReads:
                 self.check.validate(stored.name, doc if doc is not None else load_document(text), stored=True)
             except InvalidDefinition as exc:
                 reason = exc.reason
+            except ValueError as exc:  # a schedule Celery refuses as it builds it: the entry reads as invalid, saying why
+                reason = InvalidDefinition("", _one_line(exc), stored.name).reason
         return Entry(
             name=stored.name, raw=text, definition=doc, total_run_count=stored.total_run_count,
             last_run_at=parse_last_run_at(stored.last_run_at), next_run_at=timestamp_to_datetime(stored.score),
             status=status_of(stored.score, doc, reason), invalid_reason=reason, static=stored.static,
+            version=digest(stored.raw),
         )
 
 
 def _is_enabled(raw: bytes) -> bool:
     _, doc = decode(raw)
     return doc is not None and doc.get("enabled", True) is not False
+
+
+def _one_line(exc: Exception) -> str:
+    """An error's message on one line."""
+    return " ".join(str(exc).split())

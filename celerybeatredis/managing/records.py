@@ -32,6 +32,8 @@ class Entry:
             ``disabled``, ``finished`` or ``invalid``.
         invalid_reason: Why beat (or validation now) rejects the definition.
         static: Whether it came from ``beat_schedule`` (beat rewrites it from the config on start).
+        version: The SHA-1 hex of the stored text: what an edit made from this read passes as
+            ``ScheduleStore.replace(..., expected=version)``, so that it never overwrites a change made since.
     """
 
     name: str
@@ -43,6 +45,7 @@ class Entry:
     status: str
     invalid_reason: str | None
     static: bool
+    version: str = ""
 
     @property
     def task(self) -> str:

@@ -15,14 +15,23 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 
-from ..exceptions import CeleryBeatRedisError, EntryExists, EntryNotFound
+from ..exceptions import CeleryBeatRedisError, EntryChanged, EntryExists, EntryNotFound
 from .auth import CSRF_FIELD, LOGIN_COOKIE, csrf_problem
 from .dashboard import Dashboard
 from .forms import check_allowed, definition_from_form, definition_from_json
-from .pages import Pages, entry_url
+from .pages import Pages, Typed, entry_url, refusal
 
 Form = dict[str, str]
 Change = Callable[[str, Form, str], str]
+
+
+def _typed(form: Form, keeps: str | None) -> Typed | None:
+    """What the user sent from the form ``keeps`` names, to show again if the save is refused."""
+    if keeps == "json":
+        return Typed(version=form.get("version", ""), json_text=form.get("definition", ""))
+    if keeps == "form":
+        return Typed(version=form.get("version", ""), form=form)
+    return None
 
 
 def _local_path(target: str | None) -> str | None:
@@ -43,20 +52,32 @@ class Actions:
         problem = csrf_problem(request, form.get(CSRF_FIELD))
         return form, (PlainTextResponse(problem, 403) if problem else None)
 
-    def on_entry(self, change: Change) -> Callable[[Request], Awaitable[Response]]:
-        """An endpoint applying ``change(name, form, user)`` to the form's entry; it returns what to report."""
+    def on_entry(self, change: Change, keeps: str | None = None) -> Callable[[Request], Awaitable[Response]]:
+        """An endpoint applying ``change(name, form, user)`` to the form's entry; it returns what to report.
+
+        A refused change shows the entry page again with the error; the page
+        keeps what the user typed when ``keeps`` names the form it came from
+        (``"json"``: the JSON editor, ``"form"``: the edit form): 400 for a
+        definition the store refuses, 409 (with the stored definition beside
+        it) for an entry that changed since the page was loaded.
+        """
         async def endpoint(request: Request) -> Response:
             form, refused = await self._form(request)
             if refused:
                 return refused
             name = form.get("name", "")
+            typed = _typed(form, keeps)
             try:
                 done = await run_in_threadpool(change, name, form, request.state.user)
             except EntryNotFound:
                 return self.pages.missing(request, name)
-            except CeleryBeatRedisError as exc:
-                return await run_in_threadpool(self.pages.entry, request, name, error=str(exc), status_code=400,
-                                               json_text=form.get("definition"))
+            except EntryChanged as exc:
+                error = f"{exc}: the definition stored now is shown beside what you sent; save again to write yours over it"
+                return await run_in_threadpool(self.pages.entry, request, name, error=error, status_code=409, typed=typed,
+                                               changed=True)
+            except (CeleryBeatRedisError, ValueError) as exc:  # ValueError: a schedule Celery refuses as it builds it
+                return await run_in_threadpool(self.pages.entry, request, name, error=refusal(exc, name), status_code=400,
+                                               typed=typed)
             return RedirectResponse(_local_path(form.get("next")) or entry_url(name, done=done), 303)
         return endpoint
 
@@ -65,12 +86,12 @@ class Actions:
     def edit(self, name: str, form: Form, user: str) -> str:
         doc = definition_from_form(form, self.dash.store.get(name).definition)
         check_allowed(self.dash.config.settings, name, doc)
-        return "saved" if self.dash.store.replace(name, doc) else "unchanged"
+        return "saved" if self.dash.store.replace(name, doc, expected=form.get("version") or None) else "unchanged"
 
     def edit_json(self, name: str, form: Form, user: str) -> str:
         doc = definition_from_json(form.get("definition", ""))
         check_allowed(self.dash.config.settings, name, doc)
-        return "saved" if self.dash.store.replace(name, doc) else "unchanged"
+        return "saved" if self.dash.store.replace(name, doc, expected=form.get("version") or None) else "unchanged"
 
     def enable(self, name: str, form: Form, user: str) -> str:
         check_allowed(self.dash.config.settings, name, self.dash.store.get(name).definition or {})
@@ -116,8 +137,8 @@ class Actions:
             await run_in_threadpool(self._add, name, form)
         except EntryExists:
             return self.pages.add(request, f"entry {name!r} exists; use --replace, or edit to change it", form, 400)
-        except CeleryBeatRedisError as exc:
-            return self.pages.add(request, str(exc), form, 400)
+        except (CeleryBeatRedisError, ValueError) as exc:  # ValueError: a schedule Celery refuses as it builds it
+            return self.pages.add(request, refusal(exc, name), form, 400)
         return RedirectResponse(entry_url(name, done="added"), 303)
 
     def _add(self, name: str, form: Form) -> None:

@@ -7,8 +7,10 @@ What the routes share is :class:`~.dashboard.Dashboard`.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+import redis
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
@@ -17,9 +19,11 @@ from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
+from ..settings import mask_url
 from ..store import ScheduleStore
 from .auth import CSRF_COOKIE, is_local, new_csrf_token
 from .dashboard import HERE, Dashboard, WebConfig
+from .pages import BadCursor
 from .routes import routes
 
 
@@ -59,13 +63,37 @@ class Guard(BaseHTTPMiddleware):
         return response
 
 
+def redis_location(store: ScheduleStore, config: WebConfig) -> str:
+    """The schedule's Redis for a message: the configured URL with its password masked, else the client's address."""
+    if config.redis_url:
+        return mask_url(config.redis_url)
+    kwargs = getattr(getattr(store.client, "connection_pool", None), "connection_kwargs", {})
+    if "host" in kwargs:
+        return f"redis://{kwargs['host']}:{kwargs.get('port', 6379)}/{kwargs.get('db', 0)}"
+    return f"the Redis of {store.tags}"
+
+
+def unreachable(where: str) -> Callable[[Request, Exception], Awaitable[Response]]:
+    """The answer of every page while Redis cannot be reached: 503 and one line; the next request tries again."""
+    async def answer(request: Request, exc: Exception) -> Response:
+        return PlainTextResponse(f"cannot reach Redis at {where}: {' '.join(str(exc).split())}", 503)
+    return answer
+
+
+async def bad_request(request: Request, exc: Exception) -> Response:
+    """A query the pages cannot read (a made-up cursor): 400 and why, in one line."""
+    return PlainTextResponse(str(exc), 400)
+
+
 def create_app(store: ScheduleStore, config: WebConfig | None = None) -> Starlette:
     """The dashboard for ``store`` as an ASGI app."""
     config = config or WebConfig()
     dashboard = Dashboard(store, config)
+    down = unreachable(redis_location(store, config))
     app = Starlette(
         routes=[*routes(dashboard), Mount("/static", StaticFiles(directory=HERE / "static"), name="static")],
         middleware=[Middleware(Guard, config=config)],
+        exception_handlers={redis.ConnectionError: down, redis.TimeoutError: down, BadCursor: bad_request},
     )
     app.state.dashboard = dashboard
     return app

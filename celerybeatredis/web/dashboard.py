@@ -29,12 +29,15 @@ class WebConfig:
         read_only: Refuse every write and show no actions.
         settings: The scheduler settings whose ``task_allowlist`` edits here must keep to.
         title: Shown in the header (the schedule's hash tags by default).
+        redis_url: The schedule's Redis URL, named (password masked) by the one line every page answers
+            with while Redis cannot be reached; the client's address when empty.
     """
 
     auth: WebAuth = field(default_factory=WebAuth)
     read_only: bool = False
     settings: Settings = field(default_factory=Settings)
     title: str = ""
+    redis_url: str = ""
 
 
 def _templates() -> Environment:

@@ -13,7 +13,7 @@ from celery import Celery
 
 from celerybeatredis.store import ScheduleStore
 
-from ..support.cli import Cli, snapshot
+from ..support.cli import SCRIPT, Cli, snapshot
 from ..support.helpers import tick
 from ..support.redis_server import free_port
 
@@ -231,6 +231,24 @@ def test_edit_with_json_and_in_the_editor(cli: Cli, api: ScheduleStore) -> None:
     assert doc(api, "e") == {"task": "tasks.new", "interval": {"every": 1, "period": "minutes"}}
     cli.ok("edit", "e", env={"EDITOR": "sed -i -e s/tasks.new/tasks.edited/", "VISUAL": ""})
     assert doc(api, "e")["task"] == "tasks.edited"
+
+
+def test_an_edit_in_the_editor_over_a_pause_made_meanwhile_writes_nothing(cli: Cli, api: ScheduleStore,
+                                                                         tmp_path: Path) -> None:
+    api.add("e", "tasks.e", timedelta(seconds=5))
+    editor = tmp_path / "editor.sh"  # pauses the entry from another process while the user edits, then saves
+    editor.write_text(f'#!/bin/sh\n{SCRIPT} pause e --reason "disk full" --by ops >/dev/null || exit 3\n'
+                      'sed -i -e s/tasks.e/tasks.edited/ "$1"\n')
+    editor.chmod(0o755)
+    error = cli.fails("edit", "e", env={"EDITOR": str(editor), "VISUAL": ""})
+    assert "entry 'e' changed since the editor opened; nothing written; your text is in " in error
+    kept = Path(re.search(r"your text is in (\S+)", error).group(1))  # type: ignore[union-attr]
+    try:
+        assert json.loads(kept.read_text())["task"] == "tasks.edited"
+    finally:
+        kept.unlink()
+    after = doc(api, "e")
+    assert after["task"] == "tasks.e" and after["paused"]["reason"] == "disk full"  # the pause is kept
 
 
 @pytest.mark.parametrize(("args", "env", "message"), [

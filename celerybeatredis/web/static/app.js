@@ -23,7 +23,8 @@ document.addEventListener("DOMContentLoaded", () => {
     data.delete("csrf_token");
     const mine = ++asked;
     const response = await fetch(form.dataset.preview + "?" + new URLSearchParams(data), {credentials: "same-origin"});
-    if (mine === asked && response.ok) target.innerHTML = await response.text();  // server-rendered, escaped HTML
+    // 400 carries why the form has no fire times yet; both are server-rendered, escaped HTML
+    if (mine === asked && (response.ok || response.status === 400)) target.innerHTML = await response.text();
   };
   form.addEventListener("input", () => { clearTimeout(timer); timer = setTimeout(refresh, 250); });
   form.addEventListener("change", () => { clearTimeout(timer); timer = setTimeout(refresh, 50); });
