@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ..definitions.kinds import KINDS
+from ..definitions.tasknames import task_names
 from ..exceptions import CeleryBeatRedisError, EntryNotFound
 from .dashboard import Dashboard
 from .forms import FORM_FIELDS, definition_from_form, kind_flags, preview
@@ -78,7 +79,7 @@ class Pages:
             request, "entry.html", status_code, entry=entry, doc=doc, fires=fires, fire_error=fire_error,
             history=store.history(name, 20), now=self.dash.now(), json_text=text, error=error, kinds=kind_flags(),
             form_fields=FORM_FIELDS, form_values=form_values(doc), done=None if error else request.query_params.get("done"),
-            entry_url=entry_url, paused=is_paused(entry))
+            entry_url=entry_url, paused=is_paused(entry), task_warning=task_names(store.codec.app).problem(entry.task))
 
     def missing(self, request: Request, name: str) -> Response:
         return self.dash.render(request, "missing.html", 404, name=name)
