@@ -25,6 +25,7 @@ from celery.beat import ScheduleEntry, Scheduler
 
 from .beat.dispatch import Dispatcher
 from .beat.statics import sync_statics
+from .beat.unregistered import UnregisteredTasks
 from .decisions.planner import Planner, TickClock
 from .definitions.codec import Codec
 from .delivery.modes import DeliveryUnavailable
@@ -72,6 +73,7 @@ class RedisScheduler(Scheduler):
         self.clock = TickClock()
         self.codec = Codec(app, nowfun=self.clock.now)
         self.planner = Planner(self.codec, self.clock, self.settings)
+        self.planner.on_admit = UnregisteredTasks(app)
         self.publisher = Publisher(self, self.settings, self.codec, self.stats)
         self.dispatcher = Dispatcher(self.settings, self.planner, self.publisher, self.heartbeat)
         self.store: ShardedStore | None = None

@@ -84,7 +84,7 @@ class ScheduleStore:
         self.client = client
         self.shards = shards
         self.codec = Codec(app or Celery("celerybeatredis", set_as_current=False))
-        self._calendars = Calendars(self.sharded.first)
+        self._calendars = Calendars(self.sharded.first, self.sharded.across)
         self._check = DefinitionCheck(self.codec, self._calendars)
         self._reads = EntryReads(self.sharded, self._check, self._calendars)
         self._bulk = BulkWrites(self.sharded, self._check)
@@ -231,6 +231,7 @@ class ScheduleStore:
     calendar = _offered("_calendars", Calendars.calendar)
     calendars = _offered("_calendars", Calendars.calendars)
     remove_calendar = _offered("_calendars", Calendars.remove_calendar)
+    calendar_users = _offered("_calendars", Calendars.users)
     put_calendar_text = _offered("_calendars", Calendars.put_calendar_text)
     exists = _offered("sharded", ShardedStore.exists)
     server_time = _offered("sharded", ShardedStore.server_time)

@@ -12,6 +12,7 @@ import pytest
 import redis
 from celery import Celery
 
+from celerybeatredis.definitions.calendars import CalendarInUse
 from celerybeatredis.exceptions import CeleryBeatRedisError, EntryExists, EntryNotFound
 from celerybeatredis.schedulers import RedisScheduler
 from celerybeatredis.storage.connection import make_client
@@ -322,3 +323,15 @@ def test_api_and_commands_on_a_sharded_schedule_across_cluster_masters(redis_clu
             for key in client.scan_iter(match=pattern):
                 client.delete(key)
         client.close()
+
+
+def test_a_calendar_removal_finds_the_entries_that_name_it_in_every_shard(api: ScheduleStore, client: redis.Redis,
+                                                                          tag: str) -> None:
+    api.set_calendar("holidays", dates=["2026-12-25"])
+    names = [f"e{n}" for n in range(12)]
+    api.bulk_add({name: dict(every(60, name), exclude=["holidays"]) for name in names})
+    assert len({shard for name in names for shard in where(client, tag, name)}) == K
+    users, total = api.calendar_users("holidays", 100)
+    assert sorted(users) == sorted(names) and total == 12
+    with pytest.raises(CalendarInUse, match="and 7 more"):
+        api.remove_calendar("holidays")

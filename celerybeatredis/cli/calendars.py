@@ -68,11 +68,20 @@ def show_command(obj: Context, name: str, as_json: bool) -> None:
 
 @calendar_group.command("remove")
 @click.argument("name")
+@click.option("--force", is_flag=True, help="Remove it even though entries name it in exclude (beat quarantines them).")
 @pass_context
-def remove_command(obj: Context, name: str) -> None:
-    """Delete a calendar (beat quarantines entries that still exclude it)."""
-    obj.store.remove_calendar(name)
-    click.echo(f"removed calendar {name}")
+def remove_command(obj: Context, name: str, force: bool) -> None:
+    """Delete a calendar; refused while entries name it in exclude, unless --force."""
+    obj.store.remove_calendar(name, force=force)
+    users, total = obj.store.calendar_users(name) if force else ([], 0)
+    if not total:
+        click.echo(f"removed calendar {name}")
+        return
+    more = f" and {total - len(users)} more" if total > len(users) else ""
+    one = total == 1
+    click.echo(f"removed calendar {name}; {'entry' if one else 'entries'} {', '.join(users)}{more} still "
+               f"{'names' if one else 'name'} it in exclude: beat quarantines {'it' if one else 'them'} until the "
+               f"calendar is set again or {'it is' if one else 'they are'} edited")
 
 
 def _summary(calendar: object) -> str:

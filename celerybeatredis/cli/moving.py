@@ -22,6 +22,7 @@ from ..moving.transfer import (
     export_lines,
     import_batch,
     import_calendar,
+    missing_note,
     parse_lines,
 )
 from ..settings import mask_url
@@ -85,6 +86,8 @@ def import_command(obj: Context, file: IO[str], skip_invalid: bool, batch_size: 
                     result += import_calendar(store, item)
                     continue
                 batch.append(item)
+                if item.missing_calendars:
+                    click.echo(missing_note(item), err=True)
                 if len(batch) >= batch_size:
                     result += import_batch(store, batch)
                     advance(len(batch))

@@ -15,6 +15,7 @@ from ..managing.records import Entry
 from ..settings import mask_url
 from ..store import ScheduleStore
 from .base import Context, dumps, json_option, pass_context, server_now
+from .unregistered import task_problem
 
 STATUSES = ("scheduled", "pending", "run-now", "paused", "disabled", "finished", "invalid")
 
@@ -84,8 +85,9 @@ def _upcoming(store: ScheduleStore, page: int = 500) -> Iterator[Entry]:
 def show_command(obj: Context, name: str, as_json: bool) -> None:
     """Show one entry: definition, run state, next run, problems."""
     entry = obj.store.get(name)
+    task_warning = task_problem(obj, entry.task)
     if as_json:
-        click.echo(dumps(entry.to_json()))
+        click.echo(dumps({**entry.to_json(), **({"task_warning": task_warning} if task_warning else {})}))
         return
     now = server_now(obj.store)
     fields = [
@@ -95,6 +97,7 @@ def show_command(obj: Context, name: str, as_json: bool) -> None:
         ("enabled", "yes" if entry.enabled else "no"),
         *([("paused", pause)] if (pause := paused(entry)) else []),
         ("status", entry.status),
+        *([("warning", f"field 'task': {task_warning}")] if task_warning else []),
         ("next run", next_run(entry, now)),
         ("last run", last_run(entry, now)),
         ("runs", str(entry.total_run_count)),

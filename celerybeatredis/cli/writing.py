@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shlex
 import tempfile
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -17,6 +18,7 @@ from ..managing.records import Entry
 from ..store import ScheduleStore
 from .base import Context, pass_context
 from .flags import definition_options, flag_changes, json_arg
+from .unregistered import allow_unregistered_option, check_task
 
 
 @click.command("add")
@@ -25,8 +27,10 @@ from .flags import definition_options, flag_changes, json_arg
 @click.option("--disabled", is_flag=True, help="Add it disabled.")
 @click.option("--json", "definition_json", help="The whole definition as JSON ('-' reads stdin, '@file' a file).")
 @click.option("--replace", is_flag=True, help="Replace an existing entry of that name (its run state is kept).")
+@allow_unregistered_option
 @pass_context
-def add_command(obj: Context, name: str, disabled: bool, definition_json: str | None, replace: bool, **flags: Any) -> None:
+def add_command(obj: Context, name: str, disabled: bool, definition_json: str | None, replace: bool,
+                allow_unregistered: bool, **flags: Any) -> None:
     """Add an entry (flags, or --json with the whole definition)."""
     store = obj.store
     if definition_json is not None:
@@ -44,6 +48,7 @@ def add_command(obj: Context, name: str, disabled: bool, definition_json: str | 
         doc = apply_changes({"enabled": True}, changes)
     if disabled:
         doc["enabled"] = False
+    check_task(obj, name, doc.get("task"), allow_unregistered)
     try:
         store.add(name, doc, replace=replace)
     except EntryExists:
@@ -57,9 +62,10 @@ def add_command(obj: Context, name: str, disabled: bool, definition_json: str | 
 @click.option("--json", "definition_json", help="Replace the whole definition with this JSON ('-' stdin, '@file').")
 @click.option("--set", "sets", multiple=True, metavar="FIELD=JSON", help="Set a field to a JSON value (repeatable).")
 @click.option("--unset", "unsets", multiple=True, metavar="FIELD", help="Drop an optional field (repeatable).")
+@allow_unregistered_option
 @pass_context
 def edit_command(obj: Context, name: str, definition_json: str | None, sets: tuple[str, ...], unsets: tuple[str, ...],
-                 **flags: Any) -> None:
+                 allow_unregistered: bool, **flags: Any) -> None:
     """Change an entry: with flags, --set/--unset, --json, or in $EDITOR when none is given."""
     store = obj.store
     entry = store.get(name)
@@ -70,6 +76,7 @@ def edit_command(obj: Context, name: str, definition_json: str | None, sets: tup
         doc = json_arg(definition_json, "--json")
         if not isinstance(doc, dict):
             raise click.ClickException("--json: the definition must be a JSON object")
+        check_task(obj, name, doc.get("task"), allow_unregistered, entry.task)
         changed = store.replace(name, doc)
     elif has_flags or sets or unsets:
         changes = flag_changes(flags, entry.definition)
@@ -80,9 +87,11 @@ def edit_command(obj: Context, name: str, definition_json: str | None, sets: tup
             changes[field_name] = json_arg(value, f"--set {field_name}")
         for field_name in unsets:
             changes[field_name] = None
+        check_task(obj, name, changes.get("task", entry.task), allow_unregistered, entry.task)
         changed = _update(store, name, changes)
     else:
-        changed = _edit_in_editor(store, entry)
+        changed = _edit_in_editor(store, entry, lambda doc: check_task(obj, name, doc.get("task"), allow_unregistered,
+                                                                       entry.task))
     click.echo(f"updated {name}" if changed else f"{name} unchanged")
 
 
@@ -104,7 +113,7 @@ def _update(store: ScheduleStore, name: str, changes: dict[str, Any]) -> bool:
     return store.replace(name, doc)
 
 
-def _edit_in_editor(store: ScheduleStore, entry: Entry) -> bool:
+def _edit_in_editor(store: ScheduleStore, entry: Entry, check: Callable[[dict[str, Any]], None]) -> bool:
     """The definition edited in $EDITOR, written only if the entry is still as it was when the editor opened."""
     text = json.dumps(entry.definition, indent=2, ensure_ascii=False) if entry.definition is not None else entry.raw
     edited = click.edit(text + "\n", extension=".json", require_save=True)
@@ -116,6 +125,7 @@ def _edit_in_editor(store: ScheduleStore, entry: Entry) -> bool:
         raise click.ClickException(f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}; nothing changed") from None
     if not isinstance(doc, dict):
         raise click.ClickException("the definition must be a JSON object; nothing changed")
+    check(doc)
     try:
         return store.replace(entry.name, doc, expected=entry.version)
     except EntryChanged:

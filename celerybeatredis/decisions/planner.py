@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from typing import NamedTuple
 
@@ -51,6 +51,8 @@ class Planner:
         #: The schedule's calendars (beat gives it a :class:`~celerybeatredis.policies.exclude.CalendarCache`: read
         #: when looked up, at most once a second).
         self.calendars: Mapping[str, Calendar | InvalidCalendar] = {}
+        #: Called with each admitted entry's name and task (beat's warns of tasks its app does not register).
+        self.on_admit: Callable[[str, str], None] | None = None
 
     def plan(self, claim: Claim) -> Planned:
         """What happens to each entry of ``claim``, decided at the claim's time (the Redis server's)."""
@@ -98,4 +100,6 @@ class Planner:
                 f"{{{self.settings.tag}}}:total_run_count holds {entry.bad_run_count[:40]!r}, not an integer; "
                 "set it right (or HDEL it), then make the entry due (ZADD ... 0)",
             )
+        if self.on_admit is not None:
+            self.on_admit(entry.name, defn.task)
         return defn

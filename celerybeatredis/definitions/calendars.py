@@ -44,6 +44,25 @@ class CalendarNotFound(CeleryBeatRedisError, KeyError):
         return f"no calendar named {self.args[0]!r}"
 
 
+class CalendarInUse(CeleryBeatRedisError):
+    """A calendar removal refused: entries still name the calendar in ``exclude`` (beat would quarantine them).
+
+    Args:
+        calendar: The calendar's name.
+        entries: The first few entries that name it.
+        total: How many entries name it.
+    """
+
+    def __init__(self, calendar: str, entries: list[str], total: int) -> None:
+        self.calendar, self.entries, self.total = calendar, entries, total
+        more = f" and {total - len(entries)} more" if total > len(entries) else ""
+        named = ", ".join(repr(n) for n in entries)
+        one = total == 1
+        super().__init__(f"calendar {calendar!r} is named in the exclude of {'entry' if one else 'entries'} {named}{more}; "
+                         f"take it out of {'its' if one else 'their'} exclude first, or force the removal (beat then "
+                         f"quarantines {'it' if one else 'them'} until the calendar is set again)")
+
+
 class Calendar(NamedTuple):
     """Excluded days: single dates, inclusive ranges, weekdays (0 = Monday)."""
 

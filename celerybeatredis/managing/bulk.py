@@ -25,6 +25,9 @@ class ValidatedEntry:
     total_run_count: int | None = None
     last_run_at: str | None = None
     static: bool = False
+    #: Calendars its ``exclude`` names that exist neither in the import nor in the schedule: it was exported
+    #: quarantined (its calendar removed by force) and is written as it was; beat quarantines it here too.
+    missing_calendars: tuple[str, ...] = ()
 
 
 class BulkWrites:

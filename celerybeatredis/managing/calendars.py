@@ -1,7 +1,9 @@
 """Calendars as users manage them: written, read and removed for :class:`~celerybeatredis.store.ScheduleStore`.
 
 The documents themselves are :mod:`~celerybeatredis.definitions.calendars`';
-they live in ``{T}:calendars`` of the schedule's first shard.
+they live in ``{T}:calendars`` of the schedule's first shard. No index says
+which entries name a calendar: a removal scans the definitions a page at a
+time (an entry that names none is passed over without being parsed).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 from ..definitions.calendars import (
     WEEKDAYS,
     Calendar,
+    CalendarInUse,
     CalendarNotFound,
     InvalidCalendar,
     check_name,
@@ -23,18 +26,28 @@ from ..definitions.calendars import (
     parse_calendar,
 )
 from ..definitions.codec import dump_document
+from ..definitions.documents import decode
 from ..exceptions import InvalidDefinition
+from ..storage.across_shards import AcrossShards
 from ..storage.redis_store import RedisStore
 
 #: Seconds the calendar names that validation checks ``exclude`` against are kept (listings validate every entry).
 NAMES_TTL = 1.0
+#: Entries a refused calendar removal names (the rest are counted).
+NAMED_USERS = 5
+#: Definitions read per HSCAN page when looking for the entries that name a calendar.
+SCAN_PAGE = 1000
 
 
 class Calendars:
-    """Named sets of excluded days, in ``{T}:calendars`` of ``store`` (the first shard); entries name them in ``exclude``."""
+    """Named sets of excluded days, in ``{T}:calendars`` of ``store`` (the first shard); entries name them in ``exclude``.
 
-    def __init__(self, store: RedisStore) -> None:
+    ``across`` reads every shard's definitions, to find the entries that name a calendar.
+    """
+
+    def __init__(self, store: RedisStore, across: AcrossShards | None = None) -> None:
         self.store = store
+        self.across = across if across is not None else AcrossShards([store])
         self._names: tuple[float, frozenset[str]] | None = None
 
     def set_calendar(self, name: str, *, dates: Iterable[date | str] = (), ranges: Iterable[tuple[date | str, date | str]] = (),
@@ -75,16 +88,53 @@ class Calendars:
         """Every calendar by name; one that does not read is its error (entries that use it are quarantined)."""
         return load_calendars(self.store.calendars_raw())
 
-    def remove_calendar(self, name: str) -> bool:
-        """Delete a calendar; True if it existed. Entries that still exclude it are quarantined by beat.
+    def remove_calendar(self, name: str, *, force: bool = False) -> bool:
+        """Delete a calendar; True if it existed.
+
+        Refused while entries name it in ``exclude``, unless ``force``: those
+        entries are then quarantined by beat (the reason names ``exclude`` and
+        the calendar) until the calendar is set again or they are edited; an
+        export still imports them as they are (:mod:`~celerybeatredis.moving.transfer`).
 
         Raises:
             CalendarNotFound: no calendar of that name.
+            CalendarInUse: entries name it and ``force`` is false; nothing is removed.
         """
         self._names = None
+        if name not in self.store.calendars_raw():
+            raise CalendarNotFound(name)
+        if not force:
+            users, total = self.users(name, NAMED_USERS)
+            if total:
+                raise CalendarInUse(name, users, total)
         if not self.store.remove_calendar(name):
             raise CalendarNotFound(name)
         return True
+
+    def users(self, name: str, limit: int = NAMED_USERS) -> tuple[list[str], int]:
+        """The entries whose ``exclude`` names calendar ``name``: the first ``limit`` found, and how many there are.
+
+        Scans every shard's definitions a page at a time, so it holds one page in memory, never the schedule.
+        """
+        found: list[str] = []
+        total = 0
+        cursor = 0
+        while True:
+            cursor, page = self.across.scan_definitions(cursor, SCAN_PAGE)
+            for entry, raw in page:
+                if names_calendar(raw, name):
+                    total += 1
+                    if len(found) < limit:
+                        found.append(entry)
+            if cursor == 0:
+                return found, total
+
+    def names(self) -> frozenset[str]:
+        """The calendars' names, read again at most every :data:`NAMES_TTL` seconds."""
+        cached = self._names
+        if cached is None or time.monotonic() - cached[0] > NAMES_TTL:
+            cached = self._names = (time.monotonic(), frozenset(self.store.calendars_raw()))
+        return cached[1]
 
     def put_calendar_text(self, name: str, text: str) -> bool:
         """Store a calendar's checked text as it is (an import's); True if it is new."""
@@ -100,12 +150,19 @@ class Calendars:
         exclude = definition.get("exclude") if isinstance(definition, dict) else None
         if not isinstance(exclude, list) or not exclude:
             return
-        cached = self._names
-        if cached is None or time.monotonic() - cached[0] > NAMES_TTL:
-            cached = self._names = (time.monotonic(), frozenset(self.store.calendars_raw()))
-        unknown = [n for n in exclude if isinstance(n, str) and n not in cached[1] and n not in also]
+        known = self.names()
+        unknown = [n for n in exclude if isinstance(n, str) and n not in known and n not in also]
         if unknown:
             raise InvalidDefinition("exclude", f"unknown calendar {unknown[0]!r} (create it with: celerybeatredis calendar set)")
+
+
+def names_calendar(raw: bytes, name: str) -> bool:
+    """Whether a stored definition's ``exclude`` names calendar ``name`` (one without ``exclude`` is not parsed)."""
+    if b"exclude" not in raw:
+        return False
+    _, doc = decode(raw)
+    exclude = doc.get("exclude") if doc is not None else None
+    return isinstance(exclude, list) and name in exclude
 
 
 def _day(value: date | str) -> str:

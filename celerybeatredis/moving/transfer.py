@@ -7,7 +7,12 @@ must know them before it checks the entries), then one line per entry::
     {"name": "add-every-30s", "definition": {...}, "total_run_count": 3, "last_run_at": "2024-05-01T12:00:00+00:00"}
 
 ``"static": true`` marks an entry that came from ``beat_schedule``; a
-definition that is not a JSON object is exported as its text. Importing is
+definition that is not a JSON object is exported as its text.
+``"missing_calendars": [...]`` lists the calendars an entry's ``exclude``
+names that did not exist when it was exported (removed by force: beat
+quarantines the entry): the import writes such an entry as it was, rather
+than refusing it, so that an export always imports; a name it does not list
+is still refused. Importing is
 idempotent: calendars and definitions are upserted, and run state is restored
 only where the target has none yet (state beat wrote there wins).
 """
@@ -66,9 +71,29 @@ def export_record(entry: Entry) -> dict[str, Any]:
 
 def export_lines(store: ScheduleStore, match: str | None = None) -> Iterator[str]:
     """Every entry (``match``: those whose names match) as a JSON line without newline, a page at a time; an export
-    writes :func:`calendar_lines` before them."""
+    writes :func:`calendar_lines` before them. An entry naming calendars that do not exist says which."""
+    existing = frozenset(store.sharded.first.calendars_raw())
     for entry in store.iter_entries(match):
-        yield json.dumps(export_record(entry), ensure_ascii=False, separators=(", ", ": "))
+        record = export_record(entry)
+        missing = _missing(entry.definition, existing)
+        if missing:
+            record["missing_calendars"] = missing
+        yield json.dumps(record, ensure_ascii=False, separators=(", ", ": "))
+
+
+def _missing(definition: Any, existing: AbstractSet[str]) -> list[str]:
+    """The calendars ``definition``'s ``exclude`` names that are not in ``existing``."""
+    exclude = definition.get("exclude") if isinstance(definition, dict) else None
+    if not isinstance(exclude, list):
+        return []
+    return [n for n in exclude if isinstance(n, str) and n not in existing]
+
+
+def missing_note(record: Record) -> str:
+    """What an import says of an entry it wrote although calendars it names do not exist."""
+    names = ", ".join(repr(n) for n in record.missing_calendars)
+    return (f"entry {record.name!r}: field 'exclude': calendar {names} does not exist; imported as exported, "
+            "beat quarantines it until the calendar is set")
 
 
 def calendar_lines(store: ScheduleStore) -> list[str]:
@@ -84,8 +109,10 @@ def calendar_lines(store: ScheduleStore) -> list[str]:
     return lines
 
 
-def parse_line(store: ScheduleStore, line: str, lineno: int, calendars: AbstractSet[str] = frozenset()) -> Record | CalendarRecord:
-    """Validate one exported line; ``calendars`` are the names earlier lines of the same import define.
+def parse_line(store: ScheduleStore, line: str, lineno: int, calendars: AbstractSet[str] = frozenset(),
+               existing: AbstractSet[str] | None = None) -> Record | CalendarRecord:
+    """Validate one exported line; ``calendars`` are the names earlier lines of the same import define, ``existing``
+    those of the schedule (read when None).
 
     Raises:
         BadLine: naming the line, and the entry or calendar and the field when it gets that far.
@@ -107,13 +134,31 @@ def parse_line(store: ScheduleStore, line: str, lineno: int, calendars: Abstract
             definition = load_document(definition)
         if not isinstance(definition, dict):
             raise InvalidDefinition("definition", "must be a JSON object", name)
-        text = store.validate(name, definition, calendars=calendars)
+        listed = _listed_missing(data.get("missing_calendars"))
+        text = store.validate(name, definition, calendars=calendars | listed)
+        if existing is None:
+            existing = frozenset(store.sharded.first.calendars_raw())
+        missing = tuple(n for n in _missing(definition, existing) if n in listed and n not in calendars)
         count = check_run_count(data.get("total_run_count"), entry=name)
         last = data.get("last_run_at")
         last_text = parse_date(last, "last_run_at").isoformat() if last is not None else None
     except InvalidDefinition as exc:
         raise BadLine(lineno, exc.for_entry(name).reason) from None
-    return Record(name=name, text=text, total_run_count=count, last_run_at=last_text, static=data.get("static") is True)
+    return Record(name=name, text=text, total_run_count=count, last_run_at=last_text, static=data.get("static") is True,
+                  missing_calendars=missing)
+
+
+def _listed_missing(value: Any) -> frozenset[str]:
+    """A line's ``missing_calendars``: a list of names.
+
+    Raises:
+        InvalidDefinition: naming ``missing_calendars``.
+    """
+    if value is None:
+        return frozenset()
+    if not isinstance(value, list) or not all(isinstance(n, str) for n in value):
+        raise InvalidDefinition("missing_calendars", "must be a list of calendar names")
+    return frozenset(value)
 
 
 def parse_calendar_line(data: dict[str, Any], lineno: int) -> CalendarRecord:
@@ -135,11 +180,12 @@ def parse_lines(store: ScheduleStore, lines: Iterable[str]) -> Iterator[Record |
     An entry may exclude a calendar that an earlier line defines.
     """
     calendars: set[str] = set()
+    existing = frozenset(store.sharded.first.calendars_raw())
     for lineno, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
-            item = parse_line(store, line, lineno, calendars)
+            item = parse_line(store, line, lineno, calendars, existing)
         except BadLine as exc:
             yield exc
             continue

@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ..definitions.kinds import KINDS
+from ..definitions.tasknames import task_names
 from ..exceptions import CeleryBeatRedisError, EntryNotFound
 from .dashboard import Dashboard
 from .forms import FORM_FIELDS, definition_from_form, kind_flags, preview
@@ -102,7 +103,8 @@ class Pages:
             request, "entry.html", status_code, entry=entry, doc=doc, fires=fires, fire_error=fire_error,
             history=store.history(name, 20), now=self.dash.now(), json_text=json_text, error=error, kinds=kind_flags(),
             form_fields=FORM_FIELDS, form_values=values, done=None if error else request.query_params.get("done"),
-            entry_url=entry_url, paused=is_paused(entry), version=version, stored_text=stored_text if changed else None)
+            entry_url=entry_url, paused=is_paused(entry), version=version, stored_text=stored_text if changed else None,
+            task_warning=task_names(store.codec.app).problem(entry.task))
 
     def missing(self, request: Request, name: str) -> Response:
         return self.dash.render(request, "missing.html", 404, name=name)

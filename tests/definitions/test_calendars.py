@@ -156,7 +156,7 @@ def test_calendars_through_the_api(api: ScheduleStore) -> None:
     api.add("report", "tasks.report", 60, exclude=["holidays-de"])
     with pytest.raises(InvalidDefinition, match="entry 'r2': field 'exclude': unknown calendar 'nope'"):
         api.add("r2", "tasks.report", 60, exclude=["nope"])
-    assert api.remove_calendar("holidays-de") is True
+    assert api.remove_calendar("holidays-de", force=True) is True  # "report" names it: refused unless forced
     with pytest.raises(CalendarNotFound):
         api.remove_calendar("holidays-de")
     with pytest.raises(CalendarNotFound):
@@ -201,6 +201,8 @@ def test_cli_calendar_commands(cli: Cli, api: ScheduleStore) -> None:
     cli.ok("add", "report", "--task", "tasks.report", "--cron", "0 9 * * *", "--exclude", '["holidays-de"]')
     assert "excludes:  holidays-de" in cli.ok("show", "report") and "except holidays-de" in cli.ok("list")
     assert "unknown calendar 'nope'" in cli.fails("edit", "report", "--exclude", '["nope"]')
+    assert "named in the exclude of entry 'report'" in cli.fails("calendar", "remove", "holidays-de")
+    cli.ok("edit", "report", "--unset", "exclude")
     assert cli.ok("calendar", "remove", "holidays-de") == "removed calendar holidays-de\n"
     assert "no calendar named 'holidays-de'" in cli.fails("calendar", "remove", "holidays-de")
 
