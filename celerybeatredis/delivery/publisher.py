@@ -115,9 +115,9 @@ class Publisher:
             if producer is None:
                 return None
             self.mode, problem = resolve(self.settings.delivery, schedule, producer)
-            if problem:
-                logger.warning("beat: delivery is at-most-once: exactly-once needs the broker in the schedule's "
-                               "Redis database, but %s", problem)
+            if problem:  # auto's choice, not a failure: a mode asked for and not had stops beat (DeliveryUnavailable)
+                logger.info("beat: delivery is at-most-once, the strongest this layout allows: exactly-once needs "
+                            "the broker in the schedule's Redis database, but %s", problem)
             else:
                 logger.info("beat: delivery is %s", self.mode)
         return self.mode
