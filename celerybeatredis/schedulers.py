@@ -34,7 +34,7 @@ from .observe.heartbeat import Heartbeat
 from .observe.log import logger
 from .observe.stats import BeatStats
 from .policies.exclude import CalendarCache
-from .settings import AT_LEAST_ONCE, AUTO, Settings
+from .settings import AT_LEAST_ONCE, AUTO, Settings, unknown_in
 from .storage.connection import eviction_warnings, follow_sentinel
 from .storage.keys import shard_tag
 from .storage.sharded_store import ShardedStore
@@ -87,7 +87,10 @@ class RedisScheduler(Scheduler):
     # --- Celery's Scheduler interface ------------------------------------------
 
     def setup_schedule(self) -> None:
-        """Connect and sync ``beat_schedule`` into Redis (retried by tick if Redis is down)."""
+        """Connect and sync ``beat_schedule`` into Redis (retried by tick if Redis is down); say which settings look
+        mistyped (their values would go unused)."""
+        for line in unknown_in(self.app):
+            logger.warning("beat: %s", line)
         self.store = self._connect()
         self.serve_http()
         logger.info("beat: schedule in Redis at %s, keys {%s}:*", self.settings.safe_url, self.settings.tag)

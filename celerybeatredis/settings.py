@@ -2,14 +2,17 @@
 
 Each setting has a lower-case name and, where the old celerybeat-redis had
 one, its upper-case ``CELERY_REDIS_SCHEDULER_*`` name; the lower-case name
-wins when both are set.
+wins when both are set. A name the scheduler does not read but that looks
+meant for it (a typo, an unknown ``redis_scheduler_*``) would leave its value
+silently unused, so :func:`unknown_settings` names it and the setting meant.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, fields
+from difflib import get_close_matches
 from fnmatch import fnmatchcase
 from typing import Any
 
@@ -183,6 +186,72 @@ class Settings:
     def http_address(self) -> tuple[str, int] | None:
         """``(host, port)`` of the HTTP endpoint, or None when it is off."""
         return None if self.http is None else http_address(self.http)
+
+
+PREFIX = "redis_scheduler_"
+#: Every setting's name, one per field of :class:`Settings`, and each without :data:`PREFIX`.
+NAMES = tuple(PREFIX + f.name for f in fields(Settings))
+SUFFIXES = tuple(f.name for f in fields(Settings))
+#: The upper-case names the old celerybeat-redis read, and the setting each is.
+OLD_NAMES = {"CELERY_REDIS_SCHEDULER_URL": "redis_scheduler_url",
+             "CELERY_REDIS_SCHEDULER_KEY_PREFIX": "redis_scheduler_key_prefix"}
+#: How alike (difflib's ratio) a name must be to a setting's to be taken for a typo of it; a name under
+#: :data:`PREFIX` is surely meant for the scheduler, and its rest is compared more loosely.
+CLOSE = 0.8
+CLOSE_SUFFIX = 0.7
+
+
+def unknown_settings(keys: Iterable[Any], namespace: str | None = None) -> list[str]:
+    """One line per name in ``keys`` (a configuration's) that the scheduler does not read though it looks meant
+    for it: ``unknown setting 'redis_schedular_url' (did you mean 'redis_scheduler_url'?)``.
+
+    ``namespace`` is the prefix Celery reads settings under (``app.conf.prefix``, such as ``CELERY_`` after
+    ``config_from_object(..., namespace="CELERY")``): names under it are read as the bare names.
+    """
+    valid = {*NAMES, *OLD_NAMES, *(_namespaced(name, namespace) for name in NAMES if namespace)}
+    lines = []
+    for key in keys:
+        if not isinstance(key, str) or key in valid:
+            continue
+        bare = key.lower()
+        for start in (namespace.lower() if namespace else "", "celery_"):
+            bare = bare[len(start):] if start and bare.startswith(start) else bare
+        own = bare.startswith(PREFIX)
+        # Under the prefix, the rest of the name is compared: every name shares the prefix, so would look alike.
+        close = _close_suffix(bare[len(PREFIX):]) if own else get_close_matches(bare, NAMES, 1, CLOSE)
+        if close:
+            meant = PREFIX + close[0] if own else close[0]
+            lines.append(f"unknown setting {key!r} (did you mean {_spelled(meant, key, namespace)!r}?)")
+        elif own:
+            lines.append(f"unknown setting {key!r} (celerybeat-redis reads no such setting)")
+    return lines
+
+
+def _close_suffix(rest: str) -> list[str]:
+    """The setting (without :data:`PREFIX`) ``rest`` is most like, or one it is the start of (``lease``); [] for none."""
+    close = get_close_matches(rest, SUFFIXES, 1, CLOSE_SUFFIX)
+    started = [suffix for suffix in SUFFIXES if suffix.startswith(rest)]
+    return close or (started if len(started) == 1 else [])
+
+
+def unknown_in(app: Celery) -> list[str]:
+    """:func:`unknown_settings` of ``app``'s configuration, under its namespace."""
+    conf = app.conf
+    return unknown_settings(list(conf.keys()), getattr(conf, "prefix", None))
+
+
+def _namespaced(name: str, namespace: str) -> str:
+    """``name`` under ``namespace`` as Celery looks it up: in the namespace's case."""
+    return namespace + (name.upper() if namespace.isupper() else name)
+
+
+def _spelled(name: str, key: str, namespace: str | None) -> str:
+    """The setting ``name`` written as the mistyped ``key`` was meant: upper-case under an upper-case namespace or
+    as an old name, else lower-case."""
+    if key.isupper() and namespace and namespace.isupper():
+        return _namespaced(name, namespace)
+    old = next((old for old, new in OLD_NAMES.items() if new == name), None)
+    return old if key.isupper() and old else name
 
 
 def http_address(value: str) -> tuple[str, int]:

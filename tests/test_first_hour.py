@@ -18,6 +18,7 @@ from celerybeatredis.schedulers import RedisScheduler
 from celerybeatredis.settings import Settings
 from celerybeatredis.storage.redis_store import RedisStore
 
+from .support.helpers import celery_schedule
 from .support.processes import PROJECT_ROOT, CeleryProcess, write_app
 
 #: Every numeric setting, with the lower bound ``validate`` names in its message.
@@ -110,6 +111,74 @@ def test_beat_warns_when_its_beat_schedule_overwrites_or_cannot_apply_an_entry_c
     with caplog.at_level(logging.WARNING, logger="celerybeatredis.schedulers"):
         start_beat(app)
     assert not any("report-every-30s" in r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING)
+
+
+@pytest.mark.parametrize(("settings", "namespace", "says"), [
+    ({"redis_schedular_url": "redis://localhost:6379/1"}, None,
+     "unknown setting 'redis_schedular_url' (did you mean 'redis_scheduler_url'?)"),
+    ({"redis_scheduler_batchsize": 50, "redis_scheduler_colour": "blue"}, None,
+     "unknown setting 'redis_scheduler_batchsize' (did you mean 'redis_scheduler_batch_size'?)\n"
+     "unknown setting 'redis_scheduler_colour' (celerybeat-redis reads no such setting)"),
+    ({"CELERY_REDIS_SCHEDULER_BATCH_SIZE": 50}, None,  # the old name of a setting that never had one
+     "unknown setting 'CELERY_REDIS_SCHEDULER_BATCH_SIZE' (did you mean 'redis_scheduler_batch_size'?)"),
+    ({"CELERY_REDIS_SCHEDULAR_DELIVERY": "at-least-once", "CELERY_REDIS_SCHEDULER_BATCH_SIZE": 50}, "CELERY",
+     "unknown setting 'CELERY_REDIS_SCHEDULAR_DELIVERY' (did you mean 'CELERY_REDIS_SCHEDULER_DELIVERY'?)"),
+    ({"CELERY_BROKER_URL": "redis://localhost:6379/1", "CELERY_RESULT_BACKEND": None, "REDIS_URL": "redis://x"},
+     "CELERY", ""),  # a Django project's settings: nothing the scheduler reads, nothing like it
+])
+def test_a_setting_that_looks_mistyped_is_named_once_at_beats_start_with_the_setting_meant(
+        app: Celery, store: RedisStore, caplog: pytest.LogCaptureFixture, settings: dict[str, object],
+        namespace: str | None, says: str) -> None:
+    """Its value would go unused, without a word: beat says which setting was surely meant."""
+    if namespace:
+        app.config_from_object(dict(app.conf.changes, **settings), namespace=namespace)
+    else:
+        app.conf.update(settings)
+    with caplog.at_level(logging.WARNING, logger="celerybeatredis.schedulers"):
+        start_beat(app)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert warnings == [f"beat: {line}" for line in says.splitlines()]
+
+
+@pytest.mark.slow
+@pytest.mark.e2e
+def test_beat_names_a_mistyped_setting_in_its_log_as_it_starts(tmp_path: Path, redis_url: str, prefix: str) -> None:
+    write_app(tmp_path, f"{redis_url}/1", f"{redis_url}/0", prefix,
+              extra="app.conf.redis_schedular_history = 50\n")
+    beat = CeleryProcess.beat(tmp_path)
+    try:
+        beat.wait_for_output("beat: delivery is")
+    finally:
+        beat.stop()
+    warnings = [line for line in beat.output().splitlines() if "WARNING/" in line]
+    assert len(warnings) == 1, beat.output()
+    assert warnings[0].endswith("beat: unknown setting 'redis_schedular_history' (did you mean "
+                                "'redis_scheduler_history'?)"), beat.output()
+
+
+def test_the_apps_schedule_command_names_a_mistyped_setting_too(tmp_path: Path, redis_url: str, prefix: str) -> None:
+    """``celery -A proj schedule`` reads the app's settings as beat does: a typo would send it to another schedule."""
+    write_app(tmp_path, f"{redis_url}/1", f"{redis_url}/0", prefix, extra="app.conf.redis_scheduler_prefix = 'x:'\n")
+    done = celery_schedule(tmp_path, "list")
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.splitlines() == [
+        "warning: unknown setting 'redis_scheduler_prefix' (did you mean 'redis_scheduler_key_prefix'?)"]
+
+
+@pytest.mark.slow
+@pytest.mark.e2e
+def test_beat_started_as_the_quick_start_says_logs_no_warning(tmp_path: Path, redis_url: str, prefix: str) -> None:
+    """The quick start's layout (broker and schedule in two databases of one Redis, no delivery setting) gets the
+    strongest delivery it allows, said at INFO: nothing to warn a new user about."""
+    write_app(tmp_path, f"{redis_url}/0", f"{redis_url}/1", prefix)
+    beat = CeleryProcess.beat(tmp_path)
+    try:
+        beat.wait_for_output("beat: delivery is")
+    finally:
+        beat.stop()
+    output = beat.output()
+    assert [line for line in output.splitlines() if "WARNING/" in line or "ERROR/" in line] == [], output
+    assert "INFO/MainProcess] beat: delivery is at-most-once, the strongest this layout allows" in output, output
 
 
 def start_beat(app: Celery) -> None:

@@ -13,7 +13,7 @@ import time
 
 from ..decisions.decide import log_quarantined
 from ..decisions.planner import Planned, Planner
-from ..delivery.publisher import Publisher
+from ..delivery.publisher import Publisher, log_quarantines
 from ..observe.heartbeat import Heartbeat
 from ..observe.log import logger
 from ..settings import EXACTLY_ONCE, Settings
@@ -101,11 +101,11 @@ class Dispatcher:
 
     def publish(self, store: RedisStore, planned: Planned, committed: Committed, withheld: bool) -> bool:
         """Publish a committed batch (:meth:`~celerybeatredis.delivery.publisher.Publisher.publish`); True if runs were
-        withheld. Entries the commit quarantined are logged.
+        withheld. Entries the commit quarantined are logged (:func:`log_commit_quarantines`).
 
         A batch published in full is timed against deciding it, for :class:`~.stream.ClaimAhead`.
         """
-        log_commit_quarantines(store, committed)
+        log_commit_quarantines(store, planned, committed)
         fresh = fresh_runs(store, planned, committed)  # late (a freeze, a stall): skip what ran again since
         published = self.publisher.publish(store, planned, fresh, withheld)
         if not published.withheld:
@@ -113,7 +113,11 @@ class Dispatcher:
         return published.withheld
 
 
-def log_commit_quarantines(store: RedisStore, committed: Committed) -> None:
-    """Say why each entry the commit quarantined (its stored run count was not an integer) is out of service."""
-    for name in committed.quarantined:
-        log_quarantined(store.invalid_reason(name) or f"entry {name!r} quarantined", store.keys.tag)
+def log_commit_quarantines(store: RedisStore, planned: Planned, committed: Committed) -> None:
+    """Say why each entry the commit moved into quarantine is out of service: decided so, or found with a stored run
+    count that is not an integer. Said once across beats: a decision whose lease was lost (another beat claimed the
+    entry meanwhile) was not committed, and is the other beat's to say."""
+    for j, decision in enumerate(planned.decisions):
+        if decision.invalid_reason and committed[j]:
+            log_quarantined(decision.invalid_reason, store.keys.tag, planned.errors.get(decision.name))
+    log_quarantines(store, committed.quarantined)

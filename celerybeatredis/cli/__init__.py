@@ -12,7 +12,7 @@ from __future__ import annotations
 import click
 
 from .. import __version__
-from ..settings import DEFAULT_PREFIX, DEFAULT_URL, Settings
+from ..settings import DEFAULT_PREFIX, DEFAULT_URL, Settings, unknown_in
 from .backfill import backfill_command
 from .base import Context, ManageGroup, check_prefix, check_url
 from .calendars import calendar_group
@@ -64,6 +64,8 @@ def celery_command(ctx: click.Context, url: str | None, prefix: str | None) -> N
         settings = Settings.from_app(app)
     except ValueError as exc:
         raise click.ClickException(f"the app's settings: {exc}") from None
+    for line in unknown_in(app):  # its value would go unused: the schedule named may not be the one meant
+        click.echo(f"warning: {line}", err=True)
     ctx.obj = Context(url=check_url(url, settings.cluster) if url else settings.url,
                       prefix=check_prefix(prefix or settings.key_prefix), app=app,
                       redis_options=dict(settings.redis_options or {}), shards=settings.shards, cluster=settings.cluster)

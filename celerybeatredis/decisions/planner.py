@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
+from types import MappingProxyType
 from typing import NamedTuple
 
 from ..definitions.calendars import Calendar, InvalidCalendar
@@ -14,7 +15,7 @@ from ..settings import Settings
 from ..storage.wire import Claim, Claimed
 from .anchors import digest_and_anchor
 from .batch import Batch
-from .decide import Decision, begin, decide, log_quarantined, quarantined
+from .decide import Decision, begin, decide, quarantined
 
 
 class TickClock:
@@ -39,6 +40,9 @@ class Planned(NamedTuple):
     #: ``time.monotonic()`` when it was decided: a batch published long after is checked for newer runs
     #: (:mod:`~celerybeatredis.beat.freshness`).
     decided_at: float = 0.0
+    #: The unforeseen error that quarantined an entry, by name: its traceback goes with the quarantine's ERROR,
+    #: which only the beat whose commit quarantines the entry logs (:mod:`~celerybeatredis.beat.dispatch`).
+    errors: Mapping[str, BaseException] = MappingProxyType({})
 
 
 class Planner:
@@ -59,13 +63,15 @@ class Planner:
         started = time.perf_counter()
         batch = Batch(claim.lease, claim.now, self.settings.history > 0, self.calendars, self.settings.tag)
         self.clock.current = batch.now
-        decisions = [self.decide(entry, batch) for entry in claim.entries]
+        errors: dict[str, BaseException] = {}
+        decisions = [self.decide(entry, batch, errors) for entry in claim.entries]
         return Planned(claim=claim, decisions=decisions, now=batch.now, seconds=time.perf_counter() - started,
-                       decided_at=time.monotonic())
+                       decided_at=time.monotonic(), errors=errors)
 
-    def decide(self, entry: Claimed, batch: Batch) -> Decision:
+    def decide(self, entry: Claimed, batch: Batch, errors: dict[str, BaseException] | None = None) -> Decision:
         """:func:`~.decide.decide` for one entry, quarantining it (not the batch) if it cannot be used or if anything
-        unforeseen goes wrong."""
+        unforeseen goes wrong (that error is put in ``errors``, by name). Nothing is logged yet: the quarantine is
+        said once committed, by the beat whose commit made it."""
         try:
             sha = digest(entry.definition)
             last_run = batch.last_run(entry.last_run_at) if entry.last_run_at else None
@@ -80,10 +86,8 @@ class Planner:
             problem = InvalidDefinition("", f"cannot be scheduled: {type(exc).__name__}: {exc}")
             made = begin(entry, batch, f"{digest(entry.definition)[:SHORT_DIGEST]} {batch.at:.6f}")
             decision = quarantined(made, batch, problem)
-            log_quarantined(decision.invalid_reason, self.settings.tag, exc)
-        else:
-            if decision.outcome == "quarantined":
-                log_quarantined(decision.invalid_reason, self.settings.tag)
+            if errors is not None:
+                errors[entry.name] = exc
         return decision
 
     def admit(self, entry: Claimed, defn: Definition) -> Definition:

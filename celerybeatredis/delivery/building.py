@@ -22,7 +22,7 @@ from ..observe.log import logger
 from .amqp_messages import AmqpShapes, capturing_amqp
 from .confirms import ConfirmChannel
 from .redis_messages import RedisShapes, capturable, capturing
-from .sending import Sender, chosen_task_id, reported
+from .sending import ArgumentsRefused, Sender, chosen_task_id, reported
 from .shapes import M, S, Shapes, Taking, render
 
 #: A batch's messages by plan index, and the error of each run whose message could not be built.
@@ -73,7 +73,11 @@ class MessageBuilder:
                 name, defn = decision.name, run.definition
                 tid = (tids or {}).get(j) or chosen_task_id(self.schedule_tag, decision) or uuid()
                 key = None if run.scheduled_at or reported(defn) else shapes.rules.key(defn.task, defn.options)
-                built = render(shapes, key, defn, name, tid) if key is not None else None
+                try:
+                    built = render(shapes, key, defn, name, tid) if key is not None else None
+                except ArgumentsRefused as exc:  # as Celery would have refused it: the entry's fault
+                    unbuilt[j] = exc
+                    continue
                 if built is None:
                     error = self.sender.send(name, run, planned.now, producer, tid, tag)
                     built = capture.take()

@@ -37,7 +37,7 @@ from .building import MessageBuilder
 from .confirms import ConfirmChannel, Confirmed, Ticket
 from .modes import resolve
 from .redis_messages import Command, Pipelined, RedisWriter, capturable, encode
-from .sending import Sender, chosen_task_id
+from .sending import ArgumentsRefused, Sender, chosen_task_id, refused_arguments
 
 #: Most prepared batches kept for publishing; more means ticks failed between commit and publish, and those are gone.
 KEPT_BATCHES = 64
@@ -115,9 +115,9 @@ class Publisher:
             if producer is None:
                 return None
             self.mode, problem = resolve(self.settings.delivery, schedule, producer)
-            if problem:
-                logger.warning("beat: delivery is at-most-once: exactly-once needs the broker in the schedule's "
-                               "Redis database, but %s", problem)
+            if problem:  # auto's choice, not a failure: a mode asked for and not had stops beat (DeliveryUnavailable)
+                logger.info("beat: delivery is at-most-once, the strongest this layout allows: exactly-once needs "
+                            "the broker in the schedule's Redis database, but %s", problem)
             else:
                 logger.info("beat: delivery is %s", self.mode)
         return self.mode
@@ -239,7 +239,13 @@ class Publisher:
                  withheld: bool) -> Published:
         """Revert what was not sent, forget the pending runs the broker took, and count the batch."""
         if reverts:
-            batch.store.runs.revert(reverts)
+            reverted = batch.store.runs.revert(reverts)
+            # Said by the beat whose revert moved the entry into quarantine: one whose entry changed meanwhile (another
+            # beat ran it since) did not, and leaves it to the beat that meets it next.
+            for revert, done in zip(reverts, reverted):
+                if revert.invalid_reason and done:
+                    log_quarantined(revert.invalid_reason, batch.store.keys.tag)
+            log_quarantines(batch.store, reverted.quarantined)
         if batch.tids:  # taken by the broker, or put back unsent: nothing to send again either way
             decisions = batch.planned.decisions
             batch.store.runs.clear_pending([(decisions[j].name, tid) for j, tid in batch.tids.items()
@@ -261,11 +267,14 @@ class Publisher:
         return self._revert(decision, retry)
 
     def _quarantine(self, decision: Decision, error: BaseException) -> Revert:
-        """What undoes ``decision``'s run and quarantines its entry, whose task cannot be sent (its options, say)."""
-        problem = InvalidDefinition("options", f"the task cannot be sent: {type(error).__name__}: {error}")
-        reason = quarantine_reason(decision.name, problem)
-        log_quarantined(reason, self.settings.tag)
-        return self._revert(decision, NEVER, reason)
+        """What undoes ``decision``'s run and quarantines its entry, whose task cannot be sent: the field at fault is
+        ``args`` or ``kwargs`` when the task's signature refuses them (:func:`~.sending.refused_arguments`), else
+        ``options``. Logged once reverted (:meth:`_account`)."""
+        if decision.run is not None and not isinstance(error, ArgumentsRefused):  # Celery's own check, or another
+            error = refused_arguments(self.messages.app, decision.run.definition) or error
+        field, kind = (error.field, "TypeError") if isinstance(error, ArgumentsRefused) else ("options", type(error).__name__)
+        problem = InvalidDefinition(field, f"the task cannot be sent: {kind}: {error}")
+        return self._revert(decision, NEVER, quarantine_reason(decision.name, problem))
 
     @staticmethod
     def _revert(decision: Decision, retry_score: float, invalid_reason: str = "") -> Revert:
@@ -273,6 +282,13 @@ class Publisher:
         return Revert(name=decision.name, committed_score=decision.score, retry_score=retry_score,
                       previous_last_run_at=decision.entry.last_run_at, invalid_reason=invalid_reason,
                       history_stamp=newest_stamp(decision.history))
+
+
+def log_quarantines(store: RedisStore, names: list[str]) -> None:
+    """Say why each of the entries ``names``, which a script of this beat quarantined (their stored run count was
+    not an integer), is out of service."""
+    for name in names:
+        log_quarantined(store.invalid_reason(name) or f"entry {name!r} quarantined", store.keys.tag)
 
 
 def pending_records(planned: Planned, lease_seconds: float, tag: str) -> tuple[dict[int, str], str]:
@@ -329,9 +345,12 @@ class Resender:
             sent = 0
             with Pipelined(producer, 10 * self.settings.batch_size) as pipeline:
                 for name, tid, run in sendable:
-                    if self.sender.send(name, run, when, producer, tid, store.keys.tag) is None:
+                    error = self.sender.send(name, run, when, producer, tid, store.keys.tag)
+                    if error is None:
                         sent += 1
                         done.append((name, tid))
+                    else:
+                        self._refused(name, error)
                 written = pipeline.flush()
             if written is not None:
                 logger.error("beat: could not send pending runs again: %s", written)
@@ -341,6 +360,11 @@ class Resender:
             logger.warning("beat: %d runs sent again with their task ids (the beat that committed them did not see "
                            "the broker take them)", sent)
         return sent
+
+    def _refused(self, name: str, error: BaseException) -> None:
+        """Say why a pending run was not sent again when the fault is its own (a broker's is said by the sender)."""
+        if not self.sender.broker_fault(error):
+            logger.error("beat: pending run of %r not sent again: %s: %s", name, type(error).__name__, error)
 
     def _confirmed(self, producer: Producer, sendable: list[tuple[str, str, Run]], when: datetime, tag: str,
                    done: list[tuple[str, str]]) -> int:
@@ -352,6 +376,8 @@ class Resender:
                 messages = capture.take()
                 if error is None:
                     batch[i] = messages
+                else:
+                    self._refused(name, error)
         confirmed = self.confirms.publish(producer, batch) if batch else None
         if confirmed is None:
             return 0

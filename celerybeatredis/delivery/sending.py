@@ -6,9 +6,12 @@ that name the entry and the task id chosen for it; and telling a broker's failur
 
 from __future__ import annotations
 
+import inspect
 import logging
 from datetime import datetime
+from typing import Any
 
+from celery import Celery
 from celery.beat import ScheduleEntry, Scheduler, SchedulingError
 from kombu import Producer
 from kombu.exceptions import OperationalError
@@ -70,9 +73,11 @@ class Sender:
         try:
             self.scheduler.apply_async(entry, producer=producer, advance=False)
         except Exception as exc:  # noqa: BLE001 - SchedulingError, or the broker connection failing
-            logger.error("beat: could not publish %r (%s): %s", name, defn.task, exc)
-            cause = exc.__context__ if isinstance(exc, SchedulingError) else None
-            return cause or exc
+            cause = (exc.__context__ if isinstance(exc, SchedulingError) else None) or exc
+            # A fault of the entry's own is said by what the caller does with it (a quarantine: once, by one beat).
+            level = logging.ERROR if self.broker_fault(cause) else logging.DEBUG
+            logger.log(level, "beat: could not publish %r (%s): %s", name, defn.task, exc)
+            return cause
         return None
 
     def broker_fault(self, error: BaseException) -> bool:
@@ -87,6 +92,40 @@ class Sender:
                 break
             error = inner
         return isinstance(error, (*listed, OperationalError, OSError))
+
+
+class ArgumentsRefused(TypeError):
+    """The task's signature refuses a run's arguments (Celery's argument check); ``field`` is ``args`` or ``kwargs``."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def refused_arguments(app: Celery, defn: Definition) -> ArgumentsRefused | None:
+    """What Celery's argument check (``Task.typing``, before it sends a task) says of a run of ``defn``, naming the
+    field at fault: ``args`` when the positional arguments alone do not fit, else ``kwargs`` when there are any.
+    None when they fit, or when Celery does not check (a task not registered in ``app``, or not typed)."""
+    task: Any = app.tasks.get(defn.task)
+    check = getattr(task, "__header__", None) if task is not None and getattr(task, "typing", False) else None
+    if check is None:
+        return None
+    args, kwargs = list(defn.args or ()), dict(defn.kwargs or {})
+    try:
+        check(*args, **kwargs)
+    except TypeError as exc:
+        refused = exc
+    else:
+        return None
+    try:
+        inspect.signature(check).bind_partial(*args)
+    except (TypeError, ValueError):
+        try:
+            check(*args)  # for Celery's words about the positional arguments alone
+        except TypeError as exc:
+            refused = exc
+        return ArgumentsRefused("args", str(refused))
+    return ArgumentsRefused("kwargs" if kwargs else "args", str(refused))
 
 
 def reported(defn: Definition) -> bool:

@@ -6,7 +6,8 @@ the body (args, kwargs) with its ``argsrepr`` / ``kwargsrepr``, and the
 ``periodic_task_name`` header. So the first run of each (task, options) is
 built by Celery and kombu (captured) and kept as a shape;
 later runs copy the shape and set those fields, the body serialized as Celery
-would (once per definition: the codec keeps one parsed definition per digest).
+would (once per definition: the codec keeps one parsed definition per digest)
+after Celery's check of the task's arguments, which a copy would skip.
 Runs whose message depends on more (an option read at the time of sending, a
 publish signal with receivers, which must see every run) are built by Celery.
 
@@ -29,6 +30,8 @@ from celery.beat import _evaluate_entry_args, _evaluate_entry_kwargs  # what bea
 from celery.signals import after_task_publish, before_task_publish
 from celery.utils.saferepr import saferepr
 from kombu.serialization import dumps as serialize
+
+from .sending import refused_arguments
 
 #: Options that make a message more than its shape and body: such a run is always built by Celery.
 OWN_OPTIONS = frozenset({"countdown", "eta", "expires", "serializer", "compression", "argsrepr", "kwargsrepr",
@@ -137,10 +140,17 @@ class ShapeRules:
 
     def body(self, definition: Any, embed: Any) -> Body:
         """The body of ``definition``'s runs (``embed`` its third part) as the transport sends it, with its argsrepr
-        and kwargsrepr: base64 for the Redis transport, else the serialized text."""
+        and kwargsrepr: base64 for the Redis transport, else the serialized text.
+
+        Raises:
+            ArgumentsRefused: the task's signature refuses its arguments, as Celery would have said building it.
+        """
         kept = self.bodies.get(id(definition))
         if kept is not None and kept[0] is definition:
             return kept[1], kept[2], kept[3]
+        refused = refused_arguments(self.app, definition)
+        if refused is not None:
+            raise refused
         args, kwargs = _evaluate_entry_args(definition.args), _evaluate_entry_kwargs(definition.kwargs)
         args_size, kwargs_size, levels = self.repr_sizes
         _, _, data = serialize((args, kwargs, embed), serializer=self.serializer)

@@ -8,7 +8,7 @@ take and give are in :mod:`.wire`.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Self
 
 import redis
 
@@ -26,6 +26,17 @@ class Committed(list[bool]):
     def __init__(self, flags: Sequence[bool] = (), quarantined: Sequence[str] = ()) -> None:
         super().__init__(flags)
         self.quarantined = list(quarantined)
+
+    @classmethod
+    def from_codes(cls, names: Sequence[str], reply: Sequence[Any]) -> Self:
+        """A reply of one code per name (1 done, 0 changed meanwhile, -1 quarantined here) read."""
+        return cls([code == 1 for code in reply], [name for name, code in zip(names, reply) if code == -1])
+
+
+class Reverted(Committed):
+    """revert.lua's answer: one flag per run (undone, or not: its entry changed meanwhile, another beat or a user
+    moved it), and the entries quarantined instead (their stored run count was not an integer), by name. Only the
+    beat whose revert moved an entry into quarantine says so: the answer tells it which."""
 
 
 class Runs:
@@ -87,7 +98,7 @@ class Runs:
     @staticmethod
     def committed(plans: Sequence[Plan], reply: list[Any]) -> Committed:
         """commit.lua's reply (1 committed, 0 lease lost, -1 quarantined) as :class:`Committed`."""
-        return Committed([code == 1 for code in reply], [plan.name for plan, code in zip(plans, reply) if code == -1])
+        return Committed.from_codes([plan.name for plan in plans], reply)
 
     def commit_replicated(self, plans: Sequence[Plan], replicas: int, timeout: float, history: int = 0,
                           messages: str | None = None) -> tuple[Committed, int]:
@@ -119,9 +130,12 @@ class Runs:
             reply, acked = pipe.execute()
         return self.committed(plans, reply), int(acked)
 
-    def revert(self, reverts: Sequence[Revert]) -> list[bool]:
-        """Undo committed runs that were never published; one flag per entry."""
-        return wire.decode_flags(self.scripts.run_resending("revert", wire.revert_args(reverts))) if reverts else []
+    def revert(self, reverts: Sequence[Revert]) -> Reverted:
+        """Undo committed runs that were never published; one flag per entry, and those quarantined instead."""
+        if not reverts:
+            return Reverted()
+        reply = self.scripts.run_resending("revert", wire.revert_args(reverts))
+        return Reverted.from_codes([r.name for r in reverts], [int(code) for code in reply])
 
     def renew(self, lease: str, lease_seconds: float, names: Sequence[bytes]) -> tuple[str, int]:
         """Move the entries of ``names`` still held under ``lease`` to a new lease: ``(new lease, entries renewed)``."""

@@ -304,7 +304,7 @@ def decode_claim(reply: list[Any]) -> Claim:
 
 
 def decode_flags(reply: list[Any]) -> list[bool]:
-    """A reply of one 1 or 0 per entry (commit, revert, run_now)."""
+    """A reply of one 1 or 0 per entry (run_now)."""
     return [bool(flag) for flag in reply]
 
 

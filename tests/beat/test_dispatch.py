@@ -3,6 +3,7 @@ batch is sent. Every test publishes to the suite's real Redis broker and reads t
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import threading
@@ -12,8 +13,11 @@ import pytest
 import redis
 from celery import Celery
 
+from celerybeatredis.beat.dispatch import log_commit_quarantines
 from celerybeatredis.schedulers import RedisScheduler
 from celerybeatredis.storage.redis_store import RedisStore
+from celerybeatredis.storage.runs import Committed
+from celerybeatredis.storage.wire import Claim, Claimed
 
 from ..support.helpers import EVERY_10S_DOC as EVERY_10S
 from ..support.helpers import T0, put, sent, sigterm_exits
@@ -97,3 +101,43 @@ def test_a_stop_signal_between_claim_and_commit_lands_after_the_batch_leaving_no
     leased = store.client.zrangebyscore(store.keys.due, f"({T0 + 20}", T0 + 60)  # after the next run at T0 + 20
     assert leased == []
     assert sorted(n.decode() for n in store.client.zrangebyscore(store.keys.due, T0 + 20, T0 + 20)) == sent_now
+
+
+def test_an_entry_quarantined_is_logged_once_across_beats_by_the_beat_whose_commit_quarantined_it(
+        app: Celery, store: RedisStore, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """Three beats on one schedule. Beat A claims a bad entry and stalls past its lease before committing; beat B claims
+    it then and commits its quarantine; beat C ticks after. Only B says so, once."""
+    put(store, "bad", {"task": "tasks.t", "interval": {"every": 10, "period": "fortnights"}})
+    beats = [RedisScheduler(app) for _ in range(3)]
+    first, second, third = beats
+    plan = first.planner.plan
+
+    def stalled_plan(claim: Any) -> Any:
+        planned = plan(claim)
+        second.tick(now=T0 + first.settings.lease_seconds + 1)  # A's lease has ended: B claims the entry
+        return planned
+
+    monkeypatch.setattr(first.planner, "plan", stalled_plan)
+    try:
+        with caplog.at_level(logging.DEBUG, logger="celerybeatredis.schedulers"):
+            first.tick(now=T0)
+            third.tick(now=T0 + 10)
+    finally:
+        for beat in beats:
+            beat.close()
+    reason = store.invalid_reason("bad") or ""
+    assert reason.startswith("entry 'bad': field 'interval.period'")
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == [f"beat: {reason}; entry quarantined in {{{store.keys.tag}}}:invalid"]
+
+
+def test_the_traceback_of_an_unforeseen_error_goes_with_the_quarantines_one_error(
+        scheduler: RedisScheduler, store: RedisStore, caplog: pytest.LogCaptureFixture) -> None:
+    odd = Claimed("e", T0, b"{}", None, 12345, None)  # type: ignore[arg-type]  # not text, as no store hands over
+    planned = scheduler.planner.plan(Claim(now=T0, lease="lease-1", next_score=None, removed=0, entries=[odd]))
+    with caplog.at_level(logging.ERROR, logger="celerybeatredis.schedulers"):
+        log_commit_quarantines(store, planned, Committed([False]))  # lost its lease: another beat's to say
+        log_commit_quarantines(store, planned, Committed([True]))
+    (record,) = caplog.records
+    assert record.getMessage().startswith("beat: entry 'e': cannot be scheduled: TypeError: ")
+    assert record.exc_info is not None and record.exc_info[1] is planned.errors["e"]

@@ -122,7 +122,7 @@ def test_beats_message_is_what_send_task_sends(rabbit_app: Celery, rabbitmq_url:
             outgoing = capture.take()
     if key is not None:
         builder.learn(key, learned, first)
-        rendered = render(builder, key, SimpleNamespace(args=ARGS, kwargs=KWARGS), "b", second)
+        rendered = render(builder, key, SimpleNamespace(task="tasks.add", args=ARGS, kwargs=KWARGS), "b", second)
         assert rendered is not None, "a shape was learned"
         outgoing = rendered
     confirmed = ConfirmChannel().publish(producer, {7: outgoing})

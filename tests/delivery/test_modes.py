@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -102,6 +103,25 @@ def test_auto_takes_exactly_once_only_where_the_broker_shares_the_schedule_datab
         assert "delivery -> auto" in sched.info
     finally:
         sched.close()
+
+
+@pytest.mark.parametrize("setting", [None, "auto"])
+@pytest.mark.parametrize(("broker_db", "says"), [
+    (0, "beat: delivery is exactly-once"),
+    (1, "beat: delivery is at-most-once, the strongest this layout allows: exactly-once needs the broker in the "
+        "schedule's Redis database, but the broker is another Redis database than the schedule's"),
+])
+def test_the_mode_auto_chose_is_said_at_info_not_warned_of(app: Celery, redis_url: str, store: RedisStore,
+                                                            caplog: pytest.LogCaptureFixture, setting: str | None,
+                                                            broker_db: int, says: str) -> None:
+    """Not asked for a mode (or asked for auto), beat takes the strongest the layout allows: nothing went wrong."""
+    app.conf.broker_url = f"{redis_url}/{broker_db}"
+    if setting is not None:
+        app.conf.redis_scheduler_delivery = setting
+    with caplog.at_level(logging.INFO, logger="celerybeatredis.schedulers"):
+        RedisScheduler(app).close()
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert any(r.levelno == logging.INFO and r.getMessage().startswith(says) for r in caplog.records), caplog.text
 
 
 @pytest.mark.parametrize("mode", [AT_MOST_ONCE, EXACTLY_ONCE])

@@ -3,6 +3,7 @@ broker fails, pending runs of ``at-least-once`` forgotten once the broker took t
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ from celerybeatredis.delivery.redis_messages import RedisWriter, encode
 from celerybeatredis.schedulers import RedisScheduler
 from celerybeatredis.storage.redis_store import RedisStore
 from celerybeatredis.storage.wire import Plan
+from celerybeatredis.store import ScheduleStore
 
 from ..support.helpers import EVERY_10S_DOC, T0, entries, first_interval, put, sent, unhurried
 
@@ -103,3 +105,97 @@ def test_a_never_run_entry_whose_publish_failed_is_retried_from_its_anchor(
         assert len(sent(broker, app)) == 1
     finally:
         sched.close()
+
+
+def strict_task(app: Celery) -> str:
+    """Register a task that takes exactly one argument, ``x``, as a user's ``@app.task`` would; its name."""
+
+    @app.task(name=f"tasks.strict-{app.conf.redis_scheduler_key_prefix}")
+    def strict(x: int) -> int:
+        return x
+
+    return str(strict.name)
+
+
+def errors(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+@pytest.mark.parametrize(("arguments", "field", "says"), [
+    ({"args": [1], "kwargs": {"verbose": True}}, "kwargs", "got an unexpected keyword argument 'verbose'"),
+    ({"args": [1, 2]}, "args", "takes 1 positional argument but 2 were given"),
+    ({"args": [1, 2], "kwargs": {"verbose": True}}, "args", "takes 1 positional argument but 2 were given"),
+    ({"kwargs": {"x": 1, "y": 2}}, "kwargs", "got an unexpected keyword argument 'y'"),
+    ({}, "args", "missing 1 required positional argument: 'x'"),
+])
+def test_arguments_the_task_refuses_quarantine_the_entry_naming_args_or_kwargs_and_count_no_run(
+        app: Celery, store: RedisStore, api: ScheduleStore, broker: redis.Redis, caplog: pytest.LogCaptureFixture,
+        arguments: dict[str, Any], field: str, says: str) -> None:
+    task = strict_task(app)
+    put(store, "strict", {"task": task, "interval": {"every": 10, "period": "seconds"}, **arguments})
+    sched = RedisScheduler(app)
+    try:
+        sched.tick(now=T0)
+        with caplog.at_level(logging.DEBUG, logger="celerybeatredis.schedulers"):
+            sched.tick(now=T0 + 10)
+    finally:
+        sched.close()
+    assert sent(broker, app) == []
+    reason = store.invalid_reason("strict") or ""
+    assert reason.startswith(f"entry 'strict': field '{field}': the task cannot be sent: TypeError: "), reason
+    assert says in reason
+    assert errors(caplog) == [f"beat: {reason}; entry quarantined in {{{store.keys.tag}}}:invalid"]
+    history = api.history("strict")
+    assert (history.sent, [run.outcome for run in history.runs]) == (0, ["publish-error"])
+    assert store.run_state("strict") == (0, None)
+
+
+def test_arguments_edited_into_ones_the_task_refuses_are_refused_though_its_message_is_filled_in_from_a_shape(
+        app: Celery, store: RedisStore, broker: redis.Redis) -> None:
+    """Beat builds the first message of a task and options with Celery, which checks its arguments, and fills in the
+    next ones from it: those are checked as Celery would, not sent to fail on the worker."""
+    task = strict_task(app)
+    doc = {"task": task, "interval": {"every": 10, "period": "seconds"}, "args": [1]}
+    put(store, "strict", doc)
+    put(store, "other", dict(doc, args=[2]))
+    sched = RedisScheduler(app)
+    try:
+        sched.tick(now=T0)
+        sched.tick(now=T0 + 10)
+        assert sorted(m.args for m in sent(broker, app)) == [[1], [2]]
+        put(store, "strict", dict(doc, kwargs={"verbose": True}), score=None)  # edited; same task and options
+        sched.tick(now=T0 + 20)
+    finally:
+        sched.close()
+    assert [m.args for m in sent(broker, app)] == [[2]]
+    assert (store.invalid_reason("strict") or "").startswith("entry 'strict': field 'kwargs': ")
+    assert store.run_state("strict")[0] == 1
+
+
+def test_a_run_not_sent_is_not_counted_and_its_quarantine_is_logged_once_when_another_beat_ran_the_entry_meanwhile(
+        app: Celery, store: RedisStore, api: ScheduleStore, broker: redis.Redis, caplog: pytest.LogCaptureFixture,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Beat A commits a run and is slow to publish it; beat B runs the entry's next run meanwhile. Neither run can be
+    sent: the history counts none as sent, and only B, whose revert quarantined the entry, says so."""
+    task = strict_task(app)
+    put(store, "strict", {"task": task, "interval": {"every": 10, "period": "seconds"}, "kwargs": {"verbose": True}})
+    first, second = RedisScheduler(app), RedisScheduler(app)
+    try:
+        first.tick(now=T0)
+        publish = first.publisher.publish
+
+        def slow_publish(*args: Any, **kwargs: Any) -> Any:
+            second.tick(now=T0 + 20)  # the run after A's, due while A has not published yet
+            return publish(*args, **kwargs)
+
+        monkeypatch.setattr(first.publisher, "publish", slow_publish)
+        with caplog.at_level(logging.WARNING, logger="celerybeatredis.schedulers"):
+            first.tick(now=T0 + 10)
+    finally:
+        first.close()
+        second.close()
+    assert sent(broker, app) == []
+    history = api.history("strict")
+    assert (history.sent, [run.outcome for run in history.runs]) == (0, ["publish-error", "publish-error"])
+    assert [e for e in errors(caplog) if "quarantined" in e] == \
+        [f"beat: {store.invalid_reason('strict')}; entry quarantined in {{{store.keys.tag}}}:invalid"]

@@ -163,7 +163,7 @@ def test_a_message_filled_in_from_its_shape_is_what_send_task_writes(broker_app:
     with capturing(producer) as capture:
         broker_app.send_task("tasks.add", [0], {}, producer=producer, task_id=first, **{**options, "headers": headers("a")})
     builder.learn(key, capture.take(), first)
-    definition = SimpleNamespace(args=(1, "two", [3.0]), kwargs={"k": {"nested": True}})
+    definition = SimpleNamespace(task="tasks.add", args=(1, "two", [3.0]), kwargs={"k": {"nested": True}})
     second = uuid()
     rendered = render(builder, key, definition, "b", second)
     assert rendered is not None

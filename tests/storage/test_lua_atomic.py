@@ -16,7 +16,7 @@ import pytest
 import redis
 from celery import Celery
 
-from celerybeatredis.beat.dispatch import log_commit_quarantines
+from celerybeatredis.delivery.publisher import log_quarantines
 from celerybeatredis.schedulers import RedisScheduler
 from celerybeatredis.storage.redis_store import RedisStore
 from celerybeatredis.storage.scripts import SCRIPT_KEYS, SCRIPT_NAMES
@@ -114,7 +114,7 @@ def test_commit_quarantines_an_entry_whose_count_is_not_an_integer_and_commits_t
     committed = store.runs.commit(plans)
     assert committed == [True, True, False, False, True] and committed.quarantined == ["e2", "e3"]
     with caplog.at_level(logging.ERROR, logger="celerybeatredis.schedulers"):
-        log_commit_quarantines(store, committed)  # what beat does with the commit's answer
+        log_quarantines(store, committed.quarantined)  # what beat does with the commit's answer
     assert [store.run_state(n)[0] for n in ("e0", "e1", "e4")] == [1, 5, 1]
     assert [store.due_score(n) for n in entries] == [T0 + 10, T0 + 10, float("inf"), float("inf"), T0 + 10]
     for name, value in (("e2", "x"), ("e3", "9223372036854775807")):

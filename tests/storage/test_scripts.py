@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from celerybeatredis.storage.history import record, stamp
 from celerybeatredis.storage.keys import Keys
 from celerybeatredis.storage.redis_store import RedisStore
 from celerybeatredis.storage.scripts import INCLUDE, SCRIPT_NAMES, load_script_text, script_keys, script_source
@@ -230,6 +231,20 @@ def test_revert_undoes_a_run_only_if_unchanged(store: RedisStore) -> None:
     count, last = store.run_state("b")
     assert count == 3 and last is not None and last.isoformat() == "2026-01-01T00:00:00+00:00"
     assert store.due_score("b") == 15.0
+
+
+def test_revert_uncounts_its_runs_history_record_even_after_the_entry_ran_again(store: RedisStore) -> None:
+    """Another beat ran the entry since (its record is the newest): the run not sent is found by its stamp, marked
+    as a publish error and taken off the sent counters, though its run state is left to the newer run."""
+    mine, theirs = record("s", stamp(10.0), 0.0), record("m", stamp(20.0), 5.0)
+    add(store, "a", 30.0)
+    store.client.hset(store.keys.history, "a", f"2,0,1;{theirs}{mine}")
+    store.client.hset(store.keys.total_run_count, "a", 2)
+    assert store.runs.revert([Revert("a", 20.0, 15.0, None, "", stamp(10.0))]) == [False]
+    assert store.client.hget(store.keys.history, "a") == f"1,0,1;{theirs}e{mine[1:]}".encode()
+    assert (store.run_state("a")[0], store.due_score("a")) == (2, 30.0)
+    assert store.runs.revert([Revert("a", 20.0, 15.0, None, "", stamp(10.0))]) == [False]  # marked once only
+    assert store.client.hget(store.keys.history, "a") == f"1,0,1;{theirs}e{mine[1:]}".encode()
 
 
 def test_reconcile_finds_bare_hset_edits_and_hdel(store: RedisStore) -> None:

@@ -66,6 +66,6 @@ class Decider:
         digested = digest_and_anchor(entry.digest, sha, last_run is not None, at)
         return decide(entry, self.codec.parse(entry.definition, sha), last_run, digested, batch)
 
-    def planned(self, entry: Claimed, at: float) -> Decision:
-        """The planner's decision: parsing and admission included, quarantines logged."""
-        return self.planner.decide(entry, self.batch(at))
+    def planned(self, entry: Claimed, at: float, errors: dict[str, BaseException] | None = None) -> Decision:
+        """The planner's decision: parsing and admission included; an unforeseen error put in ``errors``."""
+        return self.planner.decide(entry, self.batch(at), errors)

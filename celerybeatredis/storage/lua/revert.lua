@@ -5,8 +5,10 @@
   the run count goes back down, last_run_at goes back, and the entry is due
   again at the retry score. With a reason, the entry is also quarantined
   (its task cannot be sent as defined; the retry score is then "inf").
-  The run's history record (the newest, when its sent time is the one given)
-  becomes a publish error ("e") and the sent (and missed) counters go back down.
+  The run's history record (the one whose sent time is the stamp given)
+  becomes a publish error ("e") and the sent (and missed) counters go back
+  down, whatever the score: a run not sent is never counted as sent, even
+  when another beat or a user changed the entry meanwhile.
 
   KEYS[1]  {T}:due              zset
   KEYS[2]  {T}:total_run_count  hash
@@ -39,10 +41,27 @@ for i = 1, #ARGV, 6 do
   if not is_score(ARGV[i + 2]) then return redis.error_reply(bad_argument('revert', i + 2, 'must be a score')) end
 end
 
+-- The record of the run sent at stamp (newer runs of another beat may come first) becomes "e", uncounted.
+local function unsent(name, stamp)
+  local stored = stamp ~= '' and history_fields(history, {name})
+  if not (stored and stored[1]) then return end
+  local sent, skipped, missed, records = history_read(stored[1])
+  for at = 1, #records, RECORD do
+    if string.sub(records, at + 1, at + #stamp) == stamp then
+      local code = string.sub(records, at, at)
+      if code == 's' or code == 'm' then
+        if code == 'm' then missed = missed - 1 end
+        rcall('HSET', history, name, math.max(sent - 1, 0) .. ',' .. skipped .. ',' .. math.max(missed, 0) .. ';'
+              .. string.sub(records, 1, at - 1) .. 'e' .. string.sub(records, at + 1))
+      end
+      return
+    end
+  end
+end
+
 local out = {}
 for i = 1, #ARGV, 6 do
   local name, committed, retry, previous_last, reason = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
-  local stamp = ARGV[i + 5]
   local current = rcall('ZSCORE', due, name)
   local count = current and tonumber(current) == tonumber(committed) and rcall('HGET', run_count, name)
   if count and not is_integer(count) then
@@ -63,19 +82,10 @@ for i = 1, #ARGV, 6 do
     if reason ~= '' then
       rcall('HSET', invalid, name, reason)
     end
-    local stored = stamp ~= '' and history_fields(history, {name})
-    if stored and stored[1] then
-      local sent, skipped, missed, records = history_read(stored[1])
-      local code = string.sub(records, 1, 1)
-      if (code == 's' or code == 'm') and string.sub(records, 2, 1 + #stamp) == stamp then
-        if code == 'm' then missed = missed - 1 end
-        rcall('HSET', history, name, math.max(sent - 1, 0) .. ',' .. skipped .. ',' .. math.max(missed, 0) .. ';e'
-              .. string.sub(records, 2))
-      end
-    end
     out[#out + 1] = 1
   else
     out[#out + 1] = 0
   end
+  unsent(name, ARGV[i + 5])
 end
 return out
