@@ -191,3 +191,56 @@ def test_every_door_gives_the_api_verdict_in_its_words(name: str, doc: dict[str,
     api.drop()
     assert beat_reason(app, client, tag, "door-beat", doc) == expected_doc
     api.drop()
+
+
+CRONS = ["*/5 * * * *", "0 9 * * mon-fri", "0 3 31 2 *", "0 3 31 4,6 *", "*/0 * * * *", "61 * * * *", "* * *", "0 25 * * *"]
+EVERIES = ["5s", "2h", "250ms", "0s", "fortnight"]
+
+
+@st.composite
+def flag_sets(draw: st.DrawFn) -> dict[str, str]:
+    flags = {"task": draw(st.sampled_from(["tasks.door", "tasks.other", ""]))}
+    kind = draw(st.sampled_from(["cron", "every"]))
+    flags[kind] = draw(st.sampled_from(CRONS if kind == "cron" else EVERIES))
+    for option, values in (("overlap", ["skip", "buffer_one", "sometimes"]), ("jitter", ["2.5", "-1", "0"]),
+                           ("catchup", ["all", "never"]), ("description", ["nightly", "x" * 50])):
+        if draw(st.booleans()):
+            flags[option] = draw(st.sampled_from(values))
+    return flags
+
+
+@settings(max_examples=25, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(name=names, flags=flag_sets())
+def test_the_add_flags_and_the_dashboards_add_form_say_the_same(name: str, flags: dict[str, str], api: ScheduleStore,
+                                                                 cli: Cli, client: redis.Redis, tag: str,
+                                                                 door_web: WebServer) -> None:
+    api.drop()
+    before = snapshot(client, tag)
+    message: str | None = None
+    if "\x00" not in name:  # (an argument cannot hold a NUL byte)
+        args = [f"--{option}={value}" for option, value in flags.items()]
+        done = cli.run("add", name, *args)
+        assert "Traceback" not in done.stderr, done.stderr
+        if done.returncode:
+            assert done.returncode in (1, 2) and done.stderr.endswith("\n"), done.stderr
+            message = done.stderr.splitlines()[-1].removeprefix("Error: ")
+            assert snapshot(client, tag) == before
+        api.drop()
+    form = {"name": name, "kind": "crontab" if "cron" in flags else "interval", "enabled": "on", **flags}
+    reply = post(door_web, "/add", "/add", form)
+    if "\x00" in name:
+        assert reply.status == 400, reply.body  # the name's refusal, or the flags', which are read first
+    else:
+        said_by_web(reply, message)
+    if message is None or reply.status != 400:
+        return
+    assert snapshot(client, tag) == before
+    if message.startswith("entry "):  # a definition the flags built: the Python API refuses it in the same words
+        spec: dict[str, Any] = (dict(zip(("minute", "hour", "day_of_month", "month_of_year", "day_of_week"), flags["cron"].split()))
+                                if "cron" in flags else {"every": flags["every"]})
+        if "every" in flags:
+            return  # a duration that reads is never refused later; one that does not is the flag's own error
+        doc: dict[str, Any] = {"task": flags["task"], "crontab": spec, "enabled": True}
+        doc.update({k: (json.loads(v) if k == "jitter" else v) for k, v in flags.items() if k not in ("task", "cron")})
+        assert verdict(api, name, doc) == message
+    api.drop()

@@ -43,6 +43,18 @@ def test_names_and_args_with_script_tags_render_inert(page: Any, web: WebServer,
     assert page.dialogs == []
 
 
+def test_a_stored_name_with_direction_or_control_characters_is_shown_escaped(page: Any, web: WebServer,
+                                                                             api: ScheduleStore) -> None:
+    look_alike = "invoice\u202efdp.exe\nsecond line"  # written with redis-cli: no door accepts such a name
+    shard = api.sharded.stores[0]
+    shard.client.hset(shard.keys.schedule, look_alike, '{"task": "tasks.x", "interval": {"every": 60}}')
+    page.goto(web.base + "/entries")
+    assert "invoice\\u202efdp.exe\\nsecond line" in page.inner_text("main")
+    page.goto(web.base + entry_path(look_alike))
+    assert page.inner_text("#entry-name") == "invoice\\u202efdp.exe\\nsecond line"
+    assert "\u202e" not in page.inner_text("main")
+
+
 def test_csrf_is_enforced_on_every_write(web: WebServer, api: ScheduleStore, page: Any) -> None:
     api.add("job", "tasks.x", 60.0)
     form = {"name": "job"}
