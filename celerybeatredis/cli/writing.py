@@ -96,7 +96,7 @@ def edit_command(obj: Context, name: str, definition_json: str | None, sets: tup
 
 
 def _update(store: ScheduleStore, name: str, changes: dict[str, Any]) -> bool:
-    """``update`` that also takes fields the keyword form does not know (users' own fields)."""
+    """``update`` that also takes members the keyword form does not know (the user's own, starting with ``_``)."""
     known = {k: v for k, v in changes.items() if k in ("task", "schedule") or k in USER_FIELDS}
     extra = {k: v for k, v in changes.items() if k not in known}
     if not extra:
