@@ -46,20 +46,19 @@ class Context:
         return self._store
 
 
-class ManageGroup(click.Group):
-    """Turns the package's errors and Redis errors into one-line messages with exit code 1."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except CeleryBeatRedisError as exc:
-            raise click.ClickException(str(exc)) from None
-        except redis.ConnectionError as exc:
-            obj = ctx.find_object(Context)
-            where = f" at {mask_url(obj.url)}" if obj else ""
-            raise click.ClickException(f"cannot reach Redis{where}: {exc}") from None
-        except redis.RedisError as exc:
-            raise click.ClickException(f"Redis error: {exc}") from None
+@contextmanager
+def one_line_errors(ctx: click.Context) -> Iterator[None]:
+    """The package's errors and Redis errors as one-line messages with exit code 1."""
+    try:
+        yield
+    except CeleryBeatRedisError as exc:
+        raise click.ClickException(str(exc)) from None
+    except redis.ConnectionError as exc:
+        obj = ctx.find_object(Context)
+        where = f" at {mask_url(obj.url)}" if obj else ""
+        raise click.ClickException(f"cannot reach Redis{where}: {exc}") from None
+    except redis.RedisError as exc:
+        raise click.ClickException(f"Redis error: {exc}") from None
 
 
 def check_url(url: str, cluster: bool) -> str:
