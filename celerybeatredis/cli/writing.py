@@ -120,8 +120,10 @@ def _existing(store: ScheduleStore, names: tuple[str, ...], missing_ok: bool = F
     found = store.find(list(names))
     missing = [n for n, e in zip(names, found) if e is None]
     if missing and not missing_ok:
+        obj = click.get_current_context().find_object(Context)
+        where = f" in {obj.where}; {obj.elsewhere}" if obj else ""
         raise EntryNotFound(missing[0]) if len(missing) == 1 else click.ClickException(
-            f"no entries named {', '.join(repr(n) for n in missing)}; nothing changed")
+            f"no entries named {', '.join(repr(n) for n in missing)}{where}; nothing changed")
     return [n for n, e in zip(names, found) if e is not None]
 
 

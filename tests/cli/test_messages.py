@@ -1,0 +1,97 @@
+"""What the command line says when a read finds nothing or the server is not what it seems."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from celerybeatredis.store import ScheduleStore
+
+from ..support.cli import Cli
+
+EVERY_5S = {"task": "tasks.s", "interval": {"every": 5, "period": "seconds"}}
+#: How each entry point points at another schedule, as the messages name it.
+ELSEWHERE = "another schedule: --url and --prefix, or CELERYBEATREDIS_URL and CELERYBEATREDIS_PREFIX"
+
+
+# --- a read that finds nothing names where it looked ------------------------------------------------------------
+
+
+def test_an_empty_list_names_the_schedule_it_read_and_how_to_choose_another(cli: Cli, tag: str, redis_url: str) -> None:
+    url = f"{redis_url}/0"
+    footer = cli.ok("list").strip().splitlines()[-1]
+    assert footer == f"0 shown of 0 entries: {{{tag}}} at {url} holds no entries; {ELSEWHERE}"
+
+
+def test_the_list_of_a_schedule_with_entries_keeps_its_plain_footer(cli: Cli, api: ScheduleStore) -> None:
+    api.add("a", EVERY_5S)
+    assert cli.ok("list", "--match", "zzz*").strip().splitlines()[-1] == "0 shown of 1 entries"
+
+
+@pytest.mark.parametrize("args", [["show", "nope"], ["next", "nope"], ["history", "nope"], ["edit", "nope", "--task", "t"],
+                                  ["remove", "nope"], ["pause", "nope", "--reason", "r"], ["calendar", "show", "nope"]])
+def test_an_unknown_name_names_the_schedule_and_how_to_choose_another(cli: Cli, tag: str, redis_url: str,
+                                                                       args: list[str]) -> None:
+    error = cli.fails(*args)
+    assert f"no {'calendar' if args[0] == 'calendar' else 'entry'} named 'nope' in {{{tag}}} at {redis_url}/0; " \
+           f"{ELSEWHERE}" in error
+
+
+def test_unknown_names_name_the_schedule_and_hide_its_password(cli: Cli, tag: str, redis_url: str) -> None:
+    url = redis_url.replace("redis://", "redis://:s3cret@") + "/0"
+    error = Cli(url, cli.prefix).fails("remove", "x", "y")
+    assert "s3cret" not in error
+    assert f"no entries named 'x', 'y' in {{{tag}}} at {redis_url.replace('redis://', 'redis://:****@')}/0" in error
+
+
+def test_the_celery_plugin_names_the_apps_settings_to_choose_another(tmp_path: Path, redis_url: str, prefix: str) -> None:
+    (tmp_path / "proj.py").write_text(
+        "from celery import Celery\n"
+        f"app = Celery('proj', broker='{redis_url}/0')\n"
+        f"app.conf.update(redis_scheduler_url='{redis_url}/0', redis_scheduler_key_prefix='{prefix}')\n")
+    done = subprocess.run([sys.executable, "-m", "celery", "-A", "proj", "schedule", "show", "nope"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert "the app's redis_scheduler_url and redis_scheduler_key_prefix" in done.stderr
+
+
+# --- Redis errors name the URL ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def not_redis() -> Iterator[int]:
+    """A TCP server that answers as RabbitMQ does to bytes that are not AMQP: its protocol header, then it hangs up."""
+    server = socket.create_server(("127.0.0.1", 0))
+    port = int(server.getsockname()[1])
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            with conn:
+                conn.recv(1024)
+                conn.sendall(b"AMQP\x00\x00\x09\x01")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield port
+    server.close()
+
+
+def test_a_server_that_is_not_redis_is_named_as_such(cli: Cli, not_redis: int) -> None:
+    url = f"redis://127.0.0.1:{not_redis}/0"
+    error = Cli(url, cli.prefix).fails("list")
+    assert error == f"Error: the server at {url} is not a Redis server (its answer is not in Redis's protocol)\n"
+
+
+def test_a_database_out_of_range_names_the_url(cli: Cli, redis_url: str) -> None:
+    error = Cli(f"{redis_url}/99", cli.prefix).fails("list")
+    assert error == f"Error: Redis error at {redis_url}/99: DB index is out of range\n"
