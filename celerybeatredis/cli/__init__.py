@@ -33,7 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "backfill": ("backfill", "backfill_command"), "invalid": ("reading", "invalid_command"),
     "stats": ("reading", "stats_command"), "import": ("moving", "import_command"), "export": ("moving", "export_command"),
     "migrate": ("moving", "migrate_command"), "reshard": ("moving", "reshard_command"),
-    "status": ("health", "status_command"), "web": ("web", "web_command"),
+    "drop": ("dropping", "drop_command"), "status": ("health", "status_command"), "web": ("web", "web_command"),
     "calendar": ("calendars", "calendar_group"),
 }
 #: What only the standalone script runs.
@@ -54,6 +54,9 @@ def _module(name: str) -> ModuleType:
     if name == "moving":
         from . import moving
         return moving
+    if name == "dropping":
+        from . import dropping
+        return dropping
     if name == "health":
         from . import health
         return health

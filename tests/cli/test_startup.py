@@ -36,7 +36,7 @@ def test_help_lists_every_command_of_both_entry_points() -> None:
     done = subprocess.run([sys.executable, "-m", "celerybeatredis", "--help"], capture_output=True, text=True, timeout=60)
     listed = {line.split()[0] for line in done.stdout.split("Commands:", 1)[1].splitlines() if line.strip()}
     assert listed == set(main.list_commands(click.Context(main)))
-    assert {"list", "edit", "calendar", "demo"} <= listed
+    assert {"list", "edit", "drop", "calendar", "demo"} <= listed
     assert set(celery_command.list_commands(click.Context(celery_command))) == listed - {"demo"}
 
 
