@@ -1,7 +1,8 @@
-"""What the command line says when a read finds nothing or the server is not what it seems."""
+"""What the command line says when a read finds nothing, a change will not last, or the server is not what it seems."""
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
@@ -95,3 +96,38 @@ def test_a_server_that_is_not_redis_is_named_as_such(cli: Cli, not_redis: int) -
 def test_a_database_out_of_range_names_the_url(cli: Cli, redis_url: str) -> None:
     error = Cli(f"{redis_url}/99", cli.prefix).fails("list")
     assert error == f"Error: Redis error at {redis_url}/99: DB index is out of range\n"
+
+
+# --- changes to beat_schedule entries last until beat starts ------------------------------------------------------
+
+
+STATIC_NOTE = "note: s comes from beat_schedule: the next beat start puts the code's version back (change beat_schedule to keep it)"
+
+
+@pytest.mark.parametrize("args", [["edit", "s", "--every", "10s"], ["disable", "s"], ["pause", "s", "--reason", "r"],
+                                  ["remove", "s"]])
+def test_a_change_to_a_beat_schedule_entry_says_that_beat_puts_it_back(cli: Cli, api: ScheduleStore, args: list[str]) -> None:
+    api.sharded.put_raw({"s": json.dumps(EVERY_5S)}, static=True)
+    done = cli.run(*args)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.strip() == STATIC_NOTE
+
+
+@pytest.mark.parametrize("args", [["edit", "d", "--every", "10s"], ["disable", "d"], ["run-now", "s"]])
+def test_changes_that_last_carry_no_note(cli: Cli, api: ScheduleStore, args: list[str]) -> None:
+    api.sharded.put_raw({"s": json.dumps(EVERY_5S)}, static=True)
+    api.add("d", EVERY_5S)
+    done = cli.run(*args)
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+
+
+# --- edit without a terminal ------------------------------------------------------------------------------------
+
+
+def test_edit_without_flags_and_without_a_terminal_refuses_in_one_line(cli: Cli, api: ScheduleStore) -> None:
+    api.add("e", EVERY_5S)
+    before = api.get("e").raw
+    # An editor that would "save" an unchanged file: without the refusal the command would pass as "e unchanged".
+    error = cli.fails("edit", "e", env={"EDITOR": "true", "VISUAL": ""})
+    assert error == "Error: edit e: no terminal for $EDITOR; give the changes as flags, --set/--unset or --json\n"
+    assert api.get("e").raw == before
