@@ -19,7 +19,7 @@ from .base import Context, pass_context
 TOKEN_ENV = "CELERYBEATREDIS_WEB_TOKEN"
 USERS_ENV = "CELERYBEATREDIS_WEB_USERS"
 ALLOWLIST_ENV = "CELERYBEATREDIS_TASK_ALLOWLIST"
-MISSING = "the web dashboard needs the web extra: install celerybeatredis[web] (pip install '.[web]' in the source checkout)"
+MISSING = "the web dashboard needs the web extra: pip install '.[web]' in the source checkout"
 
 
 def parse_bind(text: str) -> tuple[str, int]:
