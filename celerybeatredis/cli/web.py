@@ -63,6 +63,6 @@ def web_command(obj: Context, bind: str, read_only: bool, task_allowlist: str) -
     store = obj.store
     app = create_app(store, WebConfig(auth=auth, read_only=read_only, settings=settings))
     how = ", ".join(filter(None, ["token" if token else "", f"{len(users)} users" if users else "",
-                                  "read-only" if read_only else ""])) or "no authentication (loopback only)"
+                                  "read-only" if read_only else ""])) or "no authentication, loopback only"
     click.echo(f"dashboard of {store.tags} on http://{bind} ({how})", err=True)
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)

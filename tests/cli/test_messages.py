@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -10,11 +11,15 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import click
 import pytest
 
+from celerybeatredis.cli import main
+from celerybeatredis.cli.writing import add_command
 from celerybeatredis.store import ScheduleStore
 
 from ..support.cli import Cli
+from ..support.web import WebServer
 
 EVERY_5S = {"task": "tasks.s", "interval": {"every": 5, "period": "seconds"}}
 #: How each entry point points at another schedule, as the messages name it.
@@ -131,3 +136,47 @@ def test_edit_without_flags_and_without_a_terminal_refuses_in_one_line(cli: Cli,
     error = cli.fails("edit", "e", env={"EDITOR": "true", "VISUAL": ""})
     assert error == "Error: edit e: no terminal for $EDITOR; give the changes as flags, --set/--unset or --json\n"
     assert api.get("e").raw == before
+
+
+# --- wording ----------------------------------------------------------------------------------------------------
+
+
+def test_calendar_list_agrees_in_number(cli: Cli) -> None:
+    cli.ok("calendar", "set", "one", "--date", "2030-12-25", "--range", "2030-12-24:2030-12-31")
+    cli.ok("calendar", "set", "two", "--date", "2030-12-25", "--date", "2030-12-26")
+    listed = cli.ok("calendar", "list").splitlines()
+    assert listed == ["one: 1 date; 1 range", "two: 2 dates; 0 ranges"]
+
+
+def _commands(group: click.Group, ctx: click.Context) -> Iterator[tuple[str, click.Command]]:
+    for name in group.list_commands(ctx):
+        command = group.get_command(ctx, name)
+        assert command is not None
+        if isinstance(command, click.Group):
+            yield from ((f"{name} {sub}", c) for sub, c in _commands(command, ctx))
+        else:
+            yield name, command
+
+
+def test_every_option_of_every_command_has_help() -> None:
+    ctx = click.Context(main)
+    bare = [f"{name} {'/'.join(param.opts)}" for name, command in _commands(main, ctx) for param in command.params
+            if isinstance(param, click.Option) and not param.help and param.name != "help"]
+    assert bare == []
+
+
+def test_add_help_speaks_of_add_not_only_of_edit() -> None:
+    [timezone] = [param for param in add_command.params if param.name == "timezone"]
+    assert isinstance(timezone, click.Option) and timezone.help
+    assert "default: the app's" in timezone.help
+    assert not re.search(r"(?<!edit takes it )alone", timezone.help), timezone.help
+
+
+def test_the_dashboard_banner_has_no_parentheses_in_parentheses(redis_url: str, prefix: str, tag: str,
+                                                                api: ScheduleStore, tmp_path: Path) -> None:
+    server = WebServer(f"{redis_url}/0", prefix, log_dir=tmp_path).start()
+    try:
+        banner = next(line for line in server.output().splitlines() if line.startswith("dashboard of"))
+    finally:
+        server.stop()
+    assert banner == f"dashboard of {{{tag}}} on http://127.0.0.1:{server.port} (no authentication, loopback only)"
