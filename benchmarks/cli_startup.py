@@ -49,8 +49,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=10, help="Whole runs timed per command.")
     options = parser.parse_args()
     times = import_times(["--version"])
-    package = sum(own for name, (own, _) in times.items())
-    print(f"--version imports {len(times)} modules in {package / 1000:.0f} ms (-X importtime, self times summed)")
+    total = sum(own for own, _ in times.values())
+    print(f"--version imports {len(times)} modules in {total / 1000:.0f} ms (-X importtime, self times summed)")
     for name in HEAVY:
         if name in times:
             print(f"  {name:<28} {times[name][1] / 1000:7.1f} ms cumulative")
