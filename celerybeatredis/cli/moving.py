@@ -48,7 +48,8 @@ def export_command(obj: Context, file: IO[str], match: str | None) -> None:
             written += 1
             advance(1)
     file.flush()
-    click.echo(f"exported {written} entries" + (f" and {len(calendars)} calendars" if calendars else ""), err=True)
+    empty = f": {obj.where} holds no entries; {obj.elsewhere}" if not total and not calendars else ""
+    click.echo(f"exported {written} entries" + (f" and {len(calendars)} calendars" if calendars else "") + empty, err=True)
 
 
 @click.command("import")

@@ -35,6 +35,12 @@ def test_an_empty_list_names_the_schedule_it_read_and_how_to_choose_another(cli:
     assert footer == f"0 shown of 0 entries: {{{tag}}} at {url} holds no entries; {ELSEWHERE}"
 
 
+def test_an_empty_export_names_the_schedule_it_read(cli: Cli, tag: str, redis_url: str) -> None:
+    done = cli.run("export")
+    assert done.returncode == 0 and done.stdout == ""
+    assert done.stderr == f"exported 0 entries: {{{tag}}} at {redis_url}/0 holds no entries; {ELSEWHERE}\n"
+
+
 def test_the_list_of_a_schedule_with_entries_keeps_its_plain_footer(cli: Cli, api: ScheduleStore) -> None:
     api.add("a", EVERY_5S)
     assert cli.ok("list", "--match", "zzz*").strip().splitlines()[-1] == "0 shown of 1 entries"
