@@ -69,7 +69,7 @@ class RedisScheduler(Scheduler):
         self.http: Any = None
         if self.settings.http is not None and importlib.util.find_spec("prometheus_client") is None:
             raise BadSettings("celerybeat-redis: redis_scheduler_http needs prometheus_client: "
-                              "pip install 'celerybeat-redis[metrics]'")
+                              "pip install '.[metrics]' in the source checkout")
         self.clock = TickClock()
         self.codec = Codec(app, nowfun=self.clock.now)
         self.planner = Planner(self.codec, self.clock, self.settings)

@@ -19,10 +19,8 @@ from typing import Any
 from celery import Celery
 
 from .storage.connection import RedisClient, make_client, parse_url
-from .storage.keys import key_tag
+from .storage.keys import DEFAULT_PREFIX, DEFAULT_URL, key_tag
 
-DEFAULT_URL = "redis://localhost:6379/0"
-DEFAULT_PREFIX = "tasks:meta:"
 #: Broker URLs that name a Redis the schedule may share when no URL is set.
 BROKER_SCHEMES = ("redis://", "rediss://", "sentinel://")
 SENTINEL_TRANSPORT_OPTIONS = ("master_name", "sentinel_kwargs", "min_other_sentinels")

@@ -1,7 +1,8 @@
-"""The wheel carries the Lua scripts, and the package finds them there."""
+"""The wheel carries the Lua scripts, and the package finds them there; every install hint installs this package."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import zipfile
@@ -53,3 +54,24 @@ def test_readme_renders_as_restructuredtext_without_warnings() -> None:
     assert warnings.getvalue() == ""
     for image in ("throughput.png", "lateness.png"):
         assert (ROOT / "benchmarks" / "results" / "latest" / image).is_file()
+
+
+#: An install of the package index's ``celerybeat-redis`` (or ``celerybeatredis``), which is an old, unrelated package:
+#: ``pip install celerybeat-redis``, ``install 'celerybeat-redis[metrics]'``; a wheel file built here does not count.
+INDEX_INSTALL = re.compile(r"\binstall\s+(?:-\S+\s+)*[`'\"]*celerybeat[-_.]?redis(?![\w.-]*\.whl)", re.IGNORECASE)
+#: The one place that names it on purpose: README.rst's warning not to run it.
+WARNING = "Do not run ``pip install celerybeat-redis``"
+
+
+def test_every_install_hint_installs_this_package_not_the_index_one() -> None:
+    """Messages and docs say how to install an extra the way README.rst installs the package (from the checkout)."""
+    files = [*(ROOT / "celerybeatredis").rglob("*.py"), *(ROOT / "celerybeatredis" / "web" / "templates").rglob("*.html"),
+             *(ROOT / "docs").rglob("*.rst"), ROOT / "README.rst", ROOT / "setup.py", *(ROOT / "tests" / "support").rglob("*.py"),
+             *(ROOT / "benchmarks").glob("*.py")]
+    found = [f"{path.relative_to(ROOT)}:{number}: {line.strip()}"
+             for path in files for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+             if INDEX_INSTALL.search(line.replace(WARNING, ""))]
+    assert found == []
+    assert INDEX_INSTALL.search("redis_scheduler_http needs prometheus_client: pip install 'celerybeat-redis[metrics]'")
+    assert INDEX_INSTALL.search("install celerybeatredis[web]")
+    assert not INDEX_INSTALL.search("pip install dist/celerybeat_redis-1.0.0.dev0-py3-none-any.whl")

@@ -95,7 +95,16 @@ NO_TLS_ANSWERS = (
 
 def built_without_tls(output: str) -> bool:
     """Whether a server that exited said it cannot do TLS at all (and not, say, that its port was taken)."""
-    return any(answer.search(output) for answer in NO_TLS_ANSWERS)
+    return no_tls_reason("redis-server", output) is not None
+
+
+def no_tls_reason(binary: str, output: str) -> str | None:
+    """The one-line reason the TLS test skips with: the server's own no-TLS answer, its lines joined; None if it gave none."""
+    for answer in NO_TLS_ANSWERS:
+        found = answer.search(output)
+        if found:
+            return f"{binary} was built without TLS: " + " ".join(found.group(0).split())
+    return None
 
 
 class TLSRedis:
@@ -130,8 +139,9 @@ class TLSRedis:
         while True:
             if self.process.poll() is not None:
                 out = self.process.stdout.read().decode(errors="replace") if self.process.stdout else ""
-                if built_without_tls(out):
-                    pytest.skip(f"{self.binary} was built without TLS: {out.strip()[-200:]}")
+                reason = no_tls_reason(self.binary, out)
+                if reason:
+                    pytest.skip(reason)
                 raise RuntimeError(f"TLS redis-server {self.binary} did not start:\n{out}")
             try:
                 with self.client() as conn:
@@ -207,6 +217,8 @@ def test_only_the_servers_own_no_tls_answer_skips_the_tls_test() -> None:
     redis_62 = "*** FATAL CONFIG FILE ERROR (Redis 6.2.14) ***\nReading the configuration file, at line 3\n" \
                ">>> 'tls-port \"16999\"'\nBad directive or wrong number of arguments\n"
     assert built_without_tls(redis_62)
+    assert no_tls_reason("/usr/bin/redis-server", redis_62) == ("/usr/bin/redis-server was built without TLS: >>> "
+                                                               "'tls-port \"16999\"' Bad directive or wrong number of arguments")
     assert built_without_tls("# Failed finding connection listener of tls\n")
     clash = "# Warning: Could not create server TCP listening socket *:6380: bind: Address already in use\n" \
             "# Failed listening on port 6380 (tls), aborting.\n"

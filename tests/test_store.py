@@ -192,7 +192,7 @@ def test_a_stored_schedule_celery_refuses_reads_as_invalid(api: ScheduleStore, c
     client.hset(api.sharded.keys.schedule, "feb", json.dumps({"task": "t.x", "crontab": crontab_doc}))
     entry = api.get("feb")
     assert entry.status == "invalid" and entry.invalid_reason is not None
-    assert entry.invalid_reason.startswith("entry 'feb': ") and "field 'crontab.day_of_month': day '31' never occurs" in entry.invalid_reason
+    assert entry.invalid_reason.startswith("entry 'feb': field 'crontab.day_of_month': day '31' never occurs")
     assert [e.name for e in api.list().items] == ["feb"]
     with pytest.raises(InvalidDefinition, match=r"entry 'feb': .*never occurs"):
         api.next_runs("feb")

@@ -1,4 +1,4 @@
-"""What every command shares: where the schedule is, errors as one line, the --json flag, helpers."""
+"""What every command shares: where the schedule is, errors as one line naming it, the --json flag, helpers."""
 
 from __future__ import annotations
 
@@ -14,9 +14,11 @@ import click
 import redis
 from celery import Celery
 
-from ..exceptions import CeleryBeatRedisError
+from ..definitions.calendars import CalendarNotFound
+from ..exceptions import CeleryBeatRedisError, EntryNotFound
 from ..settings import Settings, mask_url
 from ..storage.connection import parse_url
+from ..storage.keys import key_tag
 from ..store import ScheduleStore
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -46,20 +48,40 @@ class Context:
         return self._store
 
 
-class ManageGroup(click.Group):
-    """Turns the package's errors and Redis errors into one-line messages with exit code 1."""
+    @property
+    def where(self) -> str:
+        """The schedule the commands read, for messages: ``{T} at redis://...`` (password masked)."""
+        tags = self._store.tags if self._store is not None else f"{{{key_tag(self.prefix)}}}"
+        return f"{tags} at {mask_url(self.url)}"
 
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except CeleryBeatRedisError as exc:
-            raise click.ClickException(str(exc)) from None
-        except redis.ConnectionError as exc:
-            obj = ctx.find_object(Context)
-            where = f" at {mask_url(obj.url)}" if obj else ""
-            raise click.ClickException(f"cannot reach Redis{where}: {exc}") from None
-        except redis.RedisError as exc:
-            raise click.ClickException(f"Redis error: {exc}") from None
+    @property
+    def elsewhere(self) -> str:
+        """How to point the commands at another schedule, as this entry point takes it."""
+        if self.app is not None:
+            return "another schedule: --url and --prefix, or the app's redis_scheduler_url and redis_scheduler_key_prefix"
+        return "another schedule: --url and --prefix, or CELERYBEATREDIS_URL and CELERYBEATREDIS_PREFIX"
+
+
+@contextmanager
+def one_line_errors(ctx: click.Context) -> Iterator[None]:
+    """The package's errors and Redis errors as one-line messages with exit code 1, naming the schedule they concern."""
+    try:
+        yield
+    except (CeleryBeatRedisError, redis.RedisError) as exc:
+        raise click.ClickException(_one_line(exc, ctx.find_object(Context))) from None
+
+
+def _one_line(exc: Exception, obj: Context | None) -> str:
+    at = f" at {mask_url(obj.url)}" if obj else ""
+    if isinstance(exc, (EntryNotFound, CalendarNotFound)) and obj:
+        return f"{exc} in {obj.where}; {obj.elsewhere}"
+    if isinstance(exc, redis.ConnectionError):
+        return f"cannot reach Redis{at}: {exc}"
+    if isinstance(exc, redis.exceptions.InvalidResponse):
+        return f"the server{at} is not a Redis server (its answer is not in Redis's protocol)"
+    if isinstance(exc, redis.RedisError):
+        return f"Redis error{at}: {exc}"
+    return str(exc)
 
 
 def check_url(url: str, cluster: bool) -> str:

@@ -88,9 +88,13 @@ def _summary(calendar: object) -> str:
     if isinstance(calendar, InvalidCalendar):
         return f"invalid: {calendar.field}: {calendar.message}"
     doc = calendar.to_json()  # type: ignore[attr-defined]
-    parts = [f"{len(doc['dates'])} dates", f"{len(doc['ranges'])} ranges"]
+    parts = [_count(len(doc["dates"]), "date"), _count(len(doc["ranges"]), "range")]
     if doc["weekdays"]:
         parts.append(",".join(doc["weekdays"]))
     if doc.get("description"):
         parts.append(doc["description"])
     return "; ".join(parts)
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"

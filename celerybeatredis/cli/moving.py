@@ -49,13 +49,15 @@ def export_command(obj: Context, file: IO[str], match: str | None) -> None:
             written += 1
             advance(1)
     file.flush()
-    click.echo(f"exported {written} entries" + (f" and {len(calendars)} calendars" if calendars else ""), err=True)
+    empty = f": {obj.where} holds no entries; {obj.elsewhere}" if not total and not calendars else ""
+    click.echo(f"exported {written} entries" + (f" and {len(calendars)} calendars" if calendars else "") + empty, err=True)
 
 
 @click.command("import")
 @click.argument("file", type=click.File("r", encoding="utf-8"))
 @click.option("--skip-invalid", is_flag=True, help="Import the valid lines and report the others (default: import nothing).")
-@click.option("--batch-size", type=click.IntRange(min=1), default=1000, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="Entries written to Redis per call (each call writes its entries with their run state).")
 @pass_context
 def import_command(obj: Context, file: IO[str], skip_invalid: bool, batch_size: int) -> None:
     """Add or update entries from JSON lines in FILE ('-' for stdin); safe to repeat."""
@@ -170,7 +172,8 @@ def migrate_command(obj: Context, kind: str, old_prefix: str | None, source_url:
 @click.option("--to", "shards", required=True, type=click.IntRange(min=1), help="The new number of shards.")
 @click.option("--from", "from_shards", type=click.IntRange(min=1),
               help="The current number of shards (default: the one recorded in Redis, else 1).")
-@click.option("--batch-size", type=click.IntRange(min=1), default=500, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=500, show_default=True,
+              help="Entries moved per script call.")
 @pass_context
 def reshard_command(obj: Context, shards: int, from_shards: int | None, batch_size: int) -> None:
     """Move every entry, with its run state, to its shard under a new shard count; safe to repeat."""

@@ -64,8 +64,11 @@ def list_command(obj: Context, match: str | None, task_glob: str | None, statuse
         return
     if rows or not shown:
         click.echo(table(LIST_HEADERS, rows))
+    total = store.count()
     note = "; more match: use --limit 0 or a filter" if more else ""
-    click.echo(f"{shown} shown of {store.count()} entries{note}")
+    if not total:
+        note = f": {obj.where} holds no entries; {obj.elsewhere}"
+    click.echo(f"{shown} shown of {total} entries{note}")
 
 
 def _upcoming(store: ScheduleStore, page: int = 500) -> Iterator[Entry]:

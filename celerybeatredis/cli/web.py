@@ -19,7 +19,7 @@ from .base import Context, pass_context
 TOKEN_ENV = "CELERYBEATREDIS_WEB_TOKEN"
 USERS_ENV = "CELERYBEATREDIS_WEB_USERS"
 ALLOWLIST_ENV = "CELERYBEATREDIS_TASK_ALLOWLIST"
-MISSING = "the web dashboard needs the web extra: install celerybeatredis[web] (pip install '.[web]' in the source checkout)"
+MISSING = "the web dashboard needs the web extra: pip install '.[web]' in the source checkout"
 
 
 def parse_bind(text: str) -> tuple[str, int]:
@@ -63,6 +63,6 @@ def web_command(obj: Context, bind: str, read_only: bool, task_allowlist: str) -
     store = obj.store
     app = create_app(store, WebConfig(auth=auth, read_only=read_only, settings=settings, redis_url=obj.url))
     how = ", ".join(filter(None, ["token" if token else "", f"{len(users)} users" if users else "",
-                                  "read-only" if read_only else ""])) or "no authentication (loopback only)"
+                                  "read-only" if read_only else ""])) or "no authentication, loopback only"
     click.echo(f"dashboard of {store.tags} on http://{bind} ({how})", err=True)
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)

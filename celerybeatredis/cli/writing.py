@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import sys
 import tempfile
 from collections.abc import Callable
 from typing import Any
@@ -90,9 +91,14 @@ def edit_command(obj: Context, name: str, definition_json: str | None, sets: tup
         check_task(obj, name, changes.get("task", entry.task), allow_unregistered, entry.task)
         changed = _update(store, name, changes)
     else:
+        if not sys.stdin.isatty():
+            raise click.ClickException(f"edit {name}: no terminal for $EDITOR; give the changes as flags, --set/--unset "
+                                       "or --json")
         changed = _edit_in_editor(store, entry, lambda doc: check_task(obj, name, doc.get("task"), allow_unregistered,
                                                                        entry.task))
     click.echo(f"updated {name}" if changed else f"{name} unchanged")
+    if changed and entry.static:
+        _static_note([name])
 
 
 def _update(store: ScheduleStore, name: str, changes: dict[str, Any]) -> bool:
@@ -136,13 +142,26 @@ def _edit_in_editor(store: ScheduleStore, entry: Entry, check: Callable[[dict[st
                                    f"is in {kept.name} (celerybeatredis show {shlex.quote(entry.name)} shows the entry now)") from None
 
 
-def _existing(store: ScheduleStore, names: tuple[str, ...], missing_ok: bool = False) -> list[str]:
+def _existing(store: ScheduleStore, names: tuple[str, ...], missing_ok: bool = False, changes: bool = True) -> list[str]:
+    """The names that exist (else one line naming the schedule); ``changes``: a note on those beat puts back."""
     found = store.find(list(names))
     missing = [n for n, e in zip(names, found) if e is None]
     if missing and not missing_ok:
+        obj = click.get_current_context().find_object(Context)
+        where = f" in {obj.where}; {obj.elsewhere}" if obj else ""
         raise EntryNotFound(missing[0]) if len(missing) == 1 else click.ClickException(
-            f"no entries named {', '.join(repr(n) for n in missing)}; nothing changed")
+            f"no entries named {', '.join(repr(n) for n in missing)}{where}; nothing changed")
+    if changes:
+        _static_note([e.name for e in found if e is not None and e.static])
     return [n for n, e in zip(names, found) if e is not None]
+
+
+def _static_note(names: list[str]) -> None:
+    """One line on stderr: a change to a ``beat_schedule`` entry lasts until beat next starts and syncs it."""
+    if names:
+        which = f"{names[0]} comes" if len(names) == 1 else f"{', '.join(names)} come"
+        click.echo(f"note: {which} from beat_schedule: the next beat start puts the code's version back "
+                   "(change beat_schedule to keep it)", err=True)
 
 
 @click.command("remove")
@@ -182,7 +201,7 @@ disable_command = _switch_command(False)
 @pass_context
 def run_now_command(obj: Context, names: tuple[str, ...]) -> None:
     """Have beat send entries at once (counts as a run)."""
-    existing = _existing(obj.store, names)
+    existing = _existing(obj.store, names, changes=False)
     obj.store.run_now_names(existing)
     for name in existing:
         click.echo(f"{name} runs within a second (if a beat is running)")

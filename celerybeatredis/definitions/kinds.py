@@ -246,7 +246,7 @@ register(ScheduleKind(
     from_celery=_crontab_from_celery,
     describe=_describe_crontab,
     flags=(Flag(name="cron", help="Crontab: 'minute hour day-of-month month day-of-week', e.g. '*/5 * * * *'."),
-           Flag(name="timezone", help="IANA time zone of --cron (default: the app's); alone, changes a crontab's zone.")),
+           Flag(name="timezone", help="IANA time zone of --cron (default: the app's); edit takes it alone to change a crontab's zone.")),
     from_flags=_crontab_from_flags,
 ))
 

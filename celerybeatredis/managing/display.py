@@ -44,18 +44,19 @@ _POLICIES: dict[tuple[str, Any], str] = {("overlap", "skip"): ", skip if running
 
 
 def duration(seconds: float) -> str:
-    """``3m``, ``1h5m``, ``2d3h``: the two largest units."""
+    """``3m``, ``1h5m``, ``8h0m48s``: every unit from the largest to the smallest that is not zero, none skipped between
+    (``8h48s`` would read as eight hours and change)."""
     left = round(abs(seconds))
     if left == 0:
         return "0s"
-    parts = []
+    parts: list[tuple[int, str]] = []
     for unit, size in _UNITS:
-        if left >= size:
-            parts.append(f"{left // size}{unit}")
-            left %= size
-        if len(parts) == 2:
-            break
-    return "".join(parts)
+        count, left = divmod(left, size)
+        if count or parts:
+            parts.append((count, unit))
+    while not parts[-1][0]:
+        parts.pop()
+    return "".join(f"{count}{unit}" for count, unit in parts)
 
 
 def relative(when: datetime, now: datetime) -> str:

@@ -12,6 +12,10 @@ import math
 import zlib
 from dataclasses import dataclass, field, fields
 
+#: Where a schedule is when nothing else says: its Redis URL and key prefix (kept here, with the key names, so
+#: that the command line reads them without loading a Redis client).
+DEFAULT_URL = "redis://localhost:6379/0"
+DEFAULT_PREFIX = "tasks:meta:"
 #: Due score of an entry that never runs again (disabled, finished, quarantined).
 NEVER = math.inf
 #: Due score meaning "dispatch now, as a run" (run_now).

@@ -229,7 +229,7 @@ def test_edit_with_json_and_in_the_editor(cli: Cli, api: ScheduleStore) -> None:
     api.add("e", "tasks.old", timedelta(seconds=5), description="keep")
     cli.ok("edit", "e", "--json", '{"task": "tasks.new", "interval": {"every": 1, "period": "minutes"}}')
     assert doc(api, "e") == {"task": "tasks.new", "interval": {"every": 1, "period": "minutes"}}
-    cli.ok("edit", "e", env={"EDITOR": "sed -i -e s/tasks.new/tasks.edited/", "VISUAL": ""})
+    cli.ok("edit", "e", env={"EDITOR": "sed -i -e s/tasks.new/tasks.edited/", "VISUAL": ""}, tty=True)
     assert doc(api, "e")["task"] == "tasks.edited"
 
 
@@ -263,7 +263,7 @@ def test_edit_bad_input_changes_nothing(cli: Cli, api: ScheduleStore, client: re
                                         args: list[str], env: dict | None, message: str) -> None:
     api.add("e", "tasks.e", timedelta(seconds=5))
     before = snapshot(client, tag)
-    assert message in cli.fails("edit", "e", *args, env=env)
+    assert message in cli.fails("edit", "e", *args, env=env, tty=True)
     assert snapshot(client, tag) == before
 
 

@@ -193,7 +193,7 @@ def test_beat_quarantines_an_entry_whose_calendar_is_gone(app: Celery, store: Re
 def test_cli_calendar_commands(cli: Cli, api: ScheduleStore) -> None:
     assert cli.ok("calendar", "set", "holidays-de", "--date", "2026-12-25", "--range", "2026-12-31:2027-01-01",
                   "--weekday", "sun", "--description", "Germany") == "created calendar holidays-de\n"
-    assert cli.ok("calendar", "list") == "holidays-de: 1 dates; 1 ranges; sun; Germany\n"
+    assert cli.ok("calendar", "list") == "holidays-de: 1 date; 1 range; sun; Germany\n"
     shown = cli.ok("calendar", "show", "holidays-de")
     assert "dates:       2026-12-25" in shown and "ranges:      2026-12-31..2027-01-01" in shown
     assert json.loads(cli.ok("calendar", "show", "holidays-de", "--json"))["weekdays"] == ["sun"]

@@ -1,4 +1,5 @@
-"""``show`` says why an entry never runs again: disabled, quarantined, one run done, max_run_count, expires."""
+"""Entries in words: why ``show`` says an entry never runs again (disabled, quarantined, one run done, max_run_count,
+expires), and durations."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 import pytest
 from celery import Celery
 
-from celerybeatredis.managing.display import why_never
+from celerybeatredis.managing.display import duration, relative, why_never
 from celerybeatredis.storage.redis_store import RedisStore
 from celerybeatredis.store import ScheduleStore
 
@@ -49,3 +50,16 @@ def test_a_scheduled_entry_has_no_reason(api: ScheduleStore, store: RedisStore, 
     api.disable("e")
     store.client.zadd(store.keys.due, {"e": math.inf})
     assert "why never: disabled (enabled is false)" in cli.ok("show", "e")
+
+
+@pytest.mark.parametrize(("seconds", "words"), [
+    (0, "0s"), (59, "59s"), (60, "1m"), (61, "1m1s"), (3600, "1h"), (8 * 3600 + 48, "8h0m48s"), (3903, "1h5m3s"),
+    (86400 + 5, "1d0h0m5s"), (2 * 86400 + 3 * 3600, "2d3h"), (-125, "2m5s"),
+])
+def test_a_duration_shows_every_unit_between_its_largest_and_smallest(seconds: float, words: str) -> None:
+    assert duration(seconds) == words
+
+
+def test_relative_times_read_with_no_unit_skipped() -> None:
+    now = datetime(2030, 1, 1, tzinfo=timezone.utc)
+    assert relative(datetime(2030, 1, 1, 8, 0, 48, tzinfo=timezone.utc), now) == "in 8h0m48s"

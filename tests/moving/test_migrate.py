@@ -325,5 +325,5 @@ def test_celery_plugin_reads_the_apps_settings(tmp_path: Path, redis_url: str, p
     assert not api.get("dynamic").static
 
     bad = celery_schedule(tmp_path, "show", "ghost")
-    assert bad.returncode == 1 and bad.stderr == "Error: no entry named 'ghost'\n"
+    assert bad.returncode == 1 and bad.stderr.startswith(f"Error: no entry named 'ghost' in {{{prefix.rstrip(':')}}} at ")
     assert celery_schedule(tmp_path, "--prefix", "{x}", "list").returncode == 2

@@ -163,7 +163,7 @@ def test_http_without_prometheus_client_names_the_setting_and_extra(monkeypatch:
     monkeypatch.setitem(sys.modules, "prometheus_client", None)  # as if it were not installed
     app = Celery("bad", set_as_current=False)
     app.conf.redis_scheduler_http = "127.0.0.1:9808"
-    with pytest.raises(BadSettings, match=r"redis_scheduler_http needs prometheus_client: .*celerybeat-redis\[metrics\]"):
+    with pytest.raises(BadSettings, match=r"redis_scheduler_http needs prometheus_client: pip install '\.\[metrics\]' in the source"):
         RedisScheduler(app, lazy=True)
 
 

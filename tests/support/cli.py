@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pty
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -22,11 +23,20 @@ class Cli:
     prefix: str
 
     def run(self, *args: str, input: str | None = None, env: dict[str, str] | None = None,
-            cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-        """Run ``celerybeatredis ARGS`` and capture its output."""
+            cwd: Path | None = None, tty: bool = False) -> subprocess.CompletedProcess[str]:
+        """Run ``celerybeatredis ARGS`` and capture its output; ``tty``: its stdin is a terminal (``input`` typed on it)."""
         full_env = dict(os.environ, CELERYBEATREDIS_URL=self.url, CELERYBEATREDIS_PREFIX=self.prefix, **(env or {}))
-        return subprocess.run([SCRIPT, *args], input=input, capture_output=True, text=True, env=full_env,
-                              cwd=cwd, timeout=120)
+        if not tty:
+            return subprocess.run([SCRIPT, *args], input=input, capture_output=True, text=True, env=full_env,
+                                  cwd=cwd, timeout=120)
+        typist, terminal = pty.openpty()
+        try:
+            os.write(typist, (input or "").encode())
+            return subprocess.run([SCRIPT, *args], stdin=terminal, capture_output=True, text=True, env=full_env,
+                                  cwd=cwd, timeout=120)
+        finally:
+            os.close(typist)
+            os.close(terminal)
 
     def ok(self, *args: str, **kwargs: Any) -> str:
         """Run, expect exit code 0, return stdout."""

@@ -194,7 +194,7 @@ def test_without_the_web_extra_the_command_says_what_to_install(redis_url: str, 
                           env={**os.environ, "CELERYBEATREDIS_URL": f"{redis_url}/0", "CELERYBEATREDIS_PREFIX": prefix})
     assert done.returncode == 1
     assert done.stderr == f"Error: {MISSING}\n"
-    assert "celerybeatredis[web]" in MISSING
+    assert "pip install '.[web]'" in MISSING
 
 
 def test_the_scheduler_imports_nothing_of_the_web_extra() -> None:
