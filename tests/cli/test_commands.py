@@ -240,7 +240,7 @@ def test_an_edit_in_the_editor_over_a_pause_made_meanwhile_writes_nothing(cli: C
     editor.write_text(f'#!/bin/sh\n{SCRIPT} pause e --reason "disk full" --by ops >/dev/null || exit 3\n'
                       'sed -i -e s/tasks.e/tasks.edited/ "$1"\n')
     editor.chmod(0o755)
-    error = cli.fails("edit", "e", env={"EDITOR": str(editor), "VISUAL": ""})
+    error = cli.fails("edit", "e", env={"EDITOR": str(editor), "VISUAL": ""}, tty=True)
     assert "entry 'e' changed since the editor opened; nothing written; your text is in " in error
     kept = Path(re.search(r"your text is in (\S+)", error).group(1))  # type: ignore[union-attr]
     try:
