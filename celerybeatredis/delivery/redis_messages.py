@@ -8,7 +8,8 @@ replaced: the commands are kept, so beat can write them itself (in the commit's
 Lua call, for ``exactly-once``). What reaches Redis is what ``send_task`` would
 have written, byte for byte but for the task id and timestamps. The first run
 of each task and options is kept as a shape (:class:`RedisShapes`, the rules in
-:mod:`.shapes`) and later runs are filled in from it. :class:`RedisWriter`
+:mod:`.shapes`) and later runs are filled in from it, their ``task-sent`` event
+too when Celery sends one. :class:`RedisWriter`
 writes a batch to the broker in one round trip; :class:`Pipelined` publishes a
 batch through kombu in one write, on transports whose messages beat does not
 write itself.

@@ -15,12 +15,13 @@ import redis
 from celery import Celery
 from celery.beat import Scheduler
 from celery.utils import uuid
+from kombu import Connection, Queue
 
 from celerybeatredis.delivery.redis_messages import RedisShapes, capturing
 from celerybeatredis.delivery.shapes import render
 from celerybeatredis.storage.redis_store import RedisStore
 
-from ..support.helpers import entries, first_interval, sent
+from ..support.helpers import T0, entries, first_interval, sent, ticks, unhurried
 from ..support.processes import wait_until
 
 #: Fields of a ``task-sent`` event that differ between two sends of one task.
@@ -101,6 +102,37 @@ def test_every_run_emits_task_sent_and_the_batch_is_filled_in_from_one_shape(
         assert event["queue"] == app.conf.task_default_queue
     assert len({e["clock"] for e in emitted}) == 20, "each event forwards the logical clock"
     assert len(built) < 20, f"every run was built by Celery: {len(built)}"
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("mode", ["at-most-once", "at-least-once"])
+def test_on_rabbitmq_every_run_emits_task_sent_and_the_batch_is_filled_in_from_one_shape(
+        app: Celery, store: RedisStore, rabbitmq_url: str, mode: str) -> None:
+    app.conf.update(broker_url=rabbitmq_url, task_send_sent_event=True, redis_scheduler_delivery=mode,
+                    redis_scheduler_batch_size=8)
+    events = Events(app)
+    try:
+        names = entries(store, 20)
+        sched = unhurried(app)
+        try:
+            sched.tick(now=T0)
+            ticks(sched, T0 + 10)
+            sched.publisher.settle()
+            published = sched.publisher.confirms.published
+            shapes = sched.publisher.messages.amqp_shapes
+            kept = len(shapes.kept) if shapes is not None else 0
+        finally:
+            sched.close()
+        wait_until(lambda: len(events.sent()) >= 20, timeout=10, what="20 task-sent events")
+    finally:
+        events.stop()
+        with Connection(rabbitmq_url) as conn:
+            Queue(app.conf.task_default_queue, channel=conn.default_channel).delete()
+    emitted = events.sent()
+    assert sorted(e["args"] for e in emitted) == sorted(repr([name]) for name in names)
+    assert len({e["uuid"] for e in emitted}) == len({e["clock"] for e in emitted}) == 20
+    assert published == 40, "each run's message and its event went out on the confirm channel"
+    assert kept == 1, "the runs after the first were filled in from its shape"
 
 
 def test_a_filled_in_sent_event_is_what_celery_sends(redis_url: str, prefix: str) -> None:
