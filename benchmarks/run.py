@@ -101,7 +101,8 @@ class Bench:
         self.client = redis.Redis.from_url(f"{server.url}/0")
         self.broker = redis.Redis.from_url(f"{server.url}/1")
         self.subjects = {k: SUBJECTS[k](server.url, workdir) for k in args.schedulers.split(",")}
-        self.results: Results = {k: {} for k in [*self.subjects, "plain", "plain-events"]}
+        loops = ["plain", "plain-events"] if "ours-events" in self.subjects else ["plain"]
+        self.results: Results = {k: {} for k in [*self.subjects, *loops]}
         self.insert_rates: dict[str, float] = {}
 
     # --- helpers -----------------------------------------------------------------
