@@ -16,12 +16,14 @@ import redis
 from celery import Celery
 from celery.beat import ScheduleEntry, Scheduler
 from celery.utils import uuid
+from kombu import Connection, Queue
 
 from celerybeatredis.delivery.observing import apply_entry_wrapped, tracer
 from celerybeatredis.schedulers import RedisScheduler
 from celerybeatredis.storage.redis_store import RedisStore
 
 from ..support.helpers import T0, entries, first_interval, put, sent
+from ..support.processes import wait_until
 
 
 def monitored(seen: list[str]) -> Callable[..., Any]:
@@ -53,6 +55,35 @@ def test_a_wrapped_apply_entry_sees_every_run_and_heads_its_message(
     assert sorted(seen) == names
     assert sorted(m.headers["periodic_task_name"] for m in messages) == names
     assert len({m.headers["monitor-check-in"] for m in messages}) == 20, "each run's message has its own headers"
+
+
+@pytest.mark.e2e
+def test_on_rabbitmq_a_wrapped_apply_entry_sees_every_run_and_heads_its_message(
+        app: Celery, store: RedisStore, rabbitmq_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    app.conf.update(broker_url=rabbitmq_url, redis_scheduler_delivery="at-least-once", redis_scheduler_batch_size=8)
+    seen: list[str] = []
+    monkeypatch.setattr(Scheduler, "apply_entry", monitored(seen))
+    names = entries(store, 20)
+    queue = app.conf.task_default_queue
+    try:
+        assert first_interval(app) == "at-least-once"
+        with Connection(rabbitmq_url) as conn:
+            channel = conn.default_channel
+            got: list[Any] = []
+
+            def taken() -> bool:
+                while (message := channel.basic_get(queue, no_ack=True)) is not None:
+                    got.append(message)
+                return len(got) >= 20
+
+            wait_until(taken, timeout=10, what="20 messages")
+    finally:
+        with Connection(rabbitmq_url) as conn:
+            Queue(queue, channel=conn.default_channel).delete()
+    headers = [m.properties["application_headers"] for m in got]
+    assert sorted(seen) == names
+    assert sorted(h["periodic_task_name"] for h in headers) == names
+    assert len({h["monitor-check-in"] for h in headers}) == 20
 
 
 def test_a_run_the_task_refuses_is_quarantined_through_a_wrapped_apply_entry(
