@@ -45,7 +45,9 @@ setup(
         # it starts the server extra's redis-server where none is on PATH, and builds the docs (warnings are errors).
         # The dashboard's tests drive the distribution's Chromium with Playwright (its own browser download is not used).
         "test": ["pytest>=7", "pytest-timeout", "pytest-xdist", "hypothesis>=6", "ephem", "ruff", "mypy", "libfaketime", "docutils",
-                 *BENCH, *SERVER, *DOCS, *METRICS, *WEB, "playwright>=1.40"],
+                 *BENCH, *SERVER, *DOCS, *METRICS, *WEB, "playwright>=1.40",
+                 # What users watch runs with (docs/observing.rst), tested against the real libraries.
+                 "sentry-sdk>=2", "opentelemetry-sdk", "opentelemetry-instrumentation-celery"],
         "bench": BENCH,
         "docs": DOCS,
         "metrics": METRICS,

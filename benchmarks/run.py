@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import math
 import shutil
 import sys
@@ -100,7 +101,8 @@ class Bench:
         self.client = redis.Redis.from_url(f"{server.url}/0")
         self.broker = redis.Redis.from_url(f"{server.url}/1")
         self.subjects = {k: SUBJECTS[k](server.url, workdir) for k in args.schedulers.split(",")}
-        self.results: Results = {k: {} for k in [*self.subjects, "plain"]}
+        loops = ["plain", "plain-events"] if "ours-events" in self.subjects else ["plain"]
+        self.results: Results = {k: {} for k in [*self.subjects, *loops]}
         self.insert_rates: dict[str, float] = {}
 
     # --- helpers -----------------------------------------------------------------
@@ -259,30 +261,45 @@ class Bench:
 
     def e2e(self, n: int) -> None:
         """Real beat processes and a Redis broker, against a plain ``send_task`` loop."""
+        plain = self.plain(n, {})
+        if plain is None:
+            return
+        self.record("plain", n, e2e=plain)
+        plain_events: float | None = None
+        if "ours-events" in self.subjects:  # beat with sent events is also set against the loop sending them
+            plain_events = self.plain(n, {"task_send_sent_event": True})
+            if plain_events is not None:
+                self.record("plain-events", n, e2e=plain_events)
+        for key, subject in self.subjects.items():
+            if not self.runs(key, n):
+                continue
+            one = self.beats(subject, n, 1, plain)
+            if key == "ours-events" and one and plain_events:
+                self.log(f"{subject.label}: {one / plain_events:.2f}x the plain loop with sent events")
+                self.record(key, n, e2e_events_ratio=one / plain_events)
+            if key == "ours" and one:
+                two = self.beats(subject, n, 2, plain)
+                if two:
+                    self.record(key, n, e2e_two=two, e2e_two_ratio=two / one)
+
+    def plain(self, n: int, conf: dict[str, Any]) -> float | None:
+        """The plain ``send_task`` loop's messages per second, with the app settings ``conf``."""
         self.flush()
         due = Timed(n).due_n
-        broker = f"{self.server.url}/1"
-        config = procs.write_app(self.workdir, broker, {}, TASK)
+        config = procs.write_app(self.workdir, f"{self.server.url}/1", conf, TASK)
         start = time.time() + 3.0
         loop = procs.Plain(self.workdir, config, due, start)
         try:
             arrivals = procs.watch_queue(self.broker, due + 1, due / 100.0 + 30.0, [loop])
         finally:
             loop.stop()
+        label = f"plain send_task loop{' ' + json.dumps(conf) if conf else ''}"
         if arrivals.last is None:
-            self.log(f"plain send_task loop: only {arrivals.count} of {due + 1} messages")
-            return
-        plain = due / (arrivals.last - start)
-        self.log(f"plain send_task loop: {plain:,.0f}/s ({due} messages)")
-        self.record("plain", n, e2e=plain)
-        for key, subject in self.subjects.items():
-            if not self.runs(key, n):
-                continue
-            one = self.beats(subject, n, 1, plain)
-            if key == "ours" and one:
-                two = self.beats(subject, n, 2, plain)
-                if two:
-                    self.record(key, n, e2e_two=two, e2e_two_ratio=two / one)
+            self.log(f"{label}: only {arrivals.count} of {due + 1} messages")
+            return None
+        rate = due / (arrivals.last - start)
+        self.log(f"{label}: {rate:,.0f}/s ({due} messages)")
+        return rate
 
     def beats(self, subject: Subject, n: int, count: int, plain: float) -> float | None:
         """Run ``count`` beat processes on a fresh schedule; their dispatches per second."""

@@ -231,6 +231,17 @@ class OursAtLeastOnce(Ours):
     delivery = "at-least-once"
 
 
+class OursEvents(Ours):
+    """celerybeat-redis (``at-most-once``) with ``task_send_sent_event`` on: each run's ``task-sent`` event too."""
+
+    key = "ours-events"
+    label = "celerybeat-redis with sent events"
+    prefix = "bench:ours-events:"
+
+    def conf(self) -> dict[str, Any]:
+        return dict(super().conf(), task_send_sent_event=True)
+
+
 class OursExactlyOnce(Ours):
     """celerybeat-redis with ``exactly-once`` delivery: its schedule in the broker's database (db 1), whose
     commits write the task messages."""
@@ -386,5 +397,6 @@ class CeleryPersistent(Subject):
 
 
 SUBJECTS: dict[str, type[Subject]] = {"ours": Ours, "ours-atleast": OursAtLeastOnce, "ours-exactly": OursExactlyOnce,
+                                      "ours-events": OursEvents,
                                       "redbeat": RedBeat,
                                       "celery": CeleryPersistent}

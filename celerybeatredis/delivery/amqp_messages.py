@@ -7,12 +7,14 @@ it goes are kept, so beat can publish a batch of them on a channel in confirm
 mode (:mod:`.confirms`). As on Redis (:mod:`.redis_messages`), the first run of each
 task and options is built by Celery and kept as a shape; later runs copy it
 with their own task id, body, ``argsrepr`` / ``kwargsrepr`` and
-``periodic_task_name``.
+``periodic_task_name``, and their own ``task-sent`` event when Celery sends
+one (``task_send_sent_event``).
 """
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from struct import pack
@@ -22,6 +24,7 @@ import amqp
 from amqp.serialization import dumps
 from celery import Celery
 from kombu import Producer
+from kombu.utils.json import dumps as json_dumps
 
 from .shapes import Body, KeptShapes, ShapeRules
 
@@ -103,6 +106,8 @@ class AmqpShape(NamedTuple):
     parts: list[bytes | str]
     outgoing: list[tuple[str, str, bool, bool]]
     embed: Any
+    #: The ``task-sent`` event published with it (``task_send_sent_event``): its first message, its fields decoded.
+    events: list[tuple[Outgoing, dict[str, Any]]] = []
 
 
 #: The values a run sets in a shape: its task id (in the headers ``id``, ``root_id`` and the property
@@ -121,7 +126,7 @@ class AmqpShapes:
     """
 
     def __init__(self, app: Celery, generation: int = 0) -> None:
-        self.rules = ShapeRules(app, body_encoding="text")
+        self.rules = ShapeRules(app, body_encoding="text", events=True)
         #: The confirm channel's generation the shapes were learned on (:class:`.confirms.ConfirmChannel`).
         self.generation = generation
         self.kept: KeptShapes[AmqpShape] = KeptShapes()
@@ -132,13 +137,21 @@ class AmqpShapes:
         values = {TASK_ID: task_id, "argsrepr": argsrepr, "kwargsrepr": kwargsrepr, "periodic_task_name": name}
         properties = fill(shape.parts, values)
         data = body.encode("utf-8")
-        return [Outgoing(exchange=exchange, routing_key=routing_key, mandatory=mandatory, immediate=immediate,
-                         properties=properties, body=data) for exchange, routing_key, mandatory, immediate in shape.outgoing]
+        out = [Outgoing(exchange=exchange, routing_key=routing_key, mandatory=mandatory, immediate=immediate,
+                        properties=properties, body=data) for exchange, routing_key, mandatory, immediate in shape.outgoing]
+        for message, event in shape.events:  # as Celery's event dispatcher publishes it: the clock forwarded, time now
+            fields = {**event, "uuid": task_id, "root_id": task_id, "args": argsrepr, "kwargs": kwargsrepr,
+                      "clock": self.rules.app.clock.forward(), "timestamp": time.time()}
+            out.append(message._replace(body=json_dumps(fields).encode("utf-8"), message=None))
+        return out
 
     def learn(self, key: str, messages: list[Outgoing], task_id: str) -> None:
         """Keep the message Celery built for a run with ``task_id`` as the shape of ``key`` (a JSON text body only,
         each header a run sets a string)."""
-        if not messages or messages[0].message is None:
+        events = [(m, sent_event(m, task_id)) for m in messages if m.message is not None and "task" not in
+                  (m.message.properties.get("application_headers") or {})]
+        messages = [m for m in messages if all(m is not e for e, _ in events)]
+        if not messages or messages[0].message is None or any(event is None for _, event in events):
             return
         first = messages[0].message
         properties = dict(first.properties)
@@ -154,7 +167,21 @@ class AmqpShapes:
             return
         _, _, embed = json.loads(first.body)
         where = [(m.exchange, m.routing_key, m.mandatory, m.immediate) for m in messages]
-        self.kept.keep(key, AmqpShape(parts=parts, outgoing=where, embed=embed))
+        self.kept.keep(key, AmqpShape(parts=parts, outgoing=where, embed=embed,
+                                      events=[(m, event) for m, event in events if event is not None]))
+
+
+def sent_event(message: Outgoing, task_id: str) -> dict[str, Any] | None:
+    """The fields of ``message`` when it is the ``task-sent`` event of the run with ``task_id``, as JSON text."""
+    assert message.message is not None
+    properties = message.message.properties
+    if properties.get("content_type") != "application/json" or properties.get("content_encoding") != "utf-8":
+        return None
+    try:
+        event = json.loads(message.body)
+    except ValueError:
+        return None
+    return event if isinstance(event, dict) and event.get("type") == "task-sent" and event.get("uuid") == task_id else None
 
 
 def template(properties: dict[str, Any], task_id: str) -> list[bytes | str]:

@@ -79,7 +79,7 @@ class MessageBuilder:
                     unbuilt[j] = exc
                     continue
                 if built is None:
-                    error = self.sender.send(name, run, planned.now, producer, tid, tag)
+                    error = self.sender.send(name, run, planned.now, producer, tid, tag, decision.entry.score)
                     built = capture.take()
                     if error is not None:
                         unbuilt[j] = error

@@ -214,7 +214,7 @@ class Publisher:
                 else:
                     tid = batch.tids.get(j) if batch.tids else chosen_task_id(self.settings.tag, decision)
                     error = self.sender.send(decision.name, decision.run, batch.planned.now, producer, tid,
-                                             batch.store.keys.tag)
+                                             batch.store.keys.tag, decision.entry.score)
                 if confirmed is not None and error is None and j not in confirmed.acked:
                     if batch.tids and j not in confirmed.nacked:
                         unconfirmed.add(j)  # sent again after the lease, with its task id (:class:`Resender`)

@@ -8,7 +8,8 @@ replaced: the commands are kept, so beat can write them itself (in the commit's
 Lua call, for ``exactly-once``). What reaches Redis is what ``send_task`` would
 have written, byte for byte but for the task id and timestamps. The first run
 of each task and options is kept as a shape (:class:`RedisShapes`, the rules in
-:mod:`.shapes`) and later runs are filled in from it. :class:`RedisWriter`
+:mod:`.shapes`) and later runs are filled in from it, their ``task-sent`` event
+too when Celery sends one. :class:`RedisWriter`
 writes a batch to the broker in one round trip; :class:`Pipelined` publishes a
 batch through kombu in one write, on transports whose messages beat does not
 write itself.
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -171,19 +173,21 @@ class RedisWriter:
 
 
 class Shape(NamedTuple):
-    """A message Celery built, parsed: each command with its envelope (None for ``pexpire``)."""
+    """A message Celery built, parsed: each command with its envelope (None for ``pexpire``); and the ``task-sent``
+    event published with it (``task_send_sent_event``), by command index, decoded."""
 
     commands: list[tuple[str, str, str, dict[str, Any] | None]]
     task_id: str
     content_type: str
     embed: Any
+    events: dict[int, dict[str, Any]] = {}
 
 
 class RedisShapes:
     """Fills in kombu's Redis commands from the shapes Celery built (:mod:`.shapes`)."""
 
     def __init__(self, app: Celery, body_encoding: str = "base64") -> None:
-        self.rules = ShapeRules(app, body_encoding)
+        self.rules = ShapeRules(app, body_encoding, events=True)
         self.body_encoding = body_encoding
         self.kept: KeptShapes[Shape] = KeptShapes()
 
@@ -192,9 +196,12 @@ class RedisShapes:
         body, argsrepr, kwargsrepr = serialized
         tag = str(uuid.uuid4())
         out: list[Command] = []
-        for command, queue, value, envelope in shape.commands:
+        for i, (command, queue, value, envelope) in enumerate(shape.commands):
             if envelope is None:
                 out.append((command, queue, value))
+                continue
+            if i in shape.events:
+                out.append((command, queue, self._event(shape.events[i], envelope, task_id, argsrepr, kwargsrepr)))
                 continue
             headers = {k: task_id if v == shape.task_id else v for k, v in envelope["headers"].items()}
             headers.update(argsrepr=argsrepr, kwargsrepr=kwargsrepr, periodic_task_name=name)
@@ -210,7 +217,27 @@ class RedisShapes:
         envelopes = [e for *_, e in parsed if e is not None]
         if not envelopes or any(e["properties"].get("body_encoding") != self.body_encoding for e in envelopes):
             return
-        first = envelopes[0]
-        raw = base64.b64decode(first["body"]) if self.body_encoding == "base64" else first["body"]
-        _, _, embed = json.loads(raw)
-        self.kept.keep(key, Shape(commands=parsed, task_id=task_id, content_type=first["content-type"], embed=embed))
+        tasks = [e for e in envelopes if "task" in e["headers"]]
+        events = {i: self._decoded(e) for i, (*_, e) in enumerate(parsed) if e is not None and "task" not in e["headers"]}
+        if not tasks or any(event.get("type") != "task-sent" or event.get("uuid") != task_id for event in events.values()):
+            return  # a message of another kind than a task and its sent event: not one this module fills in
+        first = tasks[0]
+        _, _, embed = self._decoded(first)
+        self.kept.keep(key, Shape(commands=parsed, task_id=task_id, content_type=first["content-type"], embed=embed,
+                                  events=events))
+
+    def _decoded(self, envelope: dict[str, Any]) -> Any:
+        """The body of ``envelope``, decoded (JSON, as Celery and its events send it)."""
+        raw = base64.b64decode(envelope["body"]) if self.body_encoding == "base64" else envelope["body"]
+        return json.loads(raw)
+
+    def _event(self, event: dict[str, Any], envelope: dict[str, Any], task_id: str, argsrepr: str,
+               kwargsrepr: str) -> str:
+        """The ``task-sent`` event of a run with ``task_id``, from its shape's: what Celery's event dispatcher would
+        publish (its logical clock forwarded, the time now)."""
+        fields = {**event, "uuid": task_id, "root_id": task_id, "args": argsrepr, "kwargs": kwargsrepr,
+                  "clock": self.rules.app.clock.forward(), "timestamp": time.time()}
+        data = json_dumps(fields).encode("utf-8")
+        body = base64.b64encode(data).decode("ascii") if self.body_encoding == "base64" else data.decode("utf-8")
+        properties = {**envelope["properties"], "delivery_tag": str(uuid.uuid4())}
+        return json_dumps({**envelope, "body": body, "properties": properties})

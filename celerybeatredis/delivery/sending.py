@@ -23,6 +23,7 @@ from ..observe.log import logger
 from ..policies.overlap import HOLD
 from ..storage.history import newest_stamp, task_id
 from .headers import HEADER, REPORT, SCHEDULED
+from .observing import apply_entry_wrapped, run_span, through_apply_entry
 
 
 class Sender:
@@ -47,10 +48,11 @@ class Sender:
         return producer
 
     def send(self, name: str, run: Run, now: datetime, producer: Producer | None,
-             tid: str | None = None, tag: str = "") -> BaseException | None:
+             tid: str | None = None, tag: str = "", due: float = 0.0) -> BaseException | None:
         """Send one task as Celery beat would (with task id ``tid``, if given); the error if it could not be published.
 
-        ``tag`` is the hash tag of the entry's shard, for the worker integration to report the run to.
+        ``tag`` is the hash tag of the entry's shard, for the worker integration to report the run to; ``due`` the
+        Unix time the run was due (its entry's score; 0 when unknown), for a trace (:mod:`.observing`).
         """
         defn, runs, scheduled = run
         options = dict(defn.options)
@@ -68,10 +70,15 @@ class Sender:
             name=name, task=defn.task, last_run_at=now, total_run_count=runs, schedule=defn.schedule,
             args=defn.args, kwargs=defn.kwargs, options=options, app=self.scheduler.app,
         )
-        if logger.isEnabledFor(logging.INFO):
+        wrapped = apply_entry_wrapped()  # by a monitor (Sentry's Crons): it sees the run as Celery's scheduler sends it
+        if not wrapped and logger.isEnabledFor(logging.INFO):  # else said by Celery's apply_entry
             logger.info("Scheduler: Sending due task %s (%s)", shown_name(name), defn.task)
         try:
-            self.scheduler.apply_async(entry, producer=producer, advance=False)
+            with run_span(name, defn.task, due, scheduled, now, headers):
+                if wrapped:
+                    through_apply_entry(self.scheduler, entry, producer)
+                else:
+                    self.scheduler.apply_async(entry, producer=producer, advance=False)
         except Exception as exc:  # noqa: BLE001 - SchedulingError, or the broker connection failing
             cause = (exc.__context__ if isinstance(exc, SchedulingError) else None) or exc
             # A fault of the entry's own is said by what the caller does with it (a quarantine: once, by one beat).

@@ -9,7 +9,8 @@ later runs copy the shape and set those fields, the body serialized as Celery
 would (once per definition: the codec keeps one parsed definition per digest)
 after Celery's check of the task's arguments, which a copy would skip.
 Runs whose message depends on more (an option read at the time of sending, a
-publish signal with receivers, which must see every run) are built by Celery.
+publish signal with receivers, which must see every run, a monitor or tracer
+watching each run: :mod:`.observing`) are built by Celery.
 
 This module holds the rules both transports share (which runs take a shape, a
 run's body); each transport keeps its shapes in its own form:
@@ -31,6 +32,7 @@ from celery.signals import after_task_publish, before_task_publish
 from celery.utils.saferepr import saferepr
 from kombu.serialization import dumps as serialize
 
+from .observing import observed
 from .sending import refused_arguments
 
 #: Options that make a message more than its shape and body: such a run is always built by Celery.
@@ -116,14 +118,15 @@ class KeptShapes(Generic[S]):
 
 class ShapeRules:
     """Which runs take a shape, and a run's body, as Celery would make them for ``app`` (``body_encoding``: base64
-    on kombu's Redis transport, ``text`` on AMQP)."""
+    on kombu's Redis transport, ``text`` on AMQP); ``events``: the transport fills in the ``task-sent`` event a run's
+    message comes with (``task_send_sent_event``), else such runs are built by Celery."""
 
-    def __init__(self, app: Celery, body_encoding: str = "base64") -> None:
+    def __init__(self, app: Celery, body_encoding: str = "base64", events: bool = False) -> None:
         self.app = app
         self.body_encoding = body_encoding
         conf = app.conf  # read once: a lookup in Celery's settings costs more than filling in a message
-        #: Whether each message must be built by Celery whatever its options (a sent event, compression).
-        self.always_celery = bool(conf.task_send_sent_event or conf.task_compression)
+        #: Whether each message must be built by Celery whatever its options (compression, a sent event not filled in).
+        self.always_celery = bool(conf.task_compression or (conf.task_send_sent_event and not events))
         self.serializer = conf.task_serializer
         self.repr_sizes = (app.amqp.argsrepr_maxsize, app.amqp.kwargsrepr_maxsize, conf.task_repr_maxlevels)
         #: Serialized body, argsrepr and kwargsrepr by definition (held, so its id is not reused).
@@ -132,7 +135,7 @@ class ShapeRules:
     def key(self, task: str, options: Mapping[str, Any]) -> str | None:
         """The shape a run of ``task`` with ``options`` takes; None when it must be built by Celery."""
         if (self.always_celery or before_task_publish.receivers or after_task_publish.receivers
-                or not OWN_OPTIONS.isdisjoint(options)):
+                or not OWN_OPTIONS.isdisjoint(options) or observed()):
             return None
         headers = {k: v for k, v in (options.get("headers") or {}).items() if k != "periodic_task_name"}
         rest = {k: v for k, v in options.items() if k not in ("headers", "task_id")}
