@@ -100,7 +100,7 @@ def fill_history(client: redis.Redis, subject: Ours, workload: Burst, depth: int
         pipe = client.pipeline(transaction=False)
         for i in range(workload.n):
             runs = "".join(record("s", stamp(t0 - 60 * k - i / 1000), 0.004) for k in range(depth))
-            pipe.hset(key, workload.entry(i).name, f"{depth},0,0;{runs}")
+            pipe.hset(key, workload.entry(i).name, f"{depth},0,0:{runs}")
             if len(pipe) >= 10_000:
                 pipe.execute()
         pipe.execute()

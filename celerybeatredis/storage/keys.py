@@ -66,6 +66,9 @@ class Keys:
     pending: str = field(init=False)
     #: Hash: entry name -> the task id of that run (sent again with the same id).
     pending_ids: str = field(init=False)
+    #: Hash: result letter (``k``, ``f``, ``r``, ``v``: :data:`~.history.RESULTS`) -> runs the worker integration
+    #: reported so, and ``ms`` -> their runtime in milliseconds, summed (``/metrics``).
+    outcomes: str = field(init=False)
 
     def __post_init__(self) -> None:
         for key in fields(self)[1:]:
@@ -75,7 +78,7 @@ class Keys:
         """Every key the schedule may use."""
         return [self.schedule, self.due, self.total_run_count, self.last_run_at, self.statics, self.static_digest,
                 self.invalid, self.digest, self.meta, self.beats, self.history, self.running, self.failures, self.synced,
-                self.calendars, self.pending, self.pending_ids]
+                self.calendars, self.pending, self.pending_ids, self.outcomes]
 
     def types(self) -> dict[str, str]:
         """The Redis type each key beat checks at start must have, when it exists."""

@@ -171,3 +171,9 @@ class Runs:
         and a failure counted; returns the entry's failures in a row (0 when not counted, or reset at ``pause_after``)."""
         _, failures = self.scripts.run("run_ended", [name, task_id, "1" if has_marker else "0", outcome, pause_after])
         return int(failures)
+
+    def run_outcome(self, name: str, run_stamp: str, outcome: str, runtime: str, error: str = "") -> bool:
+        """A worker reports how the run of ``name`` sent at ``run_stamp`` went (``outcome``: a letter of
+        :data:`~.history.RESULTS`, ``runtime`` as :func:`~.history.runtime_code` gives it, ``error`` the failure's
+        type and first line); False when its history record is no longer kept."""
+        return bool(self.scripts.run("run_outcome", [name, run_stamp, outcome, runtime, error]))

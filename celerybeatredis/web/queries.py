@@ -47,6 +47,8 @@ class Filters:
     paused: str = ""
     quarantined: str = ""
     static: str = ""
+    #: "yes": only entries whose last reported run failed (or was lost); "no": the others. Reads their history.
+    failing: str = ""
 
     @property
     def match(self) -> str | None:
@@ -128,6 +130,8 @@ def list_entries(store: ScheduleStore, filters: Filters, cursor: int = 0, page_s
             candidates = [e for e in store.find(names) if e is not None] if names else []
         scanned += step
         matched = [e for e in candidates if _state_wanted(filters, e)]
+        if filters.failing in ("yes", "no"):
+            matched = [e for e in matched if store.history(e.name).failing is (filters.failing == "yes")]
         found.extend(matched)
         if len(matched) * 2 < page_size:
             step = min(step * 2, SCAN_STEP, max(1, budget - scanned))
