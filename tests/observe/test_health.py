@@ -18,11 +18,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from celerybeatredis.observe.heartbeat import FORGET_SECONDS, Heartbeat
 from celerybeatredis.observe.metrics import METRIC_NAMES
-from celerybeatredis.storage.history import runtime_code, stamp
 from celerybeatredis.observe.stats import LATENESS_BUCKETS, BeatStats
 from celerybeatredis.observe.status import read_beats
 from celerybeatredis.schedulers import BadSettings, RedisScheduler
 from celerybeatredis.settings import Settings
+from celerybeatredis.storage.history import runtime_code, stamp
 from celerybeatredis.storage.redis_store import RedisStore
 from celerybeatredis.storage.sharded_store import ShardedStore
 from celerybeatredis.storage.wire import Revert
