@@ -64,7 +64,7 @@ class Keys:
     #: Sorted set: entry name -> when its committed run is sent again unless the broker is known to have taken
     #: it first (``at-least-once`` delivery, see :mod:`~celerybeatredis.delivery.modes`).
     pending: str = field(init=False)
-    #: Hash: entry name -> the task id of that run (sent again with the same id).
+    #: Hash: entry name -> ``"<task id> <fire time> <stamp>"`` of that run (sent again with the same id and headers).
     pending_ids: str = field(init=False)
     #: Hash: result letter (``k``, ``f``, ``r``, ``v``: :data:`~.history.RESULTS`) -> runs the worker integration
     #: reported so, and ``ms`` -> their runtime in milliseconds, summed (``/metrics``).
