@@ -148,7 +148,7 @@ class Runs:
         reply = self.scripts.run("pending_claim", [limit, lease_seconds, "" if now is None else repr(now)])
         runs = []
         for i in range(1, len(reply), 4):
-            tid, fire_time, run_stamp = (reply[i + 1].decode().split(" ") + ["", ""])[:3] if reply[i + 1] else (None, "", "")
+            tid, fire_time, run_stamp = [*reply[i + 1].decode().split(" "), "", ""][:3] if reply[i + 1] else (None, "", "")
             runs.append(Pending(name=name_text(reply[i]), task_id=tid or None,
                                 definition=reply[i + 2].decode("utf-8", "surrogateescape") if reply[i + 2] else None,
                                 total_run_count=int(reply[i + 3]) if reply[i + 3] else 0,
