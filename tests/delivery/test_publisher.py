@@ -17,21 +17,25 @@ from celerybeatredis.storage.redis_store import RedisStore
 from celerybeatredis.storage.wire import Plan
 from celerybeatredis.store import ScheduleStore
 
-from ..support.helpers import EVERY_10S_DOC, T0, entries, first_interval, put, sent, unhurried
+from ..support.helpers import EVERY_10S_DOC, T0, assert_fire_identity, entries, first_interval, put, sent, unhurried
 
 
 def test_at_most_once_sends_a_batch_as_it_did_one_by_one(app: Celery, store: RedisStore, broker: redis.Redis) -> None:
     app.conf.update(redis_scheduler_delivery="at-most-once", redis_scheduler_batch_size=6)
     names = entries(store, 20)
     assert first_interval(app) == AT_MOST_ONCE
-    assert sorted(m.args[0] for m in sent(broker, app)) == names
+    messages = sent(broker, app)
+    assert sorted(m.args[0] for m in messages) == names
+    assert_fire_identity(messages, store)
 
 
 def test_at_least_once_forgets_each_run_once_the_broker_took_it(app: Celery, store: RedisStore, broker: redis.Redis) -> None:
     app.conf.update(redis_scheduler_delivery="at-least-once", redis_scheduler_batch_size=6)
     names = entries(store, 20)
     assert first_interval(app) == AT_LEAST_ONCE
-    assert sorted(m.args[0] for m in sent(broker, app)) == names
+    messages = sent(broker, app)
+    assert sorted(m.args[0] for m in messages) == names
+    assert_fire_identity(messages, store)
     assert store.client.zcard(store.keys.pending) == 0
     assert store.client.hlen(store.keys.pending_ids) == 0
 
