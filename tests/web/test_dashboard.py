@@ -302,6 +302,7 @@ def test_the_entry_page_and_the_failing_filter_show_what_workers_reported(web: W
         api.sharded.store_for(name).runs.run_outcome(name, stamp(at), result, runtime_code(1.5), "KeyError: 'id'")
     assert [e.name for e in list_entries(api, Filters(failing="yes")).entries] == ["bad"]
     assert [e.name for e in list_entries(api, Filters(failing="no")).entries] == ["good"]
+    assert list_entries(api, Filters(q="good", failing="yes")).exact is None  # an exact name passes the filter too
     bad = request(web.base, entry_path("bad")).body
     assert "failed in 1.5s: KeyError: &#39;id&#39;" in bad and "last fail" in bad and "last ok" in bad
     assert "succeeded in 1.5s" in request(web.base, entry_path("good")).body
