@@ -67,7 +67,7 @@ if fill and hasattr(subject.store.keys, "history"):  # every entry's history ful
     except ImportError:  # a tree from before the wings
         from celerybeatredis.history import record, stamp
     pipe = server.pipeline(transaction=False)
-    runs = f"{fill},0,0;" + "".join(record("s", stamp(1_795_514_400.0 - 60 * k), 0.004) for k in range(fill))
+    runs = f"{fill},0,0:" + "".join(record("s", stamp(1_795_514_400.0 - 60 * k), 0.004) for k in range(fill))
     for i in range(n):
         pipe.hset(subject.store.keys.history, workload.entry(i).name, runs)
         if len(pipe) >= 10_000:

@@ -8,11 +8,16 @@ the 20% that are due (``app.send_task`` replaced by a counter), and prints the
 ``used_memory`` delta per entry of each step and ``MEMORY USAGE`` of every key
 of the schedule divided by its number of fields, on a private redis-server.
 
-``--history D`` (default: the setting's default, 20; 0 = off) runs beat
+``--history D`` (default: the setting's default, 10; 0 = off) runs beat
 with ``redis_scheduler_history = D``, then fills every entry's history to
-its depth, as it is once the entry has run ``D`` times, and prints the bytes
-per entry with full history and its ratio to RedBeat's 782 B per entry
-(measured by ``benchmarks/run.py``, docs/benchmarks.rst).
+its depth, as it is once the entry has run ``D`` times and a worker with
+the integration reported each run's outcome (succeeded, with its runtime),
+and prints the bytes per entry with full history; then, on the same
+redis-server, writes the same entries with RedBeat, runs the same 20% with
+its scheduler, and prints RedBeat's bytes per entry measured the same way and
+the ratio of the two (``--redbeat-bytes B`` takes a figure instead of
+measuring it). What an entry whose last run failed adds (the failure kept
+after its records) is printed too.
 
 ``--layouts`` then writes the same entries, as they are after one run, in
 other key layouts with plain commands and prints each one's ``used_memory``
@@ -32,14 +37,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import redis
 
-from benchmarks.subjects import Ours
+from benchmarks.subjects import Ours, RedBeat
 from benchmarks.workload import Burst
 from celerybeatredis.settings import Settings
-from celerybeatredis.storage.history import record, stamp
+from celerybeatredis.storage.history import NO_OUTCOME, record, runtime_code, stamp
 from tests.support.redis_server import RedisServer
-
-#: RedBeat's Redis memory per entry at N = 1,000,000 (docs/benchmarks.rst); memory is reported against 0.75x of it.
-REDBEAT_BYTES = 782
 
 
 def text(value: bytes | str) -> str:
@@ -92,18 +94,59 @@ def layouts(client: redis.Redis, subject: Ours, workload: Burst, used: Callable[
         print(f"{label:56} {(used() - before) / n:>11.0f}")
 
 
+#: What the worker integration keeps of a failed run after the records (an error's type and first line).
+FAILURE = "|{stamp} RuntimeError: the database is gone"
+
+
+def reported(code: str, at: float, late: float, seconds: float) -> str:
+    """A record of a run sent at ``at``, as it is once a worker reported it succeeded in ``seconds``."""
+    return record(code, stamp(at), late)[: -len(NO_OUTCOME)] + "k" + runtime_code(seconds)
+
+
 def fill_history(client: redis.Redis, subject: Ours, workload: Burst, depth: int) -> None:
-    """Write every entry's history as it is after ``depth`` sent runs (plain HSET)."""
+    """Write every entry's history as it is after ``depth`` sent runs, each reported as succeeded (plain HSET)."""
     if depth > 0:
         key = subject.store.keys.history
         t0 = 1_795_514_400.0
         pipe = client.pipeline(transaction=False)
         for i in range(workload.n):
-            runs = "".join(record("s", stamp(t0 - 60 * k - i / 1000), 0.004) for k in range(depth))
-            pipe.hset(key, workload.entry(i).name, f"{depth},0,0;{runs}")
+            runs = "".join(reported("s", t0 - 60 * k - i / 1000, 0.004, 0.2 + k / 100) for k in range(depth))
+            pipe.hset(key, workload.entry(i).name, f"{depth},0,0:{runs}")
             if len(pipe) >= 10_000:
                 pipe.execute()
         pipe.execute()
+
+
+def failure_bytes(client: redis.Redis, key: str, workload: Burst, sample: int = 1000) -> float:
+    """Bytes a kept last failure adds to an entry's history, over ``sample`` entries (their fields restored after)."""
+    names = [workload.entry(i).name for i in range(min(sample, workload.n))]
+    values = client.hmget(key, names)
+    before = client.memory_usage(key, samples=0) or 0
+    pipe = client.pipeline(transaction=False)
+    for name, value in zip(names, values):
+        if value is not None:
+            pipe.hset(key, name, value + FAILURE.format(stamp=stamp(1_795_514_400.0)).encode())
+    pipe.execute()
+    after = client.memory_usage(key, samples=0) or 0
+    client.hset(key, mapping={name: value for name, value in zip(names, values) if value is not None})
+    return (after - before) / len(names)
+
+
+def redbeat_bytes(url: str, workload: Burst, used: Callable[[], int]) -> float:
+    """RedBeat's ``used_memory`` per entry for ``workload``, measured as :func:`main` measures ours: written, then
+    the 20% that are due run once by its scheduler (its run state added)."""
+    subject = RedBeat(url, Path(tempfile.mkdtemp(prefix="cbr-memory-redbeat-")))
+    before = used()
+    subject.insert(workload, range(workload.n))
+    subject.prepare(workload)
+    prepared = used()
+    app, recorder = subject.stub_app()
+    sched = subject.scheduler(app)
+    while recorder.count < workload.due_count():
+        sched.tick()
+    subject.close(sched)
+    per_run = (used() - prepared) / max(recorder.count, 1)
+    return (prepared - before) / workload.n + per_run
 
 
 def main() -> None:
@@ -112,6 +155,8 @@ def main() -> None:
     parser.add_argument("--layouts", action="store_true", help="also measure other key layouts (see above)")
     parser.add_argument("--history", type=int, default=Settings().history,
                         help="redis_scheduler_history: runs kept per entry (default %(default)s; 0 = off)")
+    parser.add_argument("--redbeat-bytes", type=float, default=None,
+                        help="RedBeat's bytes per entry, instead of measuring them in this run")
     args = parser.parse_args()
     n: int = args.entries
 
@@ -145,15 +190,22 @@ def main() -> None:
         fill_history(client, subject, workload, args.history)
         history = (client.memory_usage(history_key, samples=0) or 0) / n
         total = (prepared - before) / n + per_run - first_records / max(recorder.count, 1) + history
-        print(f"history depth {args.history}: {history:.0f} B per entry once full ({{T}}:history, MEMORY USAGE); "
-              f"an entry that has run, with full history: {total:.0f} B, {total / REDBEAT_BYTES:.2f}x RedBeat's "
-              f"{REDBEAT_BYTES} B (the target, 0.75x, is {0.75 * REDBEAT_BYTES:.0f} B)")
+        failing = failure_bytes(client, history_key, workload) if args.history else 0.0
+        theirs = args.redbeat_bytes
+        print(f"history depth {args.history}: {history:.0f} B per entry once full, outcomes included ({{T}}:history, "
+              f"MEMORY USAGE); an entry that has run, with full history: {total:.0f} B; a last failure kept adds "
+              f"{failing:.0f} B to an entry")
         print(f"{'key':32} {'type':6} {'members':>9} {'encoding':10} {'B per member':>12}")
         for key in sorted(client.scan_iter(match=f"{{{subject.store.keys.tag}}}:*")):
             count = fields(client, key)
             usage = client.memory_usage(key, samples=0) or 0
             encoding = text(client.object("encoding", key))
             print(f"{key.decode():32} {text(client.type(key)):6} {count:>9,} {encoding:10} {usage / count:>12.0f}")
+        if theirs is None:
+            client.flushall()
+            theirs = redbeat_bytes(server.url, workload, used)
+        print(f"RedBeat, the same entries and runs: {theirs:.0f} B per entry; ours with full history is "
+              f"{total / theirs:.2f}x RedBeat's")
         if args.layouts:
             layouts(client, subject, workload, used)
     finally:

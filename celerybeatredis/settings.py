@@ -85,7 +85,7 @@ class Settings:
     wait_timeout: float = 1.0
     claim_ahead: bool | None = None
     http: str | None = None
-    history: int = 20
+    history: int = 10
     web_token: str | None = field(default=None, repr=False)  # secrets: never in a repr, a log or a banner
     web_users: Mapping[str, str] | None = field(default=None, repr=False)
     delivery: str = "auto"

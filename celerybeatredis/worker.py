@@ -1,8 +1,15 @@
-"""The worker's side of ``overlap`` and ``pause_after_failures``: runs reported to the schedule from task signals.
+"""The worker's side of run outcomes, ``overlap`` and ``pause_after_failures``: runs reported to the schedule from
+task signals.
 
 Enabled by importing this module in the worker, with one line in its app::
 
     app.conf.imports = ["celerybeatredis.worker"]
+
+Each run beat sends with history on carries the header ``periodic_task_run``
+(its history stamp and shard); when it ends (succeeded, failed, retried,
+revoked) its outcome and runtime, and a failure's exception type and first
+line, are written into its record of the entry's history (run_outcome.lua):
+one Redis call per run.
 
 Beat asks for a report with the message header ``periodic_task_report``
 (:mod:`~celerybeatredis.delivery.sending`) only on runs of entries with an overlap mode or
@@ -21,15 +28,17 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any
 
 from celery import Celery
-from celery.signals import task_postrun, task_prerun
+from celery.signals import task_postrun, task_prerun, task_revoked
 
-from .delivery.headers import HEADER, REPORT
+from .delivery.headers import HEADER, REPORT, RUN
 from .exceptions import CeleryBeatRedisError
 from .settings import Settings
 from .storage.connection import RedisClient
+from .storage.history import runtime_code
 from .storage.redis_store import RedisStore
 
 logger = logging.getLogger(__name__)
@@ -37,6 +46,10 @@ logger = logging.getLogger(__name__)
 #: Celery states of a run that failed, and of one that did not end (a retry is sent with the same task id).
 FAILED, NOT_ENDED = "FAILURE", "RETRY"
 SUCCEEDED = "SUCCESS"
+#: The history letter of each Celery state a run ends in (storage/history.py, RESULTS).
+RESULT_LETTERS = {SUCCEEDED: "k", FAILED: "f", NOT_ENDED: "r", "REVOKED": "v"}
+#: Most characters of a failure's first line kept in history.
+ERROR_CHARS = 200
 
 
 class Reporter:
@@ -72,6 +85,14 @@ class Reporter:
         count = shard.runs.run_ended(name, task_id, bool(report.get("overlap")), outcome, limit)
         if limit and count >= limit:
             self.pause(name, shard, limit, error)
+
+    def outcome(self, name: str, run_stamp: str, shard: RedisStore, state: str, seconds: float, error: Any) -> None:
+        """Write how the run went into its history record (``error``: the exception of a failure)."""
+        text = ""
+        if state == FAILED:
+            lines = str(error).strip().splitlines()
+            text = f"{type(error).__name__}: {lines[0] if lines else ''}".replace("|", "/")[:ERROR_CHARS]
+        shard.runs.run_outcome(name, run_stamp, RESULT_LETTERS[state], runtime_code(seconds), text)
 
     def pause(self, name: str, shard: RedisStore, limit: int, error: Any) -> None:
         """Pause the entry with its last failure as the reason (the store's pause: a checked edit of the definition)."""
@@ -123,11 +144,32 @@ def _report(task: Any) -> tuple[str, dict[str, Any]] | None:
     return name, report
 
 
+#: When each run being reported started, by task id (a worker runs a few at once; a retry starts again).
+_started: dict[str, float] = {}
+
+
+def _run_header(request: Any) -> tuple[str, str, str] | None:
+    """The entry name, history stamp and shard tag a run's ``periodic_task_run`` header gives, None without one."""
+    value, name = getattr(request, RUN, None), getattr(request, HEADER, None)
+    if value is None:
+        headers = getattr(request, "headers", None)
+        if isinstance(headers, dict):
+            value, name = headers.get(RUN), headers.get(HEADER)
+    if not isinstance(value, str) or not isinstance(name, str):
+        return None
+    run_stamp, _, tag = value.partition(" ")
+    return (name, run_stamp, tag) if run_stamp and tag else None
+
+
 @task_prerun.connect
 def run_started(sender: Any = None, task_id: str | None = None, task: Any = None, **_: Any) -> None:
-    """Signal handler: a run asking for a report started."""
+    """Signal handler: a run beat sent started (its runtime is timed from here)."""
+    if task_id is None:
+        return
+    if _run_header(getattr(task, "request", None)) is not None:
+        _started[task_id] = time.monotonic()
     found = _report(task)
-    if found is None or not found[1].get("overlap") or task_id is None:
+    if found is None or not found[1].get("overlap"):
         return
     name, report = found
     _safely(task, lambda rep, shard: rep.started(name, task_id, shard), report)
@@ -136,12 +178,32 @@ def run_started(sender: Any = None, task_id: str | None = None, task: Any = None
 @task_postrun.connect
 def run_ended(sender: Any = None, task_id: str | None = None, task: Any = None, retval: Any = None,
               state: str | None = None, **_: Any) -> None:
-    """Signal handler: a run asking for a report ended (a retry has not: it comes back with the same id)."""
+    """Signal handler: a run beat sent ended (a retry has not: it comes back with the same id)."""
+    if task_id is None:
+        return
+    began = _started.pop(task_id, None)
+    run = _run_header(getattr(task, "request", None))
+    if run is not None and state in RESULT_LETTERS:
+        name, run_stamp, tag = run
+        seconds = time.monotonic() - began if began is not None else 0.0
+        _safely(task, lambda rep, shard: rep.outcome(name, run_stamp, shard, str(state), seconds, retval), {"tag": tag})
     found = _report(task)
-    if found is None or state == NOT_ENDED or task_id is None:
+    if found is None or state == NOT_ENDED:
         return
     name, report = found
     _safely(task, lambda rep, shard: rep.ended(name, task_id, shard, report, state, retval), report)
+
+
+@task_revoked.connect
+def run_revoked(sender: Any = None, request: Any = None, **_: Any) -> None:
+    """Signal handler: a run beat sent was revoked (before it started, or terminated)."""
+    run = _run_header(request)
+    if run is None or sender is None:
+        return
+    began = _started.pop(getattr(request, "id", None) or "", None)
+    name, run_stamp, tag = run
+    seconds = time.monotonic() - began if began is not None else 0.0
+    _safely(sender, lambda rep, shard: rep.outcome(name, run_stamp, shard, "REVOKED", seconds, None), {"tag": tag})
 
 
 def _safely(task: Any, call: Any, report: dict[str, Any]) -> None:

@@ -42,7 +42,7 @@ EXPECTED: dict[str, tuple[str, Any]] = {
     "redis_scheduler_shards": ("shards", 1),
     "redis_scheduler_wait_replicas": ("wait_replicas", 0),
     "redis_scheduler_wait_timeout": ("wait_timeout", 1),
-    "redis_scheduler_history": ("history", 20),
+    "redis_scheduler_history": ("history", 10),
     "redis_scheduler_delivery": ("delivery", "auto"),
     "beat_max_loop_interval": ("max_interval", 1),
 }

@@ -10,7 +10,20 @@ import click
 
 from ..definitions.fields import FIELDS
 from ..definitions.names import shown_name
-from ..managing.display import LIST_HEADERS, describe_schedule, last_run, list_row, next_run, paused, relative, size, table, why_never
+from ..managing.display import (
+    LIST_HEADERS,
+    describe_schedule,
+    last_run,
+    list_row,
+    next_run,
+    outcome_fields,
+    paused,
+    relative,
+    result_text,
+    size,
+    table,
+    why_never,
+)
 from ..managing.records import Entry
 from ..settings import mask_url
 from ..store import ScheduleStore
@@ -27,11 +40,13 @@ STATUSES = ("scheduled", "pending", "run-now", "paused", "disabled", "finished",
 @click.option("--enabled/--disabled", "enabled", default=None, help="Only enabled (or disabled) entries.")
 @click.option("--static/--dynamic", "static", default=None, help="Only entries from beat_schedule (or the others).")
 @click.option("--upcoming", is_flag=True, help="Soonest first, from the due index (leaves out entries that never run).")
+@click.option("--failing", is_flag=True, help="Only entries whose last reported run failed or was lost (needs "
+              "celerybeatredis.worker; reads each entry's history).")
 @click.option("--limit", type=click.IntRange(min=0), default=100, show_default=True, help="Most entries shown; 0 for all.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 @pass_context
 def list_command(obj: Context, match: str | None, task_glob: str | None, statuses: tuple[str, ...], enabled: bool | None,
-                 static: bool | None, upcoming: bool, limit: int, as_json: bool) -> None:
+                 static: bool | None, upcoming: bool, failing: bool, limit: int, as_json: bool) -> None:
     """List entries with their schedule, next and last run."""
     store = obj.store
 
@@ -40,7 +55,8 @@ def list_command(obj: Context, match: str | None, task_glob: str | None, statuse
                 and (not statuses or entry.status in statuses)
                 and (enabled is None or entry.enabled is enabled)
                 and (static is None or entry.static is static)
-                and (not upcoming or match is None or fnmatchcase(entry.name, match)))
+                and (not upcoming or match is None or fnmatchcase(entry.name, match))
+                and (not failing or store.history(entry.name).failing))
 
     source = _upcoming(store) if upcoming else store.iter_entries(match)
     now = server_now(store)
@@ -104,6 +120,7 @@ def show_command(obj: Context, name: str, as_json: bool) -> None:
         ("next run", next_run(entry, now)),
         ("last run", last_run(entry, now)),
         ("runs", str(entry.total_run_count)),
+        *outcome_fields(obj.store.history(name)),
         ("origin", "beat_schedule (static)" if entry.static else "dynamic"),
     ]
     doc = entry.definition or {}
@@ -212,8 +229,8 @@ def history_command(obj: Context, name: str, count: int, as_json: bool) -> None:
     if as_json:
         click.echo(dumps(history.to_json()))
         return
-    rows = [[run.sent_at.isoformat(timespec="milliseconds"), f"{run.lateness:.3f}s", run.outcome, run.task_id or "-"]
-            for run in history.runs]
-    click.echo(table(["SENT (UTC)", "LATE", "OUTCOME", "TASK ID"], rows))
+    rows = [[run.sent_at.isoformat(timespec="milliseconds"), f"{run.lateness:.3f}s", run.outcome, result_text(run),
+             run.task_id or "-"] for run in history.runs]
+    click.echo(table(["SENT (UTC)", "LATE", "OUTCOME", "RESULT", "TASK ID"], rows))
     note = "" if history.readable else "; the stored history did not read in full (beat starts it afresh)"
     click.echo(f"{history.sent} sent, {history.skipped} skipped, {history.missed} missed{note}")

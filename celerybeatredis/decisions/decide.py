@@ -47,11 +47,14 @@ _new = object.__new__
 
 class Run(NamedTuple):
     """A run to publish: the definition to send, the entry's run count with this run, and the time it was due when
-    it is sent for that time (a missed run caught up: ``"all"``), else ``""``."""
+    it is sent for that time (a missed run caught up: ``"all"``), else ``""``; the time the schedule gave for it
+    (its slot, before jitter, ISO-8601; ``""`` when not known) and its history stamp (``""`` with history off)."""
 
     definition: Definition
     total_run_count: int
     scheduled_at: str = ""
+    fire_time: str = ""
+    stamp: str = ""
 
 
 class Decision(Plan):
@@ -268,15 +271,27 @@ def _ran(made: Decision, defn: Definition, runs: int, next_in: float, timing: Ti
         if slot_run is not None:
             ran_at, next_score = slot_run
         next_score = jittered(made.name, next_score, defn.jitter)
+    score = made.entry.score
+    late = batch.at - score if score > 0 else 0.0
+    missed = late >= float(next_in) > 0
     if batch.stamp:
-        score = made.entry.score
-        late = batch.at - score if score > 0 else 0.0
-        made.history = record("m" if late >= float(next_in) > 0 else "s", batch.stamp, late)
+        made.history = record("m" if missed else "s", batch.stamp, late)
         if caught is not None:
             made.history += caught.records(batch.stamp, late)
     made.outcome = "run"
     made.score = next_score
     made.ran = True
     made.run_at = ran_at
-    made.run = Run(definition=defn, total_run_count=runs, scheduled_at=scheduled)
+    made.run = Run(definition=defn, total_run_count=runs, scheduled_at=scheduled,
+                   fire_time=scheduled or _fire_time(score, missed, defn.jitter, timing, batch), stamp=batch.stamp)
     return made
+
+
+def _fire_time(score: float, missed: bool, jitter: float, timing: Timing | None, batch: Batch) -> str:
+    """The time the schedule gave for a run sent now (its slot, before jitter), ISO-8601: the due score an unjittered
+    entry that missed no run was stored with, else the slot worked out (a run-now's, or one the schedule cannot
+    say: the batch's time)."""
+    if score > 0 and not missed and not jitter:
+        return batch.iso(score)
+    slot = timing.slot(batch) if timing is not None else None
+    return batch.iso(slot) if slot is not None else batch.run_at

@@ -58,6 +58,7 @@ class Definition(NamedTuple):
     catchup_window: float | None = None
     jitter: float = 0.0
     exclude: tuple[str, ...] = ()
+    scheduled_time_kwarg: str = ""
 
     @property
     def runs_once(self) -> bool:

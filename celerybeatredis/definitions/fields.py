@@ -91,6 +91,13 @@ def _description(value: Any) -> str:
     return value
 
 
+def parse_kwarg_name(value: Any) -> str:
+    """The ``scheduled_time_kwarg`` member: the keyword argument a run's scheduled time is passed as (a Python name)."""
+    if not isinstance(value, str) or not value.isidentifier():
+        raise InvalidDefinition("scheduled_time_kwarg", f"must be a keyword argument's name, not {value!r}")
+    return value
+
+
 def parse_overlap(value: Any) -> Overlap:
     """The ``overlap`` member: one of :data:`OVERLAP_MODES`."""
     if value not in OVERLAP_MODES:
@@ -193,6 +200,9 @@ FIELDS: tuple[DefinitionField, ...] = (
     DefinitionField(name="exclude", read=parse_exclude, attr="exclude",
                     help='Calendars whose days skip its runs, as a JSON array: \'["holidays-de"]\'.',
                     flag="--exclude", flag_kind="json", label="excludes"),
+    DefinitionField(name="scheduled_time_kwarg", read=parse_kwarg_name, attr="scheduled_time_kwarg",
+                    help="Pass each run's scheduled time (ISO-8601 UTC, before jitter) as this keyword argument.",
+                    flag="--scheduled-time-kwarg", label="time kwarg"),
     DefinitionField(name="total_run_count", read=check_run_count, attr="seed_total_run_count",
                     help="Runs so far, from an old document: seeds the run state once.", user=False),
     DefinitionField(name="last_run_at", read=lambda v: parse_date(v, "last_run_at"), attr="seed_last_run_at",

@@ -7,8 +7,8 @@ it goes are kept, so beat can publish a batch of them on a channel in confirm
 mode (:mod:`.confirms`). As on Redis (:mod:`.redis_messages`), the first run of each
 task and options is built by Celery and kept as a shape; later runs copy it
 with their own task id, body, ``argsrepr`` / ``kwargsrepr`` and
-``periodic_task_name``, and their own ``task-sent`` event when Celery sends
-one (``task_send_sent_event``).
+headers (:func:`~.sending.run_headers`), and their own ``task-sent`` event
+when Celery sends one (``task_send_sent_event``).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from celery import Celery
 from kombu import Producer
 from kombu.utils.json import dumps as json_dumps
 
+from .headers import HEADER, PER_RUN
 from .shapes import Body, KeptShapes, ShapeRules
 
 
@@ -111,8 +112,10 @@ class AmqpShape(NamedTuple):
 
 
 #: The values a run sets in a shape: its task id (in the headers ``id``, ``root_id`` and the property
-#: ``correlation_id``), ``argsrepr``, ``kwargsrepr`` and ``periodic_task_name``.
-RUN_FIELDS = ("argsrepr", "kwargsrepr", "periodic_task_name")
+#: ``correlation_id``), ``argsrepr``, ``kwargsrepr``, ``periodic_task_name`` and the other headers of the run (each
+#: beat sets on all its runs or on none).
+NEEDED_FIELDS = ("argsrepr", "kwargsrepr", HEADER)
+RUN_FIELDS = (*NEEDED_FIELDS, *PER_RUN)
 TASK_ID = "\0task_id"
 
 
@@ -131,10 +134,10 @@ class AmqpShapes:
         self.generation = generation
         self.kept: KeptShapes[AmqpShape] = KeptShapes()
 
-    def fill_in(self, shape: AmqpShape, serialized: Body, name: str, task_id: str) -> list[Outgoing]:
-        """The messages of entry ``name``'s run with ``task_id``, its body ``serialized`` (:func:`.shapes.render`)."""
+    def fill_in(self, shape: AmqpShape, serialized: Body, run_headers: dict[str, str], task_id: str) -> list[Outgoing]:
+        """The messages of a run with ``task_id`` and ``run_headers``, its body ``serialized`` (:func:`.shapes.render`)."""
         body, argsrepr, kwargsrepr = serialized
-        values = {TASK_ID: task_id, "argsrepr": argsrepr, "kwargsrepr": kwargsrepr, "periodic_task_name": name}
+        values = {**run_headers, TASK_ID: task_id, "argsrepr": argsrepr, "kwargsrepr": kwargsrepr}
         properties = fill(shape.parts, values)
         data = body.encode("utf-8")
         out = [Outgoing(exchange=exchange, routing_key=routing_key, mandatory=mandatory, immediate=immediate,
@@ -159,10 +162,11 @@ class AmqpShapes:
         if (not isinstance(headers, dict) or properties.get("content_type") != "application/json"
                 or properties.get("content_encoding") != "utf-8" or not isinstance(first.body, str)
                 or any(m.properties != messages[0].properties or m.body != messages[0].body for m in messages)
-                or not all(isinstance(headers.get(k), str) for k in RUN_FIELDS)):
+                or not all(isinstance(headers.get(k), str) for k in NEEDED_FIELDS)
+                or not all(isinstance(headers[k], str) for k in PER_RUN if k in headers)):
             return
         parts = template(properties, task_id)
-        values = {TASK_ID: task_id, **{k: headers[k] for k in RUN_FIELDS}}
+        values = {TASK_ID: task_id, **{k: headers[k] for k in RUN_FIELDS if k in headers}}
         if fill(parts, values) != messages[0].properties:  # encoded otherwise than this module expects
             return
         _, _, embed = json.loads(first.body)

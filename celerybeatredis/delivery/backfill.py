@@ -5,9 +5,10 @@ crontab's or a solar schedule's times in the range, a clocked entry's time
 if it falls in it, and an interval's times counted in whole intervals from
 the entry's last run (from the start of the range for an entry that never
 ran). The runs are sent as beat sends them (the entry's task, arguments,
-options and the ``periodic_task_name`` header), with the header
-``periodic_task_scheduled_at`` and a task id made from the entry and the
-time, so a worker sees the same id for the same time however often it is
+options and the ``periodic_task_name`` header), with the headers
+``periodic_task_scheduled_at`` and ``periodic_task_fire_time`` (the time, and
+as the entry's ``scheduled_time_kwarg``), and a task id (also
+``periodic_task_fire_id``) made from the entry and the time, so a worker sees the same id for the same time however often it is
 sent. They are not runs of the entry: its run count, last run, history and
 next run stay as they are.
 """
@@ -26,7 +27,7 @@ from ..definitions.kinds import clocked
 from ..exceptions import CeleryBeatRedisError
 from ..policies.catchup import due_times
 from ..storage.history import task_id
-from .headers import HEADER, SCHEDULED
+from .headers import FIRE_ID, FIRE_TIME, HEADER, SCHEDULED
 
 #: Most runs one backfill sends unless told otherwise (``--limit``).
 DEFAULT_LIMIT = 1000
@@ -62,9 +63,14 @@ def send_backfill(app: Celery, tag: str, name: str, defn: Definition, times: Seq
     with app.producer_or_acquire() as producer:
         for due in times:
             options = dict(defn.options)
-            headers = {**options.pop("headers", {}), HEADER: name, SCHEDULED: due.isoformat()}
             tid = backfill_task_id(tag, name, due)
-            app.send_task(defn.task, args=list(defn.args), kwargs=dict(defn.kwargs), task_id=tid, headers=headers,
+            fire_time = due.astimezone(timezone.utc).isoformat()
+            headers = {**options.pop("headers", {}), HEADER: name, SCHEDULED: due.isoformat(), FIRE_TIME: fire_time,
+                       FIRE_ID: tid}
+            kwargs = dict(defn.kwargs)
+            if defn.scheduled_time_kwarg:
+                kwargs[defn.scheduled_time_kwarg] = fire_time
+            app.send_task(defn.task, args=list(defn.args), kwargs=kwargs, task_id=tid, headers=headers,
                           producer=producer, **options)
             ids.append(tid)
     return ids

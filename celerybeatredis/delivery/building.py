@@ -3,7 +3,8 @@
 The first run of each task and options is built by Celery and kombu
 (``before_task_publish`` / ``after_task_publish`` fire) and captured, the next
 from its shape (:mod:`.shapes`); a run whose headers are its own (a past due
-time, a report asked of the worker integration) is built by Celery every time.
+time, a report asked of the worker integration, its scheduled time as a keyword argument) is built by Celery every
+time.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from ..observe.log import logger
 from .amqp_messages import AmqpShapes, capturing_amqp
 from .confirms import ConfirmChannel
 from .redis_messages import RedisShapes, capturable, capturing
-from .sending import ArgumentsRefused, Sender, chosen_task_id, reported
+from .sending import ArgumentsRefused, Sender, chosen_task_id, reported, run_headers
 from .shapes import M, S, Shapes, Taking, render
 
 #: A batch's messages by plan index, and the error of each run whose message could not be built.
@@ -72,9 +73,11 @@ class MessageBuilder:
                     continue
                 name, defn = decision.name, run.definition
                 tid = (tids or {}).get(j) or chosen_task_id(self.schedule_tag, decision) or uuid()
-                key = None if run.scheduled_at or reported(defn) else shapes.rules.key(defn.task, defn.options)
+                key = (None if run.scheduled_at or reported(defn) or defn.scheduled_time_kwarg
+                       else shapes.rules.key(defn.task, defn.options))
                 try:
-                    built = render(shapes, key, defn, name, tid) if key is not None else None
+                    built = (render(shapes, key, defn, run_headers(name, tid, run.fire_time, run.stamp, tag), tid)
+                             if key is not None else None)
                 except ArgumentsRefused as exc:  # as Celery would have refused it: the entry's fault
                     unbuilt[j] = exc
                     continue

@@ -294,11 +294,20 @@ def log_quarantines(store: RedisStore, names: list[str]) -> None:
 def pending_records(planned: Planned, lease_seconds: float, tag: str) -> tuple[dict[int, str], str]:
     """The task id of each run of ``planned`` by plan index (:func:`~.sending.chosen_task_id` for the schedule
     ``tag``), and their pending records for the commit (:func:`~.redis_messages.encode`): sent again a lease after
-    the claim unless forgotten first."""
+    the claim unless forgotten first, with the run's fire time and history stamp (:func:`pending_value`)."""
     again = repr(planned.claim.now + lease_seconds)
     tids = {j: chosen_task_id(tag, decision) or uuid() for j, decision in enumerate(planned.decisions)
             if decision.run is not None}
-    return tids, encode({j + 1: [("pending", tid, again)] for j, tid in tids.items()})
+    decisions = planned.decisions
+    return tids, encode({j + 1: [("pending", pending_value(tid, decisions[j].run), again)] for j, tid in tids.items()})
+
+
+def pending_value(tid: str, run: Run | None) -> str:
+    """What ``{T}:pending_ids`` keeps of a run: ``"<task id> <fire time> <stamp>"`` (either may be ``-``), so a run
+    sent again carries the headers it had."""
+    if run is None:
+        return tid
+    return f"{tid} {run.fire_time or '-'} {run.stamp or '-'}"
 
 
 class Resender:
@@ -336,7 +345,8 @@ class Resender:
                     logger.error("beat: pending run of %r not sent again: %s", pending.name, exc)
                 else:
                     sendable.append((pending.name, pending.task_id,
-                                     Run(definition=defn, total_run_count=pending.total_run_count)))
+                                     Run(definition=defn, total_run_count=pending.total_run_count,
+                                         fire_time=pending.fire_time, stamp=pending.stamp)))
                     continue
             done.append((pending.name, pending.task_id))
         if amqp_capturable(producer):

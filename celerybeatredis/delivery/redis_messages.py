@@ -191,8 +191,8 @@ class RedisShapes:
         self.body_encoding = body_encoding
         self.kept: KeptShapes[Shape] = KeptShapes()
 
-    def fill_in(self, shape: Shape, serialized: Body, name: str, task_id: str) -> list[Command]:
-        """The message of entry ``name``'s run with ``task_id``, its body ``serialized`` (:func:`.shapes.render`)."""
+    def fill_in(self, shape: Shape, serialized: Body, run_headers: dict[str, str], task_id: str) -> list[Command]:
+        """The message of a run with ``task_id`` and ``run_headers``, its body ``serialized`` (:func:`.shapes.render`)."""
         body, argsrepr, kwargsrepr = serialized
         tag = str(uuid.uuid4())
         out: list[Command] = []
@@ -204,7 +204,7 @@ class RedisShapes:
                 out.append((command, queue, self._event(shape.events[i], envelope, task_id, argsrepr, kwargsrepr)))
                 continue
             headers = {k: task_id if v == shape.task_id else v for k, v in envelope["headers"].items()}
-            headers.update(argsrepr=argsrepr, kwargsrepr=kwargsrepr, periodic_task_name=name)
+            headers.update(run_headers, argsrepr=argsrepr, kwargsrepr=kwargsrepr)
             properties = {k: task_id if v == shape.task_id else v for k, v in envelope["properties"].items()}
             properties["delivery_tag"] = tag
             out.append((command, queue, json_dumps({**envelope, "body": body, "headers": headers,

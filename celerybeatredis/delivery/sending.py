@@ -13,6 +13,7 @@ from typing import Any
 
 from celery import Celery
 from celery.beat import ScheduleEntry, Scheduler, SchedulingError
+from celery.utils import uuid
 from kombu import Producer
 from kombu.exceptions import OperationalError
 
@@ -22,7 +23,7 @@ from ..definitions.names import shown_name
 from ..observe.log import logger
 from ..policies.overlap import HOLD
 from ..storage.history import newest_stamp, task_id
-from .headers import HEADER, REPORT, SCHEDULED
+from .headers import FIRE_ID, FIRE_TIME, HEADER, REPORT, RUN, SCHEDULED
 from .observing import apply_entry_wrapped, run_span, through_apply_entry
 
 
@@ -54,21 +55,25 @@ class Sender:
         ``tag`` is the hash tag of the entry's shard, for the worker integration to report the run to; ``due`` the
         Unix time the run was due (its entry's score; 0 when unknown), for a trace (:mod:`.observing`).
         """
-        defn, runs, scheduled = run
+        defn, runs, scheduled, fire_time, run_stamp = run
         options = dict(defn.options)
-        if tid is not None:
-            options["task_id"] = tid
+        if tid is None:
+            tid = uuid()
+        options["task_id"] = tid
         # The entry's name rides in a header (as django-celery-beat's), so a worker, a result backend or Flower can
-        # tell which entry sent a task: ``self.request.periodic_task_name`` in the task.
-        headers = {**options["headers"], HEADER: name} if "headers" in options else {HEADER: name}
+        # tell which entry sent a task: ``self.request.periodic_task_name`` in the task; the run's own in others.
+        headers: dict[str, Any] = {**options.get("headers", {}), **run_headers(name, tid, fire_time, run_stamp, tag)}
         if scheduled:
             headers[SCHEDULED] = scheduled
         if reported(defn):
             headers[REPORT] = {"tag": tag, "overlap": defn.overlap != "allow", "failures": defn.pause_after_failures or 0}
         options["headers"] = headers
+        kwargs = defn.kwargs
+        if defn.scheduled_time_kwarg:
+            kwargs = {**kwargs, defn.scheduled_time_kwarg: fire_time or None}
         entry = ScheduleEntry(
             name=name, task=defn.task, last_run_at=now, total_run_count=runs, schedule=defn.schedule,
-            args=defn.args, kwargs=defn.kwargs, options=options, app=self.scheduler.app,
+            args=defn.args, kwargs=kwargs, options=options, app=self.scheduler.app,
         )
         wrapped = apply_entry_wrapped()  # by a monitor (Sentry's Crons): it sees the run as Celery's scheduler sends it
         if not wrapped and logger.isEnabledFor(logging.INFO):  # else said by Celery's apply_entry
@@ -133,6 +138,17 @@ def refused_arguments(app: Celery, defn: Definition) -> ArgumentsRefused | None:
             refused = exc
         return ArgumentsRefused("args", str(refused))
     return ArgumentsRefused("kwargs" if kwargs else "args", str(refused))
+
+
+def run_headers(name: str, tid: str, fire_time: str, run_stamp: str, tag: str) -> dict[str, str]:
+    """The headers beat sets on a run of entry ``name`` (shard ``tag``): its name, fire id, fire time (when known)
+    and where its history record is (with history on)."""
+    headers = {HEADER: name, FIRE_ID: tid}
+    if fire_time:
+        headers[FIRE_TIME] = fire_time
+    if run_stamp and tag:
+        headers[RUN] = f"{run_stamp} {tag}"
+    return headers
 
 
 def reported(defn: Definition) -> bool:

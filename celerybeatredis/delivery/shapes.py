@@ -3,7 +3,8 @@
 Two runs whose task and options are the same get messages that differ only in
 the task id (``id``, ``root_id``, ``correlation_id``), kombu's delivery tag,
 the body (args, kwargs) with its ``argsrepr`` / ``kwargsrepr``, and the
-``periodic_task_name`` header. So the first run of each (task, options) is
+headers of the run (``periodic_task_name`` and the others of
+:func:`~.sending.run_headers`). So the first run of each (task, options) is
 built by Celery and kombu (captured) and kept as a shape;
 later runs copy the shape and set those fields, the body serialized as Celery
 would (once per definition: the codec keeps one parsed definition per digest)
@@ -32,12 +33,16 @@ from celery.signals import after_task_publish, before_task_publish
 from celery.utils.saferepr import saferepr
 from kombu.serialization import dumps as serialize
 
+from .headers import HEADER, PER_RUN
 from .observing import observed
 from .sending import refused_arguments
 
 #: Options that make a message more than its shape and body: such a run is always built by Celery.
 OWN_OPTIONS = frozenset({"countdown", "eta", "expires", "serializer", "compression", "argsrepr", "kwargsrepr",
                          "shadow", "link", "link_error", "chain", "chord", "group_id", "parent_id", "root_id"})
+
+#: The headers beat sets on each run: a user's header of the same name is replaced, so it does not make a shape.
+OWN_HEADERS = frozenset({HEADER, *PER_RUN})
 
 #: Seconds a shape is reused: exchange bindings changed meanwhile are seen within it.
 SHAPE_SECONDS = 60.0
@@ -73,18 +78,18 @@ class Shapes(Protocol[M, S]):
     #: The shapes learned so far, by key.
     kept: KeptShapes[S]
 
-    def fill_in(self, shape: S, serialized: Body, name: str, task_id: str) -> list[M]: ...
+    def fill_in(self, shape: S, serialized: Body, headers: dict[str, str], task_id: str) -> list[M]: ...
 
     def learn(self, key: str, messages: list[M], task_id: str) -> None: ...
 
 
-def render(shapes: Shapes[M, S], key: str, definition: Any, name: str, task_id: str) -> list[M] | None:
-    """The messages of a run of ``definition`` (entry ``name``) with ``task_id``, filled in from the shape kept for
-    ``key``; None when none is kept."""
+def render(shapes: Shapes[M, S], key: str, definition: Any, headers: dict[str, str], task_id: str) -> list[M] | None:
+    """The messages of a run of ``definition`` with ``task_id`` and its own ``headers``
+    (:func:`~.sending.run_headers`), filled in from the shape kept for ``key``; None when none is kept."""
     shape = shapes.kept.get(key)
     if shape is None:
         return None
-    return shapes.fill_in(shape, shapes.rules.body(definition, shape.embed), name, task_id)
+    return shapes.fill_in(shape, shapes.rules.body(definition, shape.embed), headers, task_id)
 
 
 class Taking(Protocol[M]):
@@ -137,7 +142,7 @@ class ShapeRules:
         if (self.always_celery or before_task_publish.receivers or after_task_publish.receivers
                 or not OWN_OPTIONS.isdisjoint(options) or observed()):
             return None
-        headers = {k: v for k, v in (options.get("headers") or {}).items() if k != "periodic_task_name"}
+        headers = {k: v for k, v in (options.get("headers") or {}).items() if k not in OWN_HEADERS}
         rest = {k: v for k, v in options.items() if k not in ("headers", "task_id")}
         return json.dumps([task, rest, headers], sort_keys=True, default=repr)
 

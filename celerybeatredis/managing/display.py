@@ -9,6 +9,7 @@ from typing import Any
 from ..definitions.checks import parse_date
 from ..definitions.kinds import KINDS
 from ..definitions.names import shown_name
+from ..storage.history import History, Run
 from .records import Entry
 
 _UNITS = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
@@ -161,3 +162,21 @@ def list_row(entry: Entry, now: datetime) -> list[str]:
         enabled += " (invalid)"
     return [entry.name, entry.task or "?", describe_schedule(entry.definition), enabled, next_run(entry, now),
             last_run(entry, now), str(entry.total_run_count)]
+
+
+def result_text(run: Run) -> str:
+    """What the worker reported of a run in words: ``succeeded in 1.2s``, ``failed in 0.3s: KeyError: 'x'``, ``-``."""
+    if run.result is None:
+        return "-"
+    took = f" in {run.runtime:.3g}s" if run.runtime is not None and run.result != "lost" else ""
+    return f"{run.result}{took}{': ' + run.error if run.error else ''}"
+
+
+def outcome_fields(history: History) -> list[tuple[str, str]]:
+    """``show``'s lines of what the worker integration reported: the last success and the last failure (with its
+    error); none when it reported nothing."""
+    success, failure = history.last_success, history.last_failure
+    if success is None and failure is None:
+        return []
+    return [("last ok", success.isoformat(timespec="seconds") if success else f"none in the last {len(history.runs)} runs"),
+            ("last fail", f"{failure[0].isoformat(timespec='seconds')}: {failure[1]}" if failure else "none")]

@@ -25,8 +25,11 @@ METRIC_NAMES = (
     "celerybeatredis_runs", "celerybeatredis_publish_errors", "celerybeatredis_dispatch_lateness_seconds",
     "celerybeatredis_tick_duration_seconds", "celerybeatredis_lua_duration_seconds", "celerybeatredis_last_tick_age_seconds",
     "celerybeatredis_due_backlog", "celerybeatredis_entries", "celerybeatredis_quarantined_entries",
-    "celerybeatredis_beats_alive",
+    "celerybeatredis_beats_alive", "celerybeatredis_run_results", "celerybeatredis_run_runtime_seconds",
 )
+
+#: The words of the result letters the worker integration counts in ``{T}:outcomes`` (storage/history.py, RESULTS).
+RESULT_WORDS = {"k": "succeeded", "f": "failed", "r": "retried", "v": "revoked"}
 
 
 class BeatCollector(Collector):
@@ -76,6 +79,24 @@ class BeatCollector(Collector):
             gauge = GaugeMetricFamily(name, doc, labels=["schedule"])
             gauge.add_metric([self.tag], value)
             yield gauge
+        yield from self.results()
+
+    def results(self) -> Iterator[Metric]:
+        """Runs the worker integration reported, by result, and their runtime: counted by every worker in Redis."""
+        try:
+            counts = self.store.outcome_counts()
+        except redis.RedisError as exc:
+            logger.warning("beat: /metrics could not read the run results from Redis: %s", exc)
+            return
+        results = CounterMetricFamily("celerybeatredis_run_results", "Runs the worker integration reported, by "
+                                      "result (celerybeatredis.worker in the workers' imports).", labels=["schedule", "result"])
+        for letter, word in RESULT_WORDS.items():
+            results.add_metric([self.tag, word], counts.get(letter, 0))
+        yield results
+        runtime = CounterMetricFamily("celerybeatredis_run_runtime_seconds", "Seconds the reported runs took, summed.",
+                                      labels=["schedule"])
+        runtime.add_metric([self.tag], counts.get("ms", 0) / 1000)
+        yield runtime
 
 
 def _histogram(name: str, doc: str, series: dict[tuple[str, ...], Histogram], labels: list[str]) -> Metric:

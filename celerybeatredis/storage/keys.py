@@ -68,8 +68,11 @@ class Keys:
     #: Sorted set: entry name -> when its committed run is sent again unless the broker is known to have taken
     #: it first (``at-least-once`` delivery, see :mod:`~celerybeatredis.delivery.modes`).
     pending: str = field(init=False)
-    #: Hash: entry name -> the task id of that run (sent again with the same id).
+    #: Hash: entry name -> ``"<task id> <fire time> <stamp>"`` of that run (sent again with the same id and headers).
     pending_ids: str = field(init=False)
+    #: Hash: result letter (``k``, ``f``, ``r``, ``v``: :data:`~.history.RESULTS`) -> runs the worker integration
+    #: reported so, and ``ms`` -> their runtime in milliseconds, summed (``/metrics``).
+    outcomes: str = field(init=False)
 
     def __post_init__(self) -> None:
         for key in fields(self)[1:]:
@@ -79,7 +82,7 @@ class Keys:
         """Every key the schedule may use."""
         return [self.schedule, self.due, self.total_run_count, self.last_run_at, self.statics, self.static_digest,
                 self.invalid, self.digest, self.meta, self.beats, self.history, self.running, self.failures, self.synced,
-                self.calendars, self.pending, self.pending_ids]
+                self.calendars, self.pending, self.pending_ids, self.outcomes]
 
     def types(self) -> dict[str, str]:
         """The Redis type each key beat checks at start must have, when it exists."""

@@ -146,10 +146,13 @@ class Runs:
         """Runs committed and not known to be taken by the broker whose resend time has come, leased for resending
         (``at-least-once``); with the server's time."""
         reply = self.scripts.run("pending_claim", [limit, lease_seconds, "" if now is None else repr(now)])
-        runs = [Pending(name=name_text(reply[i]), task_id=reply[i + 1].decode() if reply[i + 1] else None,
-                        definition=reply[i + 2].decode("utf-8", "surrogateescape") if reply[i + 2] else None,
-                        total_run_count=int(reply[i + 3]) if reply[i + 3] else 0)
-                for i in range(1, len(reply), 4)]
+        runs = []
+        for i in range(1, len(reply), 4):
+            tid, fire_time, run_stamp = [*reply[i + 1].decode().split(" "), "", ""][:3] if reply[i + 1] else (None, "", "")
+            runs.append(Pending(name=name_text(reply[i]), task_id=tid or None,
+                                definition=reply[i + 2].decode("utf-8", "surrogateescape") if reply[i + 2] else None,
+                                total_run_count=int(reply[i + 3]) if reply[i + 3] else 0,
+                                fire_time="" if fire_time == "-" else fire_time, stamp="" if run_stamp == "-" else run_stamp))
         return float(reply[0]), runs
 
     def clear_pending(self, runs: Sequence[tuple[str, str]]) -> int:
@@ -171,3 +174,9 @@ class Runs:
         and a failure counted; returns the entry's failures in a row (0 when not counted, or reset at ``pause_after``)."""
         _, failures = self.scripts.run("run_ended", [name, task_id, "1" if has_marker else "0", outcome, pause_after])
         return int(failures)
+
+    def run_outcome(self, name: str, run_stamp: str, outcome: str, runtime: str, error: str = "") -> bool:
+        """A worker reports how the run of ``name`` sent at ``run_stamp`` went (``outcome``: a letter of
+        :data:`~.history.RESULTS`, ``runtime`` as :func:`~.history.runtime_code` gives it, ``error`` the failure's
+        type and first line); False when its history record is no longer kept."""
+        return bool(self.scripts.run("run_outcome", [name, run_stamp, outcome, runtime, error]))

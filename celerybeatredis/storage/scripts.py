@@ -49,6 +49,7 @@ SCRIPT_KEYS: dict[str, tuple[str, ...]] = {
     "renew": ("due",),
     "run_started": ("running",),
     "run_ended": ("running", "due", "failures"),
+    "run_outcome": ("history", "outcomes"),
     "pending_claim": ("pending", "pending_ids", "schedule", "total_run_count"),
     "pending_clear": ("pending", "pending_ids"),
 }

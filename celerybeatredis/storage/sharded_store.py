@@ -14,6 +14,8 @@ from datetime import datetime
 from operator import itemgetter
 from typing import Any, TypeVar
 
+import redis
+
 from ..exceptions import CeleryBeatRedisError
 from .across_shards import AcrossShards
 from .connection import RedisClient, close_client, make_client
@@ -164,6 +166,19 @@ class ShardedStore:
     def history_raw(self, name: str) -> bytes | None:
         """The stored run history of ``name`` in its shard, or None."""
         return self.store_for(name).history_raw(name)
+
+    def outcome_counts(self) -> dict[str, int]:
+        """The schedule's counters of runs the worker integration reported (``{T}:outcomes``, every shard summed)."""
+        totals: dict[str, int] = {}
+        for store in self.stores:
+            try:
+                counts: Any = store.client.hgetall(store.keys.outcomes)
+            except redis.ResponseError:  # WRONGTYPE: counters that cannot be read count nothing
+                continue
+            for key, value in counts.items():
+                if value.isdigit():
+                    totals[key.decode()] = totals.get(key.decode(), 0) + int(value)
+        return totals
 
     def exists(self, name: str) -> bool:
         """Whether an entry of that name exists."""

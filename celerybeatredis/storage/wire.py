@@ -151,6 +151,9 @@ class Pending(NamedTuple):
     task_id: str | None
     definition: str | None
     total_run_count: int
+    #: The run's fire time and history stamp, "" when not kept (a record of an older beat).
+    fire_time: str = ""
+    stamp: str = ""
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
 from ..definitions.names import shown_name
-from ..managing.display import describe_schedule, duration, last_run, next_run, relative
+from ..managing.display import describe_schedule, duration, last_run, next_run, relative, result_text
 from ..settings import Settings
 from ..store import ScheduleStore
 from .auth import CSRF_FIELD, WebAuth
@@ -46,6 +46,7 @@ def _templates() -> Environment:
                       trim_blocks=True, lstrip_blocks=True)
     env.filters["schedule_words"] = describe_schedule
     env.filters["duration"] = duration
+    env.filters["result_text"] = result_text
     env.filters["shown"] = shown_name  # a stored name's control and direction characters, escaped
     env.filters["iso"] = lambda when: when.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S") if when else "-"
     env.globals.update(next_run=next_run, last_run=last_run, relative=relative)

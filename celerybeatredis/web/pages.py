@@ -18,6 +18,7 @@ from starlette.responses import Response
 from ..definitions.kinds import KINDS
 from ..definitions.tasknames import task_names
 from ..exceptions import CeleryBeatRedisError, EntryNotFound
+from ..managing.display import outcome_fields
 from .dashboard import Dashboard
 from .forms import FORM_FIELDS, definition_from_form, kind_flags, preview
 from .queries import PAGE_SIZE, Filters, chart_bars, is_paused, kind_of, list_entries, overview
@@ -99,9 +100,10 @@ class Pages:
         doc = entry.definition or {}
         json_text = typed.json_text if typed is not None and typed.json_text is not None else stored_text
         values = typed.form if typed is not None and typed.form is not None else form_values(doc)
+        history = store.history(name, 20)
         return self.dash.render(
             request, "entry.html", status_code, entry=entry, doc=doc, fires=fires, fire_error=fire_error,
-            history=store.history(name, 20), now=self.dash.now(), json_text=json_text, error=error, kinds=kind_flags(),
+            history=history, outcomes=outcome_fields(history), now=self.dash.now(), json_text=json_text, error=error, kinds=kind_flags(),
             form_fields=FORM_FIELDS, form_values=values, done=None if error else request.query_params.get("done"),
             entry_url=entry_url, paused=is_paused(entry), version=version, stored_text=stored_text if changed else None,
             task_warning=task_names(store.codec.app).problem(entry.task))

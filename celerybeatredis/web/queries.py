@@ -47,6 +47,8 @@ class Filters:
     paused: str = ""
     quarantined: str = ""
     static: str = ""
+    #: "yes": only entries whose last reported run failed (or was lost); "no": the others. Reads their history.
+    failing: str = ""
 
     @property
     def match(self) -> str | None:
@@ -128,6 +130,8 @@ def list_entries(store: ScheduleStore, filters: Filters, cursor: int = 0, page_s
             candidates = [e for e in store.find(names) if e is not None] if names else []
         scanned += step
         matched = [e for e in candidates if _state_wanted(filters, e)]
+        if filters.failing in ("yes", "no"):
+            matched = [e for e in matched if _failing_wanted(store, filters, e)]
         found.extend(matched)
         if len(matched) * 2 < page_size:
             step = min(step * 2, SCAN_STEP, max(1, budget - scanned))
@@ -136,10 +140,17 @@ def list_entries(store: ScheduleStore, filters: Filters, cursor: int = 0, page_s
     exact = None
     if filters.q and not _GLOB.search(filters.q):
         hit = store.find([filters.q])[0]
-        if hit is not None and _state_wanted(filters, hit) and wanted(hit.raw.encode()):
+        if hit is not None and _state_wanted(filters, hit) and wanted(hit.raw.encode()) and _failing_wanted(store, filters, hit):
             exact = hit
             found = [e for e in found if e.name != hit.name]
     return Listing(entries=found, cursor=cursor, scanned=scanned, exact=exact, filters=filters)
+
+
+def _failing_wanted(store: ScheduleStore, filters: Filters, entry: Entry) -> bool:
+    """Whether ``entry`` passes the "last run failed" filter (reads its history only when the filter is set)."""
+    if filters.failing not in ("yes", "no"):
+        return True
+    return store.history(entry.name).failing is (filters.failing == "yes")
 
 
 @dataclass(frozen=True)

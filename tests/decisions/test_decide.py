@@ -23,7 +23,21 @@ def test_a_due_entry_runs_and_is_due_again_one_interval_later(decider: Decider) 
     decision = decider.pure(entry, T0)
     assert decision.outcome == "run"
     assert decision.plan == Plan(name="e", lease="lease-1", score=T0 + 10, ran=True, run_at=iso(T0))
-    assert decision.run == Run(definition=decider.codec.parse(entry.definition), total_run_count=4)
+    assert decision.run == Run(definition=decider.codec.parse(entry.definition), total_run_count=4, fire_time=iso(T0))
+
+
+@pytest.mark.parametrize(("doc", "score", "last", "at", "fired"), [
+    (EVERY_10S, T0, T0 - 10, T0 + 3.25, T0),  # late, not missed: the time it was due
+    (EVERY_10S, T0 - 25, T0 - 35, T0 + 3.25, T0 - 5),  # missed runs: the latest time the schedule gave
+    ({**EVERY_10S, "jitter": 4.0}, T0 + 2.5, T0 - 10, T0 + 3.25, T0),  # jittered: its slot, before jitter
+    ({"task": "tasks.add", "crontab": {"minute": "*/5"}}, 1_700_000_100.0, 1_700_000_100.0 - 300, 1_700_000_101.5,
+     1_700_000_100.0),
+    (EVERY_10S, -1.0, T0 - 3, T0 + 1.5, T0 + 1.5),  # run now: the time it was asked to run
+])
+def test_a_run_carries_the_time_its_schedule_gave_it(decider: Decider, doc: dict[str, Any], score: float, last: float,
+                                                      at: float, fired: float) -> None:
+    decision = decider.pure(claimed(doc, score=score, count=1, last=last, stored_digest=short(doc)), at)
+    assert decision.run is not None and decision.run.fire_time == iso(fired)
 
 
 def test_an_entry_not_due_waits_until_its_time_and_sends_nothing(decider: Decider) -> None:

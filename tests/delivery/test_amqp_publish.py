@@ -19,6 +19,7 @@ from kombu import Connection, Exchange, Queue
 from celerybeatredis.delivery.amqp_messages import AmqpShapes, capturing_amqp
 from celerybeatredis.delivery.confirms import Answers, ConfirmChannel
 from celerybeatredis.delivery.modes import AT_LEAST_ONCE, AT_MOST_ONCE
+from celerybeatredis.delivery.sending import run_headers
 from celerybeatredis.delivery.shapes import OWN_OPTIONS, render
 from celerybeatredis.schedulers import RedisScheduler
 from celerybeatredis.storage.redis_store import RedisStore
@@ -104,25 +105,28 @@ def test_beats_message_is_what_send_task_sends(rabbit_app: Celery, rabbitmq_url:
     time of sending), published with confirms, arrives as ``send_task``'s message does."""
     producer = Scheduler(rabbit_app, lazy=True).producer
 
-    def headers(name: str) -> dict[str, Any]:
-        return {**options.get("headers", {}), "periodic_task_name": name}
+    first, second = uuid(), uuid()
 
-    send = {**options, "headers": headers("b")}
-    rabbit_app.send_task("tasks.add", ARGS, KWARGS, producer=producer, task_id=uuid(), **send)
+    def headers(name: str, tid: str, at: str) -> dict[str, Any]:  # each run's own, as beat sets them
+        return {**options.get("headers", {}), **run_headers(name, tid, at, at[-8:], "t")}
+
+    send = {**options, "headers": headers("b", second, "2026-12-08T02:00:00+00:00")}
+    rabbit_app.send_task("tasks.add", ARGS, KWARGS, producer=producer, task_id=second, **send)
     sent = take(rabbitmq_url, queues)
     builder = AmqpShapes(rabbit_app)
     key = builder.rules.key("tasks.add", options)
     assert (key is None) == bool(OWN_OPTIONS.intersection(options))
-    first, second = uuid(), uuid()
     with capturing_amqp(producer) as capture:
-        rabbit_app.send_task("tasks.add", [0], {}, producer=producer, task_id=first, **{**options, "headers": headers("a")})
+        rabbit_app.send_task("tasks.add", [0], {}, producer=producer, task_id=first,
+                             **{**options, "headers": headers("a", first, "2026-12-08T01:59:00.250000+00:00")})
         learned = capture.take()
         if key is None:
             rabbit_app.send_task("tasks.add", ARGS, KWARGS, producer=producer, task_id=second, **send)
             outgoing = capture.take()
     if key is not None:
         builder.learn(key, learned, first)
-        rendered = render(builder, key, SimpleNamespace(task="tasks.add", args=ARGS, kwargs=KWARGS), "b", second)
+        rendered = render(builder, key, SimpleNamespace(task="tasks.add", args=ARGS, kwargs=KWARGS),
+                          send["headers"], second)
         assert rendered is not None, "a shape was learned"
         outgoing = rendered
     confirmed = ConfirmChannel().publish(producer, {7: outgoing})

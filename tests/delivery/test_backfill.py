@@ -11,6 +11,7 @@ from celery.schedules import crontab, schedule
 
 from celerybeatredis.definitions.kinds import clocked
 from celerybeatredis.delivery.backfill import backfill_task_id, backfill_times
+from celerybeatredis.delivery.headers import FIRE_ID, FIRE_TIME
 from celerybeatredis.delivery.sending import HEADER, SCHEDULED
 from celerybeatredis.exceptions import CeleryBeatRedisError
 from celerybeatredis.store import ScheduleStore
@@ -70,6 +71,7 @@ def test_backfill_lists_then_sends_each_run_with_its_time_and_leaves_the_run_sta
     messages = drain_queue(broker, f"q-{prefix}")
     assert [m.headers[SCHEDULED] for m in messages] == sent["times"] == [at(h).isoformat() for h in (0, 6, 12)]
     assert [m.id for m in messages] == sent["task_ids"] and all(m.headers[HEADER] == "report" for m in messages)
+    assert all(m.headers[FIRE_ID] == m.id and m.headers[FIRE_TIME] == m.headers[SCHEDULED] for m in messages)
     assert all(m.task == "proj.report" and m.args == [1] for m in messages)
     after = api.get("report")
     assert (after.total_run_count, after.last_run_at) == (before.total_run_count, before.last_run_at)

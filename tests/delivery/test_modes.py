@@ -18,7 +18,7 @@ from celerybeatredis.storage.redis_store import RedisStore
 from celerybeatredis.storage.wire import Plan
 from celerybeatredis.store import ScheduleStore
 
-from ..support.helpers import EVERY_10S_DOC, T0, entries, first_interval, put, sent
+from ..support.helpers import EVERY_10S_DOC, T0, assert_fire_identity, entries, first_interval, put, sent
 
 
 @pytest.fixture
@@ -46,6 +46,7 @@ def test_exactly_once_writes_each_run_message_in_its_commit(shared: Celery, stor
     assert set(runs.values()) == {1}
     assert all(m.headers["periodic_task_name"] == m.args[0] for m in messages)
     assert sorted(m.id for m in messages) == sorted(api.history(n).runs[0].task_id for n in names)
+    assert_fire_identity(messages, store)
 
 
 def test_a_commit_sent_again_writes_its_messages_once(shared: Celery, store: RedisStore, schedule_db: redis.Redis) -> None:

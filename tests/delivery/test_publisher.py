@@ -17,21 +17,25 @@ from celerybeatredis.storage.redis_store import RedisStore
 from celerybeatredis.storage.wire import Plan
 from celerybeatredis.store import ScheduleStore
 
-from ..support.helpers import EVERY_10S_DOC, T0, entries, first_interval, put, sent, unhurried
+from ..support.helpers import EVERY_10S_DOC, T0, assert_fire_identity, entries, first_interval, put, sent, unhurried
 
 
 def test_at_most_once_sends_a_batch_as_it_did_one_by_one(app: Celery, store: RedisStore, broker: redis.Redis) -> None:
     app.conf.update(redis_scheduler_delivery="at-most-once", redis_scheduler_batch_size=6)
     names = entries(store, 20)
     assert first_interval(app) == AT_MOST_ONCE
-    assert sorted(m.args[0] for m in sent(broker, app)) == names
+    messages = sent(broker, app)
+    assert sorted(m.args[0] for m in messages) == names
+    assert_fire_identity(messages, store)
 
 
 def test_at_least_once_forgets_each_run_once_the_broker_took_it(app: Celery, store: RedisStore, broker: redis.Redis) -> None:
     app.conf.update(redis_scheduler_delivery="at-least-once", redis_scheduler_batch_size=6)
     names = entries(store, 20)
     assert first_interval(app) == AT_LEAST_ONCE
-    assert sorted(m.args[0] for m in sent(broker, app)) == names
+    messages = sent(broker, app)
+    assert sorted(m.args[0] for m in messages) == names
+    assert_fire_identity(messages, store)
     assert store.client.zcard(store.keys.pending) == 0
     assert store.client.hlen(store.keys.pending_ids) == 0
 
@@ -47,7 +51,7 @@ def test_at_least_once_keeps_each_run_pending_while_its_message_is_written(
 
     def write_seeing_pending(self: RedisWriter, *args: Any) -> BaseException | None:
         pending = sorted(n.decode() for n in store.client.zrange(store.keys.pending, 0, -1))
-        ids = {n.decode(): tid.decode() for n, tid in store.client.hgetall(store.keys.pending_ids).items()}
+        ids = {n.decode(): tid.decode().split()[0] for n, tid in store.client.hgetall(store.keys.pending_ids).items()}
         during.append((pending, ids))
         return write(self, *args)
 
@@ -84,6 +88,29 @@ def test_a_pending_run_is_sent_again_after_the_lease_with_its_task_id(app: Celer
     assert [(m.args[0], m.id) for m in messages] == [("a", "the-task-id")]
     assert store.client.zcard(store.keys.pending) == 0
     assert store.run_state("a")[0] == 1, "sending it again is not another run"
+
+
+@pytest.mark.parametrize("kept", ["the-task-id 2026-03-02T12:00:20+00:00 0000abcd", "the-task-id"])
+def test_a_pending_run_is_sent_again_with_its_fire_id_time_and_history_record(app: Celery, store: RedisStore,
+                                                                               broker: redis.Redis, kept: str) -> None:
+    """The run's fire time and history stamp are kept with its task id, so its second send carries the headers (and
+    the keyword argument) of the first; a record of an older beat (a bare task id) still sends it, with its fire id."""
+    app.conf.update(redis_scheduler_delivery="at-least-once", redis_scheduler_lease_seconds=5)
+    put(store, "a", dict(EVERY_10S_DOC, args=["a"], scheduled_time_kwarg="due"), score=T0 + 20)
+    plan = Plan("a", repr(T0 + 20), T0 + 30, True, "2026-03-02T12:00:20+00:00")
+    assert store.runs.commit([plan], 0, encode({1: [("pending", kept, repr(T0 + 25))]})) == [True]
+    sched = unhurried(app)
+    try:
+        assert sched.publisher.resend(store, now=T0 + 26) == 1
+    finally:
+        sched.close()
+    [message] = sent(broker, app)
+    full = " " in kept
+    assert message.id == message.headers["periodic_task_fire_id"] == "the-task-id"
+    assert message.headers.get("periodic_task_fire_time") == ("2026-03-02T12:00:20+00:00" if full else None)
+    assert message.kwargs == {"due": "2026-03-02T12:00:20+00:00" if full else None}
+    assert message.headers.get("periodic_task_run") == (f"0000abcd {store.keys.tag}" if full else None)
+    assert store.client.zcard(store.keys.pending) == 0
 
 
 def test_a_never_run_entry_whose_publish_failed_is_retried_from_its_anchor(

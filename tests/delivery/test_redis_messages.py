@@ -18,6 +18,7 @@ from celery.utils import uuid
 from kombu import Exchange, Queue
 
 from celerybeatredis.delivery.redis_messages import Capture, RedisShapes, capturing, encode
+from celerybeatredis.delivery.sending import run_headers
 from celerybeatredis.delivery.shapes import OWN_OPTIONS, render
 
 #: Fields that differ between two sends of one task, whatever builds them.
@@ -154,21 +155,22 @@ def test_a_message_filled_in_from_its_shape_is_what_send_task_writes(broker_app:
     producer = Scheduler(broker_app, lazy=True).producer
     builder = RedisShapes(broker_app)
 
-    def headers(name: str) -> dict[str, Any]:
-        return {**options.get("headers", {}), "periodic_task_name": name}
+    def headers(name: str, tid: str, at: str) -> dict[str, Any]:  # each run's own, as beat sets them
+        return {**options.get("headers", {}), **run_headers(name, tid, at, at[-8:], "t")}
 
     key = builder.rules.key("tasks.add", options)
     assert key is not None
-    first = uuid()
+    first, second = uuid(), uuid()
     with capturing(producer) as capture:
-        broker_app.send_task("tasks.add", [0], {}, producer=producer, task_id=first, **{**options, "headers": headers("a")})
+        broker_app.send_task("tasks.add", [0], {}, producer=producer, task_id=first,
+                             **{**options, "headers": headers("a", first, "2026-12-08T01:59:00.250000+00:00")})
     builder.learn(key, capture.take(), first)
     definition = SimpleNamespace(task="tasks.add", args=(1, "two", [3.0]), kwargs={"k": {"nested": True}})
-    second = uuid()
-    rendered = render(builder, key, definition, "b", second)
+    own = headers("b", second, "2026-12-08T02:00:00+00:00")
+    rendered = render(builder, key, definition, own, second)
     assert rendered is not None
-    broker_app.send_task("tasks.add", [1, "two", [3.0]], {"k": {"nested": True}}, producer=producer, task_id=uuid(),
-                         **{**options, "headers": headers("b")})
+    broker_app.send_task("tasks.add", [1, "two", [3.0]], {"k": {"nested": True}}, producer=producer, task_id=second,
+                         **{**options, "headers": own})
     sent = arrived(conn, len(queues))
     pushed = {key: json.loads(value) for command, key, value in rendered if command == "lpush"}
     assert set(pushed) == set(sent) == queues

@@ -22,6 +22,7 @@ from celerybeatredis.observe.stats import LATENESS_BUCKETS, BeatStats
 from celerybeatredis.observe.status import read_beats
 from celerybeatredis.schedulers import BadSettings, RedisScheduler
 from celerybeatredis.settings import Settings
+from celerybeatredis.storage.history import runtime_code, stamp
 from celerybeatredis.storage.redis_store import RedisStore
 from celerybeatredis.storage.sharded_store import ShardedStore
 from celerybeatredis.storage.wire import Revert
@@ -218,6 +219,8 @@ def test_http_endpoint_in_process(client: redis.Redis, prefix: str) -> None:
         assert get(f"{base}/healthz") == (503, "beat has not finished a tick yet\n")
         stats.ticked(0.002)
         stats.lua_call("claim", 0.001)
+        for result, seconds in (("k", 2.0), ("k", 1.0), ("f", 0.5)):  # as workers with the integration report runs
+            store.stores[0].runs.run_outcome("a", stamp(1_795_514_400.0), result, runtime_code(seconds), "E: x")
         assert get(f"{base}/healthz") == (200, "ok\n")
         assert get(f"{base}/nothing")[0] == 404
         found = samples(get(f"{base}/metrics")[1])
@@ -226,6 +229,10 @@ def test_http_endpoint_in_process(client: redis.Redis, prefix: str) -> None:
         assert found[("celerybeatredis_due_backlog", tag)] == 2  # new entries are due at once
         assert found[("celerybeatredis_beats_alive", tag)] == 0
         assert found[("celerybeatredis_tick_duration_seconds_count", tag)] == 1
+        results = {result: found[("celerybeatredis_run_results_total", (("result", result), *tag))]
+                   for result in ("succeeded", "failed", "retried", "revoked")}
+        assert results == {"succeeded": 2, "failed": 1, "retried": 0, "revoked": 0}
+        assert found[("celerybeatredis_run_runtime_seconds_total", tag)] == pytest.approx(3.5, rel=0.02)
         names = {name for name, _ in found}
         assert {re.sub(r"_(bucket|sum|count|total|created)$", "", n) for n in names} == set(METRIC_NAMES)
         assert not any(label == "name" for _, labels in found for label, _ in labels)  # never by entry name

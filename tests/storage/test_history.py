@@ -44,7 +44,7 @@ def test_records_and_task_ids_are_those_beat_sent_and_the_depth_caps_them(
     sent = drain_queue(broker, app.conf.task_default_queue)
     history = api.history("add", 10)
     assert (history.sent, history.skipped, history.missed) == (5, 0, 0)
-    assert len(history.runs) == 3 and len(store.client.hget(store.keys.history, "add") or b"") == len("5,0,0;") + 3 * RECORD
+    assert len(history.runs) == 3 and len(store.client.hget(store.keys.history, "add") or b"") == len("5,0,0:") + 3 * RECORD
     assert [r.task_id for r in history.runs] == [m.id for m in reversed(sent)][:3]
     newest = history.runs[0]
     assert newest.outcome == "sent" and newest.sent_at.timestamp() == pytest.approx(T0 + 50) and newest.lateness == 0

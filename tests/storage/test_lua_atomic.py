@@ -30,7 +30,7 @@ RUN_AT = "2026-03-02T12:00:00+00:00"
 #: The type each key a script writes must have (history is left alone when it is not a hash; synced is only read).
 KINDS = {"schedule": "hash", "due": "zset", "total_run_count": "hash", "last_run_at": "hash", "digest": "hash",
          "invalid": "hash", "statics": "set", "static_digest": "hash", "meta": "hash", "beats": "hash",
-         "running": "hash", "failures": "hash", "pending": "zset", "pending_ids": "hash"}
+         "running": "hash", "failures": "hash", "pending": "zset", "pending_ids": "hash", "outcomes": "hash"}
 
 
 def snapshot(store: RedisStore) -> dict[bytes, bytes | None]:
@@ -58,6 +58,7 @@ def arguments(store: RedisStore, script: str) -> list[Any]:
         "renew": [repr(T0 + 5), 3, "a", "b"],
         "run_started": ["a", "t-a"],
         "run_ended": ["a", "t-a", "1", "failed", 3],
+        "run_outcome": ["a", "0000000a", "f", "0a", "KeyError: 'x'"],
         "pending_claim": [10, 3, repr(T0 + 100)],
         "pending_clear": ["a", "t-a"],
     }[script]

@@ -238,13 +238,13 @@ def test_revert_uncounts_its_runs_history_record_even_after_the_entry_ran_again(
     as a publish error and taken off the sent counters, though its run state is left to the newer run."""
     mine, theirs = record("s", stamp(10.0), 0.0), record("m", stamp(20.0), 5.0)
     add(store, "a", 30.0)
-    store.client.hset(store.keys.history, "a", f"2,0,1;{theirs}{mine}")
+    store.client.hset(store.keys.history, "a", f"2,0,1:{theirs}{mine}")
     store.client.hset(store.keys.total_run_count, "a", 2)
     assert store.runs.revert([Revert("a", 20.0, 15.0, None, "", stamp(10.0))]) == [False]
-    assert store.client.hget(store.keys.history, "a") == f"1,0,1;{theirs}e{mine[1:]}".encode()
+    assert store.client.hget(store.keys.history, "a") == f"1,0,1:{theirs}e{mine[1:]}".encode()
     assert (store.run_state("a")[0], store.due_score("a")) == (2, 30.0)
     assert store.runs.revert([Revert("a", 20.0, 15.0, None, "", stamp(10.0))]) == [False]  # marked once only
-    assert store.client.hget(store.keys.history, "a") == f"1,0,1;{theirs}e{mine[1:]}".encode()
+    assert store.client.hget(store.keys.history, "a") == f"1,0,1:{theirs}e{mine[1:]}".encode()
 
 
 def test_reconcile_finds_bare_hset_edits_and_hdel(store: RedisStore) -> None:

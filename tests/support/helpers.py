@@ -167,3 +167,13 @@ def sigterm_exits() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def assert_fire_identity(messages: list[Any], store: RedisStore) -> None:
+    """Each run's message, Celery's or filled in from its shape, carries its own fire id, fire time and record."""
+    assert len(messages) > 1
+    for m in messages:
+        assert m.headers["periodic_task_fire_id"] == m.id
+        assert datetime.fromisoformat(m.headers["periodic_task_fire_time"]).tzinfo is not None
+        run_stamp, tag = m.headers["periodic_task_run"].split(" ")
+        assert tag == store.keys.tag and len(run_stamp) == 8

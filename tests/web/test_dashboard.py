@@ -17,6 +17,7 @@ import redis
 from playwright.sync_api import expect
 
 from celerybeatredis.observe.status import schedule_status
+from celerybeatredis.storage.history import record, runtime_code, stamp
 from celerybeatredis.store import ScheduleStore
 from celerybeatredis.web.queries import Filters, list_entries, overview
 
@@ -288,6 +289,23 @@ def test_json_edits_and_delete_speak_the_command_lines_words(page: Any, web: Web
 def test_the_page_for_a_missing_entry_is_a_404(web: WebServer) -> None:
     reply = request(web.base, entry_path("nothing-here"))
     assert reply.status == 404 and "No entry named nothing-here" in reply.body
+
+
+def test_the_entry_page_and_the_failing_filter_show_what_workers_reported(web: WebServer, api: ScheduleStore,
+                                                                         client: redis.Redis, prefix: str) -> None:
+    tag = prefix.rstrip(":")
+    every = {"task": "tasks.x", "interval": {"every": 60, "period": "seconds"}}
+    api.bulk_add({"good": every, "bad": every})
+    at = 1_795_514_400.0
+    for name, result in (("good", "k"), ("bad", "f")):  # a run each, reported as a worker with the integration does
+        client.hset(f"{{{tag}}}:history", name, "1,0,0:" + record("s", stamp(at), 0.25))
+        api.sharded.store_for(name).runs.run_outcome(name, stamp(at), result, runtime_code(1.5), "KeyError: 'id'")
+    assert [e.name for e in list_entries(api, Filters(failing="yes")).entries] == ["bad"]
+    assert [e.name for e in list_entries(api, Filters(failing="no")).entries] == ["good"]
+    assert list_entries(api, Filters(q="good", failing="yes")).exact is None  # an exact name passes the filter too
+    bad = request(web.base, entry_path("bad")).body
+    assert "failed in 1.5s: KeyError: &#39;id&#39;" in bad and "last fail" in bad and "last ok" in bad
+    assert "succeeded in 1.5s" in request(web.base, entry_path("good")).body
 
 
 def test_a_page_of_entries_reads_a_bounded_slice(api: ScheduleStore, client: redis.Redis) -> None:

@@ -17,7 +17,7 @@
   KEYS[6]  {T}:history          hash   name -> "<sent>,<skipped>,<missed>;<record>..." (see storage/history.py)
   KEYS[7]  {T}:running          hash   name -> run marker (see policies/overlap.py)
   KEYS[8]  {T}:pending          zset   name -> when its run is sent again (at-least-once delivery)
-  KEYS[9]  {T}:pending_ids      hash   name -> that run's task id
+  KEYS[9]  {T}:pending_ids      hash   name -> "<task id> <fire time> <stamp>" of that run
 
   ARGV[1]  history depth: records kept per entry (0 = history off: KEYS[6] untouched)
   ARGV     then eleven values per entry:
@@ -26,7 +26,7 @@
            without counting one: missed runs let go), digest value ("" = leave it as it is),
            invalid reason ("" = valid),
            seed total_run_count ("" = none), seed last_run_at ("" = none),
-           history record(s) (14 characters each, newest first, then "+N" for
+           history record(s) (17 characters each, newest first, then "+N" for
            N more skipped runs; "" = none),
            run marker ("" = none; " h" = hold one run behind the marker in
            place, or, if it is gone, make the entry due at once: score 0)

@@ -5,7 +5,7 @@
   each; they stay pending until pending_clear.lua removes them once the broker has taken them.
 
   KEYS[1]  {T}:pending          zset   name -> resend time
-  KEYS[2]  {T}:pending_ids      hash   name -> the run's task id
+  KEYS[2]  {T}:pending_ids      hash   name -> "<task id> <fire time> <stamp>" (a bare task id from an older beat)
   KEYS[3]  {T}:schedule         hash   name -> definition JSON
   KEYS[4]  {T}:total_run_count  hash
 

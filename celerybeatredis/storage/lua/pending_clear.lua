@@ -5,7 +5,7 @@
   committed meanwhile by another beat, stays pending.
 
   KEYS[1]  {T}:pending          zset
-  KEYS[2]  {T}:pending_ids      hash
+  KEYS[2]  {T}:pending_ids      hash   name -> "<task id> <fire time> <stamp>" (a bare task id from an older beat)
 
   ARGV     two values per run: name, task id
 
@@ -20,7 +20,8 @@ if problem then return redis.error_reply(problem) end
 if #ARGV % 2 ~= 0 then return redis.error_reply('pending_clear: two arguments per run (name, task id)') end
 local cleared = 0
 for i = 1, #ARGV, 2 do
-  if rcall('HGET', pending_ids, ARGV[i]) == ARGV[i + 1] then
+  local value = rcall('HGET', pending_ids, ARGV[i])
+  if value and string.match(value, '^%S+') == ARGV[i + 1] then
     rcall('HDEL', pending_ids, ARGV[i])
     rcall('ZREM', pending, ARGV[i])
     cleared = cleared + 1

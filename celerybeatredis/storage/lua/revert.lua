@@ -45,17 +45,12 @@ end
 local function unsent(name, stamp)
   local stored = stamp ~= '' and history_fields(history, {name})
   if not (stored and stored[1]) then return end
-  local sent, skipped, missed, records = history_read(stored[1])
-  for at = 1, #records, RECORD do
-    if string.sub(records, at + 1, at + #stamp) == stamp then
-      local code = string.sub(records, at, at)
-      if code == 's' or code == 'm' then
-        if code == 'm' then missed = missed - 1 end
-        rcall('HSET', history, name, math.max(sent - 1, 0) .. ',' .. skipped .. ',' .. math.max(missed, 0) .. ';'
-              .. string.sub(records, 1, at - 1) .. 'e' .. string.sub(records, at + 1))
-      end
-      return
-    end
+  local sent, skipped, missed, records, failure = history_read(stored[1])
+  local at = history_find(records, stamp)
+  if at then
+    if string.sub(records, at, at) == 'm' then missed = missed - 1 end
+    rcall('HSET', history, name, history_field(math.max(sent - 1, 0), skipped, math.max(missed, 0),
+          string.sub(records, 1, at - 1) .. 'e' .. string.sub(records, at + 1), failure))
   end
 end
 

@@ -8,7 +8,8 @@
   messages_write(list, fresh, names, pending, pending_ids)
                         runs each command whose plan index is true in fresh (the runs this call committed); a
                         "pending" item [index, "pending", task id, resend time] records the run of names[index]
-                        in the pending zset and its task id in the pending_ids hash (at-least-once delivery)
+                        in the pending zset and its task id (with its fire time and stamp) in the pending_ids
+                        hash (at-least-once delivery)
 ]]
 local MESSAGE_COMMANDS = {lpush = 'LPUSH', pexpire = 'PEXPIRE', publish = 'PUBLISH', pending = 'ZADD'}
 local function messages_read(text)
