@@ -45,19 +45,22 @@ _POLICIES: dict[tuple[str, Any], str] = {("overlap", "skip"): ", skip if running
 
 
 def duration(seconds: float) -> str:
-    """``3m``, ``1h5m``, ``8h0m48s``: every unit from the largest to the smallest that is not zero, none skipped between
-    (``8h48s`` would read as eight hours and change)."""
+    """``3m5s``, ``1h5m``, ``8h1m``, ``2d3h``: the largest unit and the one right after it, rounded to that one, so a
+    figure is short and never skips a unit (``8h48s`` would read as eight hours and change)."""
     left = round(abs(seconds))
-    if left == 0:
+    for at, (unit, size) in enumerate(_UNITS):
+        if left >= size:
+            break
+    else:
         return "0s"
-    parts: list[tuple[int, str]] = []
-    for unit, size in _UNITS:
-        count, left = divmod(left, size)
-        if count or parts:
-            parts.append((count, unit))
-    while not parts[-1][0]:
-        parts.pop()
-    return "".join(f"{count}{unit}" for count, unit in parts)
+    if unit == "s":
+        return f"{left}s"
+    small_unit, small_size = _UNITS[at + 1]
+    total = round(left / small_size)
+    if at > 0 and total * small_size >= _UNITS[at - 1][1]:  # rounded up into the next larger unit
+        return duration(total * small_size)
+    big, small = divmod(total, size // small_size)
+    return f"{big}{unit}" + (f"{small}{small_unit}" if small else "")
 
 
 def relative(when: datetime, now: datetime) -> str:

@@ -92,7 +92,7 @@ def test_a_run_the_task_refuses_is_quarantined_through_a_wrapped_apply_entry(
     """Celery's ``apply_entry`` logs and drops a publish error; through it, beat still sorts the error out."""
     app.conf.redis_scheduler_delivery = "at-most-once"
 
-    @app.task(name=f"tasks.strict-{app.conf.redis_scheduler_key_prefix}")
+    @app.task(name=f"tasks.strict-{app.conf.redis_scheduler_key_prefix}", shared=False)
     def strict(x: int) -> int:
         return x
 

@@ -137,7 +137,7 @@ def test_a_never_run_entry_whose_publish_failed_is_retried_from_its_anchor(
 def strict_task(app: Celery) -> str:
     """Register a task that takes exactly one argument, ``x``, as a user's ``@app.task`` would; its name."""
 
-    @app.task(name=f"tasks.strict-{app.conf.redis_scheduler_key_prefix}")
+    @app.task(name=f"tasks.strict-{app.conf.redis_scheduler_key_prefix}", shared=False)
     def strict(x: int) -> int:
         return x
 
