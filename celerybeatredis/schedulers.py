@@ -23,6 +23,7 @@ import redis
 from celery import Celery
 from celery.beat import ScheduleEntry, Scheduler
 
+from . import __version__
 from .beat.dispatch import Dispatcher
 from .beat.statics import sync_statics
 from .beat.unregistered import UnregisteredTasks
@@ -176,8 +177,13 @@ class RedisScheduler(Scheduler):
         self.http.start()
 
     def check_redis(self) -> None:
-        """Log what could make the schedule's Redis lose or hide entries: an evicting memory policy, another layout."""
+        """Refuse a schema version this code does not know (before beat's first write); log what could make the
+        schedule's Redis lose or hide entries: an evicting memory policy, another layout."""
         assert self.store is not None
+        problem = self.store.check_schema()
+        if problem:
+            raise BadSettings(f"celerybeat-redis {__version__}: beat refuses to run: {problem}; "
+                              "run beats of the release that wrote it, or upgrade this one")
         for warning in eviction_warnings(self.store.client):
             logger.warning("beat: %s", warning)
         problem = self.store.check_layout()
