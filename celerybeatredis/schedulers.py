@@ -49,6 +49,18 @@ class BadSettings(click.ClickException, ValueError):
     """A setting beat cannot start with: ``celery beat`` prints it as one line and exits with code 1."""
 
 
+class Refused(SystemExit):
+    """Beat will not run on this schedule (a schema version it does not know): one line, exit code 1.
+
+    A ``SystemExit``, not an error: celery beat logs an exception that stops it with its traceback, and this is
+    no fault of the code. Raised in a tick (Redis was down at start), beat logs the line and stops.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
 class RedisScheduler(Scheduler):
     """A Celery beat scheduler whose schedule lives in Redis.
 
@@ -112,6 +124,9 @@ class RedisScheduler(Scheduler):
         try:
             delay = self._tick(now)
         except BadSettings:
+            raise
+        except Refused as exc:
+            logger.error("beat: %s", exc.message)
             raise
         except redis.ResponseError as exc:
             delay = self._failed(started, f"Redis refused a command: {exc}")
@@ -182,8 +197,8 @@ class RedisScheduler(Scheduler):
         assert self.store is not None
         problem = self.store.check_schema()
         if problem:
-            raise BadSettings(f"celerybeat-redis {__version__}: beat refuses to run: {problem}; "
-                              "run beats of the release that wrote it, or upgrade this one")
+            raise Refused(f"celerybeat-redis {__version__}: beat refuses to run: {problem}; "
+                          "run beats of the release that wrote it, or upgrade this one")
         for warning in eviction_warnings(self.store.client):
             logger.warning("beat: %s", warning)
         problem = self.store.check_layout()

@@ -13,7 +13,7 @@ import redis
 from celery import Celery
 
 from celerybeatredis.moving.reshard import reshard
-from celerybeatredis.schedulers import BadSettings, RedisScheduler
+from celerybeatredis.schedulers import RedisScheduler, Refused
 from celerybeatredis.storage.keys import SCHEMA_FIELD, SCHEMA_VERSION, shard_for, shard_tag
 from celerybeatredis.storage.redis_store import RedisStore
 from celerybeatredis.storage.sharded_store import ShardedStore
@@ -272,9 +272,9 @@ def test_beat_records_the_schema_version_and_refuses_another_before_writing(
 
     client.delete(f"{{{tag}}}:schedule", f"{{{tag}}}:due", f"{{{tag}}}:statics")
     client.hset(f"{{{tag}}}:meta", SCHEMA_FIELD, SCHEMA_VERSION + 1)
-    with pytest.raises(BadSettings) as refused:
+    with pytest.raises(Refused) as refused:
         RedisScheduler(app)
-    line = str(refused.value.message)
+    line = refused.value.message
     assert "\n" not in line
     assert f"beat refuses to run: schedule {{{tag}}} is at schema version '{SCHEMA_VERSION + 1}'" in line
     assert f"knows version {SCHEMA_VERSION} only" in line
