@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -187,3 +188,65 @@ def test_probes_healthcheck_and_watchdog_follow_a_redis_outage(tmp_path: Path, r
                 beat.kill()
                 beat.wait()
         log.close()
+
+
+#: A built image of the Containerfile (tools/build-image.sh prints its name; CI builds one and sets this).
+IMAGE_ENV = "CELERYBEATREDIS_TEST_IMAGE"
+
+
+@pytest.mark.slow
+@pytest.mark.e2e
+def test_the_built_image_runs_beat_and_its_healthcheck_follows_redis(tmp_path: Path, prefix: str, schedule: RedisServer) -> None:
+    """The image itself, run with buildah (chroot isolation, the host's network): its command with the manifest's
+    environment serves /healthz, and its HEALTHCHECK, as the image records it, passes, fails within interval x
+    retries of Redis being killed, and passes again once Redis is back."""
+    image, buildah = os.environ.get(IMAGE_ENV), shutil.which("buildah")
+    if not image or buildah is None:
+        pytest.skip(f"no image to run: build one with tools/build-image.sh and name it in {IMAGE_ENV} (buildah needed)")
+    store = [buildah, "--storage-driver", "vfs"]
+    config = json.loads(subprocess.run([*store, "inspect", "--type", "image", image], capture_output=True, check=True,
+                                       text=True).stdout)["Docker"]["config"]
+    test, timing = config["Healthcheck"]["Test"], config["Healthcheck"]
+    assert test[0] == "CMD" and config["User"] == "10001:10001"
+    app = tmp_path / "app"
+    app.mkdir(mode=0o755)
+    write_app(app, f"{schedule.url}/1", "redis://127.0.0.1:1/0", prefix,
+              "app.conf.beat_schedule = {'tick': {'task': 't.tick', 'schedule': 1.0}}\n")
+    (app / "proj.py").chmod(0o644)
+    app.chmod(0o755)
+    port = free_port()
+    env = manifest_env({"url": f"{schedule.url}/0", "broker-url": f"{schedule.url}/1"}, f"127.0.0.1:{port}")
+    env["CELERYBEATREDIS_PREFIX"] = prefix
+    container = subprocess.run([*store, "from", image], capture_output=True, check=True, text=True).stdout.strip()
+    run = [*store, "run", "--isolation", "chroot", "--volume", f"{app}:/app:ro",
+           *[f"--env={name}={value}" for name, value in env.items()], container, "--"]
+    log = (tmp_path / "image-beat.log").open("wb")
+    beat = subprocess.Popen([*run, *config["Cmd"]], stdout=log, stderr=subprocess.STDOUT)
+    probe = beat_container()["readinessProbe"]
+
+    def healthcheck_exits() -> int:
+        return subprocess.run([*run, *test[1:]], capture_output=True, timeout=timing["Timeout"] / 1e9 + 10).returncode
+
+    def output() -> str:
+        return (tmp_path / "image-beat.log").read_text(errors="replace")
+
+    try:
+        wait_until(lambda: probe_passes(probe, port), timeout=60, what=f"/healthz from the image's beat\n{output()}")
+        wait_until(lambda: healthcheck_exits() == 0, timeout=timing["StartPeriod"] / 1e9, what="the image's HEALTHCHECK to pass")
+        schedule.kill()
+        bound = timing["Interval"] / 1e9 * timing["Retries"]
+        wait_until(lambda: healthcheck_exits() == 1, timeout=bound, what="the image's HEALTHCHECK to fail")
+        assert not probe_passes(probe, port)
+        schedule.start()
+        wait_until(lambda: healthcheck_exits() == 0, timeout=bound, what="the image's HEALTHCHECK to pass again")
+        assert probe_passes(probe, port)
+        assert beat.poll() is None and "Traceback" not in output(), output()
+    finally:
+        beat.terminate()
+        try:
+            beat.wait(20)
+        except subprocess.TimeoutExpired:
+            beat.kill()
+            beat.wait()
+        log.close()
+        subprocess.run([*store, "rm", container], capture_output=True)
