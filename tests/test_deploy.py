@@ -1,6 +1,6 @@
 """The deployment files of ``deploy/``, checked offline: every Kubernetes manifest and every rendered overlay against
 the Kubernetes schemas (kubernetes-validate) and the Prometheus Operator's (its CRD models), the monitoring manifests
-against ``contrib/``, the Containerfile with hadolint, the systemd units with ``systemd-analyze verify``.
+against ``contrib/``, the Containerfile with hadolint, the systemd units with ``systemd-analyze verify``, and the image's ``envapp``.
 
 Their probes run for real in ``tests/scenarios/test_deploying.py``.
 """
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -196,3 +197,32 @@ def test_systemd_units_verify(tmp_path: Path) -> None:
         (tmp_path / unit.name).write_text(text)
         done = subprocess.run([analyze, "verify", "--man=no", str(tmp_path / unit.name)], capture_output=True, text=True, timeout=60)
         assert (done.returncode, done.stdout + done.stderr) == (0, ""), unit.name
+
+
+def envapp(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """Import the image's ``envapp`` with ``env`` and print the settings it set on the app."""
+    (tmp_path / "proj.py").write_text("from celery import Celery\napp = Celery('proj')\n")
+    path = os.pathsep.join([str(tmp_path), str(DEPLOY / "container"), os.environ.get("PYTHONPATH", "")])
+    code = ("import envapp; c = envapp.app.conf; print(c.redis_scheduler_url, c.redis_scheduler_key_prefix, "
+            "c.redis_scheduler_shards, c.redis_scheduler_http, c.beat_scheduler)")
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("CELERYBEATREDIS_")}
+    return subprocess.run([sys.executable, "-c", code], env={**clean, "PYTHONPATH": path, **env}, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_envapp_sets_the_environments_settings_on_the_named_app(tmp_path: Path) -> None:
+    done = envapp(tmp_path, CELERYBEATREDIS_APP="proj", CELERYBEATREDIS_URL="redis://r:6379/1", CELERYBEATREDIS_PREFIX="p:",
+                  CELERYBEATREDIS_SHARDS="3", CELERYBEATREDIS_HTTP="0.0.0.0:9808")
+    assert done.stdout.split() == ["redis://r:6379/1", "p:", "3", "0.0.0.0:9808", "celerybeatredis.schedulers.RedisScheduler"], done.stderr
+
+
+@pytest.mark.parametrize(("env", "says"), [
+    ({}, "envapp: set CELERYBEATREDIS_APP to your Celery app's module"),
+    ({"CELERYBEATREDIS_APP": "nosuch.celery"}, "envapp: CELERYBEATREDIS_APP=nosuch.celery: no module 'nosuch' on the path"),
+    ({"CELERYBEATREDIS_APP": "proj:nope"}, "envapp: CELERYBEATREDIS_APP=proj:nope: no Celery app named 'nope' in proj"),
+    ({"CELERYBEATREDIS_APP": "proj", "CELERYBEATREDIS_SHARDS": "two"}, "envapp: CELERYBEATREDIS_SHARDS='two' is not a valid"),
+])
+def test_envapp_says_what_is_wrong_in_one_line(tmp_path: Path, env: dict[str, str], says: str) -> None:
+    done = envapp(tmp_path, **env)
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr.count("\n") == 1 and done.stderr.startswith(says), done.stderr

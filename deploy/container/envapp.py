@@ -32,7 +32,14 @@ def load() -> Celery:
     if not name:
         raise SystemExit("envapp: set CELERYBEATREDIS_APP to your Celery app's module, e.g. proj or proj.celery:app")
     module, _, attribute = name.partition(":")
-    found = getattr(importlib.import_module(module), attribute or "app", None)
+    try:
+        imported = importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name is None or not (module == exc.name or module.startswith(exc.name + ".")):
+            raise  # a module your app imports is missing: its traceback says where
+        raise SystemExit(f"envapp: CELERYBEATREDIS_APP={name}: no module {exc.name!r} on the path "
+                         f"({os.environ.get('PYTHONPATH', '')})") from None
+    found = getattr(imported, attribute or "app", None)
     if not isinstance(found, Celery):
         raise SystemExit(f"envapp: CELERYBEATREDIS_APP={name}: no Celery app named {attribute or 'app'!r} in {module}")
     for variable, (setting, read) in SETTINGS.items():
