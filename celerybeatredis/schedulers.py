@@ -23,6 +23,7 @@ import redis
 from celery import Celery
 from celery.beat import ScheduleEntry, Scheduler
 
+from . import __version__
 from .beat.dispatch import Dispatcher
 from .beat.statics import sync_statics
 from .beat.unregistered import UnregisteredTasks
@@ -46,6 +47,18 @@ CALENDARS_REFRESH = 1.0
 
 class BadSettings(click.ClickException, ValueError):
     """A setting beat cannot start with: ``celery beat`` prints it as one line and exits with code 1."""
+
+
+class Refused(SystemExit):
+    """Beat will not run on this schedule (a schema version it does not know): one line, exit code 1.
+
+    A ``SystemExit``, not an error: celery beat logs an exception that stops it with its traceback, and this is
+    no fault of the code. Raised in a tick (Redis was down at start), beat logs the line and stops.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
 
 
 class RedisScheduler(Scheduler):
@@ -112,6 +125,9 @@ class RedisScheduler(Scheduler):
             delay = self._tick(now)
         except BadSettings:
             raise
+        except Refused as exc:
+            logger.error("beat: %s", exc.message)
+            raise
         except redis.ResponseError as exc:
             delay = self._failed(started, f"Redis refused a command: {exc}")
             logger.error("beat: Redis refused a schedule command (%s)%s; retrying in %.1fs", exc, self._wrong_types(), delay)
@@ -176,8 +192,13 @@ class RedisScheduler(Scheduler):
         self.http.start()
 
     def check_redis(self) -> None:
-        """Log what could make the schedule's Redis lose or hide entries: an evicting memory policy, another layout."""
+        """Refuse a schema version this code does not know (before beat's first write); log what could make the
+        schedule's Redis lose or hide entries: an evicting memory policy, another layout."""
         assert self.store is not None
+        problem = self.store.check_schema()
+        if problem:
+            raise Refused(f"celerybeat-redis {__version__}: beat refuses to run: {problem}; "
+                          "run beats of the release that wrote it, or upgrade this one")
         for warning in eviction_warnings(self.store.client):
             logger.warning("beat: %s", warning)
         problem = self.store.check_layout()

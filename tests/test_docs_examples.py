@@ -29,6 +29,9 @@ What each block is:
   output`` compares it with the output of the python block before it, and
   ``.. example: output worker`` (or ``beat``) waits until each of its lines is
   in that background process's log.
+* ``.. literalinclude::`` of a file of ``deploy/``: shown as it is, not run
+  here (``tests/test_deploy.py`` and ``tests/scenarios/test_deploying.py``
+  check those files).
 * ``.. code-block:: json``: ``.. example: definition`` is validated as a
   schedule definition of the quick start's schedule (database 1, so a calendar
   it excludes is one an earlier block wrote there), ``.. example: export`` as
@@ -76,6 +79,9 @@ DOC_PAGES = sorted((ROOT / "docs").rglob("*.rst"))
 DOCUMENTED_ADDRESS = "localhost:6379"
 DIRECTIVE = re.compile(r"^(\s*)\.\.\s+code-block::\s*(\S*)\s*$")
 MARKER = re.compile(r"^\s*\.\.\s+example:\s*(.*?)\s*$")
+#: ``.. literalinclude::`` shows a file of deploy/ as it is: tests/test_deploy.py checks those files, and
+#: tests/scenarios/test_deploying.py runs them.
+INCLUDE = re.compile(r"^\s*\.\.\s+literalinclude::\s*(\S+)\s*$")
 OTHER_BLOCKS = re.compile(r"^\s*\.\.\s+(code|sourcecode|highlight|literalinclude|doctest|testcode)::")
 KNOWN = {
     "python": {"", "file", "config"},
@@ -121,6 +127,12 @@ def collect(path: Path) -> list[Block]:
     while i < len(lines):
         line = lines[i]
         where = f"{path.relative_to(ROOT)}:{i + 1}"
+        included = INCLUDE.match(line)
+        if included:
+            shown = (path.parent / included.group(1)).resolve()
+            assert shown.is_relative_to(ROOT / "deploy") and shown.is_file(), f"{where}: include only files of deploy/"
+            i += 1
+            continue
         if OTHER_BLOCKS.match(line):
             raise AssertionError(f"{where}: use '.. code-block:: LANGUAGE', not {line.strip()!r}")
         if line.rstrip().endswith("::") and not line.lstrip().startswith(".."):

@@ -48,11 +48,10 @@ def duration(seconds: float) -> str:
     """``3m5s``, ``1h5m``, ``8h1m``, ``2d3h``: the largest unit and the one right after it, rounded to that one, so a
     figure is short and never skips a unit (``8h48s`` would read as eight hours and change)."""
     left = round(abs(seconds))
-    for at, (unit, size) in enumerate(_UNITS):
-        if left >= size:
-            break
-    else:
+    at = next((i for i, (_, size) in enumerate(_UNITS) if left >= size), None)
+    if at is None:
         return "0s"
+    unit, size = _UNITS[at]
     if unit == "s":
         return f"{left}s"
     small_unit, small_size = _UNITS[at + 1]

@@ -22,6 +22,11 @@ NEVER = math.inf
 RUN_NOW = -1.0
 #: Field of ``{T}:meta`` that records how many shards the schedule is laid out in.
 LAYOUT_FIELD = "shards"
+#: Field of ``{T}:meta`` that records the schema version: what the schedule's keys hold and how their values read.
+SCHEMA_FIELD = "schema"
+#: The schema version this code reads and writes. A beat refuses a schedule recorded at another version: beats of
+#: two releases may share a schedule only while they share its schema (docs/deploying.rst, upgrading).
+SCHEMA_VERSION = 1
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ import redis
 from ..exceptions import CeleryBeatRedisError
 from .across_shards import AcrossShards
 from .connection import RedisClient, close_client, make_client
-from .keys import LAYOUT_FIELD, Keys, key_tag, shard_for, shard_tag
+from .keys import LAYOUT_FIELD, SCHEMA_FIELD, SCHEMA_VERSION, Keys, key_tag, shard_for, shard_tag
 from .redis_store import RedisStore
 from .wire import ReconcileStep, StoredEntry, Upserted
 
@@ -230,6 +230,22 @@ class ShardedStore:
             return (f"schedule {{{self.tag}}} is laid out in {recorded} shards but redis_scheduler_shards is "
                     f"{self.shards}; entries outside this layout do not run until moved; {fix}")
         return None
+
+    def check_schema(self) -> str | None:
+        """Record :data:`SCHEMA_VERSION` if no version is recorded, else say why the recorded one is not ours; None if it is.
+
+        Beat calls it before its first write: keys laid out by another schema version may read as something else.
+        """
+        if self.client.hsetnx(self.keys.meta, SCHEMA_FIELD, SCHEMA_VERSION):
+            return None
+        raw: Any = self.client.hget(self.keys.meta, SCHEMA_FIELD)
+        if raw is None:  # the schedule was deleted in between: nothing to disagree with
+            return None
+        recorded = raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)
+        if recorded == str(SCHEMA_VERSION):
+            return None
+        return (f"schedule {{{self.tag}}} is at schema version {recorded!r} ({self.keys.meta} field {SCHEMA_FIELD}) "
+                f"but this code knows version {SCHEMA_VERSION} only")
 
     def writable(self) -> ShardedStore:
         """This store, once the layout recorded in Redis is its own (one shard is what an unrecorded layout means).

@@ -13,8 +13,8 @@ import redis
 from celery import Celery
 
 from celerybeatredis.moving.reshard import reshard
-from celerybeatredis.schedulers import RedisScheduler
-from celerybeatredis.storage.keys import shard_for, shard_tag
+from celerybeatredis.schedulers import RedisScheduler, Refused
+from celerybeatredis.storage.keys import SCHEMA_FIELD, SCHEMA_VERSION, shard_for, shard_tag
 from celerybeatredis.storage.redis_store import RedisStore
 from celerybeatredis.storage.sharded_store import ShardedStore
 from celerybeatredis.storage.wire import Plan
@@ -260,3 +260,22 @@ def test_reshard_keeps_names_that_are_not_utf8(client: redis.Redis, prefix: str,
     assert client.hget(f"{home}:schedule", raw) == EVERY_10S.encode()
     assert client.hget(f"{home}:total_run_count", raw) == b"4"
     assert ShardedStore(client, prefix, 3).get_raw("ünïcode {braces}") == EVERY_10S.encode()
+
+
+def test_beat_records_the_schema_version_and_refuses_another_before_writing(
+        app: Celery, client: redis.Redis, prefix: str, cleanup: None) -> None:
+    tag = prefix.rstrip(":")
+    app.conf.beat_schedule = {"tick": {"task": "t.tick", "schedule": 10.0}}
+    RedisScheduler(app).close()
+    assert client.hget(f"{{{tag}}}:meta", SCHEMA_FIELD) == str(SCHEMA_VERSION).encode()
+    assert ShardedStore(client, prefix, 1).check_schema() is None
+
+    client.delete(f"{{{tag}}}:schedule", f"{{{tag}}}:due", f"{{{tag}}}:statics")
+    client.hset(f"{{{tag}}}:meta", SCHEMA_FIELD, SCHEMA_VERSION + 1)
+    with pytest.raises(Refused) as refused:
+        RedisScheduler(app)
+    line = refused.value.message
+    assert "\n" not in line
+    assert f"beat refuses to run: schedule {{{tag}}} is at schema version '{SCHEMA_VERSION + 1}'" in line
+    assert f"knows version {SCHEMA_VERSION} only" in line
+    assert not client.exists(f"{{{tag}}}:schedule"), "beat_schedule synced into a schedule of another schema"
