@@ -87,27 +87,31 @@ def through_apply_entry(scheduler: Scheduler, entry: ScheduleEntry, producer: Pr
 
 
 def run_span(name: str, task: str, due: float, scheduled: str, now: datetime,
-             headers: dict[str, Any]) -> Any:
+             headers: dict[str, Any], fire_time: str = "") -> Any:
     """A context in which entry ``name``'s run of ``task`` is sent, traced when a tracer provider is set: its span
-    carries the time the run was due (``scheduled``, ISO-8601, for a run sent for a past time, else ``due``, Unix
-    seconds; 0 for a run-now or a run sent again) and how late ``now`` is; its trace context is put in ``headers``."""
+    carries the run's scheduled time (``scheduled``, ISO-8601, for a run sent for a past time, else its slot before
+    jitter, ``fire_time``, else ``due``, Unix seconds; 0 for a run-now or a run sent again) and how late ``now`` is
+    after the time it was due (jitter included); its trace context is put in ``headers``."""
     found = tracer()
     if found is None:
         return nullcontext()
-    return _traced(found, name, task, due, scheduled, now, headers)
+    return _traced(found, name, task, due, scheduled, now, headers, fire_time)
+
+
+def _at(iso: str) -> datetime:
+    when = datetime.fromisoformat(iso)
+    return when if when.tzinfo is not None else when.replace(tzinfo=timezone.utc)
 
 
 @contextmanager
 def _traced(found: Any, name: str, task: str, due: float, scheduled: str, now: datetime,
-            headers: dict[str, Any]) -> Iterator[None]:
+            headers: dict[str, Any], fire_time: str) -> Iterator[None]:
     """:func:`run_span` with a tracer."""
     attributes: dict[str, Any] = {f"{TRACER}.entry": name, f"{TRACER}.task": task}
-    due_at = datetime.fromisoformat(scheduled) if scheduled else (
-        datetime.fromtimestamp(due, timezone.utc) if due > 0 else None)
-    if due_at is not None:
-        if due_at.tzinfo is None:
-            due_at = due_at.replace(tzinfo=timezone.utc)
-        attributes[f"{TRACER}.scheduled_at"] = due_at.isoformat()
+    due_at = _at(scheduled) if scheduled else (datetime.fromtimestamp(due, timezone.utc) if due > 0 else None)
+    slot = _at(scheduled or fire_time) if scheduled or fire_time else due_at
+    if slot is not None and due_at is not None:
+        attributes[f"{TRACER}.scheduled_at"] = slot.isoformat()
         attributes[f"{TRACER}.lateness_seconds"] = max(0.0, (now - due_at).total_seconds())
     with found.start_as_current_span(f"beat run {name}", attributes=attributes):
         # Part of the API the tracer came from; replaced by the publish span's when Celery's instrumentation runs in beat.

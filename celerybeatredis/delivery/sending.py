@@ -79,7 +79,7 @@ class Sender:
         if not wrapped and logger.isEnabledFor(logging.INFO):  # else said by Celery's apply_entry
             logger.info("Scheduler: Sending due task %s (%s)", shown_name(name), defn.task)
         try:
-            with run_span(name, defn.task, due, scheduled, now, headers):
+            with run_span(name, defn.task, due, scheduled, now, headers, fire_time):
                 if wrapped:
                     through_apply_entry(self.scheduler, entry, producer)
                 else:
