@@ -34,6 +34,10 @@ WORKER_APP = """
     @app.task(name="tasks.broken")
     def broken():
         raise RuntimeError("the database is gone\\nand this line is not kept")
+
+    @app.task(name="tasks.later", bind=True)
+    def later(self):
+        raise self.retry(countdown=3600)  # held by the worker for an hour: the run stays retried
 """
 
 
@@ -44,6 +48,7 @@ def test_fire_identity_reaches_the_task_and_outcomes_reach_history(tmp_path: Pat
     hset(client, tag, "kw", {"task": "tasks.stamp", **every_1s, "args": ["kw"], "scheduled_time_kwarg": "fire_time"})
     hset(client, tag, "plain", {"task": "tasks.stamp", **every_1s, "args": ["plain"]})  # filled in from its shape
     hset(client, tag, "broken", {"task": "tasks.broken", **every_1s})
+    hset(client, tag, "later", {"task": "tasks.later", **every_1s})
     write_app(tmp_path, f"{redis_url}/1", f"{redis_url}/0", prefix,
               extra=own_queue(prefix, WORKER_APP.format(url=f"{redis_url}/0", key=key)))
 
@@ -56,7 +61,8 @@ def test_fire_identity_reaches_the_task_and_outcomes_reach_history(tmp_path: Pat
     processes = [CeleryProcess.worker(tmp_path), CeleryProcess.beat(tmp_path)]
     try:
         wait_until(lambda: reported("kw", "succeeded") >= 3 and reported("plain", "succeeded") >= 3
-                   and reported("broken", "failed") >= 3, timeout=60, what="three reported runs of each entry")
+                   and reported("broken", "failed") >= 3 and reported("later", "retried") >= 2, timeout=60,
+                   what="three reported runs of each entry")
     finally:
         for process in processes:
             process.stop()
@@ -77,6 +83,8 @@ def test_fire_identity_reaches_the_task_and_outcomes_reach_history(tmp_path: Pat
     assert broken.failing and broken.last_failure is not None
     assert broken.last_failure[1] == "RuntimeError: the database is gone"
     assert next(run.error for run in broken.runs if run.result == "failed") == "RuntimeError: the database is gone"
+
+    assert {run.result for run in history("later").runs} <= {"retried", None}  # a retry is not a failure, nor final
 
     runner = CliRunner()
     base = ["--url", f"{redis_url}/0", "--prefix", prefix]
