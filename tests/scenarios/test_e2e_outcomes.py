@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import redis
+from celery import Celery
 from click.testing import CliRunner
 
 from celerybeatredis.cli import main
@@ -95,3 +96,39 @@ def test_fire_identity_reaches_the_task_and_outcomes_reach_history(tmp_path: Pat
     failing = runner.invoke(main, [*base, "list", "--failing", "--json"])
     assert failing.exit_code == 0, failing.output
     assert [json.loads(line)["name"] for line in failing.output.splitlines()] == ["broken"]
+
+
+HELD_APP = """
+    import time as _time
+    import redis as _redis
+    app.conf.imports = ["celerybeatredis.worker"]
+    _flags = _redis.Redis.from_url({url!r})
+
+    @app.task(name="tasks.hold")
+    def hold():
+        _flags.set({started!r}, 1)
+        _time.sleep(60)
+"""
+
+
+def test_a_run_revoked_while_it_runs_reads_revoked(tmp_path: Path, redis_url: str, prefix: str, tag: str,
+                                                   client: redis.Redis) -> None:
+    started = f"started-{tag}"
+    write_app(tmp_path, f"{redis_url}/1", f"{redis_url}/0", prefix,
+              extra=own_queue(prefix, HELD_APP.format(url=f"{redis_url}/0", started=started)))
+    hset(client, tag, "hold", {"task": "tasks.hold", "interval": {"every": 1, "period": "seconds"}, "one_off": True})
+
+    def history(name: str):  # type: ignore[no-untyped-def]
+        return parse_history(tag, name, client.hget(f"{{{tag}}}:history", name))
+
+    # A process pool: the worker's main process takes the revoke while the task runs in its child, and ends it.
+    processes = [CeleryProcess.worker(tmp_path, "-P", "prefork", "-c", "1"), CeleryProcess.beat(tmp_path)]
+    try:
+        wait_until(lambda: client.exists(started) and history("hold").runs, timeout=60, what="the run started")
+        (run,) = history("hold").runs
+        Celery(broker=f"{redis_url}/1", set_as_current=False).control.revoke(run.task_id, terminate=True)
+        wait_until(lambda: history("hold").runs[0].result == "revoked", timeout=60, what="the revoked run reported")
+    finally:
+        for process in processes:
+            process.stop()
+    assert not history("hold").failing and history("hold").last_failure is None
