@@ -151,7 +151,7 @@ def test_a_filled_in_sent_event_is_what_celery_sends(redis_url: str, prefix: str
         by_celery = capture.take()
     definition = type("D", (), {"task": "tasks.add", "args": (1, "two"), "kwargs": {"k": 3}})()
     before = time.time()
-    rendered = render(shapes, key, definition, "b", second)
+    rendered = render(shapes, key, definition, {"periodic_task_name": "b"}, second)
     assert rendered is not None
     assert [(c, k) for c, k, _ in rendered] == [(c, k) for c, k, _ in by_celery]
     celery_event, filled = (event_of(commands) for commands in (by_celery, rendered))
