@@ -80,3 +80,16 @@ def test_one_bad_entry_applies_nothing(api: ScheduleStore, client: redis.Redis, 
     with pytest.raises(InvalidDefinition, match="the owner must be a non-empty string"):
         api.apply([], "")
     assert snapshot(client, tag) == before
+
+
+def test_apply_covers_every_shard(client: redis.Redis, prefix: str, app: Any) -> None:
+    store = ScheduleStore(client, prefix, app, shards=3)
+    try:
+        names = [f"s{i:03d}" for i in range(60)]
+        assert len(store.apply({name: every("t.s") for name in names}, "repo-1").added) == 60
+        kept = names[:10]
+        result = store.apply({name: every("t.s") for name in kept}, "repo-1")
+        assert result.removed == names[10:] and result.unchanged == kept
+        assert sorted(e.name for e in store.iter_entries(labels={"owner": "repo-1"})) == kept
+    finally:
+        store.drop()
