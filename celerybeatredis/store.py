@@ -21,6 +21,7 @@ from .definitions.codec import Codec, digest
 from .definitions.documents import ScheduleLike, apply_changes, build_definition, decode
 from .definitions.pausing import pause_document
 from .exceptions import CeleryBeatRedisError, EntryChanged, EntryNotFound, InvalidDefinition
+from .managing.applying import Applier, ApplyResult
 from .managing.bulk import BulkWrites, ValidatedEntry
 from .managing.calendars import Calendars
 from .managing.checking import DefinitionCheck
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
     P = ParamSpec("P")
 
 #: The store, and the records its methods take and return.
-__all__ = ["BulkResult", "Entry", "InvalidEntry", "Page", "ScheduleStore", "Stats", "ValidatedEntry"]
+__all__ = ["ApplyResult", "BulkResult", "Entry", "InvalidEntry", "Page", "ScheduleStore", "Stats", "ValidatedEntry"]
 
 R = TypeVar("R")
 
@@ -88,6 +89,7 @@ class ScheduleStore:
         self._check = DefinitionCheck(self.codec, self._calendars)
         self._reads = EntryReads(self.sharded, self._check, self._calendars)
         self._bulk = BulkWrites(self.sharded, self._check)
+        self._apply = Applier(self.sharded, self._check)
 
     @classmethod
     def from_url(cls, url: str, key_prefix: str, app: Celery | None = None, *, shards: int = 1, cluster: bool = False,
@@ -217,6 +219,7 @@ class ScheduleStore:
     bulk_add = _offered("_bulk", BulkWrites.bulk_add)
     bulk_remove = _offered("_bulk", BulkWrites.bulk_remove)
     import_entries = _offered("_bulk", BulkWrites.import_entries)
+    apply = _offered("_apply", Applier.apply)
     get = _offered("_reads", EntryReads.get)
     history = _offered("_reads", EntryReads.history)
     find = _offered("_reads", EntryReads.find)

@@ -34,7 +34,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "stats": ("reading", "stats_command"), "import": ("moving", "import_command"), "export": ("moving", "export_command"),
     "migrate": ("moving", "migrate_command"), "reshard": ("moving", "reshard_command"),
     "drop": ("dropping", "drop_command"), "status": ("health", "status_command"), "web": ("web", "web_command"),
-    "calendar": ("calendars", "calendar_group"),
+    "calendar": ("calendars", "calendar_group"), "apply": ("applying", "apply_command"),
 }
 #: What only the standalone script runs.
 SCRIPT_ONLY: dict[str, tuple[str, str]] = {"demo": ("demo", "demo_command")}
@@ -66,6 +66,9 @@ def _module(name: str) -> ModuleType:
     if name == "calendars":
         from . import calendars
         return calendars
+    if name == "applying":
+        from . import applying
+        return applying
     from . import demo
     return demo
 

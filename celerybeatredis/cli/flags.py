@@ -19,6 +19,7 @@ import click
 from ..definitions.documents import BadFlags, changes_from_flags
 from ..definitions.fields import FIELDS, DefinitionField
 from ..definitions.kinds import KINDS, Flag
+from ..definitions.labels import edited, parse_pairs
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -35,6 +36,8 @@ def definition_options(func: F) -> F:
     for definition_field in FIELDS:
         if definition_field.flag:
             options.append(_field_option(definition_field))
+    options.append(click.option("--unlabel", "unlabel", multiple=True, metavar="KEY", callback=_none_if_empty,
+                                help="Drop this label (repeatable)."))
     options.append(click.option("--queue", help="Queue to send to (sets options.queue)."))
     for option in reversed(options):
         func = option(func)
@@ -45,13 +48,24 @@ def flag_changes(flags: dict[str, Any], current: dict[str, Any] | None = None) -
     """The definition changes the command's flags ask for, a JSON flag's text read first (``-``: stdin, ``@path``:
     a file); a mistake is the command line's one-line error (a usage error for flags that contradict each other)."""
     decoded = dict(flags)
+    dropping = decoded.pop("unlabel", None) or ()
     for definition_field in FIELDS:
-        if definition_field.flag and definition_field.flag_kind == "json" and flags.get(definition_field.name) is not None:
-            decoded[definition_field.name] = json_arg(flags[definition_field.name], definition_field.flag)
+        given = flags.get(definition_field.name)
+        if definition_field.flag and definition_field.flag_kind == "json" and given is not None:
+            decoded[definition_field.name] = json_arg(given, definition_field.flag)
+        elif definition_field.flag_kind == "pairs" and (given or dropping):
+            try:
+                setting = parse_pairs(given or (), definition_field.flag or definition_field.name)
+            except ValueError as exc:
+                raise click.ClickException(str(exc)) from None
+            decoded[definition_field.name] = edited(current, setting, dropping)
     try:
-        return changes_from_flags(decoded, current)
+        changes = changes_from_flags(decoded, current)
     except BadFlags as exc:
         raise (click.UsageError if exc.usage else click.ClickException)(str(exc)) from None
+    if changes.get("labels") == {}:  # the last label dropped: the member goes
+        changes["labels"] = None
+    return changes
 
 
 def json_arg(value: str | None, option: str) -> Any:
@@ -89,4 +103,11 @@ def _field_option(definition_field: DefinitionField) -> Callable[[F], F]:
         return click.option(f"{flag}/--no-{flag[2:]}", name, default=None, help=help_text)
     if definition_field.flag_kind == "count":
         return click.option(flag, name, type=click.IntRange(min=1), help=help_text)
+    if definition_field.flag_kind == "pairs":
+        return click.option(flag, name, multiple=True, metavar="KEY=VALUE", callback=_none_if_empty, help=help_text)
     return click.option(flag, name, help=help_text)
+
+
+def _none_if_empty(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> tuple[str, ...] | None:
+    """A repeatable option given no time reads as None, as an option not given does."""
+    return value or None

@@ -9,6 +9,8 @@ from fnmatch import fnmatchcase
 import click
 
 from ..definitions.fields import FIELDS
+from ..definitions.labels import matches, parse_pairs
+from ..definitions.labels import shown as labels_shown
 from ..definitions.names import shown_name
 from ..managing.display import (
     LIST_HEADERS,
@@ -39,6 +41,8 @@ STATUSES = ("scheduled", "pending", "run-now", "paused", "disabled", "finished",
 @click.option("--status", "statuses", multiple=True, type=click.Choice(STATUSES), help="Only entries with this status.")
 @click.option("--enabled/--disabled", "enabled", default=None, help="Only enabled (or disabled) entries.")
 @click.option("--static/--dynamic", "static", default=None, help="Only entries from beat_schedule (or the others).")
+@click.option("--label", "label_pairs", multiple=True, metavar="KEY=VALUE",
+              help="Only entries with this label (repeatable: all of them).")
 @click.option("--upcoming", is_flag=True, help="Soonest first, from the due index (leaves out entries that never run).")
 @click.option("--failing", is_flag=True, help="Only entries whose last reported run failed or was lost (needs "
               "celerybeatredis.worker; reads each entry's history).")
@@ -46,19 +50,25 @@ STATUSES = ("scheduled", "pending", "run-now", "paused", "disabled", "finished",
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 @pass_context
 def list_command(obj: Context, match: str | None, task_glob: str | None, statuses: tuple[str, ...], enabled: bool | None,
-                 static: bool | None, upcoming: bool, failing: bool, limit: int, as_json: bool) -> None:
+                 static: bool | None, label_pairs: tuple[str, ...], upcoming: bool, failing: bool, limit: int,
+                 as_json: bool) -> None:
     """List entries with their schedule, next and last run."""
     store = obj.store
+    try:
+        selector = parse_pairs(label_pairs)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc).removeprefix("--label: "), param_hint="--label") from None
 
     def wanted(entry: Entry) -> bool:
         return ((task_glob is None or fnmatchcase(entry.task, task_glob))
                 and (not statuses or entry.status in statuses)
                 and (enabled is None or entry.enabled is enabled)
                 and (static is None or entry.static is static)
+                and (not upcoming or matches(entry.definition, selector))
                 and (not upcoming or match is None or fnmatchcase(entry.name, match))
                 and (not failing or store.history(entry.name).failing))
 
-    source = _upcoming(store) if upcoming else store.iter_entries(match)
+    source = _upcoming(store) if upcoming else store.iter_entries(match, labels=selector)
     now = server_now(store)
     shown, more = 0, False
     rows: list[list[str]] = []
@@ -140,6 +150,8 @@ def show_command(obj: Context, name: str, as_json: bool) -> None:
 def _shown(value: object) -> str:
     if isinstance(value, list):
         return ", ".join(str(v) for v in value)
+    if isinstance(value, dict):
+        return labels_shown(value)
     return "yes" if value is True else str(value)
 
 

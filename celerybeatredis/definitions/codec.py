@@ -59,6 +59,7 @@ class Definition(NamedTuple):
     jitter: float = 0.0
     exclude: tuple[str, ...] = ()
     scheduled_time_kwarg: str = ""
+    labels: Mapping[str, str] = MappingProxyType({})
 
     @property
     def runs_once(self) -> bool:

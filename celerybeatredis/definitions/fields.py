@@ -20,10 +20,12 @@ from typing import Any, Literal
 from ..exceptions import InvalidDefinition
 from .calendars import parse_exclude
 from .checks import is_count, is_number, json_type, nearest, parse_bool, parse_date, parse_options
+from .labels import parse_labels
 from .pausing import parse_pause
 
-#: How a flag's text becomes the member's value: JSON, plain text, a positive integer, or an on/off pair.
-FlagKind = Literal["json", "text", "count", "toggle"]
+#: How a flag's text becomes the member's value: JSON, plain text, a positive integer, an on/off pair, or
+#: repeated ``key=value`` pairs.
+FlagKind = Literal["json", "text", "count", "toggle", "pairs"]
 
 Overlap = Literal["allow", "skip", "buffer_one"]
 #: The ``overlap`` modes, default first (what each does: :mod:`~celerybeatredis.policies.overlap`).
@@ -203,6 +205,9 @@ FIELDS: tuple[DefinitionField, ...] = (
     DefinitionField(name="scheduled_time_kwarg", read=parse_kwarg_name, attr="scheduled_time_kwarg",
                     help="Pass each run's scheduled time (ISO-8601 UTC, before jitter) as this keyword argument.",
                     flag="--scheduled-time-kwarg", label="time kwarg"),
+    DefinitionField(name="labels", read=parse_labels, attr="labels",
+                    help="A label KEY=VALUE (repeatable; --unlabel KEY drops one).", flag="--label", flag_kind="pairs",
+                    label="labels"),
     DefinitionField(name="total_run_count", read=check_run_count, attr="seed_total_run_count",
                     help="Runs so far, from an old document: seeds the run state once.", user=False),
     DefinitionField(name="last_run_at", read=lambda v: parse_date(v, "last_run_at"), attr="seed_last_run_at",

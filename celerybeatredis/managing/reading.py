@@ -7,11 +7,12 @@ one :class:`EntryReads` and offers its methods as its own.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 from ..decisions.firetimes import FireTime, fire_times
 from ..definitions.codec import digest, load_document
 from ..definitions.documents import decode
+from ..definitions.labels import matches
 from ..definitions.pausing import read_pause
 from ..exceptions import CeleryBeatRedisError, EntryNotFound, InvalidDefinition
 from ..storage.history import PAUSED, History, with_pause_reason
@@ -104,20 +105,25 @@ class EntryReads:
         except ValueError as exc:  # a schedule Celery refuses as it builds it (crontab "0 3 31 2 *")
             raise InvalidDefinition("", _one_line(exc), name) from None
 
-    def list(self, cursor: int = 0, count: int = 100, match: str | None = None) -> Page:
+    def list(self, cursor: int = 0, count: int = 100, match: str | None = None,
+             labels: Mapping[str, str] | None = None) -> Page:
         """One page of entries (HSCAN order; ``count`` is a hint); pass ``page.cursor`` back for more.
 
-        ``match`` is a Redis glob on the entry name. An entry may appear twice
-        if the hash is resized during the listing.
+        ``match`` is a Redis glob on the entry name; ``labels`` keeps the entries carrying every one of these
+        labels. Redis cannot filter by labels, so each page's definitions are read and filtered here: a page may
+        hold fewer entries than ``count``, even none, before the listing is done. An entry may appear twice if
+        the hash is resized during the listing.
         """
         next_cursor, page = self.sharded.across.scan_definitions(cursor, count, match)
-        return Page(items=[e for e in self.find([n for n, _ in page]) if e is not None], cursor=next_cursor)
+        names = [n for n, raw in page if not labels or matches(decode(raw)[1], labels)]
+        return Page(items=[e for e in self.find(names) if e is not None] if names else [], cursor=next_cursor)
 
-    def iter_entries(self, match: str | None = None, page_size: int = 500) -> Iterator[Entry]:
-        """Every entry, fetched a page at a time (never all at once)."""
+    def iter_entries(self, match: str | None = None, page_size: int = 500,
+                     labels: Mapping[str, str] | None = None) -> Iterator[Entry]:
+        """Every entry (with every one of ``labels``, if given), fetched a page at a time (never all at once)."""
         cursor = 0
         while True:
-            page = self.list(cursor, page_size, match)
+            page = self.list(cursor, page_size, match, labels)
             yield from page.items
             if page.done:
                 return

@@ -17,6 +17,7 @@ from ..decisions.firetimes import FireTime, fire_times
 from ..definitions.documents import BadFlags, apply_changes, changes_from_flags
 from ..definitions.fields import FIELDS
 from ..definitions.kinds import KINDS
+from ..definitions.labels import parse_pairs, split_pairs
 from ..exceptions import CeleryBeatRedisError, InvalidDefinition
 from ..settings import Settings
 from ..storage.wire import Claimed
@@ -79,6 +80,12 @@ def changes_from_form(form: Mapping[str, str], current: dict[str, Any] | None = 
                 if not text.isdigit() or int(text) < 1:
                     raise FormError(f"--{definition_field.name.replace('_', '-')}: {text!r} is not a positive integer")
                 flags[definition_field.name] = int(text)
+        elif definition_field.flag_kind == "pairs":
+            if text:
+                try:
+                    flags[definition_field.name] = parse_pairs(split_pairs(text), definition_field.name)
+                except ValueError as exc:
+                    raise FormError(str(exc)) from None
         elif text:
             flags[definition_field.name] = text
     try:

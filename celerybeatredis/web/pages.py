@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ..definitions.kinds import KINDS
+from ..definitions.labels import shown as labels_shown
 from ..definitions.tasknames import task_names
 from ..exceptions import CeleryBeatRedisError, EntryNotFound
 from ..managing.display import outcome_fields
@@ -171,6 +172,9 @@ def form_values(doc: dict[str, Any]) -> dict[str, str]:
     for field in FORM_FIELDS:
         value = doc.get(field.name)
         if value is None or value is False:
+            continue
+        if field.flag_kind == "pairs" and isinstance(value, dict):
+            values[field.name] = labels_shown(value)
             continue
         values[field.name] = json.dumps(value, ensure_ascii=False) if field.flag_kind == "json" else (
             "on" if value is True else str(value))

@@ -18,6 +18,7 @@ from typing import Any
 
 from ..definitions.documents import decode
 from ..definitions.kinds import KINDS
+from ..definitions.labels import matches, parse_pairs, split_pairs
 from ..managing.records import Entry
 from ..observe.status import Status, schedule_status
 from ..store import ScheduleStore
@@ -49,6 +50,8 @@ class Filters:
     static: str = ""
     #: "yes": only entries whose last reported run failed (or was lost); "no": the others. Reads their history.
     failing: str = ""
+    #: ``team=billing, env=prod``: only entries with every one of these labels.
+    label: str = ""
 
     @property
     def match(self) -> str | None:
@@ -70,6 +73,8 @@ class Listing:
     scanned: int
     exact: Entry | None = None
     filters: Filters = field(default_factory=Filters)
+    #: Why the filters cannot be used (a label that is no ``key=value``); no entries then.
+    error: str | None = None
 
     @property
     def done(self) -> bool:
@@ -84,8 +89,12 @@ def kind_of(doc: dict[str, Any] | None) -> str:
 
 
 def _definition_wanted(filters: Filters) -> Callable[[bytes], bool]:
+    selector = parse_pairs(split_pairs(filters.label), "label") if filters.label else {}
+
     def wanted(raw: bytes) -> bool:
         _, doc = decode(raw)
+        if selector and not matches(doc, selector):
+            return False
         if filters.task and not fnmatchcase(str((doc or {}).get("task", "")), filters.task):
             return False
         if filters.kind and kind_of(doc) != filters.kind:
@@ -114,7 +123,10 @@ def _state_wanted(filters: Filters, entry: Entry) -> bool:
 def list_entries(store: ScheduleStore, filters: Filters, cursor: int = 0, page_size: int = PAGE_SIZE,
                  budget: int = SCAN_BUDGET) -> Listing:
     """A page of entries passing ``filters`` from ``cursor`` on, scanning at most ``budget`` slots."""
-    wanted = _definition_wanted(filters)
+    try:
+        wanted = _definition_wanted(filters)
+    except ValueError as exc:
+        return Listing(entries=[], cursor=0, scanned=0, filters=filters, error=str(exc))
     found: list[Entry] = []
     scanned = 0
     step = page_size  # grows while batches match little, so a batch never brings many more entries than a page
