@@ -140,7 +140,7 @@ def door_web(redis_url: str, prefix: str, api: ScheduleStore, tmp_path: Path) ->
     assert "Traceback" not in server.output(), server.output()
 
 
-@settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=30, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(name=names, doc=definitions())
 def test_every_door_gives_the_api_verdict_in_its_words(name: str, doc: dict[str, Any], api: ScheduleStore, cli: Cli,
                                                        client: redis.Redis, tag: str, app: Celery,
@@ -209,7 +209,7 @@ def flag_sets(draw: st.DrawFn) -> dict[str, str]:
     return flags
 
 
-@settings(max_examples=25, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=15, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(name=names, flags=flag_sets())
 def test_the_add_flags_and_the_dashboards_add_form_say_the_same(name: str, flags: dict[str, str], api: ScheduleStore,
                                                                  cli: Cli, client: redis.Redis, tag: str,
