@@ -1,4 +1,5 @@
-"""The schedule kinds a definition may have: ``interval``, ``crontab``, ``solar``, ``clocked``.
+"""The schedule kinds a definition may have: ``interval``, ``crontab``, ``solar``, ``clocked`` (and ``rrule``, in
+:mod:`~celerybeatredis.definitions.rrules`).
 
 Each kind is one :class:`~.registry.ScheduleKind` registered in :data:`~.registry.KINDS`:
 how its JSON member becomes a Celery schedule, how a Celery schedule becomes
@@ -246,7 +247,7 @@ register(ScheduleKind(
     from_celery=_crontab_from_celery,
     describe=_describe_crontab,
     flags=(Flag(name="cron", help="Crontab: 'minute hour day-of-month month day-of-week', e.g. '*/5 * * * *'."),
-           Flag(name="timezone", help="IANA time zone of --cron (default: the app's); edit takes it alone to change a crontab's zone.")),
+           Flag(name="timezone", help="IANA time zone of --cron or --rrule (default: the app's); edit takes it alone to change the zone.")),
     from_flags=_crontab_from_flags,
 ))
 
@@ -351,3 +352,7 @@ register(ScheduleKind(
     flags=(Flag(name="at", help="One run at this ISO-8601 time."),),
     from_flags=lambda flags, current: flags["at"],
 ))
+
+
+# The kinds of their own modules, imported here so that whoever reads the kinds finds them registered.
+from . import rrules  # noqa: E402, F401

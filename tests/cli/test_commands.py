@@ -430,3 +430,28 @@ def test_long_import_shows_progress_and_a_summary(cli: Cli, api: ScheduleStore, 
     assert "importing" in done.stderr
     assert "imported 3000 entries: 3000 added or changed" in done.stdout
     assert api.count() == 3000
+
+
+def test_rrule_through_the_flags_show_next_edit_and_export(cli: Cli, api: ScheduleStore, tmp_path: Path) -> None:
+    out = cli.ok("add", "standup", "--task", "tasks.report", "--rrule", "FREQ=WEEKLY;BYDAY=MO,WE;BYHOUR=9;BYMINUTE=0",
+                 "--dtstart", "2026-01-05T09:00:00", "--timezone", "Europe/Berlin")
+    assert "added standup: rrule FREQ=WEEKLY;BYDAY=MO,WE;BYHOUR=9;BYMINUTE=0 from 2026-01-05T09:00:00 (Europe/Berlin)" in out
+    assert doc(api, "standup")["rrule"] == {"rule": "FREQ=WEEKLY;BYDAY=MO,WE;BYHOUR=9;BYMINUTE=0",
+                                            "dtstart": "2026-01-05T09:00:00", "timezone": "Europe/Berlin"}
+    times = [json.loads(line) for line in cli.ok("next", "standup", "-n", "3", "--json").splitlines()]
+    assert len(times) == 3 and all(t["ruled_out"] is None for t in times)
+    assert {t["at"][11:16] for t in times} <= {"07:00", "08:00"}  # 09:00 in Berlin, summer or winter
+    cli.ok("edit", "standup", "--timezone", "Asia/Tokyo")
+    assert doc(api, "standup")["rrule"]["timezone"] == "Asia/Tokyo"
+    assert doc(api, "standup")["rrule"]["rule"] == "FREQ=WEEKLY;BYDAY=MO,WE;BYHOUR=9;BYMINUTE=0"
+    cli.ok("edit", "standup", "--rrule", "FREQ=DAILY;BYHOUR=6")
+    assert doc(api, "standup")["rrule"] == {"rule": "FREQ=DAILY;BYHOUR=6", "dtstart": "2026-01-05T09:00:00",
+                                            "timezone": "Asia/Tokyo"}
+    assert {t["at"][11:16] for t in map(json.loads, cli.ok("next", "standup", "--json").splitlines())} == {"21:00"}
+    err = cli.fails("add", "bad", "--task", "t", "--rrule", "FREQ=DAILY;BYHOUR=25")
+    assert re.fullmatch(r"Error: entry 'bad': field 'rrule\.rule': cannot read .*\n", err), err
+    exported = tmp_path / "out.jsonl"
+    exported.write_text(cli.ok("export"))
+    api.remove("standup")
+    cli.ok("import", str(exported))
+    assert doc(api, "standup")["rrule"]["timezone"] == "Asia/Tokyo"
