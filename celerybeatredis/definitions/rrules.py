@@ -1,166 +1,40 @@
 """The ``rrule`` schedule kind: an RFC 5545 recurrence rule, expanded by python-dateutil in the entry's own zone.
 
-The rule is read on wall-clock times of its zone (``BYHOUR=9`` is 09:00
-there, summer and winter), each occurrence then placed on the time line the
-way a crontab's is: a wall time the spring-forward skips runs at the same
-offset as before the jump (late by the jump), a wall time the fall-back
-repeats runs once, on its first pass. dateutil expands a rule from its start
-on, so a rule without a count is restarted a whole number of periods later
-(the same occurrences) before each look: an old ``dtstart`` costs nothing.
+How a rule's times are found, in its zone and across DST changes, is
+:class:`~.timelines.zoned_rrule`'s; here the member is read, checked, written
+back, described, and made from flags and from RedBeat's stored rules.
 """
 
 from __future__ import annotations
 
-import math
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone, tzinfo
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from celery import Celery
-from celery.schedules import BaseSchedule, schedstate
 from dateutil import rrule as du
 
 from ..exceptions import InvalidDefinition
-from .checks import check_members, is_count, json_type, parse_date
+from .checks import check_members, is_count, json_type, parse_date, parse_zone
 from .registry import Flag, NowFun, ScheduleKind, register
+from .timelines import zoned_rrule
+
+__all__ = ["parse_rrule", "rrule_from_redbeat", "zoned_rrule"]
 
 #: The members of an ``rrule`` object (a bare string is its ``rule``).
 RRULE_MEMBERS = ("rule", "dtstart", "until", "count", "timezone")
 #: The start of a rule without ``dtstart``, in its zone: rules without BYHOUR / BYMINUTE / BYSECOND run at midnight.
 DEFAULT_DTSTART = datetime(2000, 1, 1)
-#: Occurrences looked at per question before the rule is taken as having no more (a rule all of whose
-#: occurrences fall in one repeated hour cannot need more).
-MAX_STEPS = 10_000
-#: Around the time asked about, the span an offset change is looked for in: more than any zone's change.
-_MARGIN = timedelta(hours=3)
 _UTC = timezone.utc
-#: Whole seconds of one period of each frequency that has a fixed length on the wall clock.
-_FIXED = {du.WEEKLY: 7 * 86400, du.DAILY: 86400, du.HOURLY: 3600, du.MINUTELY: 60, du.SECONDLY: 1}
 _FREQ_NAMES = ("YEARLY", "MONTHLY", "WEEKLY", "DAILY", "HOURLY", "MINUTELY", "SECONDLY")
-
-
-class zoned_rrule(BaseSchedule):
-    """A dateutil ``rrule`` on naive wall times of ``zone``; due at each occurrence."""
-
-    def __init__(self, rule: du.rrule, zone: tzinfo, spec: Mapping[str, Any], nowfun: NowFun | None = None,
-                 app: Celery | None = None) -> None:
-        super().__init__(nowfun=nowfun, app=app)
-        self.rule = rule
-        self.zone = zone
-        #: The definition's member, as written: what the schedule is stored back as.
-        self.spec = dict(spec)
-        self._restarted: tuple[int, du.rrule] = (0, rule)
-
-    @property
-    def tz(self) -> tzinfo:
-        """The rule's own zone (calendars and jitter read its days in it)."""
-        return self.zone
-
-    def next_after(self, moment: datetime) -> datetime | None:
-        """The first occurrence strictly after ``moment`` (naive = UTC), in UTC; None when the rule has no more."""
-        moment = (moment if moment.tzinfo else moment.replace(tzinfo=_UTC)).astimezone(_UTC)
-        local = moment.astimezone(self.zone)
-        wall = local.replace(tzinfo=None) - _margin(self.zone, moment, local)
-        for step, occurrence in enumerate(self._after(wall)):
-            at = occurrence.replace(tzinfo=self.zone).astimezone(_UTC)
-            if at > moment:
-                return at
-            if step >= MAX_STEPS:
-                break
-        return None
-
-    def occurrences(self, after: datetime) -> Iterator[datetime]:
-        """The occurrences after ``after``, in UTC, soonest first (for previews and tests)."""
-        at = self.next_after(after)
-        while at is not None:
-            yield at
-            at = self.next_after(at)
-
-    def _after(self, wall: datetime) -> Iterator[datetime]:
-        rule = self.rule
-        try:
-            return self._restart(wall).xafter(wall, inc=True)
-        except (ValueError, OverflowError):
-            return rule.xafter(wall, inc=True)
-
-    def _restart(self, wall: datetime) -> du.rrule:
-        """The rule started a whole number of its periods after its ``dtstart`` and before ``wall``: the same
-        occurrences from there on, without expanding those before (a rule with a count is left as it is)."""
-        rule = self.rule
-        if rule._count is not None or wall <= rule._dtstart:
-            return rule
-        start, freq, every = rule._dtstart, rule._freq, rule._interval
-        if freq in _FIXED:
-            size = _FIXED[freq] * every
-            periods = math.floor((wall - start).total_seconds() / size) - 1
-            if periods <= 0:
-                return rule
-            moved = start + timedelta(seconds=periods * size)
-        else:
-            months = 12 if freq == du.YEARLY else 1
-            size = months * every
-            periods = ((wall.year - start.year) * 12 + wall.month - start.month) // size - 1
-            if periods <= 0:
-                return rule
-            total = start.month - 1 + periods * size
-            moved = start.replace(year=start.year + total // 12, month=total % 12 + 1)
-        if self._restarted[0] == periods:
-            return self._restarted[1]
-        restarted = rule.replace(dtstart=moved)
-        self._restarted = (periods, restarted)
-        return restarted
-
-    def remaining_estimate(self, last_run_at: datetime) -> timedelta:
-        """Time from now to the first occurrence after ``last_run_at`` (``timedelta.max`` when there is none)."""
-        following = self.next_after(last_run_at)
-        if following is None:
-            return timedelta.max
-        return following - self.now().astimezone(_UTC)
-
-    def is_due(self, last_run_at: datetime) -> schedstate:
-        """Due once an occurrence after ``last_run_at`` has come; then the seconds to the one after now."""
-        now = self.now().astimezone(_UTC)
-        following = self.next_after(last_run_at)
-        if following is None:
-            return schedstate(False, math.inf)
-        if following > now:
-            return schedstate(False, (following - now).total_seconds())
-        after = self.next_after(now)
-        return schedstate(True, math.inf if after is None else (after - now).total_seconds())
-
-    def __repr__(self) -> str:
-        return f"<rrule: {self.spec.get('rule')}>"
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, zoned_rrule) and other.spec == self.spec
-
-    def __hash__(self) -> int:
-        return hash(str(sorted(self.spec.items())))
-
-    def __reduce__(self) -> Any:
-        return parse_rrule, (self.spec, None, None)
-
-
-def _margin(zone: tzinfo, moment: datetime, local: datetime) -> timedelta:
-    """How far before ``local``'s wall time an occurrence may lie and still come after ``moment``: the size of an
-    offset change within :data:`_MARGIN` of it (none, mostly)."""
-    offset = local.utcoffset() or timedelta(0)
-    shifts = [abs(((moment + d).astimezone(zone).utcoffset() or timedelta(0)) - offset) for d in (-_MARGIN, _MARGIN)]
-    return max(shifts)
 
 
 def rrule_zone(spec: Mapping[str, Any], app: Celery | None) -> tzinfo:
     """The zone a rule is read in: its ``timezone``, else a fixed offset its ``dtstart`` gives, else the app's."""
     zone = spec.get("timezone")
     if zone is not None:
-        if not isinstance(zone, str) or not zone:
-            raise InvalidDefinition("rrule.timezone", "must be an IANA time zone name such as 'Europe/Berlin'")
-        try:
-            return ZoneInfo(zone)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise InvalidDefinition("rrule.timezone", f"unknown time zone {zone!r}") from None
+        return parse_zone(zone, "rrule.timezone")
     start = spec.get("dtstart")
     if isinstance(start, str) and _has_offset(start):
         offset = parse_date(start, "rrule.dtstart").utcoffset()

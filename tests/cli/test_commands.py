@@ -455,3 +455,21 @@ def test_rrule_through_the_flags_show_next_edit_and_export(cli: Cli, api: Schedu
     api.remove("standup")
     cli.ok("import", str(exported))
     assert doc(api, "standup")["rrule"]["timezone"] == "Asia/Tokyo"
+
+
+def test_six_field_cron_and_an_interval_offset_through_the_flags(cli: Cli, api: ScheduleStore) -> None:
+    assert "added fast: cron */15 * * * * *" in cli.ok("add", "fast", "--task", "t.a", "--cron", "*/15 * * * * *")
+    assert doc(api, "fast")["crontab"] == {"second": "*/15", "minute": "*", "hour": "*", "day_of_month": "*",
+                                           "month_of_year": "*", "day_of_week": "*"}
+    cli.ok("edit", "fast", "--cron", "0 3 * * *")
+    assert "second" not in doc(api, "fast")["crontab"]
+    assert "(or six, the second first)" in cli.fails("add", "x", "--task", "t", "--cron", "1 2 3")
+    out = cli.ok("add", "phased", "--task", "t.a", "--every", "6h", "--offset", "5h", "--timezone", "Europe/Berlin")
+    assert "added phased: every 6 hours, offset 5 (Europe/Berlin)" in out
+    assert doc(api, "phased")["interval"] == {"every": 6, "period": "hours", "offset": 5, "timezone": "Europe/Berlin"}
+    hours = {t["at"][11:16] for t in map(json.loads, cli.ok("next", "phased", "-n", "4", "--json").splitlines())}
+    assert hours in ({"04:00", "10:00", "16:00", "22:00"}, {"03:00", "09:00", "15:00", "21:00"})  # UTC, winter or summer
+    cli.ok("edit", "phased", "--offset", "30m")
+    assert doc(api, "phased")["interval"]["offset"] == 0.5
+    err = cli.fails("edit", "phased", "--offset", "7h")
+    assert "field 'interval.offset': must be a number from 0 to less than every (6), not 7" in err
