@@ -146,9 +146,10 @@ def _chosen_kind(flags: Mapping[str, Any], current: Mapping[str, Any]) -> Schedu
         if current.get(kind.name) is not None:
             return kind
     if refined:
-        kind = refined[0]
-        flag = next(f.name for f in kind.flags[1:] if flags.get(f.name) not in (None, ""))
-        raise BadFlags(f"--{flag} goes with --{kind.flags[0].name} (or edits an entry's {kind.name})", usage=True)
+        flag = next(f.name for f in refined[0].flags[1:] if flags.get(f.name) not in (None, ""))
+        kinds = [k for k in refined if any(f.name == flag for f in k.flags[1:])]
+        raise BadFlags(f"--{flag} goes with {' or '.join('--' + k.flags[0].name for k in kinds)} (or edits an entry's "
+                       f"{' or '.join(k.name for k in kinds)})", usage=True)
     return None
 
 

@@ -23,7 +23,7 @@ from celery.schedules import BaseSchedule, crontab, schedstate, schedule, solar
 from ..exceptions import InvalidDefinition
 from ..storage.wire import aware
 from .checks import check_members, is_number, json_type, parse_date, parse_zone
-from .registry import KINDS, Flag, NowFun, ScheduleKind, kind_names, kind_to_json, register
+from .registry import KINDS, ZONE_FLAG, Flag, NowFun, ScheduleKind, kind_names, kind_to_json, register
 from .timelines import crontab_with_seconds, phased_interval, seconds_crontab
 
 __all__ = ["KINDS", "Flag", "NowFun", "ScheduleKind", "kind_names", "kind_to_json", "register"]
@@ -76,19 +76,6 @@ def parse_interval(spec: Any) -> timedelta:
     return delta
 
 
-def build_interval(spec: Any, relative: bool, nowfun: NowFun | None, app: Celery) -> BaseSchedule:
-    """Celery's interval, or with an ``offset`` one whose slots are that far past each multiple of the interval
-    since 1970-01-01 00:00 in its zone (its ``timezone``, else the app's)."""
-    every = parse_interval(spec)
-    if spec.get("offset") is None:
-        return schedule(every, relative=relative, nowfun=nowfun, app=app)
-    if relative:
-        raise InvalidDefinition("interval.offset", "cannot be used with relative (the offset fixes the slots)")
-    zone = parse_zone(spec["timezone"], "interval.timezone") if spec.get("timezone") else app.timezone
-    seconds = every.total_seconds()
-    return phased_interval(seconds, seconds * spec["offset"] / spec["every"], zone, spec, nowfun=nowfun, app=app)
-
-
 def interval_to_json(delta: timedelta) -> dict[str, Any]:
     """The largest period that expresses ``delta`` exactly."""
     micros = (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
@@ -121,11 +108,17 @@ _SINGULAR = {"days": "day", "hours": "hour", "minutes": "minute", "seconds": "se
 def _describe_interval(spec: Any) -> str:
     if not _valid(parse_interval, spec):
         return "invalid interval"
-    every, period = spec.get("every"), spec.get("period", "seconds")
-    if isinstance(every, float) and every.is_integer():
-        every = int(every)
-    phase = f", offset {spec['offset']}" + (f" ({spec['timezone']})" if spec.get("timezone") else "") if "offset" in spec else ""
-    return f"every {every} {period}{phase}" if every != 1 else f"every {_SINGULAR.get(str(period), period)}{phase}"
+    period = str(spec.get("period", "seconds"))
+    every = "every " + (_SINGULAR.get(period, period) if spec["every"] == 1 else _amount(spec["every"], period))
+    if "offset" not in spec:
+        return every
+    return f"{every}, offset {_amount(spec['offset'], period)}" + (f" ({spec['timezone']})" if spec.get("timezone") else "")
+
+
+def _amount(number: float, period: str) -> str:
+    """``6 hours``, ``0.5 hours``, ``1 hour``."""
+    number = int(number) if isinstance(number, float) and number.is_integer() else number
+    return f"1 {_SINGULAR.get(period, period)}" if number == 1 else f"{number} {period}"
 
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|sec|secs|seconds?|m|min|mins|minutes?|h|hours?|d|days?)?\s*$")
@@ -150,11 +143,12 @@ def parse_duration(text: str, flag: str = "--every", least: float = 1e-9) -> tim
 
 register(ScheduleKind(
     name="interval",
-    build=build_interval,
+    build=lambda spec, relative, nowfun, app: phased_interval.build(spec, parse_interval(spec), relative, nowfun, app),
     from_celery=_interval_from_celery,
     describe=_describe_interval,
     flags=(Flag(name="every", help="Interval: 30s, 5m, 2h, 1d, 250ms."),
-           Flag(name="offset", help="Phase of --every: 5h runs a 6h interval at 05:00, 11:00, ... (in --timezone).")),
+           Flag(name="offset", help="Phase of --every: 5h runs a 6h interval at 05:00, 11:00, ... (in --timezone)."),
+           ZONE_FLAG),
     from_flags=lambda flags, current: _interval_from_flags(flags, current),
 ))
 
@@ -289,7 +283,7 @@ register(ScheduleKind(
     describe=_describe_crontab,
     flags=(Flag(name="cron", help="Crontab: 'minute hour day-of-month month day-of-week', e.g. '*/5 * * * *'; six "
                                   "fields: the second first."),
-           Flag(name="timezone", help="IANA time zone of --cron or --rrule (default: the app's); edit takes it alone to change the zone.")),
+           ZONE_FLAG),
     from_flags=_crontab_from_flags,
 ))
 

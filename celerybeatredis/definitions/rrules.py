@@ -17,7 +17,7 @@ from dateutil import rrule as du
 
 from ..exceptions import InvalidDefinition
 from .checks import check_members, is_count, json_type, parse_date, parse_zone
-from .registry import Flag, NowFun, ScheduleKind, register
+from .registry import ZONE_FLAG, Flag, NowFun, ScheduleKind, register
 from .timelines import zoned_rrule
 
 __all__ = ["parse_rrule", "rrule_from_redbeat", "zoned_rrule"]
@@ -200,7 +200,6 @@ register(ScheduleKind(
     flags=(Flag(name="rrule", help="RFC 5545 rule: 'FREQ=WEEKLY;BYDAY=MO,WE;BYHOUR=9;BYMINUTE=0', with --dtstart "
                                    "and --timezone."),
            Flag(name="dtstart", help="Start of --rrule (ISO-8601; without an offset, a wall time of its zone)."),
-           Flag(name="timezone", help="IANA time zone of --cron or --rrule (default: the app's); edit takes it alone "
-                                      "to change the zone.")),
+           ZONE_FLAG),
     from_flags=_rrule_from_flags,
 ))

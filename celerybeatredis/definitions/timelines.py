@@ -17,7 +17,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from celery import Celery
-from celery.schedules import BaseSchedule, crontab, crontab_parser, schedstate
+from celery.schedules import BaseSchedule, crontab, crontab_parser, schedstate, schedule
 from dateutil import rrule as du
 
 from ..exceptions import InvalidDefinition
@@ -177,6 +177,19 @@ class phased_interval(timeline):
         self.every = every
         self.offset = offset
         self._fixed = zone.utcoffset(None) if isinstance(zone, timezone) else None
+
+    @classmethod
+    def build(cls, spec: Mapping[str, Any], every: timedelta, relative: bool, nowfun: NowFun | None,
+              app: Celery) -> BaseSchedule:
+        """The interval ``spec`` (checked, of length ``every``): Celery's without an ``offset``, else one with that
+        phase in its zone (else the app's)."""
+        if spec.get("offset") is None:
+            return schedule(every, relative=relative, nowfun=nowfun, app=app)
+        if relative:
+            raise InvalidDefinition("interval.offset", "cannot be used with relative (the offset fixes the slots)")
+        zone = ZoneInfo(spec["timezone"]) if spec.get("timezone") else app.timezone
+        seconds = every.total_seconds()
+        return cls(seconds, seconds * spec["offset"] / spec["every"], zone, spec, nowfun=nowfun, app=app)
 
     def next_after(self, moment: datetime) -> datetime:
         """The first slot strictly after ``moment`` (naive = UTC), in UTC."""

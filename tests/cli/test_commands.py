@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -222,7 +222,10 @@ def test_edit_of_the_cron_keeps_its_time_zone_and_timezone_alone_changes_only_th
     assert doc(api, "nightly")["crontab"] == {"minute": "30", "hour": "5", "day_of_month": "*", "month_of_year": "*",
                                               "day_of_week": "1", "timezone": "UTC"}
     api.add("ping", "tasks.ping", timedelta(seconds=30))
-    assert "--timezone goes with --cron" in cli.fails("edit", "ping", "--timezone", "UTC", code=2)
+    assert "field 'interval.timezone': goes with interval.offset" in cli.fails("edit", "ping", "--timezone", "UTC")
+    api.add("once", "tasks.ping", datetime(2030, 1, 1, tzinfo=timezone.utc))
+    err = cli.fails("edit", "once", "--timezone", "UTC", code=2)
+    assert "--timezone goes with --every or --cron or --rrule (or edits an entry's interval or crontab or rrule)" in err
 
 
 def test_edit_with_json_and_in_the_editor(cli: Cli, api: ScheduleStore) -> None:
@@ -465,7 +468,7 @@ def test_six_field_cron_and_an_interval_offset_through_the_flags(cli: Cli, api: 
     assert "second" not in doc(api, "fast")["crontab"]
     assert "(or six, the second first)" in cli.fails("add", "x", "--task", "t", "--cron", "1 2 3")
     out = cli.ok("add", "phased", "--task", "t.a", "--every", "6h", "--offset", "5h", "--timezone", "Europe/Berlin")
-    assert "added phased: every 6 hours, offset 5 (Europe/Berlin)" in out
+    assert "added phased: every 6 hours, offset 5 hours (Europe/Berlin)" in out
     assert doc(api, "phased")["interval"] == {"every": 6, "period": "hours", "offset": 5, "timezone": "Europe/Berlin"}
     hours = {t["at"][11:16] for t in map(json.loads, cli.ok("next", "phased", "-n", "4", "--json").splitlines())}
     assert hours in ({"04:00", "10:00", "16:00", "22:00"}, {"03:00", "09:00", "15:00", "21:00"})  # UTC, winter or summer
