@@ -29,6 +29,8 @@ from .registry import NowFun
 MAX_STEPS = 10_000
 #: Around the time asked about, the span an offset change is looked for in: more than any zone's change.
 _MARGIN = timedelta(hours=3)
+#: The time left when a schedule has no more times: far off, yet a time can still be added to it.
+NONE_LEFT = timedelta(days=1000 * 366)
 _UTC = timezone.utc
 _EPOCH = datetime(1970, 1, 1)
 #: Whole seconds of one period of each frequency that has a fixed length on the wall clock.
@@ -62,10 +64,10 @@ class timeline(BaseSchedule):
             at = self.next_after(at)
 
     def remaining_estimate(self, last_run_at: datetime) -> timedelta:
-        """Time from now to the first time after ``last_run_at`` (``timedelta.max`` when there is none)."""
+        """Time from now to the first time after ``last_run_at`` (:data:`NONE_LEFT` when there is none)."""
         following = self.next_after(last_run_at)
         if following is None:
-            return timedelta.max
+            return NONE_LEFT
         return following - self.now().astimezone(_UTC)
 
     def is_due(self, last_run_at: datetime) -> schedstate:

@@ -161,3 +161,12 @@ def test_redbeat_stored_form() -> None:
                                           "dtstart": "2026-01-01T09:00:00+01:00"}
     with pytest.raises(InvalidDefinition, match=r"schedule\.freq"):
         rrule_from_redbeat({"freq": 9})
+
+
+def test_a_finished_rule_steps_through_catch_up_and_backfill_without_overflow() -> None:
+    from celerybeatredis.policies.catchup import due_times
+    now = datetime(2026, 2, 1, tzinfo=UTC)
+    sched = parse_rrule({"rule": "FREQ=DAILY;BYHOUR=9", "dtstart": "2026-01-02T00:00:00", "count": 3, "timezone": "UTC"},
+                        nowfun=lambda: now)
+    times, total = due_times(sched, datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 1, tzinfo=UTC), now, 10)
+    assert [t.day for t in times] == [2, 3, 4] and total == 3
