@@ -36,7 +36,7 @@ setup(
     # celery[redis]: kombu's Redis transport needs the packages of its redis extra (packaging among them),
     # and a Redis broker is what most users of this scheduler run.
     # orjson: beat reads every claimed definition; it does so in 0.8 us where json takes 2.1 us.
-    install_requires=["celery[redis]>=5.3", "redis[hiredis]>=4.5", "orjson>=3.9"],
+    install_requires=["celery[redis]>=5.3", "redis[hiredis]>=4.5", "orjson>=3.9", "python-dateutil>=2.8.2"],
     entry_points={
         "console_scripts": ["celerybeatredis = celerybeatredis.cli:main"],
         "celery.commands": ["schedule = celerybeatredis.cli:celery_command"],

@@ -9,7 +9,11 @@ are sent, with ``app.send_task`` replaced by a counter. Variants:
 
 * ``plain``: the entries as ``benchmarks/run.py`` writes them;
 * ``overlap``: every entry also carries ``"overlap": "skip"``, alone;
-* ``policies``: every entry also carries the members of :data:`POLICIES`.
+* ``policies``: every entry also carries the members of :data:`POLICIES`;
+* ``rrule``: every entry's interval is replaced by an ``rrule`` with the same
+  slots (hourly, the due ones due now), one rule shared as the intervals share
+  theirs; ``rrules``: each entry a rule of its own (starts up to 3,000 s
+  apart), so each is parsed and expanded apart: the cost of a rule's times.
 
 The jitter is below a second, so every due entry is still due when the run
 starts and the figure is the cost of working out each jittered time; the
@@ -39,11 +43,13 @@ CALENDAR = {"dates": ["2001-01-01", "2002-12-25"], "ranges": [["2003-12-24", "20
 #: Definition members every ``policies`` entry carries.
 POLICIES: dict[str, Any] = {"jitter": 0.9, "exclude": ["bench-holidays"], "overlap": "skip"}
 #: ``overlap`` alone: each run commits a run marker, and claims read the markers back (no worker ends them here).
-VARIANTS: dict[str, dict[str, Any]] = {"plain": {}, "overlap": {"overlap": "skip"}, "policies": POLICIES}
+VARIANTS: dict[str, dict[str, Any]] = {"plain": {}, "overlap": {"overlap": "skip"}, "policies": POLICIES,
+                                       "rrule": {"rrule": "FREQ=HOURLY"}, "rrules": {"rrule": "FREQ=HOURLY", "spread": 3000}}
 
 #: Run in a child process: one variant's figures.
 CHILD = """
 import json, sys, time
+from datetime import datetime, timezone
 from pathlib import Path
 url, n, workdir, extra, calendar = sys.argv[1], int(sys.argv[2]), Path(sys.argv[3]), json.loads(sys.argv[4]), json.loads(sys.argv[5])
 import redis
@@ -53,7 +59,13 @@ from celerybeatredis.store import ScheduleStore
 
 class WithPolicies(Ours):
     def document(self, workload, entry):
-        return dict(super().document(workload, entry), **extra)
+        doc = dict(super().document(workload, entry), **{k: v for k, v in extra.items() if k != "spread"})
+        if "rrule" in extra:  # the interval's slots as a rule: its first time is the due time (or up to spread s before)
+            back = 1 + (entry.index % extra["spread"] if extra.get("spread") else 0)
+            start = datetime.fromtimestamp(workload.now - back, timezone.utc).isoformat()
+            del doc["interval"]
+            doc["rrule"] = {"rule": extra["rrule"], "dtstart": start}
+        return doc
 
 server = redis.Redis.from_url(url + "/0")
 server.flushall()

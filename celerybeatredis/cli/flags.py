@@ -1,6 +1,6 @@
 """The ``add`` / ``edit`` flags, made from the tables of schedule kinds and definition fields.
 
-A kind's first flag chooses it (``--every``, ``--cron``, ``--at``, ``--solar``);
+A kind's first flag chooses it (``--every``, ``--cron``, ``--rrule``, ``--at``, ``--solar``);
 its other flags refine it (``--timezone``). Each field with a flag in
 :data:`~celerybeatredis.definitions.fields.FIELDS` becomes an option of its kind of text. What the flags
 make of a definition is :func:`~celerybeatredis.definitions.documents.changes_from_flags`' (the dashboard's

@@ -45,7 +45,7 @@ def add_command(obj: Context, name: str, disabled: bool, definition_json: str | 
         if "task" not in changes:
             raise click.UsageError("--task is required (or give --json)")
         if "schedule" not in changes:
-            raise click.UsageError("a schedule is required: --every, --cron, --at or --solar")
+            raise click.UsageError("a schedule is required: --every, --cron, --rrule, --at or --solar")
         doc = apply_changes({"enabled": True}, changes)
     if disabled:
         doc["enabled"] = False

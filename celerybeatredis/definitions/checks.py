@@ -11,6 +11,7 @@ import difflib
 from collections.abc import Collection, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 if TYPE_CHECKING:
     from typing import TypeGuard
@@ -111,3 +112,13 @@ def parse_options(value: Any) -> dict[str, Any]:
     if "priority" in options and (not isinstance(options["priority"], int) or isinstance(options["priority"], bool)):
         raise InvalidDefinition("options.priority", "must be an integer")
     return options
+
+
+def parse_zone(value: Any, field_name: str) -> ZoneInfo:
+    """An IANA time zone name -> its zone."""
+    if not isinstance(value, str) or not value:
+        raise InvalidDefinition(field_name, "must be an IANA time zone name such as 'Europe/Berlin'")
+    try:
+        return ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise InvalidDefinition(field_name, f"unknown time zone {value!r}") from None

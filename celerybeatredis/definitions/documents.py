@@ -141,12 +141,15 @@ def _chosen_kind(flags: Mapping[str, Any], current: Mapping[str, Any]) -> Schedu
         raise BadFlags(f"give one schedule, not --{' and --'.join(k.flags[0].name for k in chosen)}", usage=True)
     if chosen:
         return chosen[0]
-    for kind in KINDS.values():
-        refining = [f.name for f in kind.flags[1:] if flags.get(f.name) not in (None, "")]
-        if refining and current.get(kind.name) is None:
-            raise BadFlags(f"--{refining[0]} goes with --{kind.flags[0].name} (or edits an entry's {kind.name})", usage=True)
-        if refining:
+    refined = [k for k in KINDS.values() if any(flags.get(f.name) not in (None, "") for f in k.flags[1:])]
+    for kind in refined:  # a flag two kinds share (--timezone) refines the one the entry has
+        if current.get(kind.name) is not None:
             return kind
+    if refined:
+        flag = next(f.name for f in refined[0].flags[1:] if flags.get(f.name) not in (None, ""))
+        kinds = [k for k in refined if any(f.name == flag for f in k.flags[1:])]
+        raise BadFlags(f"--{flag} goes with {' or '.join('--' + k.flags[0].name for k in kinds)} (or edits an entry's "
+                       f"{' or '.join(k.name for k in kinds)})", usage=True)
     return None
 
 

@@ -1,4 +1,5 @@
-"""The schedule kinds a definition may have: ``interval``, ``crontab``, ``solar``, ``clocked``.
+"""The schedule kinds a definition may have: ``interval``, ``crontab``, ``solar``, ``clocked`` (and ``rrule``, in
+:mod:`~celerybeatredis.definitions.rrules`).
 
 Each kind is one :class:`~.registry.ScheduleKind` registered in :data:`~.registry.KINDS`:
 how its JSON member becomes a Celery schedule, how a Celery schedule becomes
@@ -14,25 +15,26 @@ import re
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from celery import Celery
 from celery.schedules import BaseSchedule, crontab, schedstate, schedule, solar
 
 from ..exceptions import InvalidDefinition
 from ..storage.wire import aware
-from .checks import check_members, is_number, json_type, parse_date
-from .registry import KINDS, Flag, NowFun, ScheduleKind, kind_names, kind_to_json, register
+from .checks import check_members, is_number, json_type, parse_date, parse_zone
+from .registry import KINDS, ZONE_FLAG, Flag, NowFun, ScheduleKind, kind_names, kind_to_json, register
+from .timelines import crontab_with_seconds, phased_interval, seconds_crontab
 
 __all__ = ["KINDS", "Flag", "NowFun", "ScheduleKind", "kind_names", "kind_to_json", "register"]
 
 PERIODS = ("days", "hours", "minutes", "seconds", "microseconds")
-#: The members of an ``interval``.
-INTERVAL_MEMBERS = ("every", "period")
+#: The members of an ``interval``: ``offset`` (in units of its period) and its ``timezone`` give it a phase.
+INTERVAL_MEMBERS = ("every", "period", "offset", "timezone")
 #: crontab's fields in the order of a cron line: minute hour day-of-month month day-of-week.
 CRON_FIELDS = ("minute", "hour", "day_of_month", "month_of_year", "day_of_week")
-#: The members of a ``crontab``: its fields and its zone.
-CRONTAB_MEMBERS = (*CRON_FIELDS, "timezone")
+#: The members of a ``crontab``: its fields, its zone, and an optional ``second`` (0-59, cron syntax).
+CRONTAB_MEMBERS = (*CRON_FIELDS, "timezone", "second")
 
 
 def _valid(parse: Callable[[Any], Any], spec: Any) -> bool:
@@ -61,9 +63,17 @@ def parse_interval(spec: Any) -> timedelta:
     if period not in PERIODS:
         raise InvalidDefinition("interval.period", f"unknown period {period!r} (expected one of {', '.join(PERIODS)})")
     try:
-        return timedelta(**{period: every})
+        delta = timedelta(**{period: every})
     except OverflowError:
         raise InvalidDefinition("interval.every", f"{every!r} {period} is too large") from None
+    offset = spec.get("offset")
+    if offset is not None and (not is_number(offset) or not 0 <= offset < every):
+        raise InvalidDefinition("interval.offset", f"must be a number from 0 to less than every ({every!r}), not {offset!r}")
+    if spec.get("timezone") is not None:
+        if offset is None:
+            raise InvalidDefinition("interval.timezone", "goes with interval.offset (the zone its phase is read in)")
+        parse_zone(spec["timezone"], "interval.timezone")
+    return delta
 
 
 def interval_to_json(delta: timedelta) -> dict[str, Any]:
@@ -78,6 +88,8 @@ def interval_to_json(delta: timedelta) -> dict[str, Any]:
 
 
 def _interval_from_celery(value: Any) -> dict[str, Any] | None:
+    if isinstance(value, phased_interval):
+        return {"interval": dict(value.spec)}
     if is_number(value):
         value = timedelta(seconds=value)
     if isinstance(value, timedelta):
@@ -96,42 +108,64 @@ _SINGULAR = {"days": "day", "hours": "hour", "minutes": "minute", "seconds": "se
 def _describe_interval(spec: Any) -> str:
     if not _valid(parse_interval, spec):
         return "invalid interval"
-    every, period = spec.get("every"), spec.get("period", "seconds")
-    if every == 1:
-        return f"every {_SINGULAR.get(str(period), period)}"
-    if isinstance(every, float) and every.is_integer():
-        every = int(every)
-    return f"every {every} {period}"
+    period = str(spec.get("period", "seconds"))
+    every = "every " + (_SINGULAR.get(period, period) if spec["every"] == 1 else _amount(spec["every"], period))
+    if "offset" not in spec:
+        return every
+    return f"{every}, offset {_amount(spec['offset'], period)}" + (f" ({spec['timezone']})" if spec.get("timezone") else "")
+
+
+def _amount(number: float, period: str) -> str:
+    """``6 hours``, ``0.5 hours``, ``1 hour``."""
+    number = int(number) if isinstance(number, float) and number.is_integer() else number
+    return f"1 {_SINGULAR.get(period, period)}" if number == 1 else f"{number} {period}"
 
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|sec|secs|seconds?|m|min|mins|minutes?|h|hours?|d|days?)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
-def parse_duration(text: str) -> timedelta:
-    """``30s``, ``5m``, ``2h``, ``1d``, ``250ms`` or plain seconds -> timedelta (``--every``).
+def parse_duration(text: str, flag: str = "--every", least: float = 1e-9) -> timedelta:
+    """``30s``, ``5m``, ``2h``, ``1d``, ``250ms`` or plain seconds -> timedelta (``--every``, ``--offset``).
 
     Raises:
         ValueError: naming the flag, for the command line to print.
     """
     found = _DURATION.match(text)
     if not found:
-        raise ValueError(f"--every: {text!r} is not a duration like 30s, 5m, 2h, 1d")
+        raise ValueError(f"{flag}: {text!r} is not a duration like 30s, 5m, 2h, 1d")
     unit = found.group(2) or "s"
     seconds = float(found.group(1)) * _UNIT_SECONDS["ms" if unit == "ms" else unit[0]]
-    if seconds <= 0:
-        raise ValueError(f"--every: {text!r} must be greater than 0")
+    if seconds < least:
+        raise ValueError(f"{flag}: {text!r} must be greater than 0")
     return timedelta(seconds=seconds)
 
 
 register(ScheduleKind(
     name="interval",
-    build=lambda spec, relative, nowfun, app: schedule(parse_interval(spec), relative=relative, nowfun=nowfun, app=app),
+    build=lambda spec, relative, nowfun, app: phased_interval.build(spec, parse_interval(spec), relative, nowfun, app),
     from_celery=_interval_from_celery,
     describe=_describe_interval,
-    flags=(Flag(name="every", help="Interval: 30s, 5m, 2h, 1d, 250ms."),),
-    from_flags=lambda flags, current: interval_to_json(parse_duration(flags["every"])),
+    flags=(Flag(name="every", help="Interval: 30s, 5m, 2h, 1d, 250ms."),
+           Flag(name="offset", help="Phase of --every: 5h runs a 6h interval at 05:00, 11:00, ... (in --timezone)."),
+           ZONE_FLAG),
+    from_flags=lambda flags, current: _interval_from_flags(flags, current),
 ))
+
+
+def _interval_from_flags(flags: Mapping[str, Any], current: Any) -> dict[str, Any]:
+    """``--every`` sets the interval (keeping no offset); ``--offset`` and ``--timezone`` set its phase."""
+    spec = dict(current) if isinstance(current, Mapping) else {}
+    if flags.get("every"):
+        spec = interval_to_json(parse_duration(flags["every"]))
+    if flags.get("offset"):
+        every = spec.get("every", 1)
+        size = parse_interval(spec).total_seconds() / every if is_number(every) and every > 0 else 1.0
+        offset = parse_duration(flags["offset"], "--offset", least=0).total_seconds() / size
+        spec["offset"] = int(offset) if offset.is_integer() else offset
+    if flags.get("timezone"):
+        spec["timezone"] = flags["timezone"]
+    return spec
 
 
 # --- crontab -------------------------------------------------------------------------------
@@ -163,25 +197,21 @@ def parse_crontab(spec: Any, nowfun: NowFun | None = None, app: Celery | None = 
         fields[name] = str(value)
     zone = spec.get("timezone")
     if zone is not None:
-        if not isinstance(zone, str) or not zone:
-            raise InvalidDefinition("crontab.timezone", "must be an IANA time zone name such as 'Europe/Berlin'")
-        try:
-            ZoneInfo(zone)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise InvalidDefinition("crontab.timezone", f"unknown time zone {zone!r}") from None
+        parse_zone(zone, "crontab.timezone")
     for name, value in fields.items():
         try:
             crontab(**{name: value})
         except Exception as exc:  # noqa: BLE001 - Celery raises several types for bad specs
             raise InvalidDefinition(f"crontab.{name}", f"invalid value {value!r}: {exc}") from None
     try:
-        return ZonedCrontab(nowfun=nowfun, app=app, zone=zone, **fields)
+        cron = ZonedCrontab(nowfun=nowfun, app=app, zone=zone, **fields)
     except ValueError as exc:  # the fields together: a day of the month that none of its months has
         day, month = fields["day_of_month"], fields["month_of_year"]
         if "never occurs" in str(exc):
             raise InvalidDefinition("crontab.day_of_month", f"day {day!r} never occurs in month_of_year {month!r}, "
                                     "so the entry would never run") from None
         raise InvalidDefinition("crontab", f"its fields together cannot be used: {exc}") from None
+    return cron if spec.get("second") is None else crontab_with_seconds(cron, spec, nowfun, app)
 
 
 def _cron_spec(value: Any) -> str:
@@ -191,6 +221,8 @@ def _cron_spec(value: Any) -> str:
 
 
 def _crontab_from_celery(value: Any) -> dict[str, Any] | None:
+    if isinstance(value, seconds_crontab):
+        return {"crontab": dict(value.spec)}
     if not isinstance(value, crontab):
         return None
     spec: dict[str, Any] = {name: _cron_spec(getattr(value, f"_orig_{name}")) for name in CRON_FIELDS}
@@ -210,6 +242,8 @@ def _describe_crontab(spec: Any) -> str:
     fields = [str(spec.get(n, "*")) for n in CRON_FIELDS]
     minute, hour, dom, month, dow = fields
     zone = f" ({spec['timezone']})" if spec.get("timezone") else ""
+    if spec.get("second") is not None:
+        return f"cron {spec['second']} {' '.join(fields)}{zone}"
     if dom == month == "*":
         if minute.isdigit() and hour.isdigit():
             at = f"at {int(hour):02d}:{int(minute):02d}"
@@ -232,9 +266,11 @@ def _crontab_from_flags(flags: Mapping[str, Any], current: Any) -> dict[str, Any
     spec = dict(current) if isinstance(current, Mapping) else {}
     if flags.get("cron"):
         parts = str(flags["cron"]).split()
-        if len(parts) != 5:
-            raise ValueError(f"--cron: {flags['cron']!r} needs five fields: minute hour day-of-month month day-of-week")
-        spec = {**dict(zip(CRON_FIELDS, parts)), **({"timezone": spec["timezone"]} if "timezone" in spec else {})}
+        if len(parts) not in (5, 6):
+            raise ValueError(f"--cron: {flags['cron']!r} needs five fields: minute hour day-of-month month day-of-week "
+                             "(or six, the second first)")
+        seconds = {"second": parts.pop(0)} if len(parts) == 6 else {}
+        spec = {**seconds, **dict(zip(CRON_FIELDS, parts)), **({"timezone": spec["timezone"]} if "timezone" in spec else {})}
     if flags.get("timezone"):
         spec["timezone"] = flags["timezone"]
     return spec
@@ -245,8 +281,9 @@ register(ScheduleKind(
     build=lambda spec, relative, nowfun, app: parse_crontab(spec, nowfun=nowfun, app=app),
     from_celery=_crontab_from_celery,
     describe=_describe_crontab,
-    flags=(Flag(name="cron", help="Crontab: 'minute hour day-of-month month day-of-week', e.g. '*/5 * * * *'."),
-           Flag(name="timezone", help="IANA time zone of --cron (default: the app's); edit takes it alone to change a crontab's zone.")),
+    flags=(Flag(name="cron", help="Crontab: 'minute hour day-of-month month day-of-week', e.g. '*/5 * * * *'; six "
+                                  "fields: the second first."),
+           ZONE_FLAG),
     from_flags=_crontab_from_flags,
 ))
 
@@ -351,3 +388,7 @@ register(ScheduleKind(
     flags=(Flag(name="at", help="One run at this ISO-8601 time."),),
     from_flags=lambda flags, current: flags["at"],
 ))
+
+
+# The kinds of their own modules, imported here so that whoever reads the kinds finds them registered.
+from . import rrules  # noqa: E402, F401

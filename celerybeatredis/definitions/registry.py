@@ -28,6 +28,11 @@ class Flag:
     number: bool = False
 
 
+#: ``--timezone``, which the kinds that are read in a zone share; it refines the kind the entry has.
+ZONE_FLAG = Flag(name="timezone", help="IANA time zone of --cron, --rrule or --offset (default: the app's); edit takes "
+                                       "it alone to change the zone.")
+
+
 @dataclass(frozen=True)
 class ScheduleKind:
     """One kind of schedule.

@@ -35,6 +35,7 @@ from operator import attrgetter
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from ..definitions import rrules
 from ..definitions.checks import parse_date
 from ..definitions.codec import load_document
 from ..definitions.fields import check_run_count
@@ -388,13 +389,11 @@ def _redbeat_schedule(spec: Any) -> dict[str, Any]:
     if kind == "crontab":
         return {"crontab": {name: _cron_value(spec.get(name)) for name in CRON_FIELDS}}
     if kind == "rrule":
-        raise InvalidDefinition("schedule", "RedBeat rrule schedules have no equivalent here; recreate the entry as a crontab")
+        return {"rrule": rrules.rrule_from_redbeat(spec)}
     raise InvalidDefinition("schedule", f"unknown RedBeat schedule {kind or type(spec).__name__!r}")
 
 
 def _cron_value(value: Any) -> Any:
-    if value is None:
-        return "*"
     if isinstance(value, list):
         return ",".join(str(v) for v in value)
-    return value
+    return "*" if value is None else value

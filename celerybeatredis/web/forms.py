@@ -111,7 +111,7 @@ def definition_from_form(form: Mapping[str, str], current: dict[str, Any] | None
         if "task" not in changes:
             raise FormError("--task is required (or give --json)")
         if "schedule" not in changes:
-            raise FormError("a schedule is required: --every, --cron, --at or --solar")
+            raise FormError("a schedule is required: --every, --cron, --rrule, --at or --solar")
     doc = apply_changes({"enabled": True} if current is None else current, changes)
     doc["enabled"] = "enabled" in form
     return doc

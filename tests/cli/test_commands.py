@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -222,7 +222,10 @@ def test_edit_of_the_cron_keeps_its_time_zone_and_timezone_alone_changes_only_th
     assert doc(api, "nightly")["crontab"] == {"minute": "30", "hour": "5", "day_of_month": "*", "month_of_year": "*",
                                               "day_of_week": "1", "timezone": "UTC"}
     api.add("ping", "tasks.ping", timedelta(seconds=30))
-    assert "--timezone goes with --cron" in cli.fails("edit", "ping", "--timezone", "UTC", code=2)
+    assert "field 'interval.timezone': goes with interval.offset" in cli.fails("edit", "ping", "--timezone", "UTC")
+    api.add("once", "tasks.ping", datetime(2030, 1, 1, tzinfo=timezone.utc))
+    err = cli.fails("edit", "once", "--timezone", "UTC", code=2)
+    assert "--timezone goes with --every or --cron or --rrule (or edits an entry's interval or crontab or rrule)" in err
 
 
 def test_edit_with_json_and_in_the_editor(cli: Cli, api: ScheduleStore) -> None:
@@ -430,3 +433,46 @@ def test_long_import_shows_progress_and_a_summary(cli: Cli, api: ScheduleStore, 
     assert "importing" in done.stderr
     assert "imported 3000 entries: 3000 added or changed" in done.stdout
     assert api.count() == 3000
+
+
+def test_rrule_through_the_flags_show_next_edit_and_export(cli: Cli, api: ScheduleStore, tmp_path: Path) -> None:
+    out = cli.ok("add", "standup", "--task", "tasks.report", "--rrule", "FREQ=WEEKLY;BYDAY=MO,WE;BYHOUR=9;BYMINUTE=0",
+                 "--dtstart", "2026-01-05T09:00:00", "--timezone", "Europe/Berlin")
+    assert "added standup: rrule FREQ=WEEKLY;BYDAY=MO,WE;BYHOUR=9;BYMINUTE=0 from 2026-01-05T09:00:00 (Europe/Berlin)" in out
+    assert doc(api, "standup")["rrule"] == {"rule": "FREQ=WEEKLY;BYDAY=MO,WE;BYHOUR=9;BYMINUTE=0",
+                                            "dtstart": "2026-01-05T09:00:00", "timezone": "Europe/Berlin"}
+    times = [json.loads(line) for line in cli.ok("next", "standup", "-n", "3", "--json").splitlines()]
+    assert len(times) == 3 and all(t["ruled_out"] is None for t in times)
+    assert {t["at"][11:16] for t in times} <= {"07:00", "08:00"}  # 09:00 in Berlin, summer or winter
+    cli.ok("edit", "standup", "--timezone", "Asia/Tokyo")
+    assert doc(api, "standup")["rrule"]["timezone"] == "Asia/Tokyo"
+    assert doc(api, "standup")["rrule"]["rule"] == "FREQ=WEEKLY;BYDAY=MO,WE;BYHOUR=9;BYMINUTE=0"
+    cli.ok("edit", "standup", "--rrule", "FREQ=DAILY;BYHOUR=6")
+    assert doc(api, "standup")["rrule"] == {"rule": "FREQ=DAILY;BYHOUR=6", "dtstart": "2026-01-05T09:00:00",
+                                            "timezone": "Asia/Tokyo"}
+    assert {t["at"][11:16] for t in map(json.loads, cli.ok("next", "standup", "--json").splitlines())} == {"21:00"}
+    err = cli.fails("add", "bad", "--task", "t", "--rrule", "FREQ=DAILY;BYHOUR=25")
+    assert re.fullmatch(r"Error: entry 'bad': field 'rrule\.rule': cannot read .*\n", err), err
+    exported = tmp_path / "out.jsonl"
+    exported.write_text(cli.ok("export"))
+    api.remove("standup")
+    cli.ok("import", str(exported))
+    assert doc(api, "standup")["rrule"]["timezone"] == "Asia/Tokyo"
+
+
+def test_six_field_cron_and_an_interval_offset_through_the_flags(cli: Cli, api: ScheduleStore) -> None:
+    assert "added fast: cron */15 * * * * *" in cli.ok("add", "fast", "--task", "t.a", "--cron", "*/15 * * * * *")
+    assert doc(api, "fast")["crontab"] == {"second": "*/15", "minute": "*", "hour": "*", "day_of_month": "*",
+                                           "month_of_year": "*", "day_of_week": "*"}
+    cli.ok("edit", "fast", "--cron", "0 3 * * *")
+    assert "second" not in doc(api, "fast")["crontab"]
+    assert "(or six, the second first)" in cli.fails("add", "x", "--task", "t", "--cron", "1 2 3")
+    out = cli.ok("add", "phased", "--task", "t.a", "--every", "6h", "--offset", "5h", "--timezone", "Europe/Berlin")
+    assert "added phased: every 6 hours, offset 5 hours (Europe/Berlin)" in out
+    assert doc(api, "phased")["interval"] == {"every": 6, "period": "hours", "offset": 5, "timezone": "Europe/Berlin"}
+    hours = {t["at"][11:16] for t in map(json.loads, cli.ok("next", "phased", "-n", "4", "--json").splitlines())}
+    assert hours in ({"04:00", "10:00", "16:00", "22:00"}, {"03:00", "09:00", "15:00", "21:00"})  # UTC, winter or summer
+    cli.ok("edit", "phased", "--offset", "30m")
+    assert doc(api, "phased")["interval"]["offset"] == 0.5
+    err = cli.fails("edit", "phased", "--offset", "7h")
+    assert "field 'interval.offset': must be a number from 0 to less than every (6), not 7" in err

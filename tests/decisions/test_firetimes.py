@@ -105,6 +105,38 @@ def test_crontab_in_its_zone_across_dst(scheduler: RedisScheduler, store: RedisS
                       "2026-03-31T02:30:00+02:00"]
 
 
+def test_rrule_in_its_zone_across_dst(scheduler: RedisScheduler, store: RedisStore, broker: redis.Redis, app: Celery,
+                                      api: ScheduleStore) -> None:
+    spec = {"rule": "FREQ=DAILY;BYHOUR=2;BYMINUTE=30", "dtstart": "2026-01-01T00:00:00", "timezone": "Europe/Berlin"}
+    times = check(scheduler, store, broker, app, api, "rrule-nightly", {"task": "t.a", "rrule": spec})
+    berlin = [t.at.astimezone(ZoneInfo("Europe/Berlin")).isoformat() for t in times]
+    assert berlin == ["2026-03-28T02:30:00+01:00", "2026-03-29T03:30:00+02:00", "2026-03-30T02:30:00+02:00",
+                      "2026-03-31T02:30:00+02:00"]
+
+
+def test_rrule_count_retires_the_entry(scheduler: RedisScheduler, store: RedisStore, broker: redis.Redis, app: Celery,
+                                       api: ScheduleStore) -> None:
+    spec = {"rule": "FREQ=MINUTELY;INTERVAL=15", "dtstart": "2026-03-27T12:00:00+00:00", "count": 3}
+    times = check(scheduler, store, broker, app, api, "rrule-thrice", {"task": "t.a", "rrule": spec}, count=3)
+    # The first occurrence (12:00) is the time the entry was added: not after it, so not run.
+    assert [t.at.timestamp() - T0 for t in times] == [900, 1800]
+
+
+def test_crontab_with_seconds(scheduler: RedisScheduler, store: RedisStore, broker: redis.Redis, app: Celery,
+                              api: ScheduleStore) -> None:
+    times = check(scheduler, store, broker, app, api, "sub-minute", {"task": "t.a", "crontab": {"second": "10,40"}})
+    assert [t.at.timestamp() - T0 for t in times] == [10, 40, 70, 100]
+
+
+def test_interval_with_a_phase_across_dst(scheduler: RedisScheduler, store: RedisStore, broker: redis.Redis, app: Celery,
+                                          api: ScheduleStore) -> None:
+    spec = {"every": 6, "period": "hours", "offset": 5, "timezone": "Europe/Berlin"}
+    times = check(scheduler, store, broker, app, api, "phased", {"task": "t.a", "interval": spec}, count=8)
+    berlin = [t.at.astimezone(ZoneInfo("Europe/Berlin")).strftime("%d %H:%M%z") for t in times]
+    assert berlin == ["27 17:00+0100", "27 23:00+0100", "28 05:00+0100", "28 11:00+0100", "28 17:00+0100",
+                      "28 23:00+0100", "29 05:00+0200", "29 11:00+0200"]
+
+
 def test_crontab_in_the_apps_zone(scheduler: RedisScheduler, store: RedisStore, broker: redis.Redis, app: Celery,
                                   api: ScheduleStore) -> None:
     app.conf.timezone = "America/New_York"  # read by beat and by the store, as they share the app

@@ -62,14 +62,14 @@ def test_a_registered_kind_is_parsed_written_and_described_everywhere(with_fortn
 def test_an_unknown_schedule_member_is_no_kind_at_all() -> None:
     """It used to become a one-time 'clocked' schedule when it slipped past the kind check."""
     codec = Codec(Celery("k", set_as_current=False))
-    with pytest.raises(InvalidDefinition, match=r"exactly one of interval, crontab, solar, clocked is required \(found none\)"):
+    with pytest.raises(InvalidDefinition, match=r"exactly one of interval, crontab, solar, clocked, rrule is required \(found none\)"):
         codec.from_document({"task": "t", "fortnightly": True})
     assert describe_schedule({"task": "t", "fortnightly": True}) == "?"
 
 
 def test_each_kind_says_whether_it_runs_once() -> None:
     assert {name: kind.runs_once for name, kind in KINDS.items()} == {
-        "interval": False, "crontab": False, "solar": False, "clocked": True}
+        "interval": False, "crontab": False, "solar": False, "clocked": True, "rrule": False}
 
 
 def test_every_field_of_the_table_is_read_by_beat_taken_by_the_api_and_has_its_flag() -> None:

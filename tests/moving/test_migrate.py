@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -200,7 +200,10 @@ def redbeat_keys(client: redis.Redis, old_prefix: str) -> dict[str, str]:
             meta={"last_run_at": redbeat_datetime(2024, 3, 1, 12, 3600.0), "total_run_count": 1}),
         "rrule": redbeat_save(
             client, prefix, "rb-rrule", "tasks.rr",
-            {"__type__": "rrule", "freq": 3, "interval": 1, "dtstart": 1700000000, "dtstart_tz": 0}, 1700000400),
+            {"__type__": "rrule", "freq": 3, "interval": 1, "dtstart": 1700000000, "dtstart_tz": 0, "byhour": [9],
+             "byminute": [0], "byweekday": [{"__type__": "weekday", "wkday": 0}]}, 1700000400),
+        "bad": redbeat_save(
+            client, prefix, "rb-bad", "tasks.bad", {"__type__": "rrule", "freq": 9, "dtstart": 1700000000}, 1700000500),
     }
     client.sadd(prefix + ":statics", "rb-static")
     client.set(prefix + ":lock", "token")
@@ -212,14 +215,16 @@ def test_migrate_from_redbeat(cli: Cli, api: ScheduleStore, client: redis.Redis,
     tag = api.sharded.keys.tag
     before = snapshot(client, tag)
     err = cli.fails("migrate", "--from", "redbeat", "--prefix", old_prefix)
-    assert "entry 'rb-rrule': field 'schedule': RedBeat rrule schedules have no equivalent" in err
+    assert "entry 'rb-bad': field 'schedule.freq': must be a dateutil frequency from 0 to 6, not 9" in err
     assert snapshot(client, tag) == before
 
     done = cli.run("migrate", "--from", "redbeat", "--prefix", old_prefix, "--skip-invalid")
     assert done.returncode == 0, done.stderr
-    assert "found 4 redbeat entries in 5 keys" in done.stdout
-    assert "migrated 4 entries: 4 added or changed, 0 unchanged, 3 run states restored" in done.stdout
-    assert "rb-rrule" in done.stderr
+    assert "found 5 redbeat entries in 6 keys" in done.stdout
+    assert "migrated 5 entries: 5 added or changed, 0 unchanged, 3 run states restored" in done.stdout
+    assert "rb-bad" in done.stderr and "rb-rrule" not in done.stderr
+    assert api.get("rb-rrule").definition["rrule"] == {"rule": "FREQ=DAILY;BYDAY=MO;BYHOUR=9;BYMINUTE=0",
+                                                       "dtstart": "2023-11-14T22:13:20+00:00"}
 
     interval = api.get("rb-interval")
     assert interval.definition == {"task": "tasks.add", "enabled": True, "interval": {"every": 30, "period": "seconds"},
@@ -241,19 +246,23 @@ def test_migrate_from_redbeat(cli: Cli, api: ScheduleStore, client: redis.Redis,
 
     done = cli.run("migrate", "--from", "redbeat", "--prefix", old_prefix, "--skip-invalid", "--delete-old")
     assert done.returncode == 0, done.stderr
-    assert "0 added or changed, 4 unchanged" in done.stdout and "deleted 4 old keys" in done.stdout
-    for name in ("interval", "cron", "static", "disabled"):
+    assert "0 added or changed, 5 unchanged" in done.stdout and "deleted 5 old keys" in done.stdout
+    for name in ("interval", "cron", "static", "disabled", "rrule"):
         assert not client.exists(redbeat_keys[name])
-    assert client.zrange(old_prefix + ":schedule", 0, -1) == [redbeat_keys["rrule"].encode()]
+    assert client.zrange(old_prefix + ":schedule", 0, -1) == [redbeat_keys["bad"].encode()]
     assert client.smembers(old_prefix + ":statics") == set()
-    assert client.exists(redbeat_keys["rrule"]) and client.get(old_prefix + ":lock") == b"token"
+    assert client.exists(redbeat_keys["bad"]) and client.get(old_prefix + ":lock") == b"token"
 
 
 def test_migrate_entries_saved_and_run_through_redbeats_own_api(cli: Cli, api: ScheduleStore, redis_url: str,
                                                                  old_prefix: str, client: redis.Redis) -> None:
     """RedBeat's scheduler syncs a beat_schedule (its statics), its entry API saves the rest, and runs are
     recorded as RedBeat's tick records them; each migrated entry matches what RedBeat itself reads back."""
+    from dateutil.rrule import MO, WE
     from redbeat import RedBeatScheduler, RedBeatSchedulerEntry
+    from redbeat.schedules import rrule
+
+    from celerybeatredis.definitions.rrules import zoned_rrule
 
     source = Celery("redbeat-source", set_as_current=False)
     source.conf.update(redbeat_redis_url=f"{redis_url}/0", redbeat_key_prefix=old_prefix, timezone="UTC", result_expires=None,
@@ -266,6 +275,12 @@ def test_migrate_entries_saved_and_run_through_redbeats_own_api(cli: Cli, api: S
                                          kwargs={"fmt": "pdf"}, app=source),
         "rb-disabled": RedBeatSchedulerEntry("rb-disabled", "tasks.off", schedule(timedelta(seconds=0.5)), enabled=False,
                                              app=source),
+        "rb-rrule": RedBeatSchedulerEntry("rb-rrule", "tasks.rr", rrule(
+            "weekly", dtstart=datetime(2026, 1, 5, 9, tzinfo=timezone(timedelta(hours=1))), byweekday=[MO, WE],
+            byhour=9, byminute=0, count=40, app=source), app=source),
+        "rb-until": RedBeatSchedulerEntry("rb-until", "tasks.rr", rrule(
+            "hourly", interval=5, dtstart=datetime(2026, 3, 1, 4, 30, tzinfo=timezone.utc),
+            until=datetime(2026, 4, 1, tzinfo=timezone.utc), app=source), app=source),
     }
     for entry in saved.values():
         entry.save()
@@ -278,7 +293,7 @@ def test_migrate_entries_saved_and_run_through_redbeats_own_api(cli: Cli, api: S
 
     done = cli.run("migrate", "--from", "redbeat", "--prefix", old_prefix)
     assert done.returncode == 0, done.stderr
-    assert "migrated 4 entries: 4 added or changed" in done.stdout
+    assert "migrated 6 entries: 6 added or changed" in done.stdout
     for name, entry in theirs.items():
         ours = api.get(name)
         definition = ours.definition or {}
@@ -290,9 +305,13 @@ def test_migrate_entries_saved_and_run_through_redbeats_own_api(cli: Cli, api: S
         if entry.total_run_count:
             assert ours.last_run_at == entry.last_run_at, name
         assert ours.static is (name == "rb-static"), name
-        kind = "crontab" if isinstance(entry.schedule, crontab) else "interval"
+        kind = "crontab" if isinstance(entry.schedule, crontab) else "rrule" if isinstance(entry.schedule, rrule) else "interval"
         parsed = api.codec.from_document(definition).schedule
-        if kind == "crontab":
+        if kind == "rrule":  # the same times as RedBeat's own rule, to its end
+            start = datetime(2026, 1, 1, tzinfo=timezone.utc)
+            assert isinstance(parsed, zoned_rrule) and list(parsed.occurrences(start)) == [
+                t.astimezone(timezone.utc) for t in entry.schedule.rrule.xafter(start)], name
+        elif kind == "crontab":
             assert isinstance(parsed, crontab) and (parsed.minute, parsed.hour, parsed.day_of_week) == (
                 entry.schedule.minute, entry.schedule.hour, entry.schedule.day_of_week), name
         else:

@@ -222,3 +222,24 @@ def test_with_redis_down_every_page_is_a_503_naming_it_and_the_dashboard_recover
     finally:
         dashboard.stop()
         server.cleanup()
+
+
+def test_the_add_form_and_its_preview_take_an_rrule_seconds_and_a_phase(web: WebServer, api: ScheduleStore) -> None:
+    forms = {
+        "standup": {"kind": "rrule", "rrule": "FREQ=WEEKLY;BYDAY=MO;BYHOUR=9", "dtstart": "2026-01-05T09:00:00",
+                    "timezone": "Europe/Berlin"},
+        "phased": {"kind": "interval", "every": "6h", "offset": "5h", "timezone": "Europe/Berlin"},
+        "fast": {"kind": "crontab", "cron": "*/15 * * * * *"},
+    }
+    for name, form in forms.items():
+        preview = request(web.base, "/preview?" + urlencode({"name": name, "task": "t.x", "enabled": "on", **form}))
+        assert preview.status == 200 and preview.body.count("<tr><td>") >= 5, (name, preview.body)
+        assert "ruled out" not in preview.body, (name, preview.body)
+        added = post(web, "/add", {"name": name, "task": "t.x", "enabled": "on", **form})
+        assert added.status == 303, (name, added.body)
+    assert stored(api, "standup")["rrule"] == {"rule": "FREQ=WEEKLY;BYDAY=MO;BYHOUR=9", "dtstart": "2026-01-05T09:00:00",
+                                               "timezone": "Europe/Berlin"}
+    assert stored(api, "phased")["interval"] == {"every": 6, "period": "hours", "offset": 5, "timezone": "Europe/Berlin"}
+    assert stored(api, "fast")["crontab"]["second"] == "*/15"
+    refused = post(web, "/add", {"name": "bad", "task": "t.x", "kind": "rrule", "rrule": "FREQ=SOMETIMES", "enabled": "on"})
+    assert refused.status == 400 and error_line(refused.body).startswith("entry 'bad': field 'rrule.rule': ")
