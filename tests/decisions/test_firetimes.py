@@ -95,21 +95,16 @@ def test_relative_interval(scheduler: RedisScheduler, store: RedisStore, broker:
                                                       "relative": True})
 
 
-def test_crontab_in_its_zone_across_dst(scheduler: RedisScheduler, store: RedisStore, broker: redis.Redis, app: Celery,
-                                        api: ScheduleStore) -> None:
-    spec = {"minute": "30", "hour": "2", "timezone": "Europe/Berlin"}
-    times = check(scheduler, store, broker, app, api, "nightly", {"task": "t.a", "crontab": spec})
+@pytest.mark.parametrize(("name", "kind", "spec"), [
+    ("nightly", "crontab", {"minute": "30", "hour": "2", "timezone": "Europe/Berlin"}),
+    ("rrule-nightly", "rrule", {"rule": "FREQ=DAILY;BYHOUR=2;BYMINUTE=30", "dtstart": "2026-01-01T00:00:00",
+                                "timezone": "Europe/Berlin"}),
+])
+def test_a_daily_0230_in_its_zone_across_dst(scheduler: RedisScheduler, store: RedisStore, broker: redis.Redis, app: Celery,
+                                             api: ScheduleStore, name: str, kind: str, spec: dict) -> None:
+    times = check(scheduler, store, broker, app, api, name, {"task": "t.a", kind: spec})
     berlin = [t.at.astimezone(ZoneInfo("Europe/Berlin")).isoformat() for t in times]
-    # 02:30 does not exist on 29 March (clocks go 02:00 -> 03:00): Celery runs it at 03:30 summer time.
-    assert berlin == ["2026-03-28T02:30:00+01:00", "2026-03-29T03:30:00+02:00", "2026-03-30T02:30:00+02:00",
-                      "2026-03-31T02:30:00+02:00"]
-
-
-def test_rrule_in_its_zone_across_dst(scheduler: RedisScheduler, store: RedisStore, broker: redis.Redis, app: Celery,
-                                      api: ScheduleStore) -> None:
-    spec = {"rule": "FREQ=DAILY;BYHOUR=2;BYMINUTE=30", "dtstart": "2026-01-01T00:00:00", "timezone": "Europe/Berlin"}
-    times = check(scheduler, store, broker, app, api, "rrule-nightly", {"task": "t.a", "rrule": spec})
-    berlin = [t.at.astimezone(ZoneInfo("Europe/Berlin")).isoformat() for t in times]
+    # 02:30 does not exist on 29 March (clocks go 02:00 -> 03:00): Celery runs it at 03:30 summer time, an rrule too.
     assert berlin == ["2026-03-28T02:30:00+01:00", "2026-03-29T03:30:00+02:00", "2026-03-30T02:30:00+02:00",
                       "2026-03-31T02:30:00+02:00"]
 

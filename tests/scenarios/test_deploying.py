@@ -103,6 +103,17 @@ class Notifications:
         return next((i for i, m in enumerate(self.read()) if i > after and text in m), None)
 
 
+def stop(process: subprocess.Popen[Any]) -> None:
+    """Stop ``process`` as a service manager would: SIGTERM, then SIGKILL after 20 s."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 @pytest.fixture
 def schedule() -> Iterator[RedisServer]:
     server = RedisServer().start()
@@ -181,13 +192,7 @@ def test_probes_healthcheck_and_watchdog_follow_a_redis_outage(tmp_path: Path, r
         assert beat.wait(30) == 0, output()
         assert "Traceback" not in output()
     finally:
-        if beat.poll() is None:
-            beat.terminate()
-            try:
-                beat.wait(20)
-            except subprocess.TimeoutExpired:
-                beat.kill()
-                beat.wait()
+        stop(beat)
         log.close()
 
 
@@ -243,11 +248,6 @@ def test_the_built_image_runs_beat_and_its_healthcheck_follows_redis(tmp_path: P
         assert probe_passes(probe, port)
         assert beat.poll() is None and "Traceback" not in output(), output()
     finally:
-        beat.terminate()
-        try:
-            beat.wait(20)
-        except subprocess.TimeoutExpired:
-            beat.kill()
-            beat.wait()
+        stop(beat)
         log.close()
         subprocess.run([*store, "rm", container], capture_output=True)
