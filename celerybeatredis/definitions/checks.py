@@ -42,18 +42,16 @@ def is_count(value: Any, least: int = 0) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool) and value >= least
 
 
-def nearest(name: str, known: Collection[str]) -> str | None:
-    """The known name ``name`` is most likely a misspelling of, if any is close."""
-    found = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+def nearest(name: str, known: Collection[str], cutoff: float = 0.6) -> str | None:
+    """The known name ``name`` is most likely a misspelling of, if any is this close (0: the closest, however far)."""
+    found = difflib.get_close_matches(name, list(known), n=1, cutoff=cutoff)
     return found[0] if found else None
 
 
-def unknown_member(name: str, known: Collection[str], listed: bool = True) -> str:
-    """The message for a member nobody reads: ``unknown member (did you mean 'enabled'?)``, listing ``known`` when
-    ``listed``."""
+def unknown_member(name: str, known: Collection[str]) -> str:
+    """The message for a member nobody reads: ``unknown member (did you mean 'enabled'?)``, else listing ``known``."""
     close = nearest(name, known)
-    hint = f"did you mean {close!r}?" if close is not None else (f"known: {', '.join(known)}" if listed else "")
-    return f"unknown member ({hint})" if hint else "unknown member"
+    return f"unknown member (did you mean {close!r}?)" if close is not None else f"unknown member (known: {', '.join(known)})"
 
 
 def check_members(value: Mapping[str, Any], known: Collection[str], where: str) -> None:

@@ -236,7 +236,7 @@ def unknown_members(names: Iterable[str], kinds: Iterable[str]) -> InvalidDefini
     """
     known = ("task", *kinds, *BY_NAME)
     for name in names:
-        if name in BY_NAME or name in SEED_MEMBERS or name == "task" or name.startswith(OWN_PREFIX) or name in known:
+        if name in known or name in SEED_MEMBERS or name.startswith(OWN_PREFIX):
             continue
         close = nearest(name, known)
         hint = f"did you mean {close!r}? " if close is not None else ""

@@ -11,11 +11,12 @@ tasks, cannot tell: nothing is reported then.
 
 from __future__ import annotations
 
-import difflib
 import weakref
 from typing import Any
 
 from celery import Celery
+
+from .checks import nearest
 
 #: Celery's own tasks, registered in every app.
 CELERY_TASKS = "celery."
@@ -52,8 +53,7 @@ class TaskNames:
         own = self.own()
         if not own:
             return None
-        nearest = difflib.get_close_matches(task, own, n=1, cutoff=0.0)
-        return f"{task!r} is not a task the app registers (nearest: {nearest[0]!r})"
+        return f"{task!r} is not a task the app registers (nearest: {nearest(task, own, cutoff=0.0)!r})"
 
 
 _NAMES: weakref.WeakKeyDictionary[Celery, TaskNames] = weakref.WeakKeyDictionary()

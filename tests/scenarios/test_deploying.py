@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 from ..support.processes import PROJECT_ROOT, wait_until, write_app
-from ..support.redis_server import RedisServer, free_port
+from ..support.redis_server import RedisServer, free_port, stop_process
 
 yaml = pytest.importorskip("yaml", reason="the manifests are read with the test extra's pyyaml: pip install -e '.[test]'")
 
@@ -101,17 +101,6 @@ class Notifications:
     def next_with(self, text: str, after: int) -> int | None:
         """Index of the first message after ``after`` that holds ``text``."""
         return next((i for i, m in enumerate(self.read()) if i > after and text in m), None)
-
-
-def stop(process: subprocess.Popen[Any]) -> None:
-    """Stop ``process`` as a service manager would: SIGTERM, then SIGKILL after 20 s."""
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @pytest.fixture
@@ -192,7 +181,7 @@ def test_probes_healthcheck_and_watchdog_follow_a_redis_outage(tmp_path: Path, r
         assert beat.wait(30) == 0, output()
         assert "Traceback" not in output()
     finally:
-        stop(beat)
+        stop_process(beat, timeout=20)
         log.close()
 
 
@@ -248,6 +237,6 @@ def test_the_built_image_runs_beat_and_its_healthcheck_follows_redis(tmp_path: P
         assert probe_passes(probe, port)
         assert beat.poll() is None and "Traceback" not in output(), output()
     finally:
-        stop(beat)
+        stop_process(beat, timeout=20)
         log.close()
         subprocess.run([*store, "rm", container], capture_output=True)

@@ -8,6 +8,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -115,8 +116,8 @@ class RedisServer:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def stop_process(process: subprocess.Popen[bytes] | None, timeout: float = 10) -> None:
-    """SIGTERM a server process and wait; SIGKILL it if it has not exited within ``timeout``."""
+def stop_process(process: subprocess.Popen[Any] | None, timeout: float = 10) -> None:
+    """SIGTERM a process and wait; SIGKILL it if it has not exited within ``timeout``."""
     if process is not None and process.poll() is None:
         process.terminate()
         try:
