@@ -156,7 +156,12 @@ class Codec:
         return built
 
     def _build_schedule(self, kind: str, spec: Any, relative: bool) -> BaseSchedule:
-        return KINDS[kind].build(spec, relative, self.nowfun, self.app)
+        try:
+            return KINDS[kind].build(spec, relative, self.nowfun, self.app)
+        except InvalidDefinition:
+            raise
+        except ValueError as exc:  # a schedule class refusing what its kind's checks let through: one line, the kind named
+            raise InvalidDefinition(kind, f"cannot be used: {' '.join(str(exc).split())}") from None
 
 
 #: Where each attribute sits in a :class:`Definition`, and the defaults after the three every definition has.

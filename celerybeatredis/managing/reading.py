@@ -102,7 +102,7 @@ class EntryReads:
                               calendars)
         except InvalidDefinition as exc:
             raise exc.for_entry(name) from None
-        except ValueError as exc:  # a schedule Celery refuses as it builds it (crontab "0 3 31 2 *")
+        except ValueError as exc:  # a schedule that fails as its times are worked out (the codec has built it)
             raise InvalidDefinition("", _one_line(exc), name) from None
 
     def list(self, cursor: int = 0, count: int = 100, match: str | None = None,
@@ -172,8 +172,6 @@ class EntryReads:
                 self.check.validate(stored.name, doc if doc is not None else load_document(text), stored=True)
             except InvalidDefinition as exc:
                 reason = exc.reason
-            except ValueError as exc:  # a schedule Celery refuses as it builds it: the entry reads as invalid, saying why
-                reason = InvalidDefinition("", _one_line(exc), stored.name).reason
         return Entry(
             name=stored.name, raw=text, definition=doc, total_run_count=stored.total_run_count,
             last_run_at=parse_last_run_at(stored.last_run_at), next_run_at=timestamp_to_datetime(stored.score),

@@ -19,7 +19,7 @@ from ..exceptions import CeleryBeatRedisError, EntryChanged, EntryExists, EntryN
 from .auth import CSRF_FIELD, LOGIN_COOKIE, csrf_problem
 from .dashboard import Dashboard
 from .forms import check_allowed, definition_from_form, definition_from_json
-from .pages import Pages, Typed, entry_url, refusal
+from .pages import Pages, Typed, entry_url
 
 Form = dict[str, str]
 Change = Callable[[str, Form, str], str]
@@ -75,8 +75,8 @@ class Actions:
                 error = f"{exc}: the definition stored now is shown beside what you sent; save again to write yours over it"
                 return await run_in_threadpool(self.pages.entry, request, name, error=error, status_code=409, typed=typed,
                                                changed=True)
-            except (CeleryBeatRedisError, ValueError) as exc:  # ValueError: a schedule Celery refuses as it builds it
-                return await run_in_threadpool(self.pages.entry, request, name, error=refusal(exc, name), status_code=400,
+            except CeleryBeatRedisError as exc:
+                return await run_in_threadpool(self.pages.entry, request, name, error=str(exc), status_code=400,
                                                typed=typed)
             return RedirectResponse(_local_path(form.get("next")) or entry_url(name, done=done), 303)
         return endpoint
@@ -137,8 +137,8 @@ class Actions:
             await run_in_threadpool(self._add, name, form)
         except EntryExists:
             return self.pages.add(request, f"entry {name!r} exists; use --replace, or edit to change it", form, 400)
-        except (CeleryBeatRedisError, ValueError) as exc:  # ValueError: a schedule Celery refuses as it builds it
-            return self.pages.add(request, refusal(exc, name), form, 400)
+        except CeleryBeatRedisError as exc:
+            return self.pages.add(request, str(exc), form, 400)
         return RedirectResponse(entry_url(name, done="added"), 303)
 
     def _add(self, name: str, form: Form) -> None:

@@ -140,7 +140,7 @@ class Pages:
         try:
             doc = definition_from_form(form)
             times = preview(self.dash.store, form.get("name", "").strip(), doc, self.dash.store.server_time())
-        except (CeleryBeatRedisError, ValueError) as exc:  # ValueError: a schedule Celery refuses as it builds it
+        except (CeleryBeatRedisError, ValueError) as exc:  # ValueError: a schedule that fails as its times are worked out
             return self.dash.render(request, "preview.html", 400, error=refusal(exc, form.get("name", "").strip() or "new-entry"),
                                     times=[])
         return self.dash.render(request, "preview.html", error=None, times=times)
@@ -160,7 +160,7 @@ class Typed:
 
 
 def refusal(exc: Exception, name: str) -> str:
-    """A refused write in one line: the store's own message, or a plain ``ValueError`` of Celery's naming the entry."""
+    """A refused preview in one line: the store's own message, or a plain ``ValueError`` of Celery's naming the entry."""
     if isinstance(exc, CeleryBeatRedisError):
         return str(exc)
     return f"entry {name!r}: {' '.join(str(exc).split())}"

@@ -84,3 +84,19 @@ def test_a_stored_name_is_shown_escaped_on_one_line() -> None:
     assert shown_name("bad\nname") == "bad\\nname"
     assert shown_name("x\u202ey") == "x\\u202ey"
     assert "\n" not in shown_name("a\r\n\x00b")
+
+
+def test_a_schedule_class_refusing_its_spec_is_one_line_naming_the_kind(codec: Codec) -> None:
+    """Whatever a kind's own checks let through and its schedule class then refuses with a plain ValueError (as Celery's
+    crontab does with the 31st of February) reads as an invalid definition, not a crash of the reader."""
+    from celerybeatredis.definitions.registry import ScheduleKind, register
+
+    def build(spec: object, relative: bool, nowfun: object, app: Celery) -> object:
+        raise ValueError("no such\nday")
+
+    register(ScheduleKind(name="picky", build=build, from_celery=lambda value: None, describe=str))  # type: ignore[arg-type]
+    try:
+        error = refusal(codec, {"task": "t", "picky": {"on": "never"}})
+    finally:
+        KINDS.pop("picky")
+    assert (error.field, error.message) == ("picky", "cannot be used: no such day")
