@@ -229,12 +229,20 @@ def test_the_built_image_runs_beat_and_its_healthcheck_follows_redis(tmp_path: P
         wait_until(lambda: probe_passes(probe, port), timeout=60, what=f"/healthz from the image's beat\n{output()}")
         wait_until(lambda: healthcheck_exits() == 0, timeout=timing["StartPeriod"] / 1e9, what="the image's HEALTHCHECK to pass")
         schedule.kill()
-        bound = timing["Interval"] / 1e9 * timing["Retries"]
+        killed = time.monotonic()
+        bound, probe_bound = timing["Interval"] / 1e9 * timing["Retries"], probe["periodSeconds"] * probe["failureThreshold"]
+        # The probe fails within the manifest's period x threshold of the kill (not at one moment chosen by the test).
+        wait_until(lambda: not probe_passes(probe, port), timeout=probe_bound, what="/healthz to fail")
+        assert time.monotonic() - killed <= probe_bound
         wait_until(lambda: healthcheck_exits() == 1, timeout=bound, what="the image's HEALTHCHECK to fail")
-        assert not probe_passes(probe, port)
         schedule.start()
+        restarted = time.monotonic()
+        # Back before the liveness probe would have restarted the pod, counting from Redis's return.
+        liveness = beat_container()["livenessProbe"]
+        live_bound = liveness["periodSeconds"] * liveness["failureThreshold"]
+        wait_until(lambda: probe_passes(probe, port), timeout=live_bound, what="/healthz to pass again")
+        assert time.monotonic() - restarted <= live_bound
         wait_until(lambda: healthcheck_exits() == 0, timeout=bound, what="the image's HEALTHCHECK to pass again")
-        assert probe_passes(probe, port)
         assert beat.poll() is None and "Traceback" not in output(), output()
     finally:
         stop_process(beat, timeout=20)
